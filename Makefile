@@ -1,0 +1,42 @@
+# Everything runs from a local .venv that is created and filled on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ENV ?= ALE/Breakout-v5
+ARGS ?=
+EP ?=
+
+.PHONY: play list test bench lint uploader replay stress clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+play: $(STAMP)
+	$(BIN)/gymrec-play $(ENV) $(ARGS)
+
+list: $(STAMP)
+	$(BIN)/gymrec-play --list $(ARGS)
+
+uploader: $(STAMP)
+	$(BIN)/gymrec-uploader $(ARGS)
+
+replay: $(STAMP)
+	$(BIN)/gymrec-replay $(EP) $(ARGS)
+
+test: $(STAMP)
+	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 HF_HUB_OFFLINE=0 \
+		$(BIN)/python -m pytest -q $(ARGS)
+
+bench: $(STAMP)
+	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 $(BIN)/python -m bench $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check recorder uploader shared replay tests bench
+	$(BIN)/mypy recorder uploader shared replay
+
+clean:
+	rm -rf $(VENV) build *.egg-info

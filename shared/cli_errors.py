@@ -1,0 +1,86 @@
+"""The CLI edge: turn any failure into one line on stderr and an exit code.
+
+Modelled on huggingface_hub's ``cli/_errors.py``: typed errors map to a one-line message; anything
+unexpected becomes one line too, with the traceback only when ``GYMREC_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import click
+
+from shared.errors import DiskFullError, GymrecError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 3
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("GYMREC_DEBUG", "") not in ("", "0", "false", "no")
+
+
+def configure_logging(verbose: bool = False) -> None:
+    level = logging.DEBUG if (verbose or debug_enabled()) else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def error_line(prog: str, exc: BaseException) -> tuple[str, int]:
+    """What to print and which code to exit with for ``exc``."""
+    if isinstance(exc, GymrecError):
+        return f"{prog}: error: {_one_line(str(exc))}", exc.exit_code
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        full = DiskFullError(
+            f"the disk is full ({exc.filename or 'spool'})",
+            "free some space and run again; everything recorded so far is kept",
+        )
+        return f"{prog}: error: {full}", full.exit_code
+    if isinstance(exc, PermissionError):
+        return (
+            f"{prog}: error: permission denied: {exc.filename or exc} (check the path's owner and mode)",
+            2,
+        )
+    name = type(exc).__name__
+    return (
+        f"{prog}: error: unexpected {name}: {_one_line(str(exc)) or 'no message'} "
+        "(run again with GYMREC_DEBUG=1 for a traceback and report it)",
+        EXIT_INTERNAL,
+    )
+
+
+def cli_edge(prog: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a click command body so every failure ends as one line and an exit code."""
+
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def inner(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+                raise
+            except KeyboardInterrupt:
+                click.echo(f"{prog}: interrupted", err=True)
+                sys.exit(EXIT_INTERRUPTED)
+            except Exception as exc:  # the CLI edge: the one place a broad except belongs
+                if debug_enabled():
+                    raise
+                line, code = error_line(prog, exc)
+                click.echo(line, err=True)
+                sys.exit(code)
+
+        return inner
+
+    return wrap
