@@ -1,0 +1,146 @@
+"""Read one episode from the spool, validated against ``shared.schema``.
+
+The uploader, replay and crash recovery all read through this class, so a damaged episode fails the
+same way everywhere: a ``CorruptEpisodeError`` naming the episode and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+import zarr.errors
+
+from shared import schema
+from shared.errors import CorruptEpisodeError, EmptyEpisodeError, EpisodeNotFoundError
+from shared.spaces import Leaf, action_leaves, decode_action, obs_leaves
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    """Rows [start, stop) of every per-step array; ``obs`` holds the observations those steps saw."""
+
+    start: int
+    stop: int
+    obs: dict[str, np.ndarray]
+    action: dict[str, np.ndarray]
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    timestamp: np.ndarray
+    info: dict[str, np.ndarray]
+
+
+def read_committed(path: Path) -> int:
+    """How many steps the writer declared durable; 0 when it never committed a chunk."""
+    try:
+        return int(json.loads((path / schema.COMMITTED_NAME).read_text())["steps"])
+    except FileNotFoundError:
+        return 0
+    except (ValueError, KeyError, TypeError) as e:
+        raise CorruptEpisodeError(f"{path.name}: unreadable {schema.COMMITTED_NAME}") from e
+
+
+class Episode:
+    """A sealed episode (or, with ``trusted_length``, the committed part of a partial one)."""
+
+    def __init__(self, path: Path, trusted_length: int | None = None) -> None:
+        self.path = path
+        where = path.name
+        if not path.is_dir():
+            raise EpisodeNotFoundError(f"no episode at {path}", "check the path or run 'gymrec-uploader status'")
+        try:
+            self.group = zarr.open_group(str(path), mode="r")
+            self.attrs: dict[str, Any] = dict(self.group.attrs)
+        except (zarr.errors.GroupNotFoundError, FileNotFoundError, ValueError, json.JSONDecodeError) as e:
+            raise CorruptEpisodeError(f"{where}: not a readable Zarr group ({e})", "the episode is damaged") from e
+        sealed = trusted_length is None
+        schema.check_attrs(self.attrs, where, sealed=sealed)
+        self.length = int(self.attrs["length"]) if sealed else int(trusted_length or 0)
+        self.obs_leaves: list[Leaf] = obs_leaves(self.attrs["observation_space"])
+        self.action_leaves: list[Leaf] = action_leaves(self.attrs["action_space"])
+        self.info_keys: list[str] = sorted(self.group[schema.INFO_GROUP].keys()) if schema.INFO_GROUP in self.group else []
+        if sealed:
+            self._check_shapes()
+
+    @property
+    def id(self) -> str:
+        return str(self.attrs["episode_id"])
+
+    @property
+    def end_reason(self) -> str:
+        return str(self.attrs.get("end_reason", ""))
+
+    def _array(self, name: str) -> zarr.Array:
+        try:
+            node = self.group[name]
+        except KeyError as e:
+            raise CorruptEpisodeError(f"{self.path.name}: array {name!r} is missing", "the episode is damaged") from e
+        if not isinstance(node, zarr.Array):
+            raise CorruptEpisodeError(f"{self.path.name}: {name!r} is not an array")
+        return node
+
+    def _check_shapes(self) -> None:
+        if self.length == 0:
+            return
+        expected: dict[str, tuple[int, ...]] = {
+            schema.obs_path(leaf.name): (self.length + 1, *leaf.shape) for leaf in self.obs_leaves
+        }
+        expected |= {schema.hash_path(leaf.name): (self.length + 1,) for leaf in self.obs_leaves}
+        expected |= {schema.action_path(leaf.name): (self.length, *leaf.shape) for leaf in self.action_leaves}
+        expected |= {name: (self.length,) for name in schema.STEP_SCALARS}
+        for name, shape in expected.items():
+            actual = self._array(name).shape
+            if tuple(actual) != shape:
+                raise CorruptEpisodeError(f"{self.path.name}: array {name!r} has shape {actual}, expected {shape}")
+
+    def require_steps(self) -> None:
+        if self.length == 0:
+            raise EmptyEpisodeError(f"{self.path.name}: the episode has no steps", "nothing to upload or replay")
+
+    def _read(self, name: str, start: int, stop: int) -> np.ndarray:
+        try:
+            return np.asarray(self._array(name)[start:stop])
+        except CorruptEpisodeError:
+            raise
+        except (RuntimeError, ValueError, OSError, KeyError, TypeError) as e:  # what zarr/numcodecs raise on a damaged chunk
+            raise CorruptEpisodeError(f"{self.path.name}: cannot read {name!r} rows {start}..{stop} ({e})") from e
+
+    def obs(self, leaf: str, start: int, stop: int) -> np.ndarray:
+        return self._read(schema.obs_path(leaf), start, stop)
+
+    def hashes(self, leaf: str, start: int, stop: int) -> np.ndarray:
+        return self._read(schema.hash_path(leaf), start, stop)
+
+    def final_obs(self) -> dict[str, np.ndarray]:
+        return {leaf.name: self.obs(leaf.name, self.length, self.length + 1)[0] for leaf in self.obs_leaves}
+
+    def batch(self, start: int, stop: int) -> StepBatch:
+        stop = min(stop, self.length)
+        return StepBatch(
+            start=start,
+            stop=stop,
+            obs={leaf.name: self.obs(leaf.name, start, stop) for leaf in self.obs_leaves},
+            action={leaf.name: self._read(schema.action_path(leaf.name), start, stop) for leaf in self.action_leaves},
+            reward=self._read(schema.REWARD, start, stop),
+            terminated=self._read(schema.TERMINATED, start, stop),
+            truncated=self._read(schema.TRUNCATED, start, stop),
+            timestamp=self._read(schema.TIMESTAMP, start, stop),
+            info={key: self._read(schema.info_path(key), start, stop) for key in self.info_keys},
+        )
+
+    def batches(self, size: int = schema.CHUNK_STEPS) -> Iterator[StepBatch]:
+        """Chunk-aligned batches, so memory stays bounded whatever the episode length."""
+        for start in range(0, self.length, size):
+            yield self.batch(start, start + size)
+
+    def actions(self) -> list[Any]:
+        """Every step's native action, decoded (small: actions are a few bytes a step)."""
+        leaves = {leaf.name: self._read(schema.action_path(leaf.name), 0, self.length) for leaf in self.action_leaves}
+        desc = self.attrs["action_space"]
+        return [decode_action(desc, {k: v[t] for k, v in leaves.items()}) for t in range(self.length)]

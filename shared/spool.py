@@ -1,0 +1,124 @@
+"""The spool directory: finding episodes by state, and the writer lock that tells live from orphaned.
+
+A writer holds an exclusive ``flock`` on ``<episode>.partial/writer.lock`` for as long as it writes.
+The kernel drops the lock when the process dies however it dies, so "the lock is free" is proof, not a
+guess, that nobody is writing: that is what makes a ``.partial`` an orphan to recover.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from shared import schema
+from shared.errors import AmbiguousEpisodeError, EpisodeNotFoundError, SpoolError
+
+UPLOADED_AREA = "uploaded"
+# Areas, besides the spool root, where sealed episodes live on (the uploader moves them there).
+SEALED_AREAS = ("", UPLOADED_AREA)
+_ID_PREFIX = re.compile(r"^[0-9a-f-]{1,36}$")
+
+
+def check_spool(path: Path, create: bool) -> Path:
+    """The spool as a usable directory, or a one-line SpoolError saying why not."""
+    if path.exists() and not path.is_dir():
+        raise SpoolError(f"the spool {path} is a file, not a directory", "pass --spool DIR with a directory")
+    if not path.exists():
+        if not create:
+            raise SpoolError(f"the spool {path} does not exist", "record something first, or pass --spool DIR")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SpoolError(f"cannot create the spool {path}: {e.strerror}", "pass --spool DIR somewhere writable") from e
+    if create and not os.access(path, os.W_OK | os.X_OK):
+        raise SpoolError(f"the spool {path} is not writable", "fix its permissions or pass --spool DIR")
+    return path
+
+
+def is_episode_id(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
+def sealed_episodes(spool: Path, area: str = "") -> list[Path]:
+    base = spool / area if area else spool
+    if not base.is_dir():
+        return []
+    found = [p for p in base.iterdir() if p.suffix == schema.SEALED_SUFFIX and is_episode_id(p.stem) and p.is_dir()]
+    return sorted(found)
+
+
+def partial_episodes(spool: Path) -> list[Path]:
+    if not spool.is_dir():
+        return []
+    return sorted(p for p in spool.iterdir() if p.suffix == schema.PARTIAL_SUFFIX and p.is_dir())
+
+
+def find_episode(spool: Path, key: str) -> Path:
+    """An episode by path, id or unique id prefix, looking in every sealed area."""
+    as_path = Path(key)
+    if as_path.is_dir() and (as_path / "zarr.json").exists():
+        return as_path
+    prefix = key.lower()
+    if prefix.endswith(schema.SEALED_SUFFIX):
+        prefix = prefix[: -len(schema.SEALED_SUFFIX)]
+    if not _ID_PREFIX.match(prefix):
+        raise EpisodeNotFoundError(
+            f"{key!r} is neither an episode directory nor an episode id",
+            "pass a path, or an id or id prefix from 'gymrec-uploader status'",
+        )
+    matches = [p for area in SEALED_AREAS for p in sealed_episodes(spool, area) if p.stem.startswith(prefix)]
+    if not matches:
+        raise EpisodeNotFoundError(f"no episode in {spool} matches {key!r}", "check the id, or pass --spool DIR")
+    if len(matches) > 1:
+        names = ", ".join(p.stem[:13] for p in matches[:4])
+        raise AmbiguousEpisodeError(f"{key!r} matches {len(matches)} episodes ({names}, ...)", "give more of the id")
+    return matches[0]
+
+
+@dataclass
+class WriterLock:
+    """An exclusive, non-blocking flock on one episode's ``writer.lock``."""
+
+    path: Path
+    fd: int = -1
+
+    def try_acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self.fd = fd
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return True
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> WriterLock:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()
+
+
+def orphaned(partial: Path) -> WriterLock | None:
+    """The held lock if ``partial`` has no live writer (the caller then owns it), else None."""
+    lock = WriterLock(partial / schema.LOCK_NAME)
+    try:
+        return lock if lock.try_acquire() else None
+    except FileNotFoundError:
+        return None  # sealed (renamed) between listing and locking
