@@ -81,6 +81,9 @@ class Backend:
     def check_available(self, env_id: str) -> None:
         """Raise MissingRomError when the ROM/WAD is absent."""
 
+    def prepare(self) -> None:
+        """Import the package so that its env ids are registered with gymnasium."""
+
     def make_raw(self, env_id: str, kwargs: dict[str, Any]) -> gym.Env:
         return gym.make(env_id, render_mode="rgb_array", **kwargs)
 
@@ -113,6 +116,9 @@ class AleBackend(Backend):
         ale_py = importlib.import_module("ale_py")
         gym.register_envs(ale_py)
 
+    def prepare(self) -> None:
+        self._register()
+
     def ids(self) -> list[str]:
         self._register()
         return sorted(k for k, s in gym.registry.items() if str(s.entry_point).startswith("ale_py"))
@@ -137,6 +143,9 @@ class VizdoomBackend(Backend):
     def ids(self) -> list[str]:
         self._register()
         return sorted(k for k in gym.registry if k.startswith("Vizdoom"))
+
+    def prepare(self) -> None:
+        self._register()
 
     def owns(self, env_id: str) -> bool:
         return env_id.startswith("Vizdoom")
@@ -232,6 +241,7 @@ def list_envs(filter_text: str = "") -> list[EnvEntry]:
 def make_env(env_id: str, kwargs: dict[str, Any], backend_name: str | None = None) -> MadeEnv:
     """Make ``env_id`` with ``kwargs``; translate every backend failure into one typed error."""
     backend = backend_named(backend_name) if backend_name else resolve(env_id)
+    backend.prepare()
     backend.check_available(env_id)
     try:
         env = backend.make_raw(env_id, dict(kwargs))

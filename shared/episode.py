@@ -120,12 +120,12 @@ class Episode:
     def final_obs(self) -> dict[str, np.ndarray]:
         return {leaf.name: self.obs(leaf.name, self.length, self.length + 1)[0] for leaf in self.obs_leaves}
 
-    def batch(self, start: int, stop: int) -> StepBatch:
+    def batch(self, start: int, stop: int, with_obs: bool = True) -> StepBatch:
         stop = min(stop, self.length)
         return StepBatch(
             start=start,
             stop=stop,
-            obs={leaf.name: self.obs(leaf.name, start, stop) for leaf in self.obs_leaves},
+            obs={leaf.name: self.obs(leaf.name, start, stop) for leaf in self.obs_leaves} if with_obs else {},
             action={leaf.name: self._read(schema.action_path(leaf.name), start, stop) for leaf in self.action_leaves},
             reward=self._read(schema.REWARD, start, stop),
             terminated=self._read(schema.TERMINATED, start, stop),

@@ -1,0 +1,50 @@
+"""The recorder's configuration, built once at the CLI edge and passed down frozen."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.errors import BadEnvKwargError
+
+HUMAN = "human"
+
+
+@dataclass(frozen=True)
+class PlayConfig:
+    env_id: str
+    spool: Path
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    fps: float | None = None
+    scale: int = 3
+    seed: int | None = None
+    episodes: int | None = None
+    max_steps: int | None = None
+    agent: str = HUMAN
+    headless: bool = False
+    keymap_path: Path | None = None
+    player: str = ""
+
+    @property
+    def human(self) -> bool:
+        return self.agent == HUMAN
+
+
+def parse_env_kwargs(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; VALUE is read as JSON (numbers, true/false, lists) or else kept as text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise BadEnvKwargError(
+                f"--env-kwarg {pair!r} is not KEY=VALUE", "write it like --env-kwarg frameskip=4"
+            )
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out

@@ -1,0 +1,157 @@
+"""The recording session: episodes of play, each written to its own spool entry.
+
+The frame loop stays thin: ask the window (or the agent) for an action, journal it, step the env,
+hand the outcome to the writer. Everything slow (compression, disk) happens on the writer thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recorder.agents import Agent, load_agent
+from recorder.config import PlayConfig
+from recorder.writer import EpisodeWriter
+from shared import schema
+from shared.backends import MadeEnv
+from shared.schema import EndReason
+from shared.spaces import describe_space, encode_action, image_key, split_observation
+
+log = logging.getLogger(__name__)
+SEED_SPACE = 2**31 - 1
+
+
+@dataclass
+class SessionResult:
+    sealed: list[Path] = field(default_factory=list)
+    steps: int = 0
+
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def episode_attrs(config: PlayConfig, made: MadeEnv, seed: int, fps: float, keymap: dict[str, Any] | None) -> dict[str, Any]:
+    env = made.env
+    obs_desc = describe_space(env.observation_space)
+    return {
+        "schema_version": schema.SCHEMA_VERSION,
+        "episode_id": str(uuid.uuid4()),
+        "env_id": made.env_id,
+        "env_kwargs": made.kwargs,
+        "env_spec_kwargs": made.spec_kwargs,
+        "backend": made.backend,
+        "seed": int(seed),
+        "action_space": describe_space(env.action_space),
+        "observation_space": obs_desc,
+        "image_key": image_key(obs_desc),
+        "fps": float(fps),
+        "native_fps": float(made.native_fps),
+        "frameskip": float(made.frameskip),
+        "versions": made.versions,
+        "collector": config.agent,
+        "player": config.player,
+        "keymap": keymap,
+        "host": socket.gethostname(),
+        "started_at": utc_now(),
+        "chunk_steps": schema.CHUNK_STEPS,
+    }
+
+
+class Session:
+    """Runs episodes until the episode budget is spent or the player quits."""
+
+    def __init__(self, config: PlayConfig, made: MadeEnv, window: Any = None, resolver: Any = None,
+                 keymap: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.made = made
+        self.window = window
+        self.resolver = resolver
+        self.keymap = keymap
+        self.fps = config.fps or made.native_fps
+        self._seeds = np.random.default_rng(config.seed)
+        self.agent: Agent | None = None
+        if not config.human:
+            self.agent = load_agent(config.agent, made.env.action_space, config.seed)
+
+    def _next_seed(self, first: bool) -> int:
+        if first and self.config.seed is not None:
+            return self.config.seed
+        return int(self._seeds.integers(0, SEED_SPACE))
+
+    def run(self) -> SessionResult:
+        result = SessionResult()
+        episode = 0
+        while self.config.episodes is None or episode < self.config.episodes:
+            seed = self._next_seed(first=episode == 0)
+            end, path, steps = self._episode(seed, episode)
+            result.sealed.append(path)
+            result.steps += steps
+            if end == EndReason.QUIT:
+                break
+            if end != EndReason.DISCARDED:
+                episode += 1
+        return result
+
+    def _episode(self, seed: int, number: int) -> tuple[EndReason, Path, int]:
+        env = self.made.env
+        attrs = episode_attrs(self.config, self.made, seed, self.fps, self.keymap)
+        action_desc = attrs["action_space"]
+        img_key = attrs["image_key"]
+        obs, info = env.reset(seed=seed)
+        writer = EpisodeWriter.create(self.config.spool, attrs, backpressure=not self.config.human)
+        log.info("episode %s: %s seed %d", attrs["episode_id"], self.made.env_id, seed)
+        end: EndReason | None = None
+        extra: dict[str, Any] = {}
+        try:
+            while end is None:
+                leaves = split_observation(obs)
+                keys: frozenset[str] = frozenset()
+                if self.window is not None:
+                    tick = self.window.next_tick(leaves[img_key], self._hud(writer, number))
+                    if tick.quit:
+                        end = EndReason.QUIT
+                        break
+                    if tick.discard:
+                        end = EndReason.DISCARDED
+                        break
+                    keys = tick.keys
+                action = self.agent(obs) if self.agent is not None else self.resolver(keys)
+                writer.record(leaves, encode_action(action_desc, action), info)
+                obs, reward, terminated, truncated, info = env.step(action)
+                writer.outcome(float(reward), bool(terminated), bool(truncated), info)
+                if terminated:
+                    end = EndReason.TERMINATED
+                elif truncated:
+                    end = EndReason.TRUNCATED
+                elif self.config.max_steps is not None and writer.steps >= self.config.max_steps:
+                    end, extra = EndReason.TRUNCATED, {"truncated_by": "max_steps"}
+        except KeyboardInterrupt:
+            end = EndReason.QUIT  # Ctrl-C or SIGTERM: stop and keep what was played
+        except BaseException:
+            # Leave the .partial (journal + committed chunks) for crash recovery to finish.
+            writer.close_without_sealing()
+            raise
+        if writer.steps == 0:
+            end, extra = EndReason.DISCARDED, {"discarded_because": "no steps were played"}
+        path = writer.seal(split_observation(obs), end, extra)
+        return end, path, writer.steps
+
+    def _hud(self, writer: EpisodeWriter, number: int) -> Any:
+        from recorder.window import HudState
+
+        return HudState(
+            fps_target=self.fps,
+            step=writer.steps,
+            episode_return=writer.episode_return,
+            episode=number + 1,
+            recording=True,
+            env_id=self.made.env_id,
+        )
