@@ -61,72 +61,99 @@ def _journal(partial: Path, attrs: dict[str, Any]) -> tuple[np.ndarray, dict[str
     return fmt.unpack_all(data)
 
 
+@dataclass
+class _Orphan:
+    """What survived of one episode: committed rows on disk, and the journal beyond them."""
+
+    partial: Path
+    attrs: dict[str, Any]
+    committed: int
+    timestamps: np.ndarray
+    journal: dict[str, np.ndarray]
+    disk: Episode
+
+    @property
+    def total(self) -> int:
+        return max(self.committed, len(self.timestamps))
+
+    def actions(self) -> list[Any]:
+        desc = self.attrs["action_space"]
+        on_disk = self.disk.batch(0, self.committed, with_obs=False).action if self.committed else {}
+        return [
+            decode_action(desc, {k: v[t] for k, v in (on_disk if t < self.committed else self.journal).items()})
+            for t in range(self.total)
+        ]
+
+    def diverged(self, t: int, what: str) -> RecoveryError:
+        return RecoveryError(f"{self.partial.name}: re-simulated {what} differs at step {t}",
+                             "the env is not deterministic; the episode is kept as it is")
+
+
+def _load(partial: Path) -> _Orphan:
+    attrs = dict(zarr.open_group(str(partial), mode="r").attrs)
+    schema.check_attrs(attrs, partial.name, sealed=False)
+    chunk = int(attrs["chunk_steps"])
+    # A marker written while sealing may be mid-chunk; redo that chunk from the re-simulation.
+    committed = (read_committed(partial) // chunk) * chunk
+    timestamps, journal = _journal(partial, attrs)
+    if committed:
+        _expose_committed(partial, committed)
+    return _Orphan(partial, attrs, committed, timestamps, journal, Episode(partial, trusted_length=committed))
+
+
 def recover(partial: Path, lock: WriterLock) -> Recovered:
     """Recover one orphan whose lock the caller holds; the lock is released on return."""
     try:
-        attrs = dict(zarr.open_group(str(partial), mode="r").attrs)
-        schema.check_attrs(attrs, partial.name, sealed=False)
-        chunk = int(attrs["chunk_steps"])
-        # A marker written while sealing may be mid-chunk; redo that chunk from the re-simulation.
-        committed = (read_committed(partial) // chunk) * chunk
-        timestamps, journal = _journal(partial, attrs)
-        if committed:
-            _expose_committed(partial, committed)
-        disk = Episode(partial, trusted_length=committed)
-        desc = attrs["action_space"]
-        disk_actions = {leaf.name: disk.batch(0, committed, with_obs=False).action[leaf.name] for leaf in disk.action_leaves} if committed else {}
-        total = max(committed, len(timestamps))
-        return _resimulate(partial, lock, attrs, disk, committed, total, desc, disk_actions, timestamps, journal)
+        orphan = _load(partial)
+        made = make_env(orphan.attrs["env_id"], orphan.attrs["env_kwargs"], orphan.attrs["backend"])
     except BaseException:
         lock.release()
         raise
-
-
-def _action_at(t: int, committed: int, desc: dict[str, Any], disk: dict[str, np.ndarray], journal: dict[str, np.ndarray]) -> Any:
-    source = disk if t < committed else journal
-    return decode_action(desc, {k: v[t] for k, v in source.items()})
-
-
-def _resimulate(partial: Path, lock: WriterLock, attrs: dict[str, Any], disk: Episode, committed: int, total: int,
-                desc: dict[str, Any], disk_actions: dict[str, np.ndarray], timestamps: np.ndarray,
-                journal: dict[str, np.ndarray]) -> Recovered:
-    made = make_env(attrs["env_id"], attrs["env_kwargs"], attrs["backend"])
-    env = made.env
     try:
-        obs, info = env.reset(seed=int(attrs["seed"]))
-        checked = disk.batch(0, committed, with_obs=False) if committed else None
-        hashes = {leaf.name: disk.hashes(leaf.name, 0, committed) for leaf in disk.obs_leaves} if committed else {}
-        writer = EpisodeWriter(partial, lock, attrs, first_chunk=committed // int(attrs["chunk_steps"]), journal=False,
-                               backpressure=True)
-        writer.episode_return = float(checked.reward.sum()) if checked is not None else 0.0
-        for t in range(total):
-            action = _action_at(t, committed, desc, disk_actions, journal)
-            leaves = split_observation(obs)
-            if t < committed:
-                assert checked is not None
-                for name, row in leaves.items():
-                    if name in hashes and schema.row_hash(row) != int(hashes[name][t]):
-                        raise RecoveryError(f"{partial.name}: re-simulated observation {name!r} differs at step {t}",
-                                            "the env is not deterministic; the episode is kept as it is")
-            else:
-                writer.record(leaves, encode_action(desc, action), info)
-                if t < len(timestamps):
-                    writer.restore_timestamp(float(timestamps[t]))
-            obs, reward, terminated, truncated, info = env.step(action)
-            if t < committed:
-                assert checked is not None
-                if (float(reward), bool(terminated), bool(truncated)) != (
-                    float(checked.reward[t]), bool(checked.terminated[t]), bool(checked.truncated[t])):
-                    raise RecoveryError(f"{partial.name}: re-simulated reward/termination differs at step {t}",
-                                        "the env is not deterministic; the episode is kept as it is")
-            else:
-                writer.outcome(float(reward), bool(terminated), bool(truncated), info)
-        extra = {"recovery": {"committed_steps": committed, "journal_steps": int(len(timestamps)),
-                              "rebuilt_steps": total - committed, "recovered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
-        sealed = writer.seal(split_observation(obs), schema.EndReason.RECOVERED, extra)
-        return Recovered(partial, sealed, committed, total - committed)
+        writer = EpisodeWriter(partial, lock, orphan.attrs, first_chunk=orphan.committed // int(orphan.attrs["chunk_steps"]),
+                               journal=False, backpressure=True)
+    except BaseException:
+        made.env.close()
+        lock.release()
+        raise
+    try:
+        return _resimulate(orphan, made.env, writer)
+    except BaseException:
+        writer.close_without_sealing()
+        raise
     finally:
-        env.close()
+        made.env.close()
+
+
+def _resimulate(orphan: _Orphan, env: Any, writer: EpisodeWriter) -> Recovered:
+    committed = orphan.committed
+    checked = orphan.disk.batch(0, committed, with_obs=False) if committed else None
+    hashes = {leaf.name: orphan.disk.hashes(leaf.name, 0, committed) for leaf in orphan.disk.obs_leaves} if committed else {}
+    writer.episode_return = float(checked.reward.sum()) if checked is not None else 0.0
+    desc = orphan.attrs["action_space"]
+    obs, info = env.reset(seed=int(orphan.attrs["seed"]))
+    for t, action in enumerate(orphan.actions()):
+        leaves = split_observation(obs)
+        if t < committed:
+            for name, row in leaves.items():
+                if name in hashes and schema.row_hash(row) != int(hashes[name][t]):
+                    raise orphan.diverged(t, f"observation {name!r}")
+        else:
+            writer.record(leaves, encode_action(desc, action), info)
+            if t < len(orphan.timestamps):
+                writer.restore_timestamp(float(orphan.timestamps[t]))
+        obs, reward, terminated, truncated, info = env.step(action)
+        if checked is None or t >= committed:
+            writer.outcome(float(reward), bool(terminated), bool(truncated), info)
+        elif (float(reward), bool(terminated), bool(truncated)) != (
+            float(checked.reward[t]), bool(checked.terminated[t]), bool(checked.truncated[t])
+        ):
+            raise orphan.diverged(t, "reward or termination")
+    rebuilt = orphan.total - committed
+    extra = {"recovery": {"committed_steps": committed, "journal_steps": int(len(orphan.timestamps)),
+                          "rebuilt_steps": rebuilt, "recovered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
+    sealed = writer.seal(split_observation(obs), schema.EndReason.RECOVERED, extra)
+    return Recovered(orphan.partial, sealed, committed, rebuilt)
 
 
 def recover_orphans(spool: Path) -> list[Recovered]:
@@ -143,7 +170,7 @@ def recover_orphans(spool: Path) -> list[Recovered]:
             log.warning("recovered %s", partial.name)
         except (CorruptEpisodeError, RecoveryError) as e:
             (partial / FAILED_NOTE).write_text(f"{e}\n")
-            log.error("cannot recover %s: %s", partial.name, e)
+            log.error("%s", e)
             results.append(Recovered(partial, None, 0, 0, str(e)))
         except GymrecError as e:  # e.g. the env or its ROM is missing here: try again on a later run
             log.error("cannot recover %s now: %s", partial.name, e)

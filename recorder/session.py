@@ -21,6 +21,7 @@ from recorder.config import PlayConfig
 from recorder.writer import EpisodeWriter
 from shared import schema
 from shared.backends import MadeEnv
+from shared.errors import AgentActionError
 from shared.schema import EndReason
 from shared.spaces import describe_space, encode_action, image_key, split_observation
 
@@ -135,14 +136,21 @@ class Session:
                     end, extra = EndReason.TRUNCATED, {"truncated_by": "max_steps"}
         except KeyboardInterrupt:
             end = EndReason.QUIT  # Ctrl-C or SIGTERM: stop and keep what was played
+        except AgentActionError:
+            # The env never saw the bad action: what was played so far is whole, so seal it.
+            self._seal(writer, obs, EndReason.QUIT, {"stopped_because": "the agent returned an invalid action"})
+            raise
         except BaseException:
-            # Leave the .partial (journal + committed chunks) for crash recovery to finish.
+            # The disk or the env failed: leave the .partial (journal + committed chunks) to recovery.
             writer.close_without_sealing()
             raise
+        return end, self._seal(writer, obs, end, extra), writer.steps
+
+    @staticmethod
+    def _seal(writer: EpisodeWriter, obs: Any, end: EndReason, extra: dict[str, Any]) -> Path:
         if writer.steps == 0:
-            end, extra = EndReason.DISCARDED, {"discarded_because": "no steps were played"}
-        path = writer.seal(split_observation(obs), end, extra)
-        return end, path, writer.steps
+            end, extra = EndReason.DISCARDED, {**extra, "discarded_because": "no steps were played"}
+        return writer.seal(split_observation(obs), end, extra)
 
     def _hud(self, writer: EpisodeWriter, number: int) -> Any:
         from recorder.window import HudState

@@ -216,7 +216,7 @@ class EpisodeWriter:
                 self._write(job)
             except OSError as e:
                 self._failure = _spool_failure(e, self.partial)
-                log.error("spool write failed: %s", self._failure)
+                log.debug("spool write failed: %s", self._failure)  # re-raised on the game thread
             finally:
                 if not job.final:
                     self._free.put(job.arrays)
@@ -241,11 +241,12 @@ class EpisodeWriter:
                     hashes[i] = schema.row_hash(rows[i])
         for name, rows in job.arrays.items():
             used = job.obs_rows if name.startswith(_PER_OBS) else job.step_rows
+            array_dir = self._array_dir(name, rows)  # even empty arrays exist, so a sealed episode is whole
             if used == 0:
                 continue
             if used < len(rows):
                 rows[used:] = 0  # the edge chunk's padding is never read; zeros compress best
-            target = schema.chunk_file(self._array_dir(name, rows), job.index, rows.ndim)
+            target = schema.chunk_file(array_dir, job.index, rows.ndim)
             target.parent.mkdir(parents=True, exist_ok=True)
             _atomic_write(target, self._codec.encode(np.ascontiguousarray(rows)))
         if self._journal_fd >= 0:

@@ -114,6 +114,8 @@ class AleBackend(Backend):
 
     def _register(self) -> None:
         ale_py = importlib.import_module("ale_py")
+        # ALE's banner goes to stderr on every env; keep stderr for gymrec's one-line messages.
+        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
         gym.register_envs(ale_py)
 
     def prepare(self) -> None:
