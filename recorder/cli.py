@@ -39,12 +39,12 @@ def _interactive(config: PlayConfig, made: Any) -> tuple[Any, Any, dict[str, Any
 
     resolver = None
     keymap_dict = None
-    help_lines = ["Esc: stop and save", "P: pause", "Backspace: discard episode", "F1: this help"]
+    help_lines: list[str] = []
     if config.human:
         keymap = load_keymap(made.backend, config.keymap_path)
         resolver = build_resolver(keymap, made.env)
         keymap_dict = {"source": keymap.source, "bindings": keymap.to_dict(), "resolved": resolver.describe()}
-        help_lines += [f"{k}: {v}" for k, v in resolver.describe().items()] if isinstance(resolver.describe(), dict) else []
+        help_lines = resolver.help_lines()
     fps = config.fps or made.native_fps
     window = GameWindow(title=f"gymrec - {made.env_id}", fps=fps, scale=config.scale, help_lines=help_lines)
     return window, resolver, keymap_dict
@@ -107,6 +107,7 @@ def main(env_id: str | None, list_envs_flag: bool, fps: float | None, scale: int
          env_kwargs: tuple[str, ...], keymap_path: Path | None, player: str, verbose: bool) -> None:
     """Play ENV_ID and record every episode into the spool."""
     configure_logging(verbose)
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # keep stderr for gymrec's own lines
     if list_envs_flag:
         _list(env_id or "")
         return

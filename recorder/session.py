@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 
 from recorder.agents import Agent, load_agent
 from recorder.config import PlayConfig
-from recorder.writer import EpisodeWriter
+from recorder.writer import EpisodeWriter, utc_now
 from shared import schema
 from shared.backends import MadeEnv
 from shared.errors import AgentActionError
@@ -27,16 +26,13 @@ from shared.spaces import describe_space, encode_action, image_key, split_observ
 
 log = logging.getLogger(__name__)
 SEED_SPACE = 2**31 - 1
+MAX_SEALING = 2
 
 
 @dataclass
 class SessionResult:
     sealed: list[Path] = field(default_factory=list)
     steps: int = 0
-
-
-def utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def episode_attrs(config: PlayConfig, made: MadeEnv, seed: int, fps: float, keymap: dict[str, Any] | None) -> dict[str, Any]:
@@ -89,19 +85,29 @@ class Session:
 
     def run(self) -> SessionResult:
         result = SessionResult()
+        sealing: list[EpisodeWriter] = []
         episode = 0
-        while self.config.episodes is None or episode < self.config.episodes:
-            seed = self._next_seed(first=episode == 0)
-            end, path, steps = self._episode(seed, episode)
-            result.sealed.append(path)
-            result.steps += steps
-            if end == EndReason.QUIT:
-                break
-            if end != EndReason.DISCARDED:
-                episode += 1
+        started = 0
+        try:
+            while self.config.episodes is None or episode < self.config.episodes:
+                seed = self._next_seed(first=started == 0)
+                started += 1
+                end, writer = self._episode(seed, episode)
+                sealing.append(writer)
+                result.steps += writer.steps
+                # Sealing runs on each episode's writer thread while the next episode plays; bound it.
+                while len(sealing) > MAX_SEALING:
+                    result.sealed.append(sealing.pop(0).wait())
+                if end == EndReason.QUIT:
+                    break
+                if end != EndReason.DISCARDED:
+                    episode += 1
+        finally:
+            for writer in sealing:
+                result.sealed.append(writer.wait())
         return result
 
-    def _episode(self, seed: int, number: int) -> tuple[EndReason, Path, int]:
+    def _episode(self, seed: int, number: int) -> tuple[EndReason, EpisodeWriter]:
         env = self.made.env
         attrs = episode_attrs(self.config, self.made, seed, self.fps, self.keymap)
         action_desc = attrs["action_space"]
@@ -144,13 +150,14 @@ class Session:
             # The disk or the env failed: leave the .partial (journal + committed chunks) to recovery.
             writer.close_without_sealing()
             raise
-        return end, self._seal(writer, obs, end, extra), writer.steps
+        self._seal(writer, obs, end, extra, wait=False)
+        return end, writer
 
     @staticmethod
-    def _seal(writer: EpisodeWriter, obs: Any, end: EndReason, extra: dict[str, Any]) -> Path:
+    def _seal(writer: EpisodeWriter, obs: Any, end: EndReason, extra: dict[str, Any], wait: bool = True) -> Path:
         if writer.steps == 0:
             end, extra = EndReason.DISCARDED, {**extra, "discarded_because": "no steps were played"}
-        return writer.seal(split_observation(obs), end, extra)
+        return writer.seal(split_observation(obs), end, extra, wait=wait)
 
     def _hud(self, writer: EpisodeWriter, number: int) -> Any:
         from recorder.window import HudState

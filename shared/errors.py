@@ -119,6 +119,10 @@ class DatasetError(GymrecError, ValueError):
     """A local dataset directory is missing or not in gymrec's layout."""
 
 
+class CommitConflictError(HubUnavailableError):
+    """The repo's head moved under a ``parent_commit`` commit; re-read it and try again."""
+
+
 # --- replay -----------------------------------------------------------------------------------
 
 

@@ -19,8 +19,9 @@ from shared import schema
 from shared.errors import AmbiguousEpisodeError, EpisodeNotFoundError, SpoolError
 
 UPLOADED_AREA = "uploaded"
+UPLOADED_LOCAL_AREA = "uploaded-local"
 # Areas, besides the spool root, where sealed episodes live on (the uploader moves them there).
-SEALED_AREAS = ("", UPLOADED_AREA)
+SEALED_AREAS = ("", UPLOADED_AREA, UPLOADED_LOCAL_AREA)
 _ID_PREFIX = re.compile(r"^[0-9a-f-]{1,36}$")
 
 

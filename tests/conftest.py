@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+
+# huggingface_hub reads these when first imported, before any fixture could set them.
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import subprocess
 import sys
 import threading
@@ -40,6 +45,15 @@ def _no_leaked_threads() -> Iterator[None]:
             break
         time.sleep(0.05)
     assert not leaked, f"leaked threads: {[t.name for t in leaked]}"
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[object]:
+    """A Hub-compatible server on 127.0.0.1 for the real huggingface_hub/datasets clients."""
+    from tests.hubserver import running_hub
+
+    with running_hub("hf_test_token", tmp_path) as server:
+        yield server
 
 
 @pytest.fixture

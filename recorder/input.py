@@ -1,0 +1,108 @@
+"""The pure input model: pygame events in, held keys, step latches and pending commands out.
+
+Like Gymnasium's ``utils/play.py`` ``process_event``, but immutable so it is testable without a
+window. Game keys are pygame key names (``pygame.key.name``), the same strings keymaps use.
+
+The latch: a key pressed and released between two steps would be invisible to a "keys held now"
+model (a quick tap of FIRE at 15 steps/s is easily shorter than one step), so every KEYDOWN is also
+latched until the next ``take_step_keys``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import pygame
+
+from shared.keymap import RESERVED_KEYS
+
+_QUIT_EVENTS = frozenset({pygame.QUIT, pygame.WINDOWCLOSE})
+
+
+@dataclass(frozen=True)
+class Commands:
+    """gymrec's own controls, taken from an ``InputState`` by ``take_commands``."""
+
+    quit: bool = False
+    pause: bool = False  # toggle
+    discard: bool = False
+    help: bool = False  # toggle
+
+    @property
+    def any(self) -> bool:
+        return self.quit or self.pause or self.discard or self.help
+
+
+NO_COMMANDS = Commands()
+
+
+@dataclass(frozen=True)
+class InputState:
+    """Keys held now, keys pressed since the last step, and commands not yet acted on.
+
+    ``pause`` and ``help`` are pending toggles: two presses before anyone takes them cancel out.
+    """
+
+    held: frozenset[str] = frozenset()
+    latched: frozenset[str] = frozenset()
+    quit: bool = False
+    pause: bool = False
+    discard: bool = False
+    help: bool = False
+
+
+def key_name(event: pygame.event.Event) -> str:
+    """The pygame key name of a KEYDOWN/KEYUP event ("" if it has none)."""
+    key = getattr(event, "key", None)
+    return pygame.key.name(key) if isinstance(key, int) else ""
+
+
+def _command(state: InputState, command: str) -> InputState:
+    if command == "quit":
+        return dataclasses.replace(state, quit=True)
+    if command == "pause":
+        return dataclasses.replace(state, pause=not state.pause)
+    if command == "discard":
+        return dataclasses.replace(state, discard=True)
+    return dataclasses.replace(state, help=not state.help)
+
+
+def process_event(state: InputState, event: pygame.event.Event) -> InputState:
+    """The state after ``event``; events that change nothing return ``state`` itself."""
+    kind = event.type
+    if kind in _QUIT_EVENTS:
+        return dataclasses.replace(state, quit=True)
+    if kind == pygame.WINDOWFOCUSLOST:
+        # KEYUPs for keys released while another window has focus never arrive; forget them all
+        # rather than run into a wall forever. Latches stay: those presses really happened.
+        return dataclasses.replace(state, held=frozenset())
+    if kind not in (pygame.KEYDOWN, pygame.KEYUP):
+        return state
+    name = key_name(event)
+    if not name:
+        return state
+    command = RESERVED_KEYS.get(name)
+    if command is not None:
+        return _command(state, command) if kind == pygame.KEYDOWN else state
+    if kind == pygame.KEYDOWN:
+        return dataclasses.replace(state, held=state.held | {name}, latched=state.latched | {name})
+    if name not in state.held:
+        return state
+    return dataclasses.replace(state, held=state.held - {name})
+
+
+def take_step_keys(state: InputState) -> tuple[frozenset[str], InputState]:
+    """The keys acting on this step (held or latched) and the state with latches cleared."""
+    keys = state.held | state.latched
+    if not state.latched:
+        return keys, state
+    return keys, dataclasses.replace(state, latched=frozenset())
+
+
+def take_commands(state: InputState) -> tuple[Commands, InputState]:
+    """The pending commands and the state with them cleared."""
+    commands = Commands(quit=state.quit, pause=state.pause, discard=state.discard, help=state.help)
+    if not commands.any:
+        return NO_COMMANDS, state
+    return commands, dataclasses.replace(state, quit=False, pause=False, discard=False, help=False)

@@ -1,0 +1,140 @@
+"""``gymrec-replay``: re-run recorded episodes and prove them bit-exact (or show them)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from replay.select import Job, Selection, jobs, spool_to_recover
+from replay.verify import Result, Summary, VerifyOptions, verify
+from shared.cli_errors import cli_edge, configure_logging
+from shared.errors import GymrecError
+from shared.paths import default_spool
+from shared.schema import EndReason
+
+PROG = "gymrec-replay"
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    selection: Selection
+    options: VerifyOptions
+    render: bool
+    fps: float | None
+    verify: bool
+
+
+def _warn(line: str) -> None:
+    click.echo(f"{PROG}: warning: {line}", err=True)
+
+
+def _recover(spool: Path) -> None:
+    try:
+        from recorder.recovery import recover_orphans
+    except ImportError:  # replay installed without the recorder: nothing to recover with
+        return
+    for r in recover_orphans(spool):
+        if r.sealed is not None:
+            click.echo(f"recovered {r.sealed.name}: {r.checked_steps} steps checked, {r.rebuilt_steps} rebuilt", err=True)
+        else:
+            _warn(f"could not recover {r.partial.name}: {r.error}")
+
+
+def _one(job: Job, config: ReplayConfig) -> Result | None:
+    source = job.open()
+    if not job.explicit and source.end_reason == EndReason.DISCARDED:
+        return None
+    if config.render:
+        from replay.render import show
+
+        return show(source, config.options, fps=config.fps, verify=config.verify, warn=_warn)
+    return verify(source, config.options, warn=_warn)
+
+
+def _table(results: list[Result]) -> str:
+    rows = [("episode", "env", "steps", "result", "first divergence", "seconds")]
+    for r in results:
+        first = r.error or (r.divergence.line() if r.divergence else "-")
+        rows.append((r.episode_id[:8], r.env_id, str(r.length), r.status, first, f"{r.seconds:.2f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=False)) + "  " + row[-1] for row in rows]
+    for r in results:
+        lines += [f"{r.episode_id[:8]}: {w}" for w in r.warnings]
+        if r.divergence and r.divergence.diff_png:
+            lines.append(f"{r.episode_id[:8]}: diff image {r.divergence.diff_png}")
+    return "\n".join(lines)
+
+
+def run(config: ReplayConfig) -> int:
+    spool = spool_to_recover(config.selection)
+    if spool is not None:
+        _recover(spool)
+    todo = jobs(config.selection)
+    single = len(todo) == 1 and not config.selection.all_
+    summary = Summary()
+    for job in todo:
+        try:
+            result = _one(job, config)
+        except GymrecError as e:
+            if single:
+                raise
+            _warn(f"{job.label}: {e}")
+            result = Result(job.label.removesuffix(".zarr"), "?", 0, "error", 0.0, error=str(e).split(" (")[0])
+        if result is not None:
+            summary.results.append(result)
+    if not summary.results:
+        click.echo("no episodes to replay", err=True)
+    else:
+        click.echo(_table(summary.results))
+    return summary.exit_code
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("episode", required=False)
+@click.option("--spool", type=click.Path(path_type=Path), help="Spool directory (default: $GYMREC_SPOOL or ~/.local/share/gymrec/spool).")
+@click.option("--repo-id", help="A Hub dataset (anyone's public one): EPISODE is an episode id, prefix or index in it.")
+@click.option("--local-dir", type=click.Path(path_type=Path), help="A local dataset directory (with --repo-id: where to download).")
+@click.option("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT or huggingface.co).")
+@click.option("--all", "all_", is_flag=True, help="Replay every episode of the source (discarded ones are skipped).")
+@click.option("--render", is_flag=True, help="Show the recording (and the live replay) in a window.")
+@click.option("--fps", type=click.FloatRange(min=0.1), help="Playback speed for --render (default: the recorded fps).")
+@click.option("--no-verify", is_flag=True, help="With --render: only show the recording; no env needed.")
+@click.option("--diff-dir", type=click.Path(path_type=Path), help="Where divergence images go (default: a temp directory).")
+@click.option("--check-frames", is_flag=True, help="Also prove every stored frame matches its stored hash (slower: decodes all).")
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
+@cli_edge(PROG)
+def main(episode: str | None, spool: Path | None, repo_id: str | None, local_dir: Path | None, endpoint: str | None,
+         all_: bool, render: bool, fps: float | None, no_verify: bool, diff_dir: Path | None, check_frames: bool,
+         verbose: bool) -> None:  # fmt: skip
+    """Replay EPISODE (a spool path, an episode id or prefix, or a dataset) and verify it bit-exactly.
+
+    Exit status: 0 when every episode is identical, 1 when any diverged, 2 on an error.
+    """
+    configure_logging(verbose)
+    if no_verify and not render:
+        raise click.UsageError("--no-verify only makes sense with --render")
+    token = os.environ.get("HF_TOKEN") or None
+    if repo_id and token is None:
+        from huggingface_hub import get_token
+
+        token = get_token()
+    config = ReplayConfig(
+        selection=Selection(
+            key=episode,
+            all_=all_,
+            spool=spool or default_spool(os.environ),
+            repo_id=repo_id,
+            local_dir=local_dir,
+            endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None,
+            token=token,
+        ),
+        options=VerifyOptions(diff_dir=diff_dir or Path(tempfile.gettempdir()) / "gymrec-diffs", check_frames=check_frames),
+        render=render,
+        fps=fps,
+        verify=not no_verify,
+    )
+    raise SystemExit(run(config))

@@ -1,0 +1,175 @@
+"""Where a recorded episode comes from, behind one interface: the spool, a local dataset or the Hub.
+
+Verification reads everything it needs per step in bulk and up front (actions, rewards, flags and
+one 64-bit hash per observation leaf): a few bytes a step. Full observations are fetched only on a
+mismatch (for the diff), for ``--check-frames`` and for ``--render``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numcodecs
+import numpy as np
+
+from shared import schema
+from shared.episode import Episode
+from shared.errors import CorruptEpisodeError
+from shared.schema import EndReason
+from shared.spaces import ACTION_LEAF, Leaf, decode_action, obs_leaves
+from shared.spool import SEALED_AREAS, find_episode, sealed_episodes
+
+
+@dataclass(frozen=True)
+class RecordedSteps:
+    """Everything compared per step, as plain Python lists so the hot loop only indexes."""
+
+    actions: list[Any]
+    reward: list[float]
+    terminated: list[bool]
+    truncated: list[bool]
+    obs_hashes: dict[str, list[int]]  # leaf -> T+1 hashes; row T is the final observation
+
+
+class EpisodeSource(abc.ABC):
+    """One recorded episode, wherever it is stored."""
+
+    attrs: dict[str, Any]
+    where: str  # what a user would pass to name it again (a path, or repo:id)
+
+    @property
+    def id(self) -> str:
+        return str(self.attrs["episode_id"])
+
+    @property
+    def env_id(self) -> str:
+        return str(self.attrs["env_id"])
+
+    @property
+    def length(self) -> int:
+        return int(self.attrs["length"])
+
+    @property
+    def end_reason(self) -> str:
+        return str(self.attrs.get("end_reason", ""))
+
+    @property
+    def obs_leaves(self) -> list[Leaf]:
+        return obs_leaves(self.attrs["observation_space"])
+
+    @abc.abstractmethod
+    def steps(self) -> RecordedSteps:
+        """Per-step records of the whole episode, read in bulk."""
+
+    @abc.abstractmethod
+    def observation(self, t: int) -> dict[str, np.ndarray]:
+        """The full recorded observation at step ``t`` (``t == length``: the final one)."""
+
+    @abc.abstractmethod
+    def observations(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """Every recorded observation, 0..length inclusive, in order, read in chunks."""
+
+    def check_rows(self, name: str, rows: list[Any], expected: int) -> None:
+        if len(rows) != expected:
+            raise CorruptEpisodeError(
+                f"{self.where}: {name} has {len(rows)} rows, expected {expected}", "the episode is truncated or damaged"
+            )
+
+
+class SpoolSource(EpisodeSource):
+    """A sealed ``<id>.zarr`` episode, read through ``shared.episode.Episode``."""
+
+    def __init__(self, path: Path) -> None:
+        self.episode = Episode(path)
+        self.episode.require_steps()
+        self.attrs = self.episode.attrs
+        self.where = str(path)
+        self.chunk = int(self.attrs.get("chunk_steps", schema.CHUNK_STEPS))
+        self._check_chunks_present()
+
+    def _check_chunks_present(self) -> None:
+        """zarr reads a missing chunk as zeros; a truncated copy must fail, not verify as zeros."""
+        rows = {schema.obs_path(leaf.name): (self.length + 1, len(leaf.shape) + 1) for leaf in self.obs_leaves}
+        rows |= {schema.hash_path(leaf.name): (self.length + 1, 1) for leaf in self.obs_leaves}
+        rows |= {schema.action_path(leaf.name): (self.length, len(leaf.shape) + 1) for leaf in self.episode.action_leaves}
+        rows |= {name: (self.length, 1) for name in schema.STEP_SCALARS}
+        for name, (count, ndim) in rows.items():
+            for index in range(-(-count // self.chunk)):
+                if not schema.chunk_file(self.episode.path / name, index, ndim).is_file():
+                    raise CorruptEpisodeError(
+                        f"{self.episode.path.name}: chunk {index} of {name!r} is missing", "the episode is truncated"
+                    )
+
+    def _rows(self, name: str, count: int, dtype: np.dtype, shape: tuple[int, ...] = ()) -> np.ndarray:
+        """Rows [0, count) of a small array, decoded straight from its chunk files.
+
+        zarr's per-call overhead (milliseconds) would be a tenth of a short episode's replay time;
+        the chunks are plain zstd of C-order rows (``shared.schema``), so one decode each suffices.
+        """
+        codec = numcodecs.Zstd()
+        parts = []
+        for index in range(-(-count // self.chunk)):
+            path = schema.chunk_file(self.episode.path / name, index, len(shape) + 1)
+            try:
+                raw = codec.decode(path.read_bytes())
+                parts.append(np.frombuffer(raw, dtype=dtype).reshape(self.chunk, *shape))
+            except (OSError, RuntimeError, ValueError) as e:
+                raise CorruptEpisodeError(
+                    f"{self.episode.path.name}: chunk {index} of {name!r} is unreadable ({e})", "the episode is damaged"
+                ) from e
+        return np.concatenate(parts)[:count] if parts else np.empty((0, *shape), dtype)
+
+    def steps(self) -> RecordedSteps:
+        ep = self.episode
+        desc = self.attrs["action_space"]
+        leaves = {
+            leaf.name: self._rows(schema.action_path(leaf.name), ep.length, leaf.dtype, leaf.shape)
+            for leaf in ep.action_leaves
+        }
+        if desc["type"] == "Discrete":
+            actions: list[Any] = leaves[ACTION_LEAF].tolist()  # exactly decode_action's int, without a call a step
+        else:
+            actions = [decode_action(desc, {k: v[t] for k, v in leaves.items()}) for t in range(ep.length)]
+        return RecordedSteps(
+            actions=actions,
+            reward=self._rows(schema.REWARD, ep.length, np.dtype(np.float64)).tolist(),
+            terminated=self._rows(schema.TERMINATED, ep.length, np.dtype(np.bool_)).tolist(),
+            truncated=self._rows(schema.TRUNCATED, ep.length, np.dtype(np.bool_)).tolist(),
+            obs_hashes={
+                leaf.name: self._rows(schema.hash_path(leaf.name), ep.length + 1, np.dtype(np.uint64)).tolist()
+                for leaf in self.obs_leaves
+            },
+        )
+
+    def observation(self, t: int) -> dict[str, np.ndarray]:
+        return {leaf.name: self.episode.obs(leaf.name, t, t + 1)[0] for leaf in self.obs_leaves}
+
+    def observations(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        for start in range(0, self.length + 1, self.chunk):
+            stop = min(start + self.chunk, self.length + 1)
+            rows = {leaf.name: self.episode.obs(leaf.name, start, stop) for leaf in self.obs_leaves}
+            for i in range(stop - start):
+                yield start + i, {name: value[i] for name, value in rows.items()}
+
+
+def spool_episode(spool: Path, key: str) -> Path:
+    """A spool path, id or unique prefix -> the sealed episode's path (EpisodeNotFound/Ambiguous)."""
+    return find_episode(spool, key)
+
+
+def spool_all(spool: Path) -> list[Path]:
+    """Every sealed episode in the spool and its uploaded area, discarded ones left out."""
+    found: list[Path] = []
+    for area in SEALED_AREAS:
+        for path in sealed_episodes(spool, area):
+            try:
+                reason = Episode(path).end_reason
+            except CorruptEpisodeError:
+                reason = ""  # verified anyway, so the damage is reported, not hidden
+            if reason != EndReason.DISCARDED:
+                found.append(path)
+    return found

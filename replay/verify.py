@@ -1,0 +1,209 @@
+"""Re-run a recorded episode and prove it bit-exact, or say where it first diverges.
+
+The env is made from the recorded id, kwargs and backend, reset with the recorded seed and stepped
+with the recorded actions. Per step the hot loop costs one xxh3 of the observation and three
+scalar comparisons against lists read in bulk up front; frames are decoded only on a mismatch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from replay.diff import compare, is_image, write_png
+from replay.sources import EpisodeSource, RecordedSteps
+from shared.backends import MadeEnv, backend_named, make_env
+from shared.schema import row_hash
+from shared.spaces import OBS_LEAF, split_observation
+
+log = logging.getLogger(__name__)
+CHECKED_VERSIONS = ("gymnasium", "ale-py", "vizdoom", "stable-retro")
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    diff_dir: Path
+    check_frames: bool = False  # also prove every stored frame matches its stored hash (decodes all)
+
+
+@dataclass(frozen=True)
+class Divergence:
+    step: int
+    field: str  # "observation", "observation.<leaf>", "reward", "terminated", "truncated"
+    detail: str
+    differing: int | None = None
+    max_abs: float | None = None
+    diff_png: Path | None = None
+
+    def line(self) -> str:
+        return f"step {self.step} {self.field}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Result:
+    episode_id: str
+    env_id: str
+    length: int
+    status: str  # identical | diverged | error | shown
+    seconds: float
+    divergence: Divergence | None = None
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+    steps_run: int = 0
+
+
+def version_warnings(attrs: dict[str, Any]) -> list[str]:
+    """One line per env package whose installed version differs from the recorded one."""
+    recorded = attrs.get("versions") or {}
+    installed = backend_named(str(attrs["backend"])).versions()
+    return [
+        f"{name} {installed[name]} is installed but the episode was recorded with {recorded[name]}"
+        for name in CHECKED_VERSIONS
+        if name in recorded and name in installed and str(recorded[name]) != str(installed[name])
+    ]
+
+
+def make_recorded_env(attrs: dict[str, Any]) -> MadeEnv:
+    return make_env(str(attrs["env_id"]), dict(attrs.get("env_kwargs") or {}), str(attrs["backend"]))
+
+
+def _field(leaf: str, single: bool) -> str:
+    return "observation" if single else f"observation.{leaf}"
+
+
+class Checker:
+    """Compares one replayed step with the record; builds the report on the first mismatch."""
+
+    def __init__(self, source: EpisodeSource, steps: RecordedSteps, options: VerifyOptions) -> None:
+        self.source = source
+        self.steps = steps
+        self.options = options
+        self.leaves = [leaf.name for leaf in source.obs_leaves]
+        self.single = self.leaves == [OBS_LEAF]
+        self.forced: int = -1  # a step whose stored frame is known bad: compare it in full
+
+    def obs(self, t: int, obs: Any) -> Divergence | None:
+        if self.single:
+            if row_hash(obs) != self.steps.obs_hashes[OBS_LEAF][t] or t == self.forced:
+                return self._obs_mismatch(t, {OBS_LEAF: np.asarray(obs)})
+            return None
+        leaves = split_observation(obs)
+        for name in self.leaves:
+            if row_hash(leaves[name]) != self.steps.obs_hashes[name][t] or t == self.forced:
+                return self._obs_mismatch(t, leaves)
+        return None
+
+    def outcome(self, t: int, reward: Any, terminated: Any, truncated: Any) -> Divergence | None:
+        steps = self.steps
+        if float(reward) != steps.reward[t]:
+            return Divergence(t, "reward", f"recorded {steps.reward[t]!r}, replayed {float(reward)!r}")
+        if bool(terminated) != steps.terminated[t]:
+            return Divergence(t, "terminated", f"recorded {steps.terminated[t]}, replayed {bool(terminated)}")
+        if bool(truncated) != steps.truncated[t]:
+            return Divergence(t, "truncated", f"recorded {steps.truncated[t]}, replayed {bool(truncated)}")
+        return None
+
+    def _obs_mismatch(self, t: int, replayed: dict[str, np.ndarray]) -> Divergence | None:
+        """Decode the recorded observation and find the leaf that really differs."""
+        recorded = self.source.observation(t)
+        for name in self.leaves:
+            diff = compare(recorded[name], replayed[name])
+            stored_ok = row_hash(recorded[name]) == self.steps.obs_hashes[name][t]
+            if diff.differing == 0 and stored_ok:
+                continue
+            if diff.differing == 0:
+                # The replay reproduces the recorded frame exactly; only the stored hash is wrong.
+                return Divergence(t, _field(name, self.single), "the recorded hash does not match the recorded frame (the record is damaged)", 0, 0.0)
+            where = "the stored frame does not match its recorded hash; " if not stored_ok else ""
+            if diff.shape_mismatch:
+                detail = f"{where}shape recorded {recorded[name].shape}, replayed {replayed[name].shape}"
+            else:
+                unit = "pixels" if is_image(recorded[name]) else "values"
+                detail = f"{where}{diff.differing} {unit} differ, max abs difference {diff.max_abs:g}"
+            png = None
+            if is_image(recorded[name]) and is_image(replayed[name]):
+                png = write_png(self.options.diff_dir, f"{self.source.id}-step{t}-{name}.png", recorded[name], replayed[name])
+            return Divergence(t, _field(name, self.single), detail, diff.differing, diff.max_abs, png)
+        return None
+
+    def first_bad_stored_frame(self) -> int:
+        """The first step whose stored observation does not hash to its stored hash, or -1."""
+        hashes = self.steps.obs_hashes
+        for t, leaves in self.source.observations():
+            for name in self.leaves:
+                if row_hash(leaves[name]) != hashes[name][t]:
+                    return t
+        return -1
+
+
+def run(source: EpisodeSource, steps: RecordedSteps, made: MadeEnv, checker: Checker) -> tuple[Divergence | None, int]:
+    """The hot loop: (first divergence or None, steps stepped)."""
+    env = made.env
+    actions = steps.actions
+    check_obs, check_outcome = checker.obs, checker.outcome
+    step = env.step
+    obs, _ = env.reset(seed=int(source.attrs["seed"]))
+    for t in range(source.length):
+        divergence = check_obs(t, obs)
+        if divergence is not None:
+            return divergence, t
+        obs, reward, terminated, truncated, _ = step(actions[t])
+        divergence = check_outcome(t, reward, terminated, truncated)
+        if divergence is not None:
+            return divergence, t + 1
+    divergence = check_obs(source.length, obs)
+    if divergence is not None:
+        divergence = Divergence(divergence.step, f"final {divergence.field}", *_rest(divergence))
+    return divergence, source.length
+
+
+def _rest(d: Divergence) -> tuple[str, int | None, float | None, Path | None]:
+    return d.detail, d.differing, d.max_abs, d.diff_png
+
+
+def verify(
+    source: EpisodeSource,
+    options: VerifyOptions,
+    warn: Callable[[str], None] = log.warning,
+) -> Result:
+    """Verify one episode end to end; the env is closed before returning (one retro emulator a process)."""
+    started = time.perf_counter()
+    warnings = version_warnings(source.attrs)
+    for line in warnings:
+        warn(f"{source.id[:8]}: {line}")
+    steps = source.steps()
+    checker = Checker(source, steps, options)
+    if options.check_frames:
+        checker.forced = checker.first_bad_stored_frame()
+    made = make_recorded_env(source.attrs)
+    try:
+        divergence, ran = run(source, steps, made, checker)
+    finally:
+        made.env.close()
+    return Result(
+        episode_id=source.id,
+        env_id=source.env_id,
+        length=source.length,
+        status="identical" if divergence is None else "diverged",
+        seconds=time.perf_counter() - started,
+        divergence=divergence,
+        warnings=tuple(warnings),
+        steps_run=ran,
+    )
+
+
+@dataclass
+class Summary:
+    results: list[Result] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if any(r.status == "error" for r in self.results):
+            return 2
+        return 1 if any(r.status == "diverged" for r in self.results) else 0

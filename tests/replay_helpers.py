@@ -1,0 +1,145 @@
+"""Helpers for the replay tests: record small real episodes, tamper with copies, hash spool trees."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from shared import schema
+from shared.backends import make_env
+from shared.spaces import describe_space, encode_action, image_key, split_observation
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def gymrec_play_works() -> bool:
+    exe = BIN / "gymrec-play"
+    if not exe.exists():
+        return False
+    try:
+        return subprocess.run([str(exe), "--help"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def record_episode(
+    spool: Path,
+    env_id: str,
+    steps: int,
+    seed: int,
+    env_kwargs: dict[str, Any] | None = None,
+    end_reason: str | None = None,
+) -> Path:
+    """Record one random-agent episode of at most ``steps`` steps with the real writer; returns the sealed path."""
+    from recorder.writer import EpisodeWriter
+
+    spool.mkdir(parents=True, exist_ok=True)
+    made = make_env(env_id, env_kwargs or {})
+    env = made.env
+    try:
+        env.action_space.seed(seed)
+        action_desc = describe_space(env.action_space)
+        obs_desc = describe_space(env.observation_space)
+        attrs = {
+            "schema_version": schema.SCHEMA_VERSION,
+            "episode_id": str(uuid.uuid4()),
+            "env_id": env_id,
+            "env_kwargs": made.kwargs,
+            "backend": made.backend,
+            "seed": seed,
+            "action_space": action_desc,
+            "observation_space": obs_desc,
+            "image_key": image_key(obs_desc),
+            "fps": made.native_fps,
+            "versions": made.versions,
+            "collector": "test",
+            "player": "random",
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "chunk_steps": schema.CHUNK_STEPS,
+        }
+        writer = EpisodeWriter.create(spool, attrs)
+        obs, info = env.reset(seed=seed)
+        reason = "truncated"
+        for _ in range(steps):
+            action = env.action_space.sample()
+            writer.record(split_observation(obs), encode_action(action_desc, action), info)
+            obs, reward, terminated, truncated, info = env.step(action)
+            writer.outcome(float(reward), bool(terminated), bool(truncated), info)
+            if terminated or truncated:
+                reason = "terminated" if terminated else "truncated"
+                break
+        return writer.seal(split_observation(obs), end_reason or reason)
+    finally:
+        env.close()
+
+
+def record_in_subprocess(spool: Path, env_id: str, steps: int, seed: int, cwd: Path | None = None) -> Path:
+    """Record in a fresh process (stable-retro allows one emulator per process)."""
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
+        "from tests.replay_helpers import record_episode;"
+        "print(record_episode(Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(REPO), str(spool), env_id, str(steps), str(seed)],
+        capture_output=True, text=True, timeout=120, cwd=cwd, check=True,
+    )  # fmt: skip
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def tree_digest(root: Path) -> str:
+    """A hash of every path, size and content under ``root``: proves nothing was modified."""
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        h.update(str(path.relative_to(root)).encode())
+        if path.is_file():
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def copy_episode(src: Path, dest_spool: Path, new_id: str | None = None) -> Path:
+    """A copy under a fresh episode id, so tampering never touches the original."""
+    new_id = new_id or str(uuid.uuid4())
+    dest = dest_spool / schema.sealed_name(new_id)
+    dest_spool.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, dest)
+    meta_path = dest / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["episode_id"] = new_id
+    meta_path.write_text(json.dumps(meta))
+    return dest
+
+
+def rewrite_rows(episode: Path, array: str, index: int, value: np.ndarray | float | int | bool) -> None:
+    """Overwrite one row of one array of a sealed episode with zarr (tests only)."""
+    group = zarr.open_group(str(episode), mode="r+")
+    arr = group[array]
+    assert isinstance(arr, zarr.Array)
+    arr[index] = value
+
+
+def read_row(episode: Path, array: str, index: int) -> np.ndarray:
+    group = zarr.open_group(str(episode), mode="r")
+    arr = group[array]
+    assert isinstance(arr, zarr.Array)
+    return np.asarray(arr[index])
+
+
+def replay_cli(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy", **(env or {})}
+    full_env.pop("GYMREC_DEBUG", None)
+    return subprocess.run(
+        [str(BIN / "gymrec-replay"), *args], capture_output=True, text=True, timeout=180, cwd=cwd, env=full_env
+    )
