@@ -125,16 +125,22 @@ class HubFiles:
 
 
 def resolve_ids(files: Files, key: str | None, all_: bool) -> list[str]:
-    """The episode ids a key names: an id, a unique prefix, or an index (in id order); or all of them."""
+    """The episode ids a key names: an id, a unique prefix, or an index (in id order); or all of them.
+
+    ``#N`` is always an index. A bare number is an index only when no episode id starts with it:
+    uuids often begin with digits, and a prefix must never be silently read as a position.
+    """
     ids = files.episode_ids()
     if all_ or key is None:
         return ids
-    if key.isdigit() and len(key) <= MAX_INDEX_DIGITS:
-        index = int(key)
+    explicit = key.startswith("#") and key[1:].isdigit()
+    matches = [] if explicit else [i for i in ids if i.startswith(key.lower())]
+    as_index = key[1:] if explicit else key
+    if as_index.isdigit() and len(as_index) <= MAX_INDEX_DIGITS and (explicit or not matches):
+        index = int(as_index)
         if index >= len(ids):
             raise EpisodeNotFoundError(f"{files.where} holds {len(ids)} episodes; there is no index {index}", "use 0..N-1 or an id")
         return [ids[index]]
-    matches = [i for i in ids if i.startswith(key.lower())]
     if not matches:
         raise EpisodeNotFoundError(f"no episode in {files.where} matches {key!r}", "check the id or prefix")
     if len(matches) > 1:

@@ -15,7 +15,7 @@ Inside, an episode is a Zarr v3 group::
     terminated, truncated      (T,) bool
     timestamp                  (T,) float64, wall-clock seconds when action t was applied
     info/<key>                 (T,)        numeric scalar info values, where the env gives them
-    journal.bin                every step's action, appended and flushed before the step runs
+    journal.bin                every step's action, stored before the step runs (removed once sealed)
     committed.json             {"steps": n}: rows [0, n) of every array are on disk; trust only this
     writer.lock                flock held by the live writer; free means the writer is gone
 

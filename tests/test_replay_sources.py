@@ -86,7 +86,7 @@ def test_hub_dataset_gives_the_spool_results(recorded: dict[str, Path], hub: obj
     assert out.returncode == 1, out.stderr
     assert _results(out.stdout) == _results(spool.stdout)
     ids = sorted([recorded["good"].stem, recorded["bad"].stem])
-    index = str(ids.index(recorded["good"].stem))
+    index = f"#{ids.index(recorded['good'].stem)}"
     assert replay_cli([*args, index], env=env).returncode == 0
     missing = replay_cli(["--repo-id", "someone-else/nothing-here", "--endpoint", hub.endpoint, "0"], env=env)  # type: ignore[attr-defined]
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
@@ -148,3 +148,26 @@ def test_render_keys(recorded: dict[str, Path], tmp_path: Path, monkeypatch: pyt
 def test_no_verify_needs_render() -> None:
     out = replay_cli(["--no-verify", "abc"])
     assert out.returncode == 2 and "--render" in out.stderr
+
+
+class _Ids:
+    where = "test dataset"
+
+    def __init__(self, ids: list[str]) -> None:
+        self._ids = sorted(ids)
+
+    def episode_ids(self) -> list[str]:
+        return self._ids
+
+
+def test_a_numeric_id_prefix_is_never_read_as_an_index() -> None:
+    from replay.dataset import resolve_ids
+    from shared.errors import EpisodeNotFoundError
+
+    files = _Ids(["123456ab-0000-4000-8000-000000000000", "abcdef00-0000-4000-8000-000000000000"])
+    assert resolve_ids(files, "123456", False) == ["123456ab-0000-4000-8000-000000000000"]  # type: ignore[arg-type]
+    assert resolve_ids(files, "1", False) == ["123456ab-0000-4000-8000-000000000000"]  # type: ignore[arg-type]
+    assert resolve_ids(files, "#1", False) == ["abcdef00-0000-4000-8000-000000000000"]  # type: ignore[arg-type]
+    assert resolve_ids(files, "0", False) == ["123456ab-0000-4000-8000-000000000000"]  # type: ignore[arg-type]
+    with pytest.raises(EpisodeNotFoundError):
+        resolve_ids(files, "#5", False)  # type: ignore[arg-type]

@@ -1,0 +1,88 @@
+"""``make bench``: measure the targets from the issues and print one table.
+
+Usage: ``python -m bench [ID ...]`` (e.g. ``python -m bench P1 P3``); no IDs runs everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+from bench import recorder_bench  # noqa: E402
+
+Row = dict[str, Any]
+
+
+def _breakout_episode(spool: Path, steps: int = 2_000) -> Path:
+    from recorder.config import PlayConfig
+    from recorder.session import Session
+    from shared.backends import make_env
+
+    made = make_env("BreakoutNoFrameskip-v4", {})
+    config = PlayConfig(env_id="BreakoutNoFrameskip-v4", spool=spool, seed=5, agent="random", headless=True,
+                        episodes=1, max_steps=steps)
+    (path,) = Session(config, made).run().sealed
+    made.env.close()
+    return path
+
+
+def p5() -> list[Row]:
+    from replay.bench import bench_p5
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = bench_p5(_breakout_episode(Path(tmp)))
+    return [{"id": "P5", "what": "replay-verify / raw env.step (Breakout NoFrameskip, spool)", "value": out["ratio"],
+             "fmt": "{:.3f}", "target": ">= 0.9", "ok": out["ratio"] >= 0.9,
+             "note": f"{out['verify_steps_per_s']:,.0f} vs {out['raw_steps_per_s']:,.0f} steps/s, {out['steps']} steps"}]
+
+
+def uploader_rows() -> list[Row]:
+    try:
+        from uploader import bench as ub
+    except ImportError as e:
+        return [{"id": "P4/P6/P7", "what": "uploader benchmarks", "value": "n/a", "fmt": "{}", "target": "",
+                 "ok": False, "note": f"uploader.bench missing: {e}"}]
+    return list(ub.rows())
+
+
+SUITES: dict[str, Callable[[], list[Row]]] = {
+    "P1": recorder_bench.p1_p3,
+    "P2": recorder_bench.p2,
+    "P5": p5,
+    "P6": recorder_bench.p6_recorder,
+    "P4": uploader_rows,
+}
+ALIASES = {"P3": "P1", "P7": "P4"}
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    wanted = [ALIASES.get(a.upper(), a.upper()) for a in argv] or list(SUITES)
+    rows: list[Row] = []
+    for key in dict.fromkeys(wanted):
+        start = time.perf_counter()
+        print(f"running {key} ...", file=sys.stderr, flush=True)
+        rows += SUITES[key]()
+        print(f"  {key} took {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    order = {"P1": 1, "P2": 2, "P3": 3, "P4": 4, "P5": 5, "P6": 6, "P7": 7}
+    rows.sort(key=lambda r: order.get(r["id"][:2], 9))
+    print(f"{'id':<4} {'measure':<58} {'value':>10} {'target':>8}  ok    note")
+    for r in rows:
+        value = r["fmt"].format(r["value"]) if isinstance(r["value"], int | float) else str(r["value"])
+        print(f"{r['id']:<4} {r['what']:<58} {value:>10} {r['target']:>8}  {'yes' if r['ok'] else 'NO ':<4}  {r['note']}")
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

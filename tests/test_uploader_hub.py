@@ -1,0 +1,204 @@
+"""Hub mode against tests/hubserver.py with the real huggingface_hub / datasets clients."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hubserver import FaultPlan, running_hub
+from uploader_helpers import clean_env, record_episode, run_uploader, spool_frames
+
+from shared.spool import UPLOADED_AREA
+from uploader import layout
+from uploader.claims import CLAIMED_AREA, RECEIPT_SUFFIX
+from uploader.config import UploaderConfig
+from uploader.convert import ConvertOptions
+from uploader.daemon import Uploader
+from uploader.hub import RetryPolicy
+
+TOKEN = "hf_uploader_secret_7a1b"
+REPO = "tester/gymrec-test"
+
+
+def _env(endpoint: str, cwd: Path, token: str = TOKEN) -> dict[str, str]:
+    return clean_env(HF_TOKEN=token, HF_ENDPOINT=endpoint, HOME=str(cwd), HF_HOME=str(cwd / "hf-home"))
+
+
+def _metas(files: dict[str, bytes]) -> list[dict]:
+    return [json.loads(data) for path, data in files.items() if layout.episode_id_of_meta(path)]
+
+
+# Process-wide pools that libraries start once and keep by design (zarr's IO loop, tqdm's monitor).
+_LIBRARY_THREADS = ("zarr_io", "asyncio_", "tqdm_monitor")
+
+
+def _thread_count() -> int:
+    return sum(1 for t in threading.enumerate() if not t.name.startswith(_LIBRARY_THREADS))
+
+
+def _assert_threads_back(before: int) -> None:
+    deadline = time.monotonic() + 5
+    while _thread_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _thread_count() == before, [t.name for t in threading.enumerate()]
+
+
+def _card_totals(files: dict[str, bytes]) -> str:
+    return files["README.md"].decode()
+
+
+def test_upload_load_dataset_and_no_duplicates(tmp_path: Path, spool: Path) -> None:
+    sealed = [record_episode(spool, "BreakoutNoFrameskip-v4", 80, seed=s) for s in (1, 2)]
+    spool_data = {p.stem: spool_frames(p) for p in sealed}
+    with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
+        env = _env(hub.endpoint, tmp_path)
+        done = run_uploader(["--spool", str(spool), "--once", "--repo-id", REPO], tmp_path, env)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("2 uploaded")
+        files = hub.files(REPO)
+        commits = len(hub.commits(REPO))
+        assert commits == 3  # the initial commit, then one atomic commit per episode
+        for eid in spool_data:
+            receipt = json.loads((spool / UPLOADED_AREA / (eid + RECEIPT_SUFFIX)).read_text())
+            assert receipt["repo"] == REPO and receipt["commit"] in {c.oid for c in hub.commits(REPO)}
+            assert (spool / UPLOADED_AREA / f"{eid}.zarr").is_dir()
+            for path in (layout.data_path("BreakoutNoFrameskip-v4", eid), layout.meta_path(eid), layout.final_obs_path(eid)):
+                assert path in files
+        code = (
+            "import sys, json, numpy as np, datasets\n"
+            f"ds = datasets.load_dataset({REPO!r}, 'breakoutnoframeskip-v4', split='train')\n"
+            "out = {}\n"
+            "for row in ds: out.setdefault(row['episode_id'], []).append(np.asarray(row['observation']).tobytes().hex())\n"
+            "json.dump(out, sys.stdout)\n"
+        )
+        loaded = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert loaded.returncode == 0, loaded.stderr[-2000:]
+        frames_by_episode = json.loads(loaded.stdout)
+        for eid, (frames, _final, _attrs) in spool_data.items():
+            got = frames_by_episode[eid]
+            assert len(got) == len(frames)
+            assert all(bytes.fromhex(g) == f.tobytes() for g, f in zip(got, frames, strict=True))
+        # Re-running: same files, no new commits; re-queueing an uploaded episode is a no-op too.
+        for eid in spool_data:
+            (spool / UPLOADED_AREA / f"{eid}.zarr").rename(spool / f"{eid}.zarr")
+        again = run_uploader(["--spool", str(spool), "--once", "--repo-id", REPO], tmp_path, env)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.startswith("0 uploaded to the Hub, 2 already there")
+        assert len(hub.commits(REPO)) == commits and hub.files(REPO) == files
+        # the token is nowhere: output, spool, dataset
+        assert TOKEN not in done.stdout + done.stderr + again.stdout + again.stderr
+        assert all(TOKEN.encode() not in data for data in files.values())
+        assert all(TOKEN.encode() not in p.read_bytes() for p in spool.rglob("*") if p.is_file())
+
+
+def test_two_uploaders_race_exactly_once(tmp_path: Path, spool: Path) -> None:
+    sealed = [record_episode(spool, "BreakoutNoFrameskip-v4", 40, seed=s) for s in range(6)]
+    with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
+        env = _env(hub.endpoint, tmp_path)
+        exe = Path(sys.executable).parent / "gymrec-uploader"
+        args = [str(exe), "--spool", str(spool), "--once", "--repo-id", REPO, "--workers", "1"]
+        procs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=240) for p in procs]
+        assert all(p.returncode == 0 for p in procs), [o[1][-1500:] for o in outs]
+        uploaded = sum(int(o[0].split()[0]) for o in outs)
+        assert uploaded == len(sealed)
+        files = hub.files(REPO)
+        metas = _metas(files)
+        assert sorted(m["episode_id"] for m in metas) == sorted(p.stem for p in sealed)
+        episode_commits = [c for c in hub.commits(REPO)[1:]]
+        assert len(episode_commits) == len(sealed)  # no empty or duplicate commits
+        card = _card_totals(files)
+        steps = sum(m["length"] for m in metas)
+        assert f"| **all** | {len(sealed)} | {steps} |" in card
+        yaml.safe_load(card.split("---\n")[1])
+        assert not any((spool / CLAIMED_AREA).iterdir())
+
+
+def test_faults_are_retried_in_process(tmp_path: Path, spool: Path) -> None:
+    sealed = [record_episode(spool, "BreakoutNoFrameskip-v4", 40, seed=s) for s in range(4)]
+    threads_before = _thread_count()
+    with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
+        hub.faults = FaultPlan(rate=0.25, kinds=("500", "503", "429", "drop", "drop_after"), seed=3, retry_after=0)
+        config = UploaderConfig(
+            spool=spool, local_dir=tmp_path / "unused", repo_id=REPO, endpoint=hub.endpoint, token=TOKEN, once=True,
+            convert=ConvertOptions(workers=2), retry=RetryPolicy(attempts=12, base_delay=0.02, max_delay=0.3), nice=0,
+        )  # fmt: skip
+        summary = Uploader(config, threading.Event()).run()
+        injected = hub.injected
+        hub.faults = None
+        assert sum(injected.values()) >= 3, injected
+        assert not summary.failed and len(summary.uploaded) + len(summary.already) == len(sealed)
+        metas = _metas(hub.files(REPO))
+        assert sorted(m["episode_id"] for m in metas) == sorted(p.stem for p in sealed)
+        card = _card_totals(hub.files(REPO))
+        assert f"| **all** | {len(sealed)} | {sum(m['length'] for m in metas)} |" in card
+    _assert_threads_back(threads_before)
+
+
+def test_daemon_watches_and_stops_cleanly(tmp_path: Path, spool: Path) -> None:
+    threads_before = _thread_count()
+    with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
+        config = UploaderConfig(
+            spool=spool, local_dir=tmp_path / "unused", repo_id=REPO, endpoint=hub.endpoint, token=TOKEN,
+            convert=ConvertOptions(workers=2), rescan_interval=0.5, heartbeat_interval=0.2, nice=0,
+        )  # fmt: skip
+        stop = threading.Event()
+        uploader = Uploader(config, stop)
+        runner = threading.Thread(target=uploader.run, name="gymrec-test-daemon")
+        runner.start()
+        try:
+            sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 60, seed=9)
+            deadline = time.monotonic() + 60
+            while layout.meta_path(sealed.stem) not in (hub.files(REPO) if hub.has_repo(REPO) else {}):
+                assert time.monotonic() < deadline, "the daemon never uploaded the new episode"
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            runner.join(timeout=30)
+        assert not runner.is_alive()
+        assert uploader.summary.uploaded == [sealed.stem]
+    _assert_threads_back(threads_before)
+
+
+@pytest.mark.parametrize("revoked", [False, True])
+def test_bad_token_stops_and_loses_nothing(tmp_path: Path, spool: Path, revoked: bool) -> None:
+    sealed = [record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=s) for s in (1, 2)]
+    with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
+        hub.revoked = revoked
+        token = TOKEN if revoked else "hf_wrong_token_123"
+        done = run_uploader(["--spool", str(spool), "--once", "--repo-id", REPO], tmp_path, _env(hub.endpoint, tmp_path, token))
+        assert done.returncode != 0
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "HF_TOKEN" in lines[0] and "huggingface-cli login" in lines[0], done.stderr
+        assert token not in done.stderr + done.stdout
+        assert all(p.is_dir() for p in sealed)  # still waiting, unclaimed
+        assert not (spool / CLAIMED_AREA).exists() or not any((spool / CLAIMED_AREA).iterdir())
+
+
+def test_dead_claim_is_taken_over(tmp_path: Path, spool: Path) -> None:
+    from uploader.claims import Claimer
+
+    sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=1)
+    dead = Claimer(spool, "otherhost_p1_abcdef", stale_after=300, include_local=False)
+    a = dead.try_claim(sealed)
+    assert a is not None and dead.try_claim(sealed) is None  # a rename: exactly one winner
+    live = Claimer(spool, "thishost_p2_123456", stale_after=300, include_local=False)
+    assert live.stale_claims() == []  # another host, fresh heartbeat: not ours to take
+    old = time.time() - 1000
+    import os
+
+    os.utime(a.path, (old, old))
+    assert live.stale_claims() == [a.path]
+    with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
+        done = run_uploader(["--spool", str(spool), "--once", "--repo-id", REPO], tmp_path, _env(hub.endpoint, tmp_path))
+        assert done.returncode == 0, done.stderr
+        assert layout.meta_path(sealed.stem) in hub.files(REPO)
+    assert not a.touch()  # the old owner learns it lost the claim
+    assert np.all([not any((spool / CLAIMED_AREA).iterdir())])

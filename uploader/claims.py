@@ -1,0 +1,184 @@
+"""Exactly-once claiming of sealed episodes among any number of uploaders sharing one spool.
+
+Every state change is one ``rename``, which succeeds for exactly one contender on a local or a
+network filesystem: the loser's source is gone (ENOENT) and it moves on. There is no check-then-act.
+
+    <spool>/<id>.zarr                          waiting
+    <spool>/uploaded-local/<id>.zarr           written to a local dataset; waiting for a Hub push
+    <spool>/claimed/<id>.<owner>.zarr          claimed; its mtime is the owner's heartbeat
+    <spool>/uploaded/<id>.zarr + .receipt.json uploaded (the directory is gone with --delete-after-upload)
+    <spool>/quarantine/<id>.zarr + .reason.txt unreadable; kept for a human
+
+A claim whose heartbeat is older than ``stale_after`` (or whose owner is a dead process on this
+host) is taken over by renaming it again to the new owner's name. If the old owner was only slow,
+both may try to push the same episode: ``uploader.hub`` makes that harmless (deterministic paths,
+and a commit only when the episode's metadata is not yet at the head it commits on).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from shared import schema
+from shared.spool import is_episode_id
+
+log = logging.getLogger(__name__)
+
+CLAIMED_AREA = "claimed"
+UPLOADED_LOCAL_AREA = "uploaded-local"
+QUARANTINE_AREA = "quarantine"
+RECEIPT_SUFFIX = ".receipt.json"
+REASON_SUFFIX = ".reason.txt"
+_OWNER = re.compile(r"^(?P<host>[A-Za-z0-9-]+)_p(?P<pid>\d+)_[0-9a-f]+$")
+
+
+def new_owner() -> str:
+    """``<host>_p<pid>_<random>``: unique per process, and says which host and pid hold a claim."""
+    host = re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname()).strip("-") or "host"
+    return f"{host}_p{os.getpid()}_{secrets.token_hex(3)}"
+
+
+def _owner_is_dead_here(owner: str) -> bool:
+    match = _OWNER.match(owner)
+    if match is None or match["host"] != new_owner().split("_p")[0]:
+        return False  # another machine: only the heartbeat can tell
+    return not psutil.pid_exists(int(match["pid"]))
+
+
+def _atomic_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass
+class Claim:
+    """One episode this process holds; every method is a rename (or a utime) on it."""
+
+    episode_id: str
+    path: Path
+    spool: Path
+
+    def touch(self) -> bool:
+        """Refresh the heartbeat; False when the claim was taken over (this process lost it)."""
+        try:
+            os.utime(self.path)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def release(self) -> bool:
+        """Back to waiting, for a later attempt; False if it was not ours any more."""
+        return _rename(self.path, self.spool / schema.sealed_name(self.episode_id))
+
+    def finish(self, receipt: dict[str, Any], area: str, delete: bool) -> Path:
+        """Write the receipt, then move the episode to ``area`` (or delete it). Returns the receipt."""
+        target_dir = self.spool / area
+        target_dir.mkdir(exist_ok=True)
+        receipt_path = target_dir / (self.episode_id + RECEIPT_SUFFIX)
+        _atomic_json(receipt_path, receipt)
+        if delete:
+            doomed = self.path.with_name(f".{self.episode_id}.deleting")
+            if _rename(self.path, doomed):
+                shutil.rmtree(doomed, ignore_errors=True)
+        else:
+            _rename(self.path, target_dir / schema.sealed_name(self.episode_id))
+        return receipt_path
+
+    def quarantine(self, reason: str) -> Path:
+        target_dir = self.spool / QUARANTINE_AREA
+        target_dir.mkdir(exist_ok=True)
+        (target_dir / (self.episode_id + REASON_SUFFIX)).write_text(reason.rstrip() + "\n")
+        target = target_dir / schema.sealed_name(self.episode_id)
+        _rename(self.path, target)
+        return target
+
+
+def _rename(source: Path, target: Path) -> bool:
+    try:
+        os.rename(source, target)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        if target.exists():  # ENOTEMPTY/EEXIST: someone else put it there first
+            log.warning("cannot move %s to %s: %s", source.name, target, e.strerror)
+            return False
+        raise
+
+
+class Claimer:
+    """Claims, takes over and lists episodes for one uploader process (``owner``)."""
+
+    def __init__(self, spool: Path, owner: str, stale_after: float, include_local: bool) -> None:
+        self.spool = spool
+        self.owner = owner
+        self.stale_after = stale_after
+        self.include_local = include_local
+        self.claimed_dir = spool / CLAIMED_AREA
+
+    def _claim_path(self, episode_id: str) -> Path:
+        return self.claimed_dir / f"{episode_id}.{self.owner}{schema.SEALED_SUFFIX}"
+
+    def candidates(self) -> list[Path]:
+        """Sealed episodes nobody holds, oldest first (root first, then the local-only ones)."""
+        areas = [self.spool] + ([self.spool / UPLOADED_LOCAL_AREA] if self.include_local else [])
+        found: list[Path] = []
+        for area in areas:
+            if area.is_dir():
+                found += sorted(
+                    (p for p in area.iterdir() if p.suffix == schema.SEALED_SUFFIX and is_episode_id(p.stem)),
+                    key=_mtime,
+                )
+        return found
+
+    def try_claim(self, path: Path) -> Claim | None:
+        """Rename ``path`` into ``claimed/``: exactly one contender wins."""
+        episode_id = path.name.split(".")[0]
+        self.claimed_dir.mkdir(exist_ok=True)
+        target = self._claim_path(episode_id)
+        if not _rename(path, target):
+            return None
+        claim = Claim(episode_id, target, self.spool)
+        claim.touch()  # the heartbeat starts now, not at the episode's last write
+        return claim
+
+    def stale_claims(self, now: float | None = None) -> list[Path]:
+        """Claims held by dead uploaders: a dead pid on this host, or no heartbeat for ``stale_after``."""
+        if not self.claimed_dir.is_dir():
+            return []
+        now = time.time() if now is None else now
+        stale = []
+        for path in self.claimed_dir.iterdir():
+            parts = path.name.split(".")
+            if len(parts) != 3 or path.suffix != schema.SEALED_SUFFIX or parts[1] == self.owner:
+                continue
+            age = now - _mtime(path)
+            if age > self.stale_after or _owner_is_dead_here(parts[1]):
+                stale.append(path)
+        return stale
+
+    def take_over(self, path: Path) -> Claim | None:
+        claim = self.try_claim(path)
+        if claim is not None:
+            log.warning("took over %s from %s (its uploader stopped)", claim.episode_id, path.name.split(".")[1])
+        return claim
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")

@@ -1,0 +1,132 @@
+"""``gymrec-uploader``: the uploader's command line, the only place that reads the environment."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from shared.cli_errors import cli_edge, configure_logging
+from shared.errors import HubUnavailableError
+from shared.paths import data_dir, default_spool
+from shared.spool import check_spool
+from uploader.config import UploaderConfig, check_repo_id
+from uploader.convert import ConvertOptions
+from uploader.daemon import Uploader
+from uploader.status import STATES, spool_status
+
+PROG = "gymrec-uploader"
+
+
+def _dotenv_token(path: Path) -> str | None:
+    """HF_TOKEN from a ``.env`` file (python-dotenv's format, the subset that matters)."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        key, sep, value = line.strip().removeprefix("export ").partition("=")
+        if sep and key.strip() == "HF_TOKEN":
+            value = value.split(" #")[0].strip().strip("'\"")
+            return value or None
+    return None
+
+
+def resolve_token(environ: Mapping[str, str], cwd: Path) -> str | None:
+    """huggingface_hub's order: HF_TOKEN, then (ours) a .env in the CWD, then the login cache."""
+    if environ.get("HF_TOKEN"):
+        return environ["HF_TOKEN"]
+    token = _dotenv_token(cwd / ".env")
+    if token:
+        return token
+    from huggingface_hub import get_token
+
+    return get_token()
+
+
+def _install_stop(stop: threading.Event) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--spool", type=click.Path(path_type=Path), help="Spool directory (default: $GYMREC_SPOOL or ~/.local/share/gymrec/spool).")
+@click.option("--repo-id", help="Dataset repo for every env (default: <you>/gymrec-<env-slug>, one repo per env).")
+@click.option("--private", is_flag=True, help="Create new repos as private.")
+@click.option("--once", is_flag=True, help="Upload what is in the spool now, then exit.")
+@click.option("--local-dir", type=click.Path(path_type=Path), help="Write a local dataset here instead of pushing (the default without a token).")
+@click.option("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co).")
+@click.option("--workers", type=click.IntRange(1, 256), help="Frame-encoding threads (default: the number of cores).")
+@click.option("--delete-after-upload", is_flag=True, help="Delete episodes from the spool once on the Hub (keeps the receipt).")
+@click.option("--stale-after", type=click.FloatRange(min=1.0), default=300.0, show_default=True, help="Seconds without heartbeat before another uploader's claim is taken over.")
+@click.option("--rescan-interval", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds between spool rescans.")
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
+@click.pass_context
+@cli_edge(PROG)
+def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: bool, once: bool, local_dir: Path | None,
+         endpoint: str | None, workers: int | None, delete_after_upload: bool, stale_after: float,
+         rescan_interval: float, verbose: bool) -> None:
+    """Upload sealed gymrec episodes as a Hugging Face dataset (or a local one without a token)."""
+    configure_logging()
+    if verbose:  # our own story only: client libraries' debug logs are noise (GYMREC_DEBUG=1 shows them)
+        for name in ("uploader", "recorder"):
+            logging.getLogger(name).setLevel(logging.INFO)
+    environ = os.environ
+    ctx.obj = spool or default_spool(environ)
+    if ctx.invoked_subcommand is not None:
+        return
+    token = resolve_token(environ, Path.cwd())
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()  # stderr is for one-line errors and our log
+    config = UploaderConfig(
+        spool=ctx.obj,
+        local_dir=local_dir or data_dir(environ) / "dataset",
+        local_only=local_dir is not None,
+        repo_id=check_repo_id(repo_id) if repo_id else None,
+        private=private,
+        endpoint=endpoint or environ.get("HF_ENDPOINT") or None,
+        token=token,
+        once=once,
+        delete_after_upload=delete_after_upload,
+        convert=ConvertOptions(workers=workers or max(1, os.cpu_count() or 1)),
+        stale_after=stale_after,
+        rescan_interval=rescan_interval,
+        heartbeat_interval=min(15.0, stale_after / 4),
+    )
+    stop = threading.Event()
+    _install_stop(stop)
+    where = "the Hub" if config.hub else str(config.local_dir)
+    if not once:
+        click.echo(f"{PROG}: watching {config.spool}, uploading to {where} (Ctrl-C to stop)", err=True)
+    summary = Uploader(config, stop).run()
+    click.echo(
+        f"{len(summary.uploaded)} uploaded to {where}, {len(summary.already)} already there, "
+        f"{len(summary.quarantined)} quarantined, {len(summary.failed)} failed"
+    )
+    if summary.failed and once:
+        raise HubUnavailableError(f"{len(summary.failed)} episode(s) could not be uploaded and stay queued", "run again later")
+
+
+@main.command()
+@click.option("--spool", "spool_opt", type=click.Path(path_type=Path), help="Spool directory.")
+@click.pass_context
+@cli_edge(PROG)
+def status(ctx: click.Context, spool_opt: Path | None) -> None:
+    """Episodes and frames per state: waiting, claimed, uploaded, quarantined, discarded, partial."""
+    spool = check_spool(spool_opt or ctx.obj, create=False)
+    counts = spool_status(spool)
+    click.echo(f"{'state':<15} {'episodes':>8} {'frames':>10}")
+    for state in STATES:
+        click.echo(f"{state:<15} {counts[state].episodes:>8} {counts[state].frames:>10}")

@@ -1,0 +1,77 @@
+"""``gymrec-uploader status``: how many episodes (and frames) are in each state of the spool."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared import schema
+from shared.episode import read_committed
+from shared.errors import CorruptEpisodeError
+from shared.spool import UPLOADED_AREA, is_episode_id, partial_episodes
+from uploader.claims import CLAIMED_AREA, QUARANTINE_AREA, RECEIPT_SUFFIX, UPLOADED_LOCAL_AREA
+from uploader.daemon import episode_attrs, skip_reason
+
+STATES = ("waiting", "claimed", "uploaded", "uploaded-local", "quarantined", "discarded", "empty", "partial")
+
+
+@dataclass
+class StateCount:
+    episodes: int = 0
+    frames: int = 0
+    ids: list[str] = field(default_factory=list)
+
+    def add(self, episode_id: str, frames: int) -> None:
+        self.episodes += 1
+        self.frames += frames
+        self.ids.append(episode_id)
+
+
+def _length(path: Path) -> int:
+    try:
+        return int(episode_attrs(path).get("length", 0) or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _sealed_dirs(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix == schema.SEALED_SUFFIX and p.is_dir())
+
+
+def spool_status(spool: Path) -> dict[str, StateCount]:
+    counts = {state: StateCount() for state in STATES}
+    for path in _sealed_dirs(spool):
+        if not is_episode_id(path.stem):
+            continue
+        try:
+            attrs: dict[str, Any] = episode_attrs(path)
+        except (OSError, ValueError):
+            attrs = {"length": 1}  # unreadable: waiting, and quarantined when an uploader claims it
+        counts[skip_reason(attrs) or "waiting"].add(path.stem, int(attrs.get("length", 0) or 0))
+    for path in _sealed_dirs(spool / CLAIMED_AREA):
+        counts["claimed"].add(path.name.split(".")[0], _length(path))
+    for area, state in ((UPLOADED_AREA, "uploaded"), (UPLOADED_LOCAL_AREA, "uploaded-local")):
+        folder = spool / area
+        receipts = sorted(folder.glob("*" + RECEIPT_SUFFIX)) if folder.is_dir() else []
+        for receipt in receipts:
+            eid = receipt.name[: -len(RECEIPT_SUFFIX)]
+            if state == "uploaded-local" and not (folder / schema.sealed_name(eid)).is_dir():
+                continue  # pushed to the Hub since: counted there
+            try:
+                frames = int(json.loads(receipt.read_text()).get("length", 0))
+            except (OSError, ValueError):
+                frames = 0
+            counts[state].add(eid, frames)
+    for path in _sealed_dirs(spool / QUARANTINE_AREA):
+        counts["quarantined"].add(path.stem, _length(path))
+    for path in partial_episodes(spool):
+        try:
+            frames = read_committed(path)
+        except CorruptEpisodeError:
+            frames = 0
+        counts["partial"].add(path.stem, frames)
+    return counts
