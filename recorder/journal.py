@@ -40,6 +40,10 @@ class Journal:
         self._map = mmap.mmap(self._fd, capacity, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self._capacity = capacity
 
+    @property
+    def used(self) -> int:
+        return self._used
+
     def append(self, record: bytes) -> None:
         end = self._used + self._record
         if end > self._capacity:

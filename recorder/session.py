@@ -17,6 +17,7 @@ import numpy as np
 
 from recorder.agents import Agent, load_agent
 from recorder.config import PlayConfig
+from recorder.sinks import Sink
 from recorder.writer import EpisodeWriter, utc_now
 from shared import schema
 from shared.backends import MadeEnv
@@ -59,6 +60,7 @@ def episode_attrs(config: PlayConfig, made: MadeEnv, seed: int, fps: float, keym
         "host": socket.gethostname(),
         "started_at": utc_now(),
         "chunk_steps": schema.CHUNK_STEPS,
+        "info_skipped": list(made.history_info),
     }
 
 
@@ -84,6 +86,14 @@ class Session:
         return int(self._seeds.integers(0, SEED_SPACE))
 
     def run(self) -> SessionResult:
+        # One writer process for the whole session: chunks leave the game loop through shared memory.
+        sink = Sink(process=True)
+        try:
+            return self._run(sink)
+        finally:
+            sink.close()
+
+    def _run(self, sink: Sink) -> SessionResult:
         result = SessionResult()
         sealing: list[EpisodeWriter] = []
         episode = 0
@@ -92,7 +102,7 @@ class Session:
             while self.config.episodes is None or episode < self.config.episodes:
                 seed = self._next_seed(first=started == 0)
                 started += 1
-                end, writer = self._episode(seed, episode)
+                end, writer = self._episode(seed, episode, sink)
                 sealing.append(writer)
                 result.steps += writer.steps
                 # Sealing runs on each episode's writer thread while the next episode plays; bound it.
@@ -107,13 +117,13 @@ class Session:
                 result.sealed.append(writer.wait())
         return result
 
-    def _episode(self, seed: int, number: int) -> tuple[EndReason, EpisodeWriter]:
+    def _episode(self, seed: int, number: int, sink: Sink) -> tuple[EndReason, EpisodeWriter]:
         env = self.made.env
         attrs = episode_attrs(self.config, self.made, seed, self.fps, self.keymap)
         action_desc = attrs["action_space"]
         img_key = attrs["image_key"]
         obs, info = env.reset(seed=seed)
-        writer = EpisodeWriter.create(self.config.spool, attrs, backpressure=not self.config.human)
+        writer = EpisodeWriter.create(self.config.spool, attrs, sink, backpressure=not self.config.human)
         log.info("episode %s: %s seed %d", attrs["episode_id"], self.made.env_id, seed)
         end: EndReason | None = None
         extra: dict[str, Any] = {}

@@ -49,6 +49,7 @@ class MadeEnv:
     versions: dict[str, str]
     native_fps: float
     frameskip: float = field(default=1.0)
+    history_info: tuple[str, ...] = ()
 
 
 def _version(dist: str) -> str:
@@ -71,6 +72,8 @@ def _jsonable(value: Any) -> Any:
 class Backend:
     name = ""
     distribution = ""
+    # Info values that depend on the process's history, not on the episode: not recorded.
+    history_info: tuple[str, ...] = ()
 
     def owns(self, env_id: str) -> bool:
         raise NotImplementedError
@@ -111,6 +114,7 @@ class Backend:
 class AleBackend(Backend):
     name = "ale"
     distribution = "ale-py"
+    history_info = ("frame_number",)  # frames since the emulator was made, across earlier episodes
 
     def _register(self) -> None:
         ale_py = importlib.import_module("ale_py")
@@ -265,4 +269,5 @@ def make_env(env_id: str, kwargs: dict[str, Any], backend_name: str | None = Non
         versions=backend.versions(),
         native_fps=fps,
         frameskip=frameskip,
+        history_info=backend.history_info,
     )

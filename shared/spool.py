@@ -86,21 +86,25 @@ def find_episode(spool: Path, key: str) -> Path:
 
 @dataclass
 class WriterLock:
-    """An exclusive, non-blocking flock on one episode's ``writer.lock``."""
+    """A non-blocking flock on one episode's ``writer.lock``.
+
+    Writers hold it *shared*: the game process and its writer process both do, so the episode is an
+    orphan only once both are gone. Recovery takes it *exclusive*, which also keeps two recoverers
+    apart.
+    """
 
     path: Path
+    shared: bool = False
     fd: int = -1
 
     def try_acquire(self) -> bool:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
         self.fd = fd
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         return True
 
     def release(self) -> None:

@@ -41,6 +41,14 @@ def kill_mid_episode(env_id: str, spool: Path, cwd: Path, seed: int, min_steps: 
     return partial
 
 
+def recover_when_free(spool: Path, timeout: float = 20) -> list:  # type: ignore[type-arg]
+    """Recovery skips an episode while the dead recorder's writer process still drains its chunks."""
+    deadline = time.monotonic() + timeout
+    while not (results := recover_orphans(spool)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return results
+
+
 def assert_matches_simulation(episode: Episode) -> None:
     made = make_env(episode.attrs["env_id"], episode.attrs["env_kwargs"], episode.attrs["backend"])
     try:
@@ -66,9 +74,9 @@ def test_sigkill_loses_no_step(env_id: str, min_steps: int, spool: Path, workdir
     committed = json.loads((partial / schema.COMMITTED_NAME).read_text())["steps"]
     assert journal_steps >= committed >= min_steps
 
-    (result,) = recover_orphans(spool)
+    (result,) = recover_when_free(spool)
     assert result.sealed is not None and result.error == ""
-    assert result.checked_steps == committed and result.checked_steps + result.rebuilt_steps == journal_steps
+    assert result.checked_steps >= committed and result.checked_steps + result.rebuilt_steps == journal_steps
     assert not partial.exists()
     episode = Episode(result.sealed)
     assert episode.end_reason == "recovered" and episode.length == journal_steps

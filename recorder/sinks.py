@@ -1,0 +1,188 @@
+"""Where chunk jobs go: a writer process (play) or a writer thread (recovery, tests).
+
+Why a process: on a 2-core machine a writer *thread* convoys with the game loop on the GIL. Every
+syscall either side makes hands the GIL over, and getting it back waits for the other side's
+Python work; measured, recording ran at 0.62 of raw env speed. In a process, the game loop only
+copies rows into shared memory and sends a small message per chunk.
+
+Both transports share the bookkeeping here: chunk buffers ("slots") are recycled once their job is
+done; agents wait for a free slot (backpressure), humans never do (a new slot is made instead).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.shared_memory import SharedMemory
+from typing import Any
+
+import numpy as np
+
+from recorder.chunk_store import ArraySpec, ChunkJob, ChunkStore
+
+log = logging.getLogger(__name__)
+Failure = tuple[int, str]  # (errno, message): picklable, turned into a typed error by the writer
+DIED = (0, "the writer process stopped unexpectedly")
+_ALIGN = 64
+
+
+@dataclass
+class Slot:
+    key: str
+    layout: tuple[tuple[str, int, tuple[int, ...], str], ...]  # (name, offset, chunk shape, dtype)
+    arrays: dict[str, np.ndarray]
+    shm: SharedMemory | None = None
+
+
+def _layout(specs: tuple[ArraySpec, ...], chunk_steps: int) -> tuple[tuple[tuple[str, int, tuple[int, ...], str], ...], int]:
+    out, offset = [], 0
+    for spec in specs:
+        shape = (chunk_steps, *spec.shape)
+        out.append((spec.name, offset, shape, spec.dtype))
+        offset += -(-int(np.prod(shape)) * np.dtype(spec.dtype).itemsize // _ALIGN) * _ALIGN
+    return tuple(out), max(offset, _ALIGN)
+
+
+def views(buffer: Any, layout: tuple[tuple[str, int, tuple[int, ...], str], ...]) -> dict[str, np.ndarray]:
+    return {name: np.ndarray(shape, dtype=dtype, buffer=buffer, offset=off) for name, off, shape, dtype in layout}
+
+
+class Sink:
+    def __init__(self, process: bool, max_slots: int = 4) -> None:
+        self._process = process
+        self._max_slots = max_slots
+        self._cond = threading.Condition()
+        self._pending: Counter[str] = Counter()
+        self._failures: dict[str, Failure] = {}
+        self._free: dict[tuple[Any, ...], list[Slot]] = {}
+        self._made: dict[tuple[Any, ...], int] = Counter()
+        self._shms: list[SharedMemory] = []
+        self._in_flight: dict[str, tuple[Slot, tuple[Any, ...]]] = {}
+        self._closed = False
+        if process:
+            # A plain ``python -m`` child, not multiprocessing: spawn would re-import the caller's
+            # __main__, which fails for scripts fed on stdin and is slow for big ones.
+            jobs_r, jobs_w = os.pipe()
+            results_r, results_w = os.pipe()
+            self._child = subprocess.Popen(
+                [sys.executable, "-m", "recorder.writer_process", str(jobs_r), str(results_w)],
+                pass_fds=(jobs_r, results_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            )
+            os.close(jobs_r)
+            os.close(results_w)
+            self._jobs_out = Connection(jobs_w, readable=False)
+            self._results_in = Connection(results_r, writable=False)
+            self._worker = threading.Thread(target=self._receive, name="gymrec-writer-results", daemon=True)
+        else:
+            self._queue: queue.SimpleQueue[tuple[ChunkJob, Slot] | None] = queue.SimpleQueue()
+            self._store = ChunkStore()
+            self._worker = threading.Thread(target=self._work, name="gymrec-writer", daemon=True)
+        self._worker.start()
+
+    # --- slots --------------------------------------------------------------------------------
+
+    def slot(self, specs: tuple[ArraySpec, ...], chunk_steps: int, block: bool) -> Slot:
+        key = (specs, chunk_steps)
+        with self._cond:
+            while True:
+                free = self._free.setdefault(key, [])
+                if free:
+                    return free.pop()
+                if not block or self._made[key] < self._max_slots:
+                    self._made[key] += 1
+                    break
+                self._cond.wait()
+        layout, size = _layout(specs, chunk_steps)
+        if not self._process:
+            return Slot(f"local-{id(layout)}-{self._made[key]}", layout, views(bytearray(size), layout))
+        shm = SharedMemory(create=True, size=size)
+        self._shms.append(shm)
+        return Slot(shm.name, layout, views(shm.buf, layout), shm)
+
+    def _release(self, slot_key: str, partial: str, failure: Failure | None) -> None:
+        with self._cond:
+            self._pending[partial] -= 1
+            if failure is not None:
+                self._failures.setdefault(partial, failure)
+            entry = self._in_flight.pop(slot_key, None)
+            if entry is not None:
+                self._free.setdefault(entry[1], []).append(entry[0])
+            self._cond.notify_all()
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    def submit(self, job: ChunkJob, slot: Slot) -> None:
+        with self._cond:
+            self._pending[job.partial] += 1
+            self._in_flight[slot.key] = (slot, (job.specs, job.chunk_steps))
+        if self._process:
+            try:
+                self._jobs_out.send((job, slot.key, slot.layout))
+            except OSError:
+                self._release(slot.key, job.partial, DIED)
+        else:
+            self._queue.put((job, slot))
+
+    def failure(self, partial: str) -> Failure | None:
+        with self._cond:
+            return self._failures.get(partial)
+
+    def wait(self, partial: str) -> Failure | None:
+        """Until every job of ``partial`` is done; returns its failure, if any."""
+        with self._cond:
+            while self._pending[partial] > 0:
+                self._cond.wait()
+            self._pending.pop(partial, None)
+            return self._failures.get(partial)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._process:
+            try:
+                self._jobs_out.send(None)
+            except OSError:
+                pass
+            self._child.wait()
+            self._jobs_out.close()
+        else:
+            self._queue.put(None)
+        self._worker.join()
+        if self._process:
+            self._results_in.close()
+        for shm in self._shms:
+            shm.close()
+            shm.unlink()
+
+    # --- the two transports -------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            job, slot = item
+            try:
+                self._store.run(job, slot.arrays)
+                failure = None
+            except OSError as e:
+                failure = (e.errno or 0, str(e))
+            self._release(slot.key, job.partial, failure)
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                slot_key, partial, failure = self._results_in.recv()
+            except (EOFError, OSError):
+                with self._cond:
+                    for partial in [p for p, n in self._pending.items() if n > 0]:
+                        self._failures.setdefault(partial, DIED)
+                        self._pending[partial] = 0
+                    self._cond.notify_all()
+                return
+            self._release(slot_key, partial, failure)
