@@ -36,9 +36,11 @@ class SessionResult:
     steps: int = 0
 
 
-def episode_attrs(config: PlayConfig, made: MadeEnv, seed: int, fps: float, keymap: dict[str, Any] | None) -> dict[str, Any]:
+def episode_attrs(config: PlayConfig, made: MadeEnv, seed: int, fps: float, keymap: dict[str, Any] | None,
+                  spaces: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
     env = made.env
-    obs_desc = describe_space(env.observation_space)
+    # Describing a Box observation scans its bounds (100k values for Atari): do it once per session.
+    action_desc, obs_desc = spaces or (describe_space(env.action_space), describe_space(env.observation_space))
     return {
         "schema_version": schema.SCHEMA_VERSION,
         "episode_id": str(uuid.uuid4()),
@@ -47,7 +49,7 @@ def episode_attrs(config: PlayConfig, made: MadeEnv, seed: int, fps: float, keym
         "env_spec_kwargs": made.spec_kwargs,
         "backend": made.backend,
         "seed": int(seed),
-        "action_space": describe_space(env.action_space),
+        "action_space": action_desc,
         "observation_space": obs_desc,
         "image_key": image_key(obs_desc),
         "fps": float(fps),
@@ -76,6 +78,7 @@ class Session:
         self.keymap = keymap
         self.fps = config.fps or made.native_fps
         self._seeds = np.random.default_rng(config.seed)
+        self._spaces = (describe_space(made.env.action_space), describe_space(made.env.observation_space))
         self.agent: Agent | None = None
         if not config.human:
             self.agent = load_agent(config.agent, made.env.action_space, config.seed)
@@ -119,7 +122,7 @@ class Session:
 
     def _episode(self, seed: int, number: int, sink: Sink) -> tuple[EndReason, EpisodeWriter]:
         env = self.made.env
-        attrs = episode_attrs(self.config, self.made, seed, self.fps, self.keymap)
+        attrs = episode_attrs(self.config, self.made, seed, self.fps, self.keymap, self._spaces)
         action_desc = attrs["action_space"]
         img_key = attrs["image_key"]
         obs, info = env.reset(seed=seed)

@@ -55,7 +55,7 @@ def views(buffer: Any, layout: tuple[tuple[str, int, tuple[int, ...], str], ...]
 
 
 class Sink:
-    def __init__(self, process: bool, max_slots: int = 4) -> None:
+    def __init__(self, process: bool, max_slots: int = 8) -> None:
         self._process = process
         self._max_slots = max_slots
         self._cond = threading.Condition()

@@ -94,6 +94,10 @@ def obs_leaves(desc: dict[str, Any]) -> list[Leaf]:
 
 def encode_action(desc: dict[str, Any], action: Any) -> dict[str, np.ndarray]:
     """Native action -> one array per leaf, in the leaf dtype; rejects values that would not round-trip."""
+    if desc["type"] == "Discrete" and isinstance(action, int | np.integer):
+        # The per-step common case (every Atari game): no array round trip.
+        if desc["start"] <= action < desc["start"] + desc["n"]:
+            return {ACTION_LEAF: np.int64(action)}  # type: ignore[dict-item]
     try:
         if desc["type"] == "Dict":
             out = {}
