@@ -90,7 +90,7 @@ class _Orphan:
 
 
 def _load(partial: Path) -> _Orphan:
-    attrs = dict(zarr.open_group(str(partial), mode="r").attrs)
+    attrs: dict[str, Any] = dict(zarr.open_group(str(partial), mode="r").attrs)
     schema.check_attrs(attrs, partial.name, sealed=False)
     chunk = int(attrs["chunk_steps"])
     # A marker written while sealing may be mid-chunk; redo that chunk from the re-simulation.

@@ -96,7 +96,7 @@ def run(config: ReplayConfig) -> int:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("episode", required=False)
 @click.option("--spool", type=click.Path(path_type=Path), help="Spool directory (default: $GYMREC_SPOOL or ~/.local/share/gymrec/spool).")
-@click.option("--repo-id", help="A Hub dataset (anyone's public one): EPISODE is an episode id, prefix or index in it.")
+@click.option("--repo-id", help="A Hub dataset (anyone's public one): EPISODE is an episode id, prefix or #index in it.")
 @click.option("--local-dir", type=click.Path(path_type=Path), help="A local dataset directory (with --repo-id: where to download).")
 @click.option("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT or huggingface.co).")
 @click.option("--all", "all_", is_flag=True, help="Replay every episode of the source (discarded ones are skipped).")

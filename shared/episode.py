@@ -64,7 +64,8 @@ class Episode:
         self.length = int(self.attrs["length"]) if sealed else int(trusted_length or 0)
         self.obs_leaves: list[Leaf] = obs_leaves(self.attrs["observation_space"])
         self.action_leaves: list[Leaf] = action_leaves(self.attrs["action_space"])
-        self.info_keys: list[str] = sorted(self.group[schema.INFO_GROUP].keys()) if schema.INFO_GROUP in self.group else []
+        info = self.group.get(schema.INFO_GROUP)
+        self.info_keys: list[str] = sorted(info.keys()) if isinstance(info, zarr.Group) else []
         if sealed:
             self._check_shapes()
 

@@ -43,7 +43,7 @@ def describe_space(space: gym.Space) -> dict[str, Any]:
     if isinstance(space, gym.spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, gym.spaces.MultiBinary):
-        shape = [int(space.n)] if np.isscalar(space.n) else [int(x) for x in space.n]
+        shape = [int(x) for x in np.atleast_1d(np.asarray(space.n))]
         return {"type": "MultiBinary", "shape": shape}
     if isinstance(space, gym.spaces.MultiDiscrete):
         return {"type": "MultiDiscrete", "nvec": np.asarray(space.nvec).tolist(), "dtype": str(space.dtype)}
