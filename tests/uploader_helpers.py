@@ -6,78 +6,22 @@ import json
 import os
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from shared import schema
 from shared.episode import Episode
+from tests.recording import record_episode  # noqa: F401  (re-exported for the suites)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def record_episode(
-    spool: Path,
-    env_id: str,
-    steps: int,
-    seed: int,
-    env_kwargs: dict[str, Any] | None = None,
-    end_reason: str | None = None,
-) -> Path:
-    """Record one random-agent episode (at most ``steps`` steps) with the real writer; the sealed path."""
-    from recorder.writer import EpisodeWriter
-    from shared.backends import make_env
-    from shared.spaces import describe_space, encode_action, image_key, split_observation
-
-    spool.mkdir(parents=True, exist_ok=True)
-    made = make_env(env_id, env_kwargs or {})
-    env = made.env
-    try:
-        env.action_space.seed(seed)
-        action_desc = describe_space(env.action_space)
-        obs_desc = describe_space(env.observation_space)
-        attrs = {
-            "schema_version": schema.SCHEMA_VERSION,
-            "episode_id": str(uuid.uuid4()),
-            "env_id": env_id,
-            "env_kwargs": made.kwargs,
-            "backend": made.backend,
-            "seed": seed,
-            "action_space": action_desc,
-            "observation_space": obs_desc,
-            "image_key": image_key(obs_desc),
-            "fps": made.native_fps,
-            "versions": made.versions,
-            "keymap": None,
-            "collector": "test",
-            "player": "random",
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "chunk_steps": schema.CHUNK_STEPS,
-        }
-        writer = EpisodeWriter.create(spool, attrs, backpressure=True)
-        obs, info = env.reset(seed=seed)
-        reason = "truncated"
-        for _ in range(steps):
-            action = env.action_space.sample()
-            writer.record(split_observation(obs), encode_action(action_desc, action), info)
-            obs, reward, terminated, truncated, info = env.step(action)
-            writer.outcome(float(reward), bool(terminated), bool(truncated), info)
-            if terminated or truncated:
-                reason = "terminated" if terminated else "truncated"
-                break
-        return writer.seal(split_observation(obs), end_reason or reason)
-    finally:
-        env.close()
-
-
 def record_in_subprocess(spool: Path, env_id: str, steps: int, seed: int, cwd: Path, end_reason: str | None = None) -> Path:
     """Record in a child process: stable-retro allows one emulator per process, VizDoom litters its CWD."""
     code = (
-        f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); from uploader_helpers import record_episode; "
+        f"import sys; sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'tests')!r}]; from uploader_helpers import record_episode; "
         f"from pathlib import Path; print(record_episode(Path({str(spool)!r}), {env_id!r}, {steps}, {seed}, end_reason={end_reason!r}))"
     )
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}

@@ -14,11 +14,11 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from shared import schema
+import numpy as np
+
 from shared.episode import Episode
 from shared.spool import sealed_episodes
 from uploader.convert import ConvertOptions, convert_episode
@@ -27,62 +27,63 @@ BREAKOUT = "BreakoutNoFrameskip-v4"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def record_breakout(spool: Path, steps: int, seed: int = 0) -> Path:
-    """A random-play Breakout episode of exactly ``steps`` steps (the game restarts when it ends)."""
-    from recorder.writer import EpisodeWriter
+def record_breakout(spool: Path, steps: int, seed: int = 0, serve: bool = False) -> list[Path]:
+    """Real, replayable Breakout episodes through the recorder's own Session.
+
+    ``serve=True``: random play, whole games (each ends when the lives run out) until ``steps``
+    frames are recorded. ``serve=False``: one episode of exactly ``steps`` steps from a random
+    policy that never presses FIRE, so the ball is never served and the game never ends.
+    """
+    from recorder.config import PlayConfig
+    from recorder.session import Session
     from shared.backends import make_env
-    from shared.spaces import describe_space, encode_action, image_key, split_observation
 
     spool.mkdir(parents=True, exist_ok=True)
     made = make_env(BREAKOUT, {})
-    env = made.env
     try:
-        env.action_space.seed(seed)
-        action_desc, obs_desc = describe_space(env.action_space), describe_space(env.observation_space)
-        attrs = {
-            "schema_version": schema.SCHEMA_VERSION, "episode_id": str(uuid.uuid4()), "env_id": BREAKOUT,
-            "env_kwargs": made.kwargs, "backend": made.backend, "seed": seed, "action_space": action_desc,
-            "observation_space": obs_desc, "image_key": image_key(obs_desc), "fps": made.native_fps,
-            "versions": made.versions, "keymap": None, "collector": "bench", "player": "random",
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "chunk_steps": schema.CHUNK_STEPS,
-        }  # fmt: skip
-        writer = EpisodeWriter.create(spool, attrs, backpressure=True)
-        obs, info = env.reset(seed=seed)
-        for _ in range(steps):
-            action = env.action_space.sample()
-            writer.record(split_observation(obs), encode_action(action_desc, action), info)
-            obs, reward, terminated, truncated, info = env.step(action)
-            writer.outcome(float(reward), bool(terminated), bool(truncated), info)
-            if terminated or truncated:
-                obs, info = env.reset()
-        return writer.seal(split_observation(obs), "truncated")
+        if serve:
+            paths: list[Path] = []
+            total = 0
+            while total < steps:
+                config = PlayConfig(env_id=BREAKOUT, spool=spool, seed=seed + len(paths), agent="random",
+                                    headless=True, episodes=1, max_steps=steps - total)
+                result = Session(config, made).run()
+                paths += result.sealed
+                total += result.steps
+            return paths
+        config = PlayConfig(env_id=BREAKOUT, spool=spool, seed=seed, agent="random", headless=True, episodes=1,
+                            max_steps=steps)
+        session = Session(config, made)
+        rng = np.random.default_rng(seed)
+        session.agent = lambda _obs: int(rng.choice([0, 2, 3]))  # NOOP, RIGHT, LEFT: never FIRE
+        return session.run().sealed
     finally:
-        env.close()
+        made.env.close()
 
 
-def _breakout(spool: Path) -> Path:
-    for path in sealed_episodes(spool):
-        if Episode(path).attrs["env_id"] == BREAKOUT:
-            return path
-    return record_breakout(spool, 5000)
-
-
-def bench_p4(spool_with_breakout_episode: Path, workers: int | None = None) -> dict[str, float]:
-    """Convert a Breakout episode; dataset bytes per frame (all files) and frames per second."""
-    episode = Episode(_breakout(spool_with_breakout_episode))
+def bench_p4(spool: Path, workers: int | None = None) -> dict[str, float]:
+    """Convert every Breakout episode in ``spool``: dataset bytes per frame (all files) and frames/s."""
+    episodes = [Episode(p) for p in sealed_episodes(spool) if Episode(p).attrs["env_id"] == BREAKOUT]
+    if not episodes:
+        episodes = [Episode(p) for p in record_breakout(spool, 5000, serve=True)]
     options = ConvertOptions() if workers is None else ConvertOptions(workers=workers)
+    size = frames = 0
+    seconds = 0.0
     with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
-        converted = convert_episode(episode, Path(out), options)
-        seconds = time.perf_counter() - start
-        size = sum((Path(out) / p).stat().st_size for p in converted.episode_files)
-    return {"bytes_per_frame": size / episode.length, "frames_per_s": episode.length / seconds, "frames": episode.length}
+        for episode in episodes:
+            start = time.perf_counter()
+            converted = convert_episode(episode, Path(out), options)
+            seconds += time.perf_counter() - start
+            size += sum((Path(out) / p).stat().st_size for p in converted.episode_files)
+            frames += episode.length
+    return {"bytes_per_frame": size / frames, "frames_per_s": frames / seconds, "frames": frames,
+            "episodes": len(episodes)}
 
 
 def bench_p6(spool: Path, frames: int = 100_000) -> float:
     """Peak RSS (MB) of a fresh process converting one ``frames``-step Breakout episode."""
     found = [p for p in sealed_episodes(spool) if Episode(p).length >= frames]
-    path = found[0] if found else record_breakout(spool, frames)
+    path = found[0] if found else record_breakout(spool, frames)[0]
     with tempfile.TemporaryDirectory() as out:
         code = (
             "import sys; from pathlib import Path; from shared.episode import Episode; "
@@ -107,7 +108,7 @@ def bench_p7(work: Path, frames: int = 5000) -> float:
     spool = work / "spool"
     spool.mkdir(parents=True, exist_ok=True)
     staging = work / "staging"
-    sealed = record_breakout(staging, frames)  # recorded aside, then moved in: the seal is the rename
+    (sealed,) = record_breakout(staging, frames)  # recorded aside, then moved in: the seal is the rename
     token, repo = "hf_bench_token", "bench/gymrec-p7"
     with running_hub(token=token, tmp_path=work) as hub:
         config = UploaderConfig(spool=spool, local_dir=work / "unused", repo_id=repo, endpoint=hub.endpoint,
