@@ -13,7 +13,7 @@ import click
 from recorder.config import HUMAN, PlayConfig, parse_env_kwargs
 from recorder.recovery import recover_orphans
 from shared.backends import list_envs, make_env
-from shared.cli_errors import cli_edge, configure_logging
+from shared.cli_errors import OneLineCommand, cli_edge, configure_logging
 from shared.errors import BadAgentError
 from shared.paths import default_spool
 from shared.spool import check_spool
@@ -86,7 +86,7 @@ def _frame_shape(space: Any) -> tuple[int, ...]:
     return tuple(leaf["shape"])
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("gymrec-play", cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("env_id", required=False)
 @click.option("--list", "list_envs_flag", is_flag=True, help="List environments (ENV_ID then filters) and exit.")
 @click.option("--fps", type=float, help="Steps per second (default: the console's true speed).")
@@ -112,7 +112,7 @@ def main(env_id: str | None, list_envs_flag: bool, fps: float | None, scale: int
         _list(env_id or "")
         return
     if not env_id:
-        raise click.UsageError("give an ENV_ID (see gymrec-play --list)")
+        raise click.UsageError("give an ENV_ID; gymrec-play --list shows them")
     if headless and agent == HUMAN:
         raise BadAgentError("--headless needs an agent: a human cannot play without a window", "add --agent random")
     if keymap_path is not None and not keymap_path.is_file():

@@ -10,6 +10,7 @@ in place with a ``recovery-failed.txt`` that says why.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from shared.spool import WriterLock, orphaned, partial_episodes
 
 log = logging.getLogger(__name__)
 FAILED_NOTE = "recovery-failed.txt"
+STAGING_GRACE = 60.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class _Orphan:
 
 def _load(partial: Path) -> _Orphan:
     attrs: dict[str, Any] = dict(zarr.open_group(str(partial), mode="r").attrs)
-    schema.check_attrs(attrs, partial.name, sealed=False)
+    schema.check_attrs(attrs, partial.name, sealed=False, expected_id=schema.id_from_name(partial.name))
     chunk = int(attrs["chunk_steps"])
     # A marker written while sealing may be mid-chunk; redo that chunk from the re-simulation.
     committed = (read_committed(partial) // chunk) * chunk
@@ -150,15 +152,33 @@ def _resimulate(orphan: _Orphan, env: Any, writer: EpisodeWriter) -> Recovered:
         ):
             raise orphan.diverged(t, "reward or termination")
     rebuilt = orphan.total - committed
-    extra = {"recovery": {"committed_steps": committed, "journal_steps": int(len(orphan.timestamps)),
-                          "rebuilt_steps": rebuilt, "recovered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
-    sealed = writer.seal(split_observation(obs), schema.EndReason.RECOVERED, extra)
+    extra: dict[str, Any] = {"recovery": {"committed_steps": committed, "journal_steps": int(len(orphan.timestamps)),
+                             "rebuilt_steps": rebuilt, "recovered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
+    end = schema.EndReason.RECOVERED
+    if orphan.total == 0:  # killed before its first step: nothing to keep, but nothing to upload either
+        end, extra["discarded_because"] = schema.EndReason.DISCARDED, "the recorder stopped before the first step"
+    sealed = writer.seal(split_observation(obs), end, extra)
     return Recovered(orphan.partial, sealed, committed, rebuilt)
+
+
+def _remove_dead_staging(spool: Path) -> None:
+    """``.<id>.partial.creating`` of a recorder killed mid-creation: metadata only, never a step."""
+    for staging in spool.glob(".*" + schema.PARTIAL_SUFFIX + ".creating") if spool.is_dir() else ():
+        try:
+            if time.time() - staging.stat().st_mtime < STAGING_GRACE:
+                continue  # a live recorder may be between mkdir and taking its lock
+        except FileNotFoundError:
+            continue
+        lock = orphaned(staging)
+        if lock is not None:
+            lock.release()
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def recover_orphans(spool: Path) -> list[Recovered]:
     """Recover every orphaned ``.partial`` in ``spool``; live writers' episodes are left alone."""
     results: list[Recovered] = []
+    _remove_dead_staging(spool)
     for partial in partial_episodes(spool):
         if (partial / FAILED_NOTE).exists():
             continue
@@ -167,7 +187,7 @@ def recover_orphans(spool: Path) -> list[Recovered]:
             continue
         try:
             results.append(recover(partial, lock))
-            log.warning("recovered %s", partial.name)
+            log.info("recovered %s", partial.name)
         except (CorruptEpisodeError, RecoveryError) as e:
             (partial / FAILED_NOTE).write_text(f"{e}\n")
             log.error("%s", e)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 from recorder.agents import Agent, load_agent
 from recorder.config import PlayConfig
@@ -66,6 +67,11 @@ def episode_attrs(config: PlayConfig, made: MadeEnv, seed: int, fps: float, keym
     }
 
 
+def _children_except(sink: Sink) -> list[tuple[int, float]]:
+    writer_pid = sink.child_pid
+    return [(c.pid, c.create_time()) for c in psutil.Process().children(recursive=True) if c.pid != writer_pid]
+
+
 class Session:
     """Runs episodes until the episode budget is spent or the player quits."""
 
@@ -79,6 +85,7 @@ class Session:
         self.fps = config.fps or made.native_fps
         self._seeds = np.random.default_rng(config.seed)
         self._spaces = (describe_space(made.env.action_space), describe_space(made.env.observation_space))
+        self._guarded = False
         self.agent: Agent | None = None
         if not config.human:
             self.agent = load_agent(config.agent, made.env.action_space, config.seed)
@@ -126,6 +133,9 @@ class Session:
         action_desc = attrs["action_space"]
         img_key = attrs["image_key"]
         obs, info = env.reset(seed=seed)
+        if not self._guarded:  # engines (VizDoom) exist once the env is first reset
+            sink.guard(_children_except(sink))
+            self._guarded = True
         writer = EpisodeWriter.create(self.config.spool, attrs, sink, backpressure=not self.config.human)
         log.info("episode %s: %s seed %d", attrs["episode_id"], self.made.env_id, seed)
         end: EndReason | None = None

@@ -19,6 +19,7 @@ import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 Failure = tuple[int, str]  # (errno, message): picklable, turned into a typed error by the writer
 DIED = (0, "the writer process stopped unexpectedly")
 _ALIGN = 64
+SEGMENT_PREFIX = "gymrec_"  # + recorder pid + slot number: the writer can find a dead recorder's slots
 
 
 @dataclass
@@ -72,7 +74,7 @@ class Sink:
             jobs_r, jobs_w = os.pipe()
             results_r, results_w = os.pipe()
             self._child = subprocess.Popen(
-                [sys.executable, "-m", "recorder.writer_process", str(jobs_r), str(results_w)],
+                [sys.executable, "-m", "recorder.writer_process", str(jobs_r), str(results_w), str(os.getpid())],
                 pass_fds=(jobs_r, results_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             )
             os.close(jobs_r)
@@ -102,7 +104,10 @@ class Sink:
         layout, size = _layout(specs, chunk_steps)
         if not self._process:
             return Slot(f"local-{id(layout)}-{self._made[key]}", layout, views(bytearray(size), layout))
-        shm = SharedMemory(create=True, size=size)
+        shm = SharedMemory(create=True, size=size, name=f"{SEGMENT_PREFIX}{os.getpid()}_{len(self._shms)}")
+        # Python's resource tracker would unlink our segments the moment this process dies, while
+        # the writer process still drains them; the writer removes them itself in that case.
+        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
         self._shms.append(shm)
         return Slot(shm.name, layout, views(shm.buf, layout), shm)
 
@@ -129,6 +134,21 @@ class Sink:
                 self._release(slot.key, job.partial, DIED)
         else:
             self._queue.put((job, slot))
+
+    @property
+    def child_pid(self) -> int | None:
+        return self._child.pid if self._process else None
+
+    def guard(self, pids: list[tuple[int, float]]) -> None:
+        """Ask the writer process to kill these (pid, start time) if the recorder dies unannounced.
+
+        VizDoom runs its engine as a child process that a SIGKILLed recorder would leave running.
+        """
+        if self._process and pids:
+            try:
+                self._jobs_out.send(("guard", pids))
+            except OSError:
+                pass
 
     def failure(self, partial: str) -> Failure | None:
         with self._cond:
@@ -160,6 +180,9 @@ class Sink:
             self._results_in.close()
         for shm in self._shms:
             shm.close()
+            # unlink() unregisters from the resource tracker, which we left at creation: re-register
+            # first, or the tracker prints a KeyError traceback.
+            resource_tracker.register(shm._name, "shared_memory")  # type: ignore[attr-defined]
             shm.unlink()
 
     # --- the two transports -------------------------------------------------------------------

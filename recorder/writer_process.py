@@ -15,8 +15,10 @@ from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 
+import psutil
+
 from recorder.chunk_store import ChunkStore
-from recorder.sinks import Failure, views
+from recorder.sinks import SEGMENT_PREFIX, Failure, views
 from shared import schema
 from shared.spool import WriterLock
 
@@ -29,20 +31,36 @@ def _attach(name: str) -> SharedMemory:
     return shm
 
 
-def serve(jobs: Connection, results: Connection) -> None:
+def _unlink_segments(recorder_pid: int) -> None:
+    shm_dir = Path("/dev/shm")  # where POSIX shared memory lives on Linux
+    for path in shm_dir.glob(f"{SEGMENT_PREFIX}{recorder_pid}_*") if shm_dir.is_dir() else ():
+        path.unlink(missing_ok=True)
+
+
+def serve(jobs: Connection, results: Connection, recorder_pid: int) -> None:
     """Run jobs until told to stop or the recorder is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the recorder's to handle; it then seals
+    # Ctrl-C and SIGTERM (timeout, systemd, kill -- -PGID) reach the whole group: they are the
+    # recorder's to handle, and it seals through us. We stop on its message or on its death.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     store = ChunkStore()
     attached: dict[str, SharedMemory] = {}
     locks: dict[str, WriterLock] = {}
     failed: dict[str, Failure] = {}
+    guarded: list[tuple[int, float]] = []
     while True:
         try:
             message = jobs.recv()
         except (EOFError, OSError):
+            # The recorder died without saying goodbye: what it left running, and its slots, are ours.
+            _kill_orphans(guarded)
+            _unlink_segments(recorder_pid)
             break
         if message is None:
             break
+        if message[0] == "guard":
+            guarded = list(message[1])
+            continue
         job, slot_key, layout = message
         failure = failed.get(job.partial)
         if failure is None and job.partial not in locks:
@@ -52,9 +70,9 @@ def serve(jobs: Connection, results: Connection) -> None:
             else:
                 failure = (0, "the episode was taken over by crash recovery")
         if failure is None:
-            if slot_key not in attached:
-                attached[slot_key] = _attach(slot_key)
             try:
+                if slot_key not in attached:
+                    attached[slot_key] = _attach(slot_key)
                 store.run(job, views(attached[slot_key].buf, layout))
             except OSError as e:
                 failure = (e.errno or 0, str(e))
@@ -72,9 +90,19 @@ def serve(jobs: Connection, results: Connection) -> None:
         shm.close()
 
 
+def _kill_orphans(guarded: list[tuple[int, float]]) -> None:
+    for pid, started in guarded:
+        try:
+            process = psutil.Process(pid)
+            if abs(process.create_time() - started) < 0.01:  # not a recycled pid
+                process.kill()
+        except psutil.Error:
+            pass
+
+
 def main() -> None:
-    jobs_fd, results_fd = int(sys.argv[1]), int(sys.argv[2])
-    serve(Connection(jobs_fd, writable=False), Connection(results_fd, readable=False))
+    jobs_fd, results_fd, recorder_pid = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    serve(Connection(jobs_fd, writable=False), Connection(results_fd, readable=False), recorder_pid)
 
 
 if __name__ == "__main__":

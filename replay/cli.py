@@ -11,7 +11,7 @@ import click
 
 from replay.select import Job, Selection, jobs, spool_to_recover
 from replay.verify import Result, Summary, VerifyOptions, verify
-from shared.cli_errors import cli_edge, configure_logging
+from shared.cli_errors import OneLineCommand, cli_edge, configure_logging
 from shared.errors import GymrecError
 from shared.paths import default_spool
 from shared.schema import EndReason
@@ -93,7 +93,7 @@ def run(config: ReplayConfig) -> int:
     return summary.exit_code
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("gymrec-replay", cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("episode", required=False)
 @click.option("--spool", type=click.Path(path_type=Path), help="Spool directory (default: $GYMREC_SPOOL or ~/.local/share/gymrec/spool).")
 @click.option("--repo-id", help="A Hub dataset (anyone's public one): EPISODE is an episode id, prefix or #index in it.")

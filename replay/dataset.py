@@ -167,7 +167,7 @@ class DatasetSource(EpisodeSource):
             self.attrs: dict[str, Any] = json.loads(files.fetch(layout.meta_path(episode_id)).read_text())
         except (ValueError, UnicodeDecodeError) as e:
             raise CorruptEpisodeError(f"{self.where}: unreadable {layout.meta_path(episode_id)}") from e
-        check_attrs(self.attrs, self.where, sealed=True)
+        check_attrs(self.attrs, self.where, sealed=True, expected_id=episode_id)
         self.image_key = str(self.attrs["image_key"])
         data_file = str(self.attrs.get("data_file") or layout.data_path(self.env_id, episode_id))
         try:

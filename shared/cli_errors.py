@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import click
 
@@ -84,3 +84,35 @@ def cli_edge(prog: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return inner
 
     return wrap
+
+
+def _one_line_main(main: Callable[..., Any], name: str, args: Any, kwargs: dict[str, Any]) -> Any:
+    if not kwargs.get("standalone_mode", True):
+        return main(*args, **kwargs)
+    kwargs["standalone_mode"] = False
+    try:
+        code = main(*args, **kwargs)
+    except click.UsageError as e:
+        path = e.ctx.command_path if e.ctx is not None else name
+        click.echo(f"{name}: error: {_one_line(e.format_message())} (see {path} --help)", err=True)
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        click.echo(f"{name}: error: {_one_line(e.format_message())}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo(f"{name}: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    # Callbacks return None; an int comes from click's own exits (e.g. --help).
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+class OneLineCommand(click.Command):
+    """click prints usage errors as a three-line block; gymrec's rule is one line and exit 2."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        return _one_line_main(super().main, self.name or "gymrec", args, kwargs)
+
+
+class OneLineGroup(click.Group):
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        return _one_line_main(super().main, self.name or "gymrec", args, kwargs)

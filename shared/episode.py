@@ -60,7 +60,7 @@ class Episode:
         except (zarr.errors.GroupNotFoundError, FileNotFoundError, ValueError, json.JSONDecodeError) as e:
             raise CorruptEpisodeError(f"{where}: not a readable Zarr group ({e})", "the episode is damaged") from e
         sealed = trusted_length is None
-        schema.check_attrs(self.attrs, where, sealed=sealed)
+        schema.check_attrs(self.attrs, where, sealed=sealed, expected_id=schema.id_from_name(path.name))
         self.length = int(self.attrs["length"]) if sealed else int(trusted_length or 0)
         self.obs_leaves: list[Leaf] = obs_leaves(self.attrs["observation_space"])
         self.action_leaves: list[Leaf] = action_leaves(self.attrs["action_space"])

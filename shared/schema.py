@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import struct
+import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,7 +174,23 @@ class JournalFormat:
         return timestamps[:good], {k: v[:good] for k, v in leaves.items()}
 
 
-def check_attrs(attrs: dict[str, Any], where: str, sealed: bool) -> None:
+def id_from_name(name: str) -> str | None:
+    """The id a spool directory is named after (``<id>.zarr``, ``<id>.partial``, ``<id>.<owner>.zarr``).
+
+    None for a directory a person renamed (a copy to replay, say): then only the id's form is checked.
+    """
+    stem = name.split(".", 1)[0]
+    return stem if _is_uuid(stem) else None
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
+def check_attrs(attrs: dict[str, Any], where: str, sealed: bool, expected_id: str | None = None) -> None:
     """Raise CorruptEpisodeError / SchemaVersionError unless ``attrs`` follow this schema."""
     from shared.errors import CorruptEpisodeError, SchemaVersionError
 
@@ -189,3 +206,9 @@ def check_attrs(attrs: dict[str, Any], where: str, sealed: bool) -> None:
     missing = [key for key in needed if key not in attrs]
     if missing:
         raise CorruptEpisodeError(f"{where}: missing attribute(s) {', '.join(missing)}", "the episode is damaged")
+    # The id names files in datasets and repos: it must be the UUID the directory is named after,
+    # never a path ("../../x") smuggled in through a damaged or hostile zarr.json.
+    episode_id = attrs["episode_id"]
+    if not (isinstance(episode_id, str) and _is_uuid(episode_id) and expected_id in (None, episode_id)):
+        raise CorruptEpisodeError(f"{where}: episode_id {episode_id!r} is not this episode's UUID",
+                                  "the episode is damaged")

@@ -65,7 +65,7 @@ def assert_matches_simulation(episode: Episode) -> None:
         made.env.close()
 
 
-@pytest.mark.parametrize(("env_id", "min_steps"), [("PongNoFrameskip-v4", 200), ("VizdoomHealthGathering-v1", 70)])
+@pytest.mark.parametrize(("env_id", "min_steps"), [("PongNoFrameskip-v4", 200), ("VizdoomMyWayHome-v1", 200)])
 def test_sigkill_loses_no_step(env_id: str, min_steps: int, spool: Path, workdir: Path) -> None:
     partial = kill_mid_episode(env_id, spool, workdir, seed=21, min_steps=min_steps)
     journal_format = schema.JournalFormat(tuple(Episode(partial, trusted_length=0).action_leaves))

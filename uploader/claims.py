@@ -32,12 +32,14 @@ from typing import Any
 import psutil
 
 from shared import schema
-from shared.spool import is_episode_id
+from shared.spool import (
+    UPLOADED_LOCAL_AREA,  # noqa: F401  (re-exported: the uploader's areas live here)
+    is_episode_id,
+)
 
 log = logging.getLogger(__name__)
 
 CLAIMED_AREA = "claimed"
-UPLOADED_LOCAL_AREA = "uploaded-local"
 QUARANTINE_AREA = "quarantine"
 RECEIPT_SUFFIX = ".receipt.json"
 REASON_SUFFIX = ".reason.txt"
@@ -50,7 +52,7 @@ def new_owner() -> str:
     return f"{host}_p{os.getpid()}_{secrets.token_hex(3)}"
 
 
-def _owner_is_dead_here(owner: str) -> bool:
+def owner_is_dead_here(owner: str) -> bool:
     match = _OWNER.match(owner)
     if match is None or match["host"] != new_owner().split("_p")[0]:
         return False  # another machine: only the heartbeat can tell
@@ -166,7 +168,7 @@ class Claimer:
             if len(parts) != 3 or path.suffix != schema.SEALED_SUFFIX or parts[1] == self.owner:
                 continue
             age = now - _mtime(path)
-            if age > self.stale_after or _owner_is_dead_here(parts[1]):
+            if age > self.stale_after or owner_is_dead_here(parts[1]):
                 stale.append(path)
         return stale
 

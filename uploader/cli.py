@@ -12,7 +12,7 @@ from types import FrameType
 
 import click
 
-from shared.cli_errors import cli_edge, configure_logging
+from shared.cli_errors import OneLineGroup, cli_edge, configure_logging, debug_enabled
 from shared.errors import HubUnavailableError
 from shared.paths import data_dir, default_spool
 from shared.spool import check_spool
@@ -60,7 +60,8 @@ def _install_stop(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("gymrec-uploader", cls=OneLineGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--spool", type=click.Path(path_type=Path), help="Spool directory (default: $GYMREC_SPOOL or ~/.local/share/gymrec/spool).")
 @click.option("--repo-id", help="Dataset repo for every env (default: <you>/gymrec-<env-slug>, one repo per env).")
 @click.option("--private", is_flag=True, help="Create new repos as private.")
@@ -79,6 +80,10 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
          rescan_interval: float, verbose: bool) -> None:
     """Upload sealed gymrec episodes as a Hugging Face dataset (or a local one without a token)."""
     configure_logging()
+    if not debug_enabled():
+        # watchdog logs an ERROR when an event lands as its observer stops (e.g. a claim released on
+        # a revoked token): stderr must stay one line.
+        logging.getLogger("watchdog").setLevel(logging.CRITICAL)
     if verbose:  # our own story only: client libraries' debug logs are noise (GYMREC_DEBUG=1 shows them)
         for name in ("uploader", "recorder"):
             logging.getLogger(name).setLevel(logging.INFO)
@@ -91,10 +96,11 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
 
     disable_progress_bars()  # stderr is for one-line errors and our log
     config = UploaderConfig(
+        debug=debug_enabled(),
         spool=ctx.obj,
         local_dir=local_dir or data_dir(environ) / "dataset",
         local_only=local_dir is not None,
-        repo_id=check_repo_id(repo_id) if repo_id else None,
+        repo_id=check_repo_id(repo_id) if repo_id is not None else None,
         private=private,
         endpoint=endpoint or environ.get("HF_ENDPOINT") or None,
         token=token,

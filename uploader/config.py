@@ -47,6 +47,7 @@ class UploaderConfig:
     heartbeat_interval: float = 15.0
     stale_after: float = 300.0
     nice: int = 10
+    debug: bool = False  # GYMREC_DEBUG: tracebacks in the per-episode log lines
 
     @property
     def hub(self) -> bool:

@@ -9,12 +9,14 @@ episodes and during retry waits: a commit in flight finishes, nothing else start
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import queue
 import shutil
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,14 +26,14 @@ from watchdog.observers import Observer
 
 from shared import schema
 from shared.episode import Episode
-from shared.errors import AuthError, CorruptEpisodeError, GymrecError, HubUnavailableError
-from shared.spool import UPLOADED_AREA, check_spool
+from shared.errors import AuthError, CorruptEpisodeError, DiskFullError, GymrecError, HubUnavailableError
+from shared.spool import UPLOADED_AREA, UPLOADED_LOCAL_AREA, check_spool
 from uploader import layout
-from uploader.claims import UPLOADED_LOCAL_AREA, Claim, Claimer, new_owner
+from uploader.claims import Claim, Claimer, new_owner, owner_is_dead_here
 from uploader.config import UploaderConfig
 from uploader.convert import convert_episode
 from uploader.hub import HubPusher, Receipt
-from uploader.local import LocalWriter, staging_dir
+from uploader.local import STAGING_DIR, LocalWriter, staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,7 @@ class Uploader:
             log.debug("cannot lower the priority")
         if self.pusher is not None:
             self.pusher.whoami()  # a bad token stops here, before anything is claimed
+        self._sweep_work()
         heartbeat = threading.Thread(target=self._heartbeat, name="gymrec-uploader-heartbeat", daemon=True)
         heartbeat.start()
         observer = None
@@ -221,8 +224,16 @@ class Uploader:
             log.error("%s stays queued: %s", eid, e)
             claim.release()
             self._fail(eid)
-        except Exception:  # the per-episode loop: one bad episode must not stop the daemon
-            log.exception("uploading %s failed; it stays queued", eid)
+        except OSError as e:
+            claim.release()
+            if e.errno == errno.ENOSPC:  # nothing else will get through either: stop with one line
+                raise DiskFullError(f"the disk is full while uploading {eid}",
+                                    "free some space; the episode stays queued and a rerun finds it") from e
+            log.error("uploading %s failed (%s); it stays queued", eid, e, exc_info=self.config.debug)
+            self._fail(eid)
+        except Exception as e:  # the per-episode loop: one bad episode must not stop the daemon
+            log.error("uploading %s failed (%s: %s); it stays queued", eid, type(e).__name__, e,
+                      exc_info=self.config.debug)
             claim.release()
             self._fail(eid)
         finally:
@@ -235,10 +246,35 @@ class Uploader:
         self._failed.add(eid)
         self.summary.failed.append(eid)
 
+    def _work_base(self) -> Path:
+        return self.local.local_dir if self.local is not None else self.spool / ".uploader-work"
+
+    def _work_root(self) -> Path:
+        return self._work_base() / STAGING_DIR
+
     def _work_dir(self, eid: str) -> Path:
-        if self.local is not None:
-            return staging_dir(self.local.local_dir, f"{eid}.{self.claimer.owner}")
-        return staging_dir(self.spool / ".uploader-work", f"{eid}.{self.claimer.owner}")
+        # We hold the claim, so any other work dir of this episode belongs to an owner who lost it.
+        root = self._work_root()
+        for stale in root.glob(f"{eid}.*") if root.is_dir() else ():
+            shutil.rmtree(stale, ignore_errors=True)
+        return staging_dir(self._work_base(), f"{eid}.{self.claimer.owner}")
+
+    def _sweep_work(self) -> None:
+        """Remove conversion leftovers of uploaders that died (derived files only: never episodes)."""
+        root = self._work_root()
+        if not root.is_dir():
+            return
+        now = time.time()
+        for work in root.iterdir():
+            owner = work.name.partition(".")[2]
+            if owner == self.claimer.owner:
+                continue
+            try:
+                stale = owner_is_dead_here(owner) or now - work.stat().st_mtime > self.config.stale_after
+            except FileNotFoundError:
+                continue
+            if stale:
+                shutil.rmtree(work, ignore_errors=True)
 
     def _publish(self, converted: Any) -> Receipt:
         if self.local is not None:

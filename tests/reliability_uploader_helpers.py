@@ -1,0 +1,221 @@
+"""Helpers for the uploader reliability suites: sizes, CLI runs, and exactly-once checks on the test Hub."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import yaml
+
+from shared import schema
+from shared.spool import UPLOADED_AREA
+from uploader import layout
+from uploader.claims import CLAIMED_AREA, QUARANTINE_AREA, RECEIPT_SUFFIX
+from uploader.local import STAGING_DIR
+
+BIN = Path(sys.executable).parent
+STRESS = os.environ.get("GYMREC_STRESS", "") not in ("", "0")
+WORK_AREA = f".uploader-work/{STAGING_DIR}"  # where uploader.daemon converts an episode before pushing it
+
+
+def size(small: int, full: int) -> int:
+    """``full`` under ``make stress`` (GYMREC_STRESS=1), ``small`` in ``make test``."""
+    return full if STRESS else small
+
+
+def cli_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """A subprocess environment with no stray HF_/GYMREC_ settings; HOME and HF_HOME inside ``tmp``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "GYMREC_"))}
+    env |= {
+        "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy",
+        "HOME": str(tmp / "home"), "HF_HOME": str(tmp / "hf-home"), "XDG_CACHE_HOME": str(tmp / "xdg-cache"),
+    }  # fmt: skip
+    (tmp / "home").mkdir(exist_ok=True)
+    return env | extra
+
+
+def run(tool: str, args: list[str], cwd: Path, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / tool), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def start(tool: str, args: list[str], cwd: Path, env: dict[str, str], out: Path) -> subprocess.Popen[bytes]:
+    """A background CLI whose stdout/stderr go to ``out``.stdout / ``out``.stderr (kept for scanning)."""
+    return subprocess.Popen([str(BIN / tool), *args], cwd=cwd, env=env,
+                            stdout=open(f"{out}.stdout", "wb"), stderr=open(f"{out}.stderr", "wb"))  # noqa: SIM115
+
+
+def record_cli(spool: Path, env_id: str, episodes: int, steps: int, seed: int, cwd: Path, env: dict[str, str]) -> list[Path]:
+    """Record with ``gymrec-play --agent random --headless``; the sealed episodes it printed."""
+    done = run("gymrec-play", [env_id, "--agent", "random", "--headless", "--episodes", str(episodes),
+                               "--max-steps", str(steps), "--seed", str(seed), "--spool", str(spool)], cwd, env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    sealed = [Path(line) for line in done.stdout.splitlines() if line.endswith(schema.SEALED_SUFFIX)]
+    assert len(sealed) == episodes, done.stdout
+    return sealed
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, poll: float = 0.002) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(poll)
+    return condition()
+
+
+def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> int:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    return proc.wait(timeout=120)
+
+
+# --- the Hub side ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Landing:
+    """What a repo's commit history says about each episode."""
+
+    adds: Counter[str] = field(default_factory=Counter)  # commits that wrote an episode's meta json
+    data_adds: Counter[str] = field(default_factory=Counter)  # commits that wrote its parquet
+    empty_commits: int = 0  # episode commits that added no episode at all
+    metas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)  # parquet rows per episode at the head
+    readme: str = ""
+
+    def duplicates(self) -> int:
+        return sum(n - 1 for n in self.adds.values() if n > 1) + sum(n - 1 for n in self.data_adds.values() if n > 1) + self.empty_commits
+
+    def missing(self, expected: set[str]) -> set[str]:
+        return expected - set(self.metas)
+
+    def extra(self, expected: set[str]) -> set[str]:
+        return set(self.metas) - expected
+
+
+def landing(hub: Any, repo: str) -> Landing:
+    out = Landing()
+    if not hub.has_repo(repo):
+        return out
+    commits = hub.commits(repo)
+    for older, newer in zip(commits, commits[1:], strict=False):
+        changed = [p for p, e in newer.files.items() if p not in older.files or older.files[p].sha256 != e.sha256]
+        metas = [layout.episode_id_of_meta(p) for p in changed if layout.episode_id_of_meta(p)]
+        data = [Path(p).stem for p in changed if p.startswith(layout.DATA_DIR + "/") and p.endswith(".parquet")]
+        out.adds.update(m for m in metas if m)
+        out.data_adds.update(data)
+        out.empty_commits += not metas
+    files = hub.files(repo)
+    for path, blob in files.items():
+        eid = layout.episode_id_of_meta(path)
+        if eid:
+            out.metas[eid] = json.loads(blob)
+        elif path.startswith(layout.DATA_DIR + "/") and path.endswith(".parquet"):
+            out.rows[Path(path).stem] = pq.read_metadata(io.BytesIO(blob)).num_rows
+    out.readme = files.get(layout.CARD_PATH, b"").decode()
+    return out
+
+
+_ROW = re.compile(r"^\| (?:`(?P<slug>[^`]+)`|\*\*all\*\*) \| (?P<episodes>\d+) \| (?P<steps>\d+) \| (?P<hours>[0-9.]+) \|$")
+
+
+def card_totals(readme: str) -> tuple[dict[str, Any], dict[str, tuple[int, int, str]]]:
+    """(the YAML front matter, {config or "all": (episodes, steps, hours text)}) of a dataset card."""
+    assert readme.startswith("---\n"), readme[:200]
+    front = yaml.safe_load(readme.split("---\n")[1])
+    section = readme.split("## Totals", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, tuple[int, int, str]] = {}
+    for line in section.splitlines():
+        match = _ROW.match(line.strip())
+        if match:
+            rows[match["slug"] or "all"] = (int(match["episodes"]), int(match["steps"]), match["hours"])
+    return front, rows
+
+
+def card_problems(land: Landing) -> list[str]:
+    """Where the card disagrees with the metadata files it summarises (empty when it is right)."""
+    front, rows = card_totals(land.readme)
+    expected: dict[str, list[dict[str, Any]]] = {}
+    for meta in land.metas.values():
+        expected.setdefault(meta["env_slug"], []).append(meta)
+    problems = []
+    configs = {c["config_name"]: c for c in front.get("configs", [])}
+    if set(configs) != set(expected):
+        problems.append(f"configs {sorted(configs)} != {sorted(expected)}")
+    for slug, metas in expected.items():
+        steps = sum(int(m["length"]) for m in metas)
+        hours = f"{sum(int(m['length']) / float(m['fps']) for m in metas) / 3600:.3f}"
+        if rows.get(slug) != (len(metas), steps, hours):
+            problems.append(f"{slug}: card {rows.get(slug)} != {(len(metas), steps, hours)}")
+        if slug in configs and configs[slug]["data_files"][0]["path"] != layout.data_glob(slug):
+            problems.append(f"{slug}: data_files {configs[slug]['data_files']}")
+    total_steps = sum(int(m["length"]) for m in land.metas.values())
+    if rows.get("all", (None, None, ""))[:2] != (len(land.metas), total_steps):
+        problems.append(f"all: card {rows.get('all')} != {(len(land.metas), total_steps)}")
+    for eid, meta in land.metas.items():
+        if land.rows.get(eid) != int(meta["length"]):
+            problems.append(f"{eid}: parquet has {land.rows.get(eid)} rows, meta says {meta['length']}")
+    return problems
+
+
+# --- the spool side -------------------------------------------------------------------------------
+
+
+def claims_left(spool: Path) -> list[str]:
+    folder = spool / CLAIMED_AREA
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def work_left(spool: Path) -> list[str]:
+    folder = spool / WORK_AREA
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def uploaded_ids(spool: Path) -> set[str]:
+    folder = spool / UPLOADED_AREA
+    return {p.name[: -len(RECEIPT_SUFFIX)] for p in folder.glob("*" + RECEIPT_SUFFIX)} if folder.is_dir() else set()
+
+
+def waiting_ids(spool: Path) -> set[str]:
+    return {p.stem for p in spool.glob("*" + schema.SEALED_SUFFIX) if p.is_dir()}
+
+
+def quarantined_ids(spool: Path) -> set[str]:
+    folder = spool / QUARANTINE_AREA
+    return {p.stem for p in folder.glob("*" + schema.SEALED_SUFFIX)} if folder.is_dir() else set()
+
+
+def episode_contents(spool: Path) -> dict[tuple[str, str], str]:
+    """{(episode dir name, path inside it): sha256} over every area: what a move keeps and an edit changes."""
+    out = {}
+    for path in spool.rglob("*"):
+        rel = path.relative_to(spool).parts
+        inside = [i for i, part in enumerate(rel) if part.endswith((schema.SEALED_SUFFIX, schema.PARTIAL_SUFFIX))]
+        if path.is_file() and inside and not rel[0].startswith("."):
+            i = inside[0]
+            name = rel[i].split(".")[0] + schema.SEALED_SUFFIX if rel[0] == CLAIMED_AREA else rel[i]
+            out[(name, "/".join(rel[i + 1 :]))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def tree(root: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file under ``root``."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+
+
+def stderr_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]

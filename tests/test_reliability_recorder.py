@@ -1,0 +1,551 @@
+"""Reliability of the recorder and replay: SIGKILLs at random moments (R1) and bad inputs (R5).
+
+R1 kills ``gymrec-play`` (alone, or with its writer process) mid-chunk, right after a chunk is
+committed, while an episode is being sealed, and kills crash recovery itself; then it recovers and
+proves that every journaled step is in a sealed episode, bit for bit, and that replay agrees.
+``make stress`` (GYMREC_STRESS=1) runs 50 kills; ``make test`` a smaller number.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from recorder.recovery import FAILED_NOTE, recover_orphans
+from shared import schema
+from shared.episode import Episode
+from shared.errors import GymrecError
+from shared.spaces import action_leaves
+from shared.spool import partial_episodes, sealed_episodes
+from tests.conftest import run_cli
+from tests.reliability_helpers import (
+    POLL_S,
+    Journaled,
+    changed_files,
+    committed,
+    committed_steps,
+    group_members,
+    held_exclusive,
+    make_orphan,
+    names,
+    one_line_problems,
+    read_journal,
+    sigkill,
+    snapshot,
+    start,
+    wait_group_gone,
+)
+from tests.replay_helpers import copy_episode, record_episode
+
+STRESS = os.environ.get("GYMREC_STRESS", "") == "1"
+R1_KILLS = 50 if STRESS else 12
+R1_SEED = int(os.environ.get("GYMREC_R1_SEED", "0") or 0) or 20240605
+MOMENTS = ("chunk", "flush", "seal", "start", "recovery")
+TRIGGER_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class Plan:
+    env_id: str
+    max_target: int  # kill targets (committed steps) stay well inside a random agent's episode
+    recover_min: int  # an orphan this long keeps recovery busy long enough to be killed in it
+    recoverer: str  # which command's start-up recovery gets killed
+
+
+PLANS = (
+    Plan("PongNoFrameskip-v4", 1500, 600, "gymrec-replay"),
+    Plan("VizdoomHealthGathering-v1", 300, 150, "gymrec-play"),
+)
+
+
+@dataclass
+class KillCampaign:
+    spool: Path
+    cwd: Path
+    rng: random.Random
+    kills: Counter[str] = field(default_factory=Counter)
+    landed: Counter[str] = field(default_factory=Counter)
+    journaled: dict[str, Journaled] = field(default_factory=dict)
+    groups: list[int] = field(default_factory=list)
+    leaked_engines: int = 0
+
+    def collect(self) -> list[Path]:
+        """Read the journal of every orphan not seen before; returns the new orphans."""
+        found = []
+        for partial in partial_episodes(self.spool):
+            if partial.stem in self.journaled:
+                continue
+            journal = read_journal(partial)
+            if journal is not None:
+                self.journaled[journal.episode_id] = journal
+                found.append(partial)
+        return found
+
+    def _play(self, plan: Plan, *extra: str) -> tuple[set[str], subprocess.Popen[bytes]]:
+        before = names(self.spool)
+        proc = start("gymrec-play", plan.env_id, "--agent", "random", "--headless", "--episodes", "100000",
+                     "--seed", str(self.rng.randrange(2**31 - 1)), "--spool", str(self.spool), *extra, cwd=self.cwd)
+        return before, proc
+
+    def _new_partials(self, before: set[str]) -> list[Path]:
+        return [self.spool / n for n in names(self.spool) - before if n.endswith(schema.PARTIAL_SUFFIX)]
+
+    def _wait(self, proc: subprocess.Popen[bytes], ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + TRIGGER_TIMEOUT_S
+        while not ready():
+            assert proc.poll() is None, "the process ended before the kill"
+            assert time.monotonic() < deadline, "the kill moment never came"
+            time.sleep(POLL_S)
+
+    def kill_play(self, plan: Plan, moment: str, whole_group: bool, target: int | None = None) -> list[Path]:
+        """One SIGKILL of a recording at ``moment``; returns the orphans it left."""
+        target = self.rng.randint(0, plan.max_target) if target is None else target
+        extra: tuple[str, ...] = ()
+        if moment == "seal":
+            extra = ("--max-steps", str(self.rng.randint(8, 150)))
+        before, proc = self._play(plan, *extra)
+        seen: dict[Path, int] = {}
+
+        def mid_chunk() -> bool:
+            return any(committed_steps(p) >= target for p in self._new_partials(before))
+
+        def after_flush() -> bool:
+            for p in self._new_partials(before):
+                steps = committed_steps(p)
+                if steps >= max(target, 1) and seen.get(p, steps) < steps:
+                    return True
+                seen[p] = steps
+            return False
+
+        seals_first = self.rng.randint(0, 2)
+        on_marker = self.rng.random() < 0.5
+
+        def sealing() -> bool:
+            done = sum(n.endswith(schema.SEALED_SUFFIX) for n in names(self.spool) - before)
+            if on_marker:  # the sealed marker is written before the final attributes and the rename
+                return done >= seals_first and any((committed(p) or {}).get("sealed") for p in self._new_partials(before))
+            return done > seals_first  # right after a rename
+
+        # the episode directory is being made, or has just been renamed into place (no step yet)
+        start_marks = (".creating", schema.PARTIAL_SUFFIX) if self.rng.random() < 0.5 else (schema.PARTIAL_SUFFIX,)
+
+        def starting() -> bool:
+            return any(n.endswith(start_marks) for n in names(self.spool) - before)
+
+        self._wait(proc, {"chunk": mid_chunk, "flush": after_flush, "seal": sealing, "start": starting}[moment])
+        if moment == "chunk":
+            time.sleep(self.rng.uniform(0, 0.015))
+        sigkill(proc, whole_group)
+        self.kills[moment] += 1
+        self.groups.append(proc.pid)
+        if moment == "seal" and any((committed(p) or {}).get("sealed") for p in partial_episodes(self.spool)):
+            self.landed["seal: before the rename"] += 1
+        orphans = self.collect()
+        if moment == "start":
+            self.landed["start: before the first step"] += sum(self.journaled[p.stem].steps == 0 for p in orphans)
+            self.landed["start: while creating"] += any(n.endswith(".creating") for n in names(self.spool) - before)
+        return orphans
+
+    def kill_recovery(self, plan: Plan, whole_group: bool) -> None:
+        """Orphan an episode, then SIGKILL a command while its start-up recovery works on it."""
+        orphans = self.kill_play(plan, "chunk", whole_group, self.rng.randint(plan.recover_min, plan.max_target))
+        # A surviving writer process holds the lock until it has drained.
+        self.leaked_engines += len(wait_group_gone(self.groups.pop()))
+        if not orphans:
+            return
+        lock = orphans[0] / schema.LOCK_NAME
+        if plan.recoverer == "gymrec-replay":
+            proc = start("gymrec-replay", "--spool", str(self.spool), "--all", cwd=self.cwd)
+        else:
+            proc = start("gymrec-play", plan.env_id, "--agent", "random", "--headless", "--max-steps", "40",
+                         "--spool", str(self.spool), cwd=self.cwd)
+        deadline = time.monotonic() + TRIGGER_TIMEOUT_S
+        while not held_exclusive(lock) and orphans[0].exists() and proc.poll() is None:
+            assert time.monotonic() < deadline, "recovery never started"
+            time.sleep(POLL_S)
+        time.sleep(self.rng.uniform(0, 0.25))
+        if orphans[0].exists() and held_exclusive(lock):
+            self.landed["recovery: mid-recovery"] += 1
+        sigkill(proc, True)
+        self.kills["recovery"] += 1
+        self.leaked_engines += len(wait_group_gone(proc.pid))
+        self.collect()
+
+    def run(self, total: int) -> None:
+        i = 0
+        while sum(self.kills.values()) < total:
+            plan = PLANS[i % len(PLANS)]
+            moment = MOMENTS[(i // len(PLANS)) % len(MOMENTS)]
+            whole_group = self.rng.random() < 0.5
+            if moment == "recovery" and total - sum(self.kills.values()) >= 2:
+                self.kill_recovery(plan, whole_group)
+            else:
+                self.kill_play(plan, "chunk" if moment == "recovery" else moment, whole_group)
+            i += 1
+        for pgid in self.groups:
+            self.leaked_engines += len(wait_group_gone(pgid))
+
+
+def recover_everything(spool: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while [p for p in partial_episodes(spool) if not (p / FAILED_NOTE).exists()] and time.monotonic() < deadline:
+        recover_orphans(spool)
+
+
+def test_r1_sigkill_at_random_moments_loses_nothing(spool: Path, workdir: Path) -> None:
+    campaign = KillCampaign(spool, workdir, random.Random(R1_SEED))
+    campaign.run(R1_KILLS)
+    recover_everything(spool)
+
+    left = partial_episodes(spool)
+    failed = [p for p in left if (p / FAILED_NOTE).exists()]
+    staging = sorted(n for n in names(spool) if n.startswith(".") and n.endswith(".creating"))
+    unreadable, lost, not_exact = [], 0, []
+    sealed = sealed_episodes(spool)
+    episodes: dict[str, Episode] = {}
+    for path in sealed:
+        try:
+            episodes[path.stem] = Episode(path)
+            if episodes[path.stem].length:
+                episodes[path.stem].batch(0, episodes[path.stem].length)
+        except GymrecError as e:
+            unreadable.append(f"{path.name}: {e}")
+    for episode_id, journal in campaign.journaled.items():
+        episode = episodes.get(episode_id)
+        if episode is None:
+            lost += journal.steps
+            continue
+        lost += max(0, journal.steps - episode.length)
+        n = min(journal.steps, episode.length)
+        if n:
+            got = episode.batch(0, n, with_obs=False)
+            same = np.array_equal(got.timestamp, journal.timestamps[:n]) and all(
+                np.array_equal(got.action[k], v[:n]) for k, v in journal.actions.items()
+            )
+            if not same:
+                not_exact.append(episode_id)
+
+    replay = run_cli("gymrec-replay", "--spool", str(spool), "--all", cwd=workdir, timeout=600)
+    to_replay = [e for e in episodes.values() if e.end_reason != schema.EndReason.DISCARDED]
+    rows = {line[:8]: line for line in replay.stdout.splitlines()}
+    identical = sum("identical" in rows.get(e.id[:8], "") for e in to_replay)
+    kills = sum(campaign.kills.values())
+    print(f"\nR1: {kills} kills ({dict(campaign.kills)}; landed {dict(campaign.landed)}), "
+          f"{len(campaign.journaled)} orphans, {len(sealed)} episodes, {len(unreadable)} unreadable, "
+          f"{lost} steps lost, {len(not_exact)} not bit-exact, {len(left)} .partial left ({len(failed)} failed), "
+          f"{len(staging)} staging dirs left, {identical}/{len(to_replay)} replays identical (seed {R1_SEED}); "
+          f"{campaign.leaked_engines} VizDoom engine processes outlived their killed recorder")
+
+    assert kills >= R1_KILLS
+    assert not unreadable, unreadable
+    assert not left, [(p.name, (p / FAILED_NOTE).read_text() if (p / FAILED_NOTE).exists() else "") for p in left]
+    assert lost == 0
+    assert not not_exact
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert identical == len(to_replay), replay.stdout
+    assert campaign.journaled, "no kill left an orphan: the suite did not test recovery"
+
+
+def test_a_sigkilled_doom_recorder_leaves_no_engine_process(spool: Path, workdir: Path) -> None:
+    """A recorder killed alone must not leave its VizDoom engine running forever (~18 MB each)."""
+    proc = start("gymrec-play", "VizdoomMyWayHome-v1", "--agent", "random", "--headless", "--seed", "2",
+                 "--spool", str(spool), cwd=workdir)
+    try:
+        deadline = time.monotonic() + TRIGGER_TIMEOUT_S
+        while not any(committed_steps(p) >= 64 for p in partial_episodes(spool)):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        engines = [pid for pid, cmd in group_members(proc.pid).items() if "vizdoom/vizdoom " in cmd]
+        assert engines, "no VizDoom engine process found: the test no longer sees what it checks"
+        sigkill(proc, whole_group=False)
+    finally:
+        leaked = wait_group_gone(proc.pid, linger=5)
+    assert not leaked, f"VizDoom engine process(es) {leaked} outlived the killed recorder by 5 s"
+
+
+def test_sigterm_to_the_process_group_seals_the_episode(spool: Path, workdir: Path) -> None:
+    """``timeout``, ``kill -- -PGID`` and systemd's stop signal the whole group: the writer process too."""
+    proc = start("gymrec-play", "PongNoFrameskip-v4", "--agent", "random", "--headless", "--seed", "4",
+                 "--spool", str(spool), cwd=workdir)
+    try:
+        deadline = time.monotonic() + TRIGGER_TIMEOUT_S
+        while not any(committed_steps(p) >= 64 for p in partial_episodes(spool)):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        wait_group_gone(proc.pid)
+    left = [p.name for p in partial_episodes(spool)]
+    assert not left, f"SIGTERM to the group left {left} for recovery instead of sealing it like Esc"
+    (sealed,) = sealed_episodes(spool)
+    assert Episode(sealed).end_reason == "quit"
+
+
+def test_a_recorder_killed_before_its_first_step_does_not_break_replay_all(spool: Path, workdir: Path) -> None:
+    """A kill between creating an episode and journaling its first action leaves a 0-step orphan.
+
+    The recorder itself seals a 0-step episode as discarded, which ``--all`` skips; the recovered one
+    must not turn every later ``gymrec-replay --all`` into exit 2.
+    """
+    record_episode(spool, "BreakoutNoFrameskip-v4", 40, 1)
+    make_orphan(spool, "BreakoutNoFrameskip-v4", 0, 2)
+    replay = run_cli("gymrec-replay", "--spool", str(spool), "--all", cwd=workdir)
+    assert not partial_episodes(spool)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert replay.stdout.count("identical") == 1
+
+
+# --- R5: bad inputs to gymrec-play and gymrec-replay ------------------------------------------------
+
+
+class Unavailable(Exception):
+    """This machine cannot stage the case (e.g. no tmpfs mount): skipped, with the reason."""
+
+
+@dataclass
+class CaseDir:
+    root: Path  # everything under it that exists before the command runs must survive unchanged
+    spool: Path
+    base: Path  # a sealed 150-step Breakout episode in ``spool``
+    cwd: Path
+    mounts: list[Path] = field(default_factory=list)
+
+    def mount_tmpfs(self, name: str, size: str) -> Path:
+        point = self.root / name
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise Unavailable(f"cannot mount a tmpfs here ({done.stderr.strip() or 'not root'})")
+        self.mounts.append(point)
+        return point
+
+    def unmount(self) -> None:
+        for point in reversed(self.mounts):
+            subprocess.run(["umount", "-l", str(point)], check=False, capture_output=True)
+
+
+def _nothing(case: CaseDir) -> str:
+    return ""
+
+
+def _keymap(text: str) -> Callable[[CaseDir], str]:
+    def make(case: CaseDir) -> str:
+        path = case.root / "keymap.toml"
+        path.write_text(text)
+        return str(path)
+
+    return make
+
+
+def _spool_file(case: CaseDir) -> str:
+    path = case.root / "spool-file"
+    path.write_text("keep me")
+    return str(path)
+
+
+def _unwritable(case: CaseDir) -> str:
+    if os.geteuid() != 0:
+        path = case.root / "locked"
+        shutil.copytree(case.spool, path)
+        path.chmod(0o500)
+        return str(path)
+    # root writes through any mode bits: only a read-only filesystem makes a spool unwritable
+    point = case.mount_tmpfs("ro", "2m")
+    shutil.copytree(case.base, point / case.base.name)
+    done = subprocess.run(["mount", "-o", "remount,ro", str(point)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise Unavailable(f"cannot remount a tmpfs read-only ({done.stderr.strip()})")
+    return str(point)
+
+
+def _tiny_disk(case: CaseDir) -> str:
+    spool = case.mount_tmpfs("tiny", "600k") / "spool"
+    spool.mkdir()
+    shutil.copytree(case.base, spool / case.base.name)
+    return str(spool)
+
+
+def _copy_with(edit: Callable[[Path], None]) -> Callable[[CaseDir], str]:
+    def make(case: CaseDir) -> str:
+        copy = copy_episode(case.base, case.spool)
+        edit(copy)
+        return str(copy)
+
+    return make
+
+
+def _edit_attrs(change: Callable[[dict[str, Any]], None]) -> Callable[[Path], None]:
+    def edit(episode: Path) -> None:
+        meta = json.loads((episode / "zarr.json").read_text())
+        change(meta["attributes"])
+        (episode / "zarr.json").write_text(json.dumps(meta))
+
+    return edit
+
+
+def _garbage_obs_chunk(episode: Path) -> None:
+    (episode / "obs" / "frame" / "c" / "1" / "0" / "0" / "0").write_bytes(b"garbage bytes, not a zstd frame")
+
+
+def _garbage_reward_chunk(episode: Path) -> None:
+    (episode / "reward" / "c" / "1").write_bytes(b"garbage bytes, not a zstd frame")
+
+
+def _empty_episode(case: CaseDir) -> str:
+    return str(record_episode(case.spool, "BreakoutNoFrameskip-v4", 0, 3))
+
+
+def _two_alike(case: CaseDir) -> str:
+    for n in (1, 2):
+        copy_episode(case.base, case.spool, f"abcd0000-0000-4000-8000-00000000000{n}")
+    return ""
+
+
+def _torn_journal(case: CaseDir) -> str:
+    """An orphan of 100 steps (64 committed) whose journal is cut inside record 81."""
+    partial = make_orphan(case.spool, "BreakoutNoFrameskip-v4", 100, 8)
+    journal = partial / schema.JOURNAL_NAME
+    journaled = read_journal(partial)
+    assert journaled is not None and journaled.steps == 100
+    attrs = json.loads((partial / "zarr.json").read_text())["attributes"]
+    record_size = schema.JournalFormat(tuple(action_leaves(attrs["action_space"]))).record_size
+    os.truncate(journal, 80 * record_size + record_size // 2)
+    return partial.stem
+
+
+def _roms_missing(episode: Path) -> None:
+    _edit_attrs(lambda a: a.update(env_id="SonicTheHedgehog-Genesis-v0", backend="retro"))(episode)
+
+
+@dataclass(frozen=True)
+class BadInput:
+    name: str
+    tool: str
+    args: tuple[str, ...]  # "{spool}" and "{target}" (what ``prepare`` returned) are filled in
+    needles: tuple[str, ...] = ()
+    prepare: Callable[[CaseDir], str] = _nothing
+    expect: str = "error"  # or "recovered": the run succeeds and seals what survived
+
+
+PLAY = ("--agent", "random", "--headless", "--spool", "{spool}")
+R5_CASES = (
+    BadInput("unknown env", "gymrec-play", ("Breakout-v9", *PLAY), ("unknown env id", "did you mean")),
+    BadInput("ROM-less retro game", "gymrec-play", ("SuperMarioBros-Nes-v0", *PLAY), ("no ROM",)),
+    BadInput("malformed --env-kwarg", "gymrec-play", ("ALE/Pong-v5", *PLAY, "--env-kwarg", "frameskip"), ("KEY=VALUE",)),
+    BadInput("unknown --env-kwarg", "gymrec-play", ("ALE/Pong-v5", *PLAY, "--env-kwarg", "bogus=1"), ("bogus",)),
+    BadInput("keymap: unknown key", "gymrec-play", ("ALE/Pong-v5", "--spool", "{spool}", "--keymap", "{target}"),
+             ("unknown key 'foo'",), _keymap("[bindings]\nfoo = 'UP'\n")),
+    BadInput("keymap: unknown ALE action", "gymrec-play", ("ALE/Pong-v5", "--spool", "{spool}", "--keymap", "{target}"),
+             ("unknown Atari action 'JUMP'",), _keymap("[bindings]\nup = 'JUMP'\n")),
+    BadInput("keymap: unknown VizDoom button", "gymrec-play",
+             ("VizdoomBasic-v1", "--spool", "{spool}", "--keymap", "{target}"),
+             ("unknown VizDoom button 'WALK'",), _keymap("[bindings]\nup = 'WALK'\n")),
+    BadInput("keymap: missing file", "gymrec-play", ("ALE/Pong-v5", "--spool", "{spool}", "--keymap", "nope.toml"),
+             ("does not exist",)),
+    BadInput("unknown agent", "gymrec-play", ("ALE/Pong-v5", "--agent", "randum", "--headless", "--spool", "{spool}"),
+             ("MODULE:CALLABLE",)),
+    BadInput("headless human", "gymrec-play", ("ALE/Pong-v5", "--headless", "--spool", "{spool}"), ("needs an agent",)),
+    BadInput("play: spool is a file", "gymrec-play", ("ALE/Pong-v5", "--agent", "random", "--headless", "--spool", "{target}"),
+             ("is a file",), _spool_file),
+    BadInput("play: spool unwritable", "gymrec-play", ("ALE/Pong-v5", "--agent", "random", "--headless", "--spool", "{target}"),
+             ("not writable",), _unwritable),
+    BadInput("play: full disk", "gymrec-play",
+             ("PongNoFrameskip-v4", "--agent", "random", "--headless", "--seed", "3", "--spool", "{target}"),
+             ("disk", "full"), _tiny_disk),
+    BadInput("play: no ENV_ID", "gymrec-play", ("--spool", "{spool}"), ("ENV_ID",)),
+    BadInput("play: --seed out of range", "gymrec-play", ("ALE/Pong-v5", *PLAY, "--seed", "-5"), ("--seed",)),
+    BadInput("replay: corrupt obs chunk", "gymrec-replay", ("{target}", "--check-frames"), ("cannot read 'obs/frame'",),
+             _copy_with(_garbage_obs_chunk)),
+    BadInput("replay: corrupt reward chunk", "gymrec-replay", ("{target}",), ("'reward' is unreadable",),
+             _copy_with(_garbage_reward_chunk)),
+    BadInput("replay: missing attribute", "gymrec-replay", ("{target}",), ("missing attribute", "seed"),
+             _copy_with(_edit_attrs(lambda a: a.pop("seed")))),
+    BadInput("replay: wrong schema_version", "gymrec-replay", ("{target}",), ("schema_version 99",),
+             _copy_with(_edit_attrs(lambda a: a.update(schema_version=99)))),
+    BadInput("replay: no ROM for the recorded env", "gymrec-replay", ("{target}",), ("no ROM",), _copy_with(_roms_missing)),
+    BadInput("replay: empty episode", "gymrec-replay", ("{target}",), ("no steps",), _empty_episode),
+    BadInput("replay: id is not a UUID", "gymrec-replay", ("--spool", "{spool}", "not-a-uuid!"),
+             ("neither an episode directory nor an episode id",)),
+    BadInput("replay: ambiguous prefix", "gymrec-replay", ("--spool", "{spool}", "abcd"), ("matches 2 episodes",), _two_alike),
+    BadInput("replay: unknown id", "gymrec-replay", ("--spool", "{spool}", "0123abcd"), ("no episode",)),
+    BadInput("replay: spool missing", "gymrec-replay", ("--spool", "{spool}/nope", "--all"), ("does not exist",)),
+    BadInput("replay: spool is a file", "gymrec-replay", ("--spool", "{target}", "--all"), ("is a file",), _spool_file),
+    BadInput("replay: --no-verify without --render", "gymrec-replay", ("--no-verify", "--spool", "{spool}", "--all"),
+             ("--render",)),
+    BadInput("replay: torn journal in an orphan", "gymrec-replay", ("--spool", "{spool}", "--all"),
+             ("recovered", "64 steps checked, 16 rebuilt"), _torn_journal, expect="recovered"),
+)
+
+
+@pytest.fixture(scope="module")
+def base_episode(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return record_episode(tmp_path_factory.mktemp("r5base") / "spool", "BreakoutNoFrameskip-v4", 150, 1)
+
+
+def _run_case(case: BadInput, where: CaseDir) -> list[str]:
+    """The problems found with one case (empty: it behaved)."""
+    target = case.prepare(where)
+    args = [a.replace("{spool}", str(where.spool)).replace("{target}", target) for a in case.args]
+    before = snapshot(where.root)
+    proc = run_cli(case.tool, *args, cwd=where.cwd, timeout=120)
+    after = snapshot(where.root)
+    if case.expect == "recovered":
+        # The orphan is meant to change (it is sealed); everything else must not.
+        before = {k: v for k, v in before.items() if not k.startswith(f"spool/{target}")}
+        # stderr says so; recovery's own log line may come with it, so one line is not demanded here
+        problems = ["a traceback"] if "Traceback" in proc.stderr else []
+        problems += [f"{n!r} not in stderr {proc.stderr!r}" for n in case.needles if n not in proc.stderr]
+        if proc.returncode != 0:
+            problems.append(f"exit status {proc.returncode}: {proc.stdout}")
+        sealed = where.spool / schema.sealed_name(target)
+        if not sealed.is_dir() or Episode(sealed).length != 80:
+            problems.append("the orphan was not sealed with its 80 intact journaled steps")
+        if proc.stdout.count("identical") != 2:
+            problems.append(f"replay did not find both episodes identical: {proc.stdout}")
+    else:
+        problems = one_line_problems(proc, case.needles)
+    if changed := changed_files(before, after):
+        problems.append(f"pre-existing files changed or deleted: {changed[:5]}")
+    return problems
+
+
+def test_r5_bad_inputs_give_one_line_and_change_nothing(base_episode: Path, tmp_path: Path) -> None:
+    assert len(R5_CASES) >= 17
+    failures: dict[str, list[str]] = {}
+    skipped: dict[str, str] = {}
+    spool_changes = 0
+    for i, case in enumerate(R5_CASES):
+        root = tmp_path / f"case{i}"
+        (root / "spool").mkdir(parents=True)
+        where = CaseDir(root, root / "spool", root / "spool" / base_episode.name, tmp_path / f"cwd{i}")
+        where.cwd.mkdir()
+        shutil.copytree(base_episode, where.base)
+        try:
+            problems = _run_case(case, where)
+        except Unavailable as e:
+            skipped[case.name] = str(e)
+            continue
+        finally:
+            where.unmount()
+        spool_changes += any("pre-existing" in p for p in problems)
+        if problems:
+            failures[case.name] = problems
+    ran = len(R5_CASES) - len(skipped)
+    errors = sum(c.expect == "error" and c.name not in failures and c.name not in skipped for c in R5_CASES)
+    print(f"\nR5: {ran} cases, {errors} one-line errors, {ran - errors - len(failures)} recovered as designed, "
+          f"{spool_changes} spool changes, {len(failures)} failing, {len(skipped)} skipped {skipped or ''}")
+    assert not failures, "\n".join(f"{name}: {'; '.join(p)}" for name, p in failures.items())

@@ -1,0 +1,517 @@
+"""Reliability of gymrec-uploader under fire: kills (R2), Hub faults (R3), races (R4), bad input (R5), token leaks (R6).
+
+Everything runs through the real CLIs and the real huggingface_hub client against the test Hub
+(tests/hubserver.py). Each suite prints its figure; ``make stress`` (GYMREC_STRESS=1) runs them at full
+size, ``make test`` smaller.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reliability_uploader_helpers import (
+    card_problems,
+    claims_left,
+    cli_env,
+    episode_contents,
+    kill,
+    landing,
+    quarantined_ids,
+    record_cli,
+    run,
+    size,
+    start,
+    stderr_lines,
+    tree,
+    uploaded_ids,
+    waiting_ids,
+    work_left,
+)
+from reliability_uploader_helpers import (
+    card_totals as card_totals_of,
+)
+
+from shared import schema
+from tests.hub import FaultPlan, HubServer, running_hub
+from uploader.claims import QUARANTINE_AREA, REASON_SUFFIX
+
+TOKEN = "hf_test_token"
+REPO = "tester/gymrec-reliability"
+ENV_ID = "BreakoutNoFrameskip-v4"
+
+
+@pytest.fixture
+def hub_at(tmp_path: Path) -> Iterator[Callable[[str], HubServer]]:
+    """A test Hub with a chosen token (the conftest ``hub`` fixture fixes its token)."""
+    servers: list[Any] = []
+
+    def make(token: str) -> HubServer:
+        manager = running_hub(token, tmp_path)
+        servers.append(manager)
+        return manager.__enter__()
+
+    yield make
+    for manager in servers:
+        manager.__exit__(None, None, None)
+
+
+def _uploader_args(spool: Path, hub: HubServer, *extra: str) -> list[str]:
+    return ["--spool", str(spool), "--repo-id", REPO, "--endpoint", hub.endpoint, *extra]
+
+
+def _assert_exactly_once(hub: HubServer, spool: Path, sealed: set[str], label: str) -> tuple[int, int, int]:
+    """Every sealed episode landed once, the card adds up, the spool's bookkeeping is clean."""
+    land = landing(hub, REPO)
+    duplicates, missing, extra = land.duplicates(), land.missing(sealed), land.extra(sealed)
+    orphaned = claims_left(spool)
+    assert duplicates == 0, f"{label}: duplicate episode commits {land.adds} {land.data_adds} (+{land.empty_commits} empty)"
+    assert not missing, f"{label}: missing on the Hub: {sorted(missing)}"
+    assert not extra, f"{label}: on the Hub but never recorded: {sorted(extra)}"
+    assert not orphaned, f"{label}: orphaned claims {orphaned}"
+    assert card_problems(land) == [], f"{label}: {card_problems(land)}"
+    assert uploaded_ids(spool) == sealed, f"{label}: receipts for {sorted(uploaded_ids(spool) ^ sealed)} wrong"
+    assert waiting_ids(spool) == set() and quarantined_ids(spool) == set()
+    assert len(hub.commits(REPO)) == 1 + len(sealed)  # the initial commit, then exactly one per episode
+    return duplicates, len(missing), len(orphaned)
+
+
+# --- R2: SIGKILL the uploader at random moments -----------------------------------------------------
+
+
+def _upload_requests(hub: HubServer) -> int:
+    stats = hub.stats
+    return stats["preupload"] + stats["lfs_batch"] + stats["lfs_upload"] + stats["lfs_verify"]
+
+
+def _commits(hub: HubServer) -> int:
+    return len(hub.commits(REPO)) if hub.has_repo(REPO) else 0
+
+
+def test_r2_uploader_kills(tmp_path: Path, hub_at: Callable[[str], HubServer]) -> None:
+    kills = size(5, 50)
+    rng = random.Random(20240502)
+    spool = tmp_path / "spool"
+    env = cli_env(tmp_path)
+    sealed = {p.stem for p in record_cli(spool, ENV_ID, 2 * kills + 4, 240, 7, tmp_path, env)}
+    hub = hub_at(TOKEN)
+    env |= {"HF_TOKEN": TOKEN}
+    started = time.monotonic()
+    phases: Counter[str] = Counter()
+    hit: Counter[str] = Counter()  # what the uploader was doing when it died, as far as the spool and Hub show
+    for i in range(kills):
+        if not waiting_ids(spool) and not claims_left(spool):  # all landed: more work, so no kill hits an idle daemon
+            sealed |= {p.stem for p in record_cli(spool, ENV_ID, 4, 240, 1000 + i, tmp_path, env)}
+        phase = rng.choice(["convert", "upload", "commit-request", "after-commit", "random"])
+        phases[phase] += 1
+        work_before, upload_before, commit_req_before, commits_before = set(work_left(spool)), _upload_requests(hub), hub.stats["commit"], _commits(hub)
+        proc = start("gymrec-uploader", _uploader_args(spool, hub), tmp_path, env, tmp_path / f"r2-{i}")
+        reached = _wait(_phase_reached(phase, hub, spool, work_before, upload_before, commit_req_before, commits_before),
+                        rng.uniform(0.3, 2.0) if phase == "random" else 30.0, proc)
+        time.sleep({"convert": rng.uniform(0, 0.15), "upload": rng.uniform(0, 0.05)}.get(phase, rng.uniform(0, 0.01)))
+        assert proc.poll() is None, f"the uploader exited by itself: {(tmp_path / f'r2-{i}.stderr').read_text()[-2000:]}"
+        kill(proc)
+        if phase != "random" and not reached:
+            hit["idle"] += 1
+        if _commits(hub) > commits_before and len(uploaded_ids(spool)) < _commits(hub) - 1:
+            hit["committed, no receipt yet"] += 1
+        if set(work_left(spool)) - work_before:
+            hit["mid-conversion or upload"] += 1
+        assert "Traceback" not in (tmp_path / f"r2-{i}.stderr").read_text()
+    # restart once more to let it finish everything, then --once drains what is left
+    drain = run("gymrec-uploader", _uploader_args(spool, hub, "--once"), tmp_path, env)
+    assert drain.returncode == 0, drain.stderr[-3000:]
+    assert "Traceback" not in drain.stderr
+    duplicates, missing, orphaned = _assert_exactly_once(hub, spool, sealed, "R2")
+    done = sum(phases.values())
+    assert done == kills
+    print(f"\nR2: {done} kills, {duplicates} duplicates, {missing} missing, {orphaned} orphaned claims "
+          f"({len(sealed)} episodes; phases {dict(phases)}; observed {dict(hit)}; "
+          f"{len(work_left(spool))} leftover work dirs; {time.monotonic() - started:.0f}s)")
+
+
+def _phase_reached(phase: str, hub: HubServer, spool: Path, work: set[str], uploads: int, commit_requests: int,
+                   commits: int) -> Callable[[], bool]:
+    """When the uploader (started after these counts were taken) has reached ``phase``."""
+    return {
+        "convert": lambda: bool(set(work_left(spool)) - work),
+        "upload": lambda: _upload_requests(hub) > uploads,
+        "commit-request": lambda: hub.stats["commit"] > commit_requests,
+        "after-commit": lambda: _commits(hub) > commits,
+        "random": lambda: False,
+    }[phase]
+
+
+def _wait(condition: Callable[[], bool], timeout: float, proc: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if condition():
+            return True
+        time.sleep(0.002)
+    return False
+
+
+def test_r2_killed_conversion_leaves_no_work_dir(tmp_path: Path, hub_at: Callable[[str], HubServer]) -> None:
+    """A kill during conversion leaves ``.uploader-work/<id>.<owner>``; the next run must clean it up."""
+    spool = tmp_path / "spool"
+    env = cli_env(tmp_path)
+    sealed = {p.stem for p in record_cli(spool, ENV_ID, 1, 600, 3, tmp_path, env)}
+    hub = hub_at(TOKEN)
+    env |= {"HF_TOKEN": TOKEN}
+    proc = start("gymrec-uploader", _uploader_args(spool, hub), tmp_path, env, tmp_path / "killed")
+    assert _wait(lambda: bool(work_left(spool)), 60, proc), "the conversion never started"
+    kill(proc)
+    assert work_left(spool), "the kill came too late to leave a work dir behind"
+    drain = run("gymrec-uploader", _uploader_args(spool, hub, "--once"), tmp_path, env)
+    assert drain.returncode == 0, drain.stderr
+    assert uploaded_ids(spool) == sealed
+    assert work_left(spool) == [], "converted files of killed uploaders pile up in the spool forever"
+
+
+# --- R3: Hub faults, then a revoked token -------------------------------------------------------------
+
+FAULTS = ("500", "503", "429", "drop", "drop_after")
+
+
+def test_r3_hub_faults_then_revoked_token(tmp_path: Path, hub_at: Callable[[str], HubServer]) -> None:
+    episodes = size(4, 20)
+    spool = tmp_path / "spool"
+    env = cli_env(tmp_path)
+    sealed = {p.stem for p in record_cli(spool, ENV_ID, episodes, 60, 11, tmp_path, env)}
+    hub = hub_at(TOKEN)
+    env |= {"HF_TOKEN": TOKEN}
+    hub.faults = FaultPlan(rate=0.3, kinds=FAULTS, only_writes=True, seed=3, retry_after=1)
+    started = time.monotonic()
+    runs = []
+    for _ in range(6):  # an episode whose retries all failed stays queued; the next run picks it up
+        done = run("gymrec-uploader", _uploader_args(spool, hub, "--once"), tmp_path, env)
+        runs.append(done.returncode)
+        assert "Traceback" not in done.stderr, done.stderr[-3000:]
+        assert TOKEN not in done.stdout + done.stderr
+        if done.returncode == 0:
+            break
+        assert "stay queued" in stderr_lines(done.stderr)[-1], done.stderr[-2000:]
+    injected, stats = hub.injected, hub.stats
+    hub.faults = None
+    assert runs[-1] == 0, f"still failing after {len(runs)} runs"
+    writes = sum(n for endpoint, n in stats.items() if endpoint in ("create_repo", "preupload", "lfs_batch", "lfs_upload", "lfs_verify", "commit"))
+    kinds = Counter(key.split(":")[1] for key in injected.elements())
+    assert sum(kinds.values()) >= 3, injected
+    duplicates, missing, _ = _assert_exactly_once(hub, spool, sealed, "R3")
+    print(f"\nR3: {episodes} episodes through {sum(kinds.values())} injected faults in {writes} write requests "
+          f"({dict(kinds)}), {duplicates} duplicates, {missing} missing, {len(runs)} run(s), {time.monotonic() - started:.0f}s")
+
+    # A revoked token: one line, a non-zero exit, and every new episode stays queued, untouched.
+    queued = {p.stem for p in record_cli(spool, ENV_ID, 2, 40, 99, tmp_path, env)}
+    before, commits = episode_contents(spool), len(hub.commits(REPO))
+    hub.revoked = True
+    done = run("gymrec-uploader", _uploader_args(spool, hub, "--once"), tmp_path, env)
+    lines = stderr_lines(done.stderr)
+    assert done.returncode != 0 and len(lines) == 1, done.stderr
+    assert "refused the token" in lines[0] and "HF_TOKEN" in lines[0] and TOKEN not in done.stderr
+    assert waiting_ids(spool) == queued and claims_left(spool) == []
+    assert episode_contents(spool) == before and len(hub.commits(REPO)) == commits
+    print(f"R3: revoked token -> exit {done.returncode}, {len(lines)} stderr line, {len(queued)} episodes still queued")
+
+
+def test_r3_token_revoked_while_the_daemon_runs(tmp_path: Path, hub_at: Callable[[str], HubServer]) -> None:
+    spool = tmp_path / "spool"
+    env = cli_env(tmp_path)
+    sealed = {p.stem for p in record_cli(spool, ENV_ID, 6, 120, 21, tmp_path, env)}
+    hub = hub_at(TOKEN)
+    env |= {"HF_TOKEN": TOKEN}
+    proc = start("gymrec-uploader", _uploader_args(spool, hub), tmp_path, env, tmp_path / "daemon")
+    assert _wait(lambda: _commits(hub) >= 2, 60, proc), "the first episode never landed"
+    hub.revoked = True
+    code = proc.wait(timeout=60)  # it must stop by itself
+    stderr = (tmp_path / "daemon.stderr").read_text()
+    errors = [line for line in stderr_lines(stderr) if "error" in line.lower()]
+    assert code != 0 and "Traceback" not in stderr, stderr
+    assert len(errors) == 1 and "HF_TOKEN" in errors[0] and stderr_lines(stderr)[-1] == errors[0], stderr
+    landed = set(landing(hub, REPO).metas)
+    assert landed and uploaded_ids(spool) == landed
+    assert waiting_ids(spool) == sealed - landed and claims_left(spool) == []
+
+
+# --- R4: 4 uploaders and 2 recorders on one spool -----------------------------------------------------
+
+
+def test_r4_four_uploaders_two_recorders(tmp_path: Path, hub_at: Callable[[str], HubServer]) -> None:
+    per_recorder, steps = size(3, 12), size(80, 200)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    env = cli_env(tmp_path)
+    hub = hub_at(TOKEN)
+    up_env = env | {"HF_TOKEN": TOKEN}
+    started = time.monotonic()
+    uploaders = [start("gymrec-uploader", _uploader_args(spool, hub, "--workers", "1", "--rescan-interval", "1"),
+                       tmp_path, up_env, tmp_path / f"uploader-{i}") for i in range(4)]  # fmt: skip
+    try:
+        recorders = [
+            start("gymrec-play", [env_id, "--agent", "random", "--headless", "--episodes", str(per_recorder),
+                                  "--max-steps", str(steps), "--seed", str(seed), "--spool", str(spool)],
+                  tmp_path, env, tmp_path / f"recorder-{seed}")
+            for env_id, seed in ((ENV_ID, 1), ("ALE/Pong-v5", 2))
+        ]  # fmt: skip
+        assert all(r.wait(timeout=300) == 0 for r in recorders), [(tmp_path / f"recorder-{s}.stderr").read_text()[-1500:] for s in (1, 2)]
+        sealed = {Path(line).stem for s in (1, 2) for line in (tmp_path / f"recorder-{s}.stdout").read_text().splitlines()}
+        assert len(sealed) == 2 * per_recorder
+        deadline = time.monotonic() + 240
+        while set(landing(hub, REPO).metas) != sealed and time.monotonic() < deadline:
+            assert all(u.poll() is None for u in uploaders), "an uploader died"
+            time.sleep(0.5)
+    finally:
+        codes = [kill(u, signal.SIGTERM) for u in uploaders]
+    outs = [(tmp_path / f"uploader-{i}.stdout").read_text() for i in range(4)]
+    errs = [(tmp_path / f"uploader-{i}.stderr").read_text() for i in range(4)]
+    assert codes == [0, 0, 0, 0], errs
+    assert not any("Traceback" in e or "ERROR" in e for e in errs), errs
+    counts = [int(out.split()[0]) for out in outs]  # "<n> uploaded to the Hub, <m> already there, ..."
+    assert sum(counts) == len(sealed), outs
+    duplicates, missing, orphaned = _assert_exactly_once(hub, spool, sealed, "R4")
+    land = landing(hub, REPO)
+    front, _rows = card_totals_of(land.readme)
+    assert {c["config_name"] for c in front["configs"]} == {"breakoutnoframeskip-v4", "ale-pong-v5"}
+    print(f"\nR4: 4 uploaders x 2 recorders, {len(sealed)} episodes, {duplicates} duplicates, {missing} missing, "
+          f"{orphaned} orphaned claims, card totals right (uploads per uploader {counts}; "
+          f"{hub.stats['commit']} commit requests for {len(sealed)} commits; {time.monotonic() - started:.0f}s)")
+
+
+# --- R5: bad input ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Ctx:
+    tmp: Path
+    spool: Path
+    hub: HubServer
+    a: Path  # the episode a case damages
+    b: Path  # a good episode that must still be uploaded when the run goes on
+
+
+def _set_attr(key: str, value: Any) -> Callable[[Ctx], None]:
+    def mutate(c: Ctx) -> None:
+        doc = json.loads((c.a / "zarr.json").read_text())
+        if value is None:
+            del doc["attributes"][key]
+        else:
+            doc["attributes"][key] = value
+        (c.a / "zarr.json").write_text(json.dumps(doc))
+
+    return mutate
+
+
+def _corrupt_chunk(c: Ctx) -> None:
+    schema.chunk_file(c.a / "obs" / "frame", 0, 4).write_bytes(b"not zstd at all")
+
+
+def _add_empty(c: Ctx) -> None:
+    from uploader_helpers import record_episode
+
+    c.a = record_episode(c.spool, ENV_ID, 0, seed=5)  # sealed with no steps
+
+
+def _spool_file(c: Ctx) -> None:
+    c.spool = c.tmp / "spool-file"
+    c.spool.write_text("keep me\n")
+
+
+def _rename_not_uuid(c: Ctx) -> None:
+    c.a = c.a.rename(c.a.with_name("holiday" + schema.SEALED_SUFFIX))
+
+
+@dataclass(frozen=True)
+class Bad:
+    name: str
+    args: Callable[[Ctx], list[str]]
+    setup: Callable[[Ctx], None] = lambda c: None
+    needles: tuple[str, ...] = ()  # in the one error line; empty: the run succeeds (exit 0)
+    a_goes_to: str = "waiting"  # where episode a ends: waiting, quarantine, uploaded, untouched
+    reason: str = ""  # in the quarantine reason
+    token: str = TOKEN
+
+
+def _once(*extra: str) -> Callable[[Ctx], list[str]]:
+    return lambda c: ["--spool", str(c.spool), "--endpoint", c.hub.endpoint, "--once", *extra]
+
+
+REPO_HINT = ("not a valid repo id", "OWNER/NAME")
+BAD = [
+    Bad("repo id ../x", _once("--repo-id", "../x"), needles=REPO_HINT),
+    Bad("repo id a/../../b", _once("--repo-id", "a/../../b"), needles=REPO_HINT),
+    Bad("repo id /abs", _once("--repo-id", "/abs"), needles=REPO_HINT),
+    Bad("repo id a/b/c", _once("--repo-id", "a/b/c"), needles=REPO_HINT),
+    Bad("repo id empty", _once("--repo-id", ""), needles=REPO_HINT),
+    Bad("spool is a file", _once("--repo-id", REPO), _spool_file, needles=("is a file",)),
+    Bad("spool missing", lambda c: ["--spool", str(c.tmp / "nope"), "--once", "--repo-id", REPO], needles=("does not exist",)),
+    Bad("status: spool missing", lambda c: ["status", "--spool", str(c.tmp / "nope")], needles=("does not exist",)),
+    Bad("status: spool is a file", lambda c: ["status", "--spool", str(c.spool)], _spool_file, needles=("is a file",)),
+    Bad("local dir is a file", lambda c: ["--spool", str(c.spool), "--once", "--local-dir", str(c.tmp / "file")],
+        lambda c: (c.tmp / "file").write_text("x"), needles=("is a file",)),
+    Bad("bad token", _once("--repo-id", REPO), needles=("refused the token", "HF_TOKEN"), token="hf_not_the_token_123"),
+    Bad("workers 0", _once("--repo-id", REPO, "--workers", "0"), needles=("--workers",)),
+    Bad("corrupt chunk", _once("--repo-id", REPO), _corrupt_chunk, a_goes_to="quarantine", reason="obs/frame"),
+    Bad("wrong schema_version", _once("--repo-id", REPO), _set_attr("schema_version", 99), a_goes_to="quarantine", reason="schema_version"),
+    Bad("missing attribute", _once("--repo-id", REPO), _set_attr("seed", None), a_goes_to="quarantine", reason="seed"),
+    Bad("zarr.json not JSON", _once("--repo-id", REPO), lambda c: (c.a / "zarr.json").write_text("{not json"), a_goes_to="quarantine",
+        reason="not a readable Zarr group"),
+    Bad("episode_id attribute escapes", _once("--repo-id", REPO), _set_attr("episode_id", "../../../../../escape"),
+        a_goes_to="quarantine", reason="episode_id"),
+    Bad("empty episode", _once("--repo-id", REPO), _add_empty, a_goes_to="untouched"),
+    Bad("episode dir not a UUID", _once("--repo-id", REPO), _rename_not_uuid, a_goes_to="untouched"),
+]
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("r5-template")
+    record_cli(tmp / "spool", ENV_ID, 2, 50, 4, tmp, cli_env(tmp))
+    return tmp / "spool"
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c.name for c in BAD])
+def test_r5_bad_input(case: Bad, template: Path, tmp_path: Path, hub_at: Callable[[str], HubServer]) -> None:
+    spool = tmp_path / "spool"
+    shutil.copytree(template, spool)
+    a, b = sorted(spool.glob("*" + schema.SEALED_SUFFIX))
+    c = Ctx(tmp_path, spool, hub_at(TOKEN), a, b)
+    case.setup(c)
+    before_tree = tree(c.spool) if c.spool.is_dir() else {}
+    before_file = c.spool.read_bytes() if c.spool.is_file() else None
+    before = episode_contents(c.spool) if c.spool.is_dir() else {}
+    done = run("gymrec-uploader", case.args(c), tmp_path, cli_env(tmp_path, HF_TOKEN=case.token))
+    lines = stderr_lines(done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert case.token not in done.stdout + done.stderr
+    if before_file is not None:
+        assert c.spool.read_bytes() == before_file
+    assert not list(tmp_path.rglob("escape*")), "a file was written outside the dataset layout"
+    if case.needles:  # an error: one line, non-zero, nothing claimed, moved or changed, nothing pushed
+        assert done.returncode != 0 and len(lines) == 1, done.stderr
+        assert all(n in lines[0] for n in case.needles), lines[0]
+        assert lines[0].startswith("gymrec-uploader: error: "), lines[0]
+        if c.spool.is_dir():
+            assert tree(c.spool) == before_tree
+        assert not (tmp_path / "nope").exists()
+        assert not c.hub.state._repos, "something reached the Hub"  # noqa: SLF001 (the test Hub's own state)
+        return
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert episode_contents(c.spool) == before, "an episode's files were changed or deleted"
+    assert claims_left(c.spool) == []
+    assert b.stem in uploaded_ids(c.spool) and b.stem in landing(c.hub, REPO).metas
+    if case.a_goes_to == "quarantine":
+        assert quarantined_ids(c.spool) == {a.stem} and not a.exists()
+        reason = (c.spool / QUARANTINE_AREA / (a.stem + REASON_SUFFIX)).read_text()
+        assert case.reason in reason and len(reason.strip().splitlines()) == 1, reason
+        assert "1 quarantined" in done.stdout
+    else:
+        assert c.a.is_dir() and c.a.parent == c.spool, "the episode was moved"
+        landed = set(landing(c.hub, REPO).metas)
+        assert quarantined_ids(c.spool) == set() and c.a.stem not in landed and uploaded_ids(c.spool) == landed
+
+
+# --- R6: the token never leaks ------------------------------------------------------------------------
+
+LEAK = "hf_LEAKCANARY1234567890abcdef"
+LEAK_CORE = LEAK[3:].encode()  # also catches a masked or re-prefixed copy
+
+
+def test_r6_token_leaks(tmp_path: Path, hub_at: Callable[[str], HubServer]) -> None:
+    hub = hub_at(LEAK)
+    spool = tmp_path / "spool"
+    env = cli_env(tmp_path, HF_TOKEN=LEAK, HF_ENDPOINT=hub.endpoint)
+    streams: dict[str, str] = {}
+
+    def step(name: str, tool: str, args: list[str], expect_ok: bool, cwd: Path = tmp_path, environ: dict[str, str] = env) -> subprocess.CompletedProcess[str]:
+        done = run(tool, args, cwd, environ)
+        streams[f"{name}.stdout"], streams[f"{name}.stderr"] = done.stdout, done.stderr
+        assert (done.returncode == 0) == expect_ok, f"{name}: {done.returncode} {done.stderr[-2000:]}"
+        return done
+
+    record = ["--agent", "random", "--headless", "--max-steps", "40", "--spool", str(spool)]
+    step("record", "gymrec-play", [ENV_ID, "--episodes", "2", "--seed", "1", *record], True)
+    step("upload", "gymrec-uploader", ["--spool", str(spool), "--repo-id", REPO, "--once", "-v"], True)
+    step("status", "gymrec-uploader", ["status", "--spool", str(spool)], True)
+    eid = sorted(uploaded_ids(spool))[0]
+    step("replay", "gymrec-replay", [eid, "--repo-id", REPO, "--endpoint", hub.endpoint], True)
+    step("replay-all", "gymrec-replay", ["--all", "--repo-id", REPO, "--local-dir", str(tmp_path / "download")], True)
+    step("record-debug", "gymrec-play", [ENV_ID, "--seed", "2", *record], True)
+    step("upload-debug", "gymrec-uploader", ["--spool", str(spool), "--repo-id", REPO, "--once", "-v"], True,
+         environ=env | {"GYMREC_DEBUG": "1"})  # fmt: skip
+    # the token from a .env file in the CWD instead of the environment
+    dotenv_cwd = tmp_path / "dotenv-cwd"
+    dotenv_cwd.mkdir()
+    (dotenv_cwd / ".env").write_text(f"HF_TOKEN={LEAK}\n")
+    no_env = {k: v for k, v in env.items() if k != "HF_TOKEN"}
+    step("record-dotenv", "gymrec-play", [ENV_ID, "--seed", "3", *record], True, dotenv_cwd, no_env)
+    step("upload-dotenv", "gymrec-uploader", ["--spool", str(spool), "--repo-id", REPO, "--once"], True, dotenv_cwd, no_env)
+    # failing runs: a revoked token
+    step("record-revoked", "gymrec-play", [ENV_ID, "--seed", "4", *record], True)
+    hub.revoked = True
+    step("upload-revoked", "gymrec-uploader", ["--spool", str(spool), "--repo-id", REPO, "--once"], False)
+    step("upload-revoked-debug", "gymrec-uploader", ["--spool", str(spool), "--repo-id", REPO, "--once", "-v"], False,
+         environ=env | {"GYMREC_DEBUG": "1"})  # fmt: skip
+    step("replay-revoked", "gymrec-replay", [eid, "--repo-id", REPO, "--endpoint", hub.endpoint, "--local-dir", str(tmp_path / "dl2")], False)
+    hub.revoked = False
+    assert len(uploaded_ids(spool)) == 4 and len(waiting_ids(spool)) == 1
+
+    hits: dict[str, int] = {}
+    for name, text in streams.items():
+        hits[name] = text.encode().count(LEAK_CORE)
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p != dotenv_cwd / ".env"]
+    for path in files:  # spool, HF_HOME caches, downloads, HOME, the server's object store, logs
+        hits[str(path.relative_to(tmp_path))] = path.read_bytes().count(LEAK_CORE)
+    for path, data in hub.files(REPO).items():
+        hits[f"hub:{path}"] = data.count(LEAK_CORE)
+    for commit in hub.commits(REPO):
+        hits[f"hub-commit:{commit.oid[:8]}"] = f"{commit.title}\n{commit.message}".encode().count(LEAK_CORE)
+    leaks = {k: v for k, v in hits.items() if v}
+    scanned_spool = sum(1 for p in files if spool in p.parents)
+    scanned_cache = sum(1 for p in files if tmp_path / "hf-home" in p.parents)
+    print(f"\nR6: scanned {len(hits)} files/streams ({len(streams)} streams, {scanned_spool} spool files, {scanned_cache} "
+          f"HF cache files, {len(hub.files(REPO))} dataset files incl. the card), {sum(leaks.values())} token occurrences")
+    assert (tmp_path / "hf-home").is_dir() and scanned_cache > 0 and scanned_spool > 0
+    assert not leaks, leaks
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({made.stderr.decode().strip() or 'not root'})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_r5_full_disk(tiny_disk: Path, template: Path, tmp_path: Path, hub_at: Callable[[str], HubServer]) -> None:
+    """The spool's disk fills up with the converted files: one line, non-zero, every episode still queued."""
+    spool = tiny_disk / "spool"
+    shutil.copytree(template, spool)
+    (tiny_disk / "filler").write_bytes(b"\0" * max(0, shutil.disk_usage(tiny_disk).free - 24 * 1024))
+    hub = hub_at(TOKEN)
+    before, queued = episode_contents(spool), waiting_ids(spool)
+    done = run("gymrec-uploader", _uploader_args(spool, hub, "--once"), tmp_path, cli_env(tmp_path, HF_TOKEN=TOKEN))
+    lines = stderr_lines(done.stderr)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert len(lines) == 1 and "disk" in lines[0] and "full" in lines[0], done.stderr[-3000:]
+    assert episode_contents(spool) == before and waiting_ids(spool) == queued and claims_left(spool) == []
+    assert work_left(spool) == []
+    # with space again, the next run finishes the job exactly once (some episodes may already be on the Hub)
+    (tiny_disk / "filler").unlink()
+    again = run("gymrec-uploader", _uploader_args(spool, hub, "--once"), tmp_path, cli_env(tmp_path, HF_TOKEN=TOKEN))
+    assert again.returncode == 0, again.stderr[-2000:]
+    _assert_exactly_once(hub, spool, queued, "full disk")
