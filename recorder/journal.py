@@ -29,7 +29,7 @@ class Journal:
         self._map: mmap.mmap | None = None
         try:
             self._grow(INITIAL_RECORDS * record_size)
-        except BaseException:
+        except OSError:
             os.close(self._fd)
             raise
 

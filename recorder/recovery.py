@@ -9,6 +9,7 @@ in place with a ``recovery-failed.txt`` that says why.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -105,26 +106,16 @@ def _load(partial: Path) -> _Orphan:
 
 def recover(partial: Path, lock: WriterLock) -> Recovered:
     """Recover one orphan whose lock the caller holds; the lock is released on return."""
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(lock.release)  # idempotent: sealing releases it too
         orphan = _load(partial)
-        made = make_env(orphan.attrs["env_id"], orphan.attrs["env_kwargs"], orphan.attrs["backend"])
-    except BaseException:
-        lock.release()
-        raise
-    try:
-        writer = EpisodeWriter(partial, lock, orphan.attrs, first_chunk=orphan.committed // int(orphan.attrs["chunk_steps"]),
-                               journal=False, backpressure=True)
-    except BaseException:
-        made.env.close()
-        lock.release()
-        raise
-    try:
-        return _resimulate(orphan, made.env, writer)
-    except BaseException:
-        writer.close_without_sealing()
-        raise
-    finally:
-        made.env.close()
+        env = stack.enter_context(contextlib.closing(
+            make_env(orphan.attrs["env_id"], orphan.attrs["env_kwargs"], orphan.attrs["backend"]).env))
+        writer = stack.enter_context(EpisodeWriter(
+            partial, lock, orphan.attrs, first_chunk=orphan.committed // int(orphan.attrs["chunk_steps"]),
+            journal=False, backpressure=True))
+        return _resimulate(orphan, env, writer)
+    raise AssertionError("unreachable")  # for type checkers: ExitStack does not swallow exceptions
 
 
 def _resimulate(orphan: _Orphan, env: Any, writer: EpisodeWriter) -> Recovered:

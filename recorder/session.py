@@ -140,40 +140,39 @@ class Session:
         log.info("episode %s: %s seed %d", attrs["episode_id"], self.made.env_id, seed)
         end: EndReason | None = None
         extra: dict[str, Any] = {}
-        try:
-            while end is None:
-                leaves = split_observation(obs)
-                keys: frozenset[str] = frozenset()
-                if self.window is not None:
-                    tick = self.window.next_tick(leaves[img_key], self._hud(writer, number))
-                    if tick.quit:
-                        end = EndReason.QUIT
-                        break
-                    if tick.discard:
-                        end = EndReason.DISCARDED
-                        break
-                    keys = tick.keys
-                action = self.agent(obs) if self.agent is not None else self.resolver(keys)
-                writer.record(leaves, encode_action(action_desc, action), info)
-                obs, reward, terminated, truncated, info = env.step(action)
-                writer.outcome(float(reward), bool(terminated), bool(truncated), info)
-                if terminated:
-                    end = EndReason.TERMINATED
-                elif truncated:
-                    end = EndReason.TRUNCATED
-                elif self.config.max_steps is not None and writer.steps >= self.config.max_steps:
-                    end, extra = EndReason.TRUNCATED, {"truncated_by": "max_steps"}
-        except KeyboardInterrupt:
-            end = EndReason.QUIT  # Ctrl-C or SIGTERM: stop and keep what was played
-        except AgentActionError:
-            # The env never saw the bad action: what was played so far is whole, so seal it.
-            self._seal(writer, obs, EndReason.QUIT, {"stopped_because": "the agent returned an invalid action"})
-            raise
-        except BaseException:
-            # The disk or the env failed: leave the .partial (journal + committed chunks) to recovery.
-            writer.close_without_sealing()
-            raise
-        self._seal(writer, obs, end, extra, wait=False)
+        # Leaving this block without sealing (the env or the disk failed) leaves the .partial
+        # (journal + committed chunks) to crash recovery.
+        with writer:
+            try:
+                while end is None:
+                    leaves = split_observation(obs)
+                    keys: frozenset[str] = frozenset()
+                    if self.window is not None:
+                        tick = self.window.next_tick(leaves[img_key], self._hud(writer, number))
+                        if tick.quit:
+                            end = EndReason.QUIT
+                            break
+                        if tick.discard:
+                            end = EndReason.DISCARDED
+                            break
+                        keys = tick.keys
+                    action = self.agent(obs) if self.agent is not None else self.resolver(keys)
+                    writer.record(leaves, encode_action(action_desc, action), info)
+                    obs, reward, terminated, truncated, info = env.step(action)
+                    writer.outcome(float(reward), bool(terminated), bool(truncated), info)
+                    if terminated:
+                        end = EndReason.TERMINATED
+                    elif truncated:
+                        end = EndReason.TRUNCATED
+                    elif self.config.max_steps is not None and writer.steps >= self.config.max_steps:
+                        end, extra = EndReason.TRUNCATED, {"truncated_by": "max_steps"}
+            except KeyboardInterrupt:
+                end = EndReason.QUIT  # Ctrl-C or SIGTERM: stop and keep what was played
+            except AgentActionError:
+                # The env never saw the bad action: what was played so far is whole, so seal it.
+                self._seal(writer, obs, EndReason.QUIT, {"stopped_because": "the agent returned an invalid action"})
+                raise
+            self._seal(writer, obs, end, extra, wait=False)
         return end, writer
 
     @staticmethod

@@ -75,6 +75,7 @@ class EpisodeWriter:
         self._slot: Slot | None = None
         self._specs: tuple[ArraySpec, ...] = ()
         self._info_keys: tuple[str, ...] = ()
+        self._ended = False
         self.episode_return = 0.0
 
     @classmethod
@@ -172,8 +173,16 @@ class EpisodeWriter:
 
     # --- ending -------------------------------------------------------------------------------------
 
+    def __enter__(self) -> EpisodeWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._ended:  # left early (the env or the disk failed): the .partial stays for recovery
+            self.close_without_sealing()
+
     def close_without_sealing(self) -> None:
         """Let the sink finish what it was given, then let go: the .partial stays for recovery."""
+        self._ended = True
         self._sink.wait(str(self.partial))
         if self._journal is not None:
             self._journal.close(durable=False)
@@ -197,6 +206,7 @@ class EpisodeWriter:
             self._journal = None
         seal = {**(extra or {}), "ended_at": utc_now(), "end_reason": str(end_reason), "length": self.steps,
                 "episode_return": self.episode_return}
+        self._ended = True
         self._hand_off(seal, used)
         if wait:
             self.wait()
