@@ -44,7 +44,7 @@ def p5() -> list[Row]:
         out = bench_p5(_breakout_episode(Path(tmp)))
     return [{"id": "P5", "what": "replay-verify / raw env.step (Breakout NoFrameskip, spool)", "value": out["ratio"],
              "fmt": "{:.3f}", "target": ">= 0.9", "ok": out["ratio"] >= 0.9,
-             "note": f"{out['verify_steps_per_s']:,.0f} vs {out['raw_steps_per_s']:,.0f} steps/s, {out['steps']} steps"}]
+             "note": f"{out['verify_steps_per_s']:,.0f} vs {out['raw_steps_per_s']:,.0f} steps/s, {int(out['steps'])} steps"}]
 
 
 def uploader_rows() -> list[Row]:
