@@ -57,6 +57,20 @@ def hub(tmp_path: Path) -> Iterator[object]:
 
 
 @pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real full-disk: a 600 KiB tmpfs (needs root; skips with the reason otherwise)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({made.stderr.decode().strip() or 'not root'})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
 def spool(tmp_path: Path) -> Path:
     path = tmp_path / "spool"
     path.mkdir()

@@ -7,44 +7,5 @@ server); this module re-exports its public names so `from tests.hubserver import
 
 from __future__ import annotations
 
-from tests.hub import (
-    FAULT_KINDS,
-    GITATTRIBUTES,
-    LFS_SIZE_THRESHOLD,
-    LFS_SUFFIXES,
-    REPO_TYPES,
-    URL_PREFIX,
-    WRITE_ENDPOINTS,
-    FaultInjector,
-    FaultPlan,
-    FileEntry,
-    HubCommit,
-    HubError,
-    HubServer,
-    HubState,
-    is_lfs_path,
-    parse_form_or_json,
-    running_hub,
-    split_path,
-)
-
-__all__ = [
-    "FAULT_KINDS",
-    "GITATTRIBUTES",
-    "LFS_SIZE_THRESHOLD",
-    "LFS_SUFFIXES",
-    "REPO_TYPES",
-    "URL_PREFIX",
-    "WRITE_ENDPOINTS",
-    "FaultInjector",
-    "FaultPlan",
-    "FileEntry",
-    "HubCommit",
-    "HubError",
-    "HubServer",
-    "HubState",
-    "is_lfs_path",
-    "parse_form_or_json",
-    "running_hub",
-    "split_path",
-]
+from tests.hub import *  # noqa: F403  (a facade: exactly the package's public names)
+from tests.hub import __all__ as __all__

@@ -79,17 +79,6 @@ def test_unwritable_spool(tmp_path: Path, workdir: Path) -> None:
     assert_one_line_error(proc, "not writable")
 
 
-@pytest.fixture
-def tiny_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({made.stderr.decode().strip() or 'not root'})")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_full_disk_keeps_the_episode_so_far(tiny_disk: Path, workdir: Path, tmp_path: Path) -> None:

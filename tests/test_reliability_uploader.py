@@ -484,17 +484,6 @@ def test_r6_token_leaks(tmp_path: Path, hub_at: Callable[[str], HubServer]) -> N
     assert not leaks, leaks
 
 
-@pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({made.stderr.decode().strip() or 'not root'})")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_r5_full_disk(tiny_disk: Path, template: Path, tmp_path: Path, hub_at: Callable[[str], HubServer]) -> None:
