@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import secrets
 import subprocess
 import sys
 import threading
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 Failure = tuple[int, str]  # (errno, message): picklable, turned into a typed error by the writer
 DIED = (0, "the writer process stopped unexpectedly")
 _ALIGN = 64
-SEGMENT_PREFIX = "gymrec_"  # + recorder pid + slot number: the writer can find a dead recorder's slots
+SEGMENT_PREFIX = "gymrec_"  # + this sink's tag + slot number: the writer can find a dead recorder's slots
 
 
 @dataclass
@@ -67,6 +68,8 @@ class Sink:
         self._made: dict[tuple[Any, ...], int] = Counter()
         self._shms: list[SharedMemory] = []
         self._in_flight: dict[str, tuple[Slot, tuple[Any, ...]]] = {}
+        # Pid plus randomness: a recycled pid must never meet a dead recorder's slots.
+        self._tag = f"{os.getpid()}_{secrets.token_hex(4)}"
         self._closed = False
         if process:
             # A plain ``python -m`` child, not multiprocessing: spawn would re-import the caller's
@@ -74,7 +77,7 @@ class Sink:
             jobs_r, jobs_w = os.pipe()
             results_r, results_w = os.pipe()
             self._child = subprocess.Popen(
-                [sys.executable, "-m", "recorder.writer_process", str(jobs_r), str(results_w), str(os.getpid())],
+                [sys.executable, "-m", "recorder.writer_process", str(jobs_r), str(results_w), self._tag],
                 pass_fds=(jobs_r, results_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             )
             os.close(jobs_r)
@@ -104,7 +107,7 @@ class Sink:
         layout, size = _layout(specs, chunk_steps)
         if not self._process:
             return Slot(f"local-{id(layout)}-{self._made[key]}", layout, views(bytearray(size), layout))
-        shm = SharedMemory(create=True, size=size, name=f"{SEGMENT_PREFIX}{os.getpid()}_{len(self._shms)}")
+        shm = SharedMemory(create=True, size=size, name=f"{SEGMENT_PREFIX}{self._tag}_{len(self._shms)}")
         # Python's resource tracker would unlink our segments the moment this process dies, while
         # the writer process still drains them; the writer removes them itself in that case.
         resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]

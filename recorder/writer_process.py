@@ -31,13 +31,13 @@ def _attach(name: str) -> SharedMemory:
     return shm
 
 
-def _unlink_segments(recorder_pid: int) -> None:
+def _unlink_segments(tag: str) -> None:
     shm_dir = Path("/dev/shm")  # where POSIX shared memory lives on Linux
-    for path in shm_dir.glob(f"{SEGMENT_PREFIX}{recorder_pid}_*") if shm_dir.is_dir() else ():
+    for path in shm_dir.glob(f"{SEGMENT_PREFIX}{tag}_*") if shm_dir.is_dir() else ():
         path.unlink(missing_ok=True)
 
 
-def serve(jobs: Connection, results: Connection, recorder_pid: int) -> None:
+def serve(jobs: Connection, results: Connection, tag: str) -> None:
     """Run jobs until told to stop or the recorder is gone."""
     # Ctrl-C and SIGTERM (timeout, systemd, kill -- -PGID) reach the whole group: they are the
     # recorder's to handle, and it seals through us. We stop on its message or on its death.
@@ -54,7 +54,7 @@ def serve(jobs: Connection, results: Connection, recorder_pid: int) -> None:
         except (EOFError, OSError):
             # The recorder died without saying goodbye: what it left running, and its slots, are ours.
             _kill_orphans(guarded)
-            _unlink_segments(recorder_pid)
+            _unlink_segments(tag)
             break
         if message is None:
             break
@@ -101,8 +101,8 @@ def _kill_orphans(guarded: list[tuple[int, float]]) -> None:
 
 
 def main() -> None:
-    jobs_fd, results_fd, recorder_pid = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-    serve(Connection(jobs_fd, writable=False), Connection(results_fd, readable=False), recorder_pid)
+    jobs_fd, results_fd, tag = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    serve(Connection(jobs_fd, writable=False), Connection(results_fd, readable=False), tag)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numcodecs
 import numpy as np
 
 from shared import schema
@@ -89,39 +88,9 @@ class SpoolSource(EpisodeSource):
         self.attrs = self.episode.attrs
         self.where = str(path)
         self.chunk = int(self.attrs.get("chunk_steps", schema.CHUNK_STEPS))
-        self._check_chunks_present()
-
-    def _check_chunks_present(self) -> None:
-        """zarr reads a missing chunk as zeros; a truncated copy must fail, not verify as zeros."""
-        rows = {schema.obs_path(leaf.name): (self.length + 1, len(leaf.shape) + 1) for leaf in self.obs_leaves}
-        rows |= {schema.hash_path(leaf.name): (self.length + 1, 1) for leaf in self.obs_leaves}
-        rows |= {schema.action_path(leaf.name): (self.length, len(leaf.shape) + 1) for leaf in self.episode.action_leaves}
-        rows |= {name: (self.length, 1) for name in schema.STEP_SCALARS}
-        for name, (count, ndim) in rows.items():
-            for index in range(-(-count // self.chunk)):
-                if not schema.chunk_file(self.episode.path / name, index, ndim).is_file():
-                    raise CorruptEpisodeError(
-                        f"{self.episode.path.name}: chunk {index} of {name!r} is missing", "the episode is truncated"
-                    )
 
     def _rows(self, name: str, count: int, dtype: np.dtype, shape: tuple[int, ...] = ()) -> np.ndarray:
-        """Rows [0, count) of a small array, decoded straight from its chunk files.
-
-        zarr's per-call overhead (milliseconds) would be a tenth of a short episode's replay time;
-        the chunks are plain zstd of C-order rows (``shared.schema``), so one decode each suffices.
-        """
-        codec = numcodecs.Zstd()
-        parts = []
-        for index in range(-(-count // self.chunk)):
-            path = schema.chunk_file(self.episode.path / name, index, len(shape) + 1)
-            try:
-                raw = codec.decode(path.read_bytes())
-                parts.append(np.frombuffer(raw, dtype=dtype).reshape(self.chunk, *shape))
-            except (OSError, RuntimeError, ValueError) as e:
-                raise CorruptEpisodeError(
-                    f"{self.episode.path.name}: chunk {index} of {name!r} is unreadable ({e})", "the episode is damaged"
-                ) from e
-        return np.concatenate(parts)[:count] if parts else np.empty((0, *shape), dtype)
+        return self.episode.rows(name, count, dtype, shape)
 
     def steps(self) -> RecordedSteps:
         ep = self.episode

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numcodecs
 import numpy as np
 import zarr
 import zarr.errors
@@ -95,10 +96,16 @@ class Episode:
         expected |= {schema.hash_path(leaf.name): (self.length + 1,) for leaf in self.obs_leaves}
         expected |= {schema.action_path(leaf.name): (self.length, *leaf.shape) for leaf in self.action_leaves}
         expected |= {name: (self.length,) for name in schema.STEP_SCALARS}
+        chunk = int(self.attrs["chunk_steps"])
         for name, shape in expected.items():
             actual = self._array(name).shape
             if tuple(actual) != shape:
                 raise CorruptEpisodeError(f"{self.path.name}: array {name!r} has shape {actual}, expected {shape}")
+            # zarr reads a missing chunk as fill zeros: a truncated copy must fail, not read as blank frames.
+            for index in range(-(-shape[0] // chunk)):
+                if not schema.chunk_file(self.path / name, index, len(shape)).is_file():
+                    raise CorruptEpisodeError(f"{self.path.name}: chunk {index} of {name!r} is missing",
+                                              "the episode is truncated")
 
     def require_steps(self) -> None:
         if self.length == 0:
@@ -111,6 +118,25 @@ class Episode:
             raise
         except (RuntimeError, ValueError, OSError, KeyError, TypeError) as e:  # what zarr/numcodecs raise on a damaged chunk
             raise CorruptEpisodeError(f"{self.path.name}: cannot read {name!r} rows {start}..{stop} ({e})") from e
+
+    def rows(self, name: str, count: int, dtype: np.dtype, shape: tuple[int, ...] = ()) -> np.ndarray:
+        """Rows [0, count) of a small per-step array, decoded straight from its chunk files.
+
+        Replay reads whole actions/rewards in bulk: zarr's per-call overhead (milliseconds) would be
+        a tenth of a short episode's replay time, and each chunk is plain zstd of C-order rows.
+        """
+        chunk = int(self.attrs["chunk_steps"])
+        codec = numcodecs.Zstd()
+        parts = []
+        for index in range(-(-count // chunk)):
+            path = schema.chunk_file(self.path / name, index, len(shape) + 1)
+            try:
+                raw = codec.decode(path.read_bytes())
+                parts.append(np.frombuffer(raw, dtype=dtype).reshape(chunk, *shape))
+            except (OSError, RuntimeError, ValueError) as e:
+                raise CorruptEpisodeError(f"{self.path.name}: chunk {index} of {name!r} is unreadable ({e})",
+                                          "the episode is damaged") from e
+        return np.concatenate(parts)[:count] if parts else np.empty((0, *shape), dtype)
 
     def obs(self, leaf: str, start: int, stop: int) -> np.ndarray:
         return self._read(schema.obs_path(leaf), start, stop)

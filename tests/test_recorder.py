@@ -94,3 +94,13 @@ def test_list_shows_backend_and_rom_status(workdir: Path) -> None:
     assert "Airstriker-Genesis-v0" in proc.stdout and "retro" in proc.stdout and "ready" in proc.stdout
     proc = run_cli("gymrec-play", "--list", "SuperMarioBros-Nes", cwd=workdir)
     assert "missing ROM" in proc.stdout and "stable_retro.import" in proc.stdout
+
+
+def test_a_missing_chunk_is_corrupt_not_blank_frames(spool: Path, workdir: Path) -> None:
+    """zarr would read a deleted chunk as zeros; every reader (uploader, replay) must refuse instead."""
+    from shared.errors import CorruptEpisodeError
+
+    (path,) = record("ALE/Pong-v5", spool, workdir, 200, 1)
+    (path / "obs" / "frame" / "c" / "1" / "0" / "0" / "0").unlink()
+    with pytest.raises(CorruptEpisodeError, match="chunk 1 of 'obs/frame' is missing"):
+        Episode(path)

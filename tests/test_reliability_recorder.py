@@ -259,15 +259,23 @@ def test_r1_sigkill_at_random_moments_loses_nothing(spool: Path, workdir: Path) 
     assert campaign.journaled, "no kill left an orphan: the suite did not test recovery"
 
 
+def start_until_first_chunk(env_id: str, seed: int, spool: Path, workdir: Path) -> subprocess.Popen[bytes]:
+    """A headless recording, returned once its first chunk is committed (mid-episode from then on)."""
+    proc = start("gymrec-play", env_id, "--agent", "random", "--headless", "--seed", str(seed),
+                 "--spool", str(spool), cwd=workdir)
+    deadline = time.monotonic() + TRIGGER_TIMEOUT_S
+    while not any(committed_steps(p) >= 64 for p in partial_episodes(spool)):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            sigkill(proc, whole_group=True)
+            raise AssertionError(f"{env_id} never committed a chunk while running")
+        time.sleep(0.005)
+    return proc
+
+
 def test_a_sigkilled_doom_recorder_leaves_no_engine_process(spool: Path, workdir: Path) -> None:
     """A recorder killed alone must not leave its VizDoom engine running forever (~18 MB each)."""
-    proc = start("gymrec-play", "VizdoomMyWayHome-v1", "--agent", "random", "--headless", "--seed", "2",
-                 "--spool", str(spool), cwd=workdir)
+    proc = start_until_first_chunk("VizdoomMyWayHome-v1", 2, spool, workdir)
     try:
-        deadline = time.monotonic() + TRIGGER_TIMEOUT_S
-        while not any(committed_steps(p) >= 64 for p in partial_episodes(spool)):
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.01)
         engines = [pid for pid, cmd in group_members(proc.pid).items() if "vizdoom/vizdoom " in cmd]
         assert engines, "no VizDoom engine process found: the test no longer sees what it checks"
         sigkill(proc, whole_group=False)
@@ -278,13 +286,8 @@ def test_a_sigkilled_doom_recorder_leaves_no_engine_process(spool: Path, workdir
 
 def test_sigterm_to_the_process_group_seals_the_episode(spool: Path, workdir: Path) -> None:
     """``timeout``, ``kill -- -PGID`` and systemd's stop signal the whole group: the writer process too."""
-    proc = start("gymrec-play", "PongNoFrameskip-v4", "--agent", "random", "--headless", "--seed", "4",
-                 "--spool", str(spool), cwd=workdir)
+    proc = start_until_first_chunk("PongNoFrameskip-v4", 4, spool, workdir)
     try:
-        deadline = time.monotonic() + TRIGGER_TIMEOUT_S
-        while not any(committed_steps(p) >= 64 for p in partial_episodes(spool)):
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.005)
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
     finally:
