@@ -25,9 +25,9 @@ Row = dict[str, Any]
 
 
 def _breakout_episode(spool: Path, steps: int = 2_000) -> Path:
-    from recorder.config import PlayConfig
-    from recorder.session import Session
-    from shared.backends import make_env
+    from gymrec.recorder.config import PlayConfig
+    from gymrec.recorder.session import Session
+    from gymrec.shared.backends import make_env
 
     made = make_env("BreakoutNoFrameskip-v4", {})
     config = PlayConfig(env_id="BreakoutNoFrameskip-v4", spool=spool, seed=5, agent="random", headless=True,
@@ -38,7 +38,7 @@ def _breakout_episode(spool: Path, steps: int = 2_000) -> Path:
 
 
 def p5() -> list[Row]:
-    from replay.bench import bench_p5
+    from gymrec.replay.bench import bench_p5
 
     with tempfile.TemporaryDirectory() as tmp:
         out = bench_p5(_breakout_episode(Path(tmp)))

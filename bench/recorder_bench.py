@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import psutil
 
-from recorder.clock import FixedRateClock
-from recorder.config import PlayConfig
-from recorder.session import Session
-from shared.backends import make_env
-from shared.episode import Episode
+from gymrec.recorder.clock import FixedRateClock
+from gymrec.recorder.config import PlayConfig
+from gymrec.recorder.session import Session
+from gymrec.shared.backends import make_env
+from gymrec.shared.episode import Episode
 
 BREAKOUT = "BreakoutNoFrameskip-v4"
 
@@ -75,8 +75,8 @@ def p2(ticks: int = 900, fps: float = 60.0) -> list[dict[str, Any]]:
     """The interactive loop at 60 Hz, dummy video driver, scripted keys, chunks flushing meanwhile."""
     import pygame
 
-    from recorder.window import GameWindow, HudState, TickInput
-    from shared.keymap import build_resolver, load_keymap
+    from gymrec.recorder.window import GameWindow, HudState, TickInput
+    from gymrec.shared.keymap import build_resolver, load_keymap
 
     class Scripted(GameWindow):
         def __init__(self, **kwargs: Any) -> None:

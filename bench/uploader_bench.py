@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from uploader import bench as ub
+from gymrec.uploader import bench as ub
 
 
 def rows() -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from shared.errors import BadAgentError
+from gymrec.shared.errors import BadAgentError
 
 Agent = Callable[[Any], Any]
 

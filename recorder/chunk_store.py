@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from recorder import zarr_layout
-from shared import schema
+from gymrec.recorder import zarr_layout
+from gymrec.shared import schema
 
 log = logging.getLogger(__name__)
 PER_OBS = (schema.OBS_GROUP + "/", schema.HASH_GROUP + "/")

@@ -10,13 +10,13 @@ from typing import Any
 
 import click
 
-from recorder.config import HUMAN, PlayConfig, parse_env_kwargs
-from recorder.recovery import recover_orphans
-from shared.backends import list_envs, make_env
-from shared.cli_errors import OneLineCommand, cli_edge, configure_logging
-from shared.errors import BadAgentError
-from shared.paths import default_spool
-from shared.spool import check_spool
+from gymrec.recorder.config import HUMAN, PlayConfig, parse_env_kwargs
+from gymrec.recorder.recovery import recover_orphans
+from gymrec.shared.backends import list_envs, make_env
+from gymrec.shared.cli_errors import OneLineCommand, cli_edge, configure_logging
+from gymrec.shared.errors import BadAgentError
+from gymrec.shared.paths import default_spool
+from gymrec.shared.spool import check_spool
 
 PROG = "gymrec-play"
 
@@ -34,8 +34,8 @@ def _interactive(config: PlayConfig, made: Any) -> tuple[Any, Any, dict[str, Any
     """The window, and for humans the keymap resolver; imported lazily so headless runs skip pygame."""
     if config.headless:
         return None, None, None
-    from recorder.window import GameWindow
-    from shared.keymap import build_resolver, load_keymap
+    from gymrec.recorder.window import GameWindow
+    from gymrec.shared.keymap import build_resolver, load_keymap
 
     resolver = None
     keymap_dict = None
@@ -51,7 +51,7 @@ def _interactive(config: PlayConfig, made: Any) -> tuple[Any, Any, dict[str, Any
 
 
 def _play(config: PlayConfig) -> None:
-    from recorder.session import Session
+    from gymrec.recorder.session import Session
 
     spool = check_spool(config.spool, create=True)
     for r in recover_orphans(spool):
@@ -78,7 +78,7 @@ def _play(config: PlayConfig) -> None:
 
 
 def _frame_shape(space: Any) -> tuple[int, ...]:
-    from shared.spaces import describe_space, image_key
+    from gymrec.shared.spaces import describe_space, image_key
 
     desc = describe_space(space)
     key = image_key(desc)
@@ -116,7 +116,7 @@ def main(env_id: str | None, list_envs_flag: bool, fps: float | None, scale: int
     if headless and agent == HUMAN:
         raise BadAgentError("--headless needs an agent: a human cannot play without a window", "add --agent random")
     if keymap_path is not None and not keymap_path.is_file():
-        from shared.errors import KeymapError
+        from gymrec.shared.errors import KeymapError
 
         raise KeymapError(f"keymap file {keymap_path} does not exist", "pass an existing TOML file to --keymap")
     if fps is not None and fps <= 0:

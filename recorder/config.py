@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.errors import BadEnvKwargError
+from gymrec.shared.errors import BadEnvKwargError
 
 HUMAN = "human"
 

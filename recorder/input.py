@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pygame
 
-from shared.keymap import RESERVED_KEYS
+from gymrec.shared.keymap import RESERVED_KEYS
 
 _QUIT_EVENTS = frozenset({pygame.QUIT, pygame.WINDOWCLOSE})
 

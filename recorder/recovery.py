@@ -22,13 +22,13 @@ import numpy as np
 import zarr
 from zarr.errors import ZarrUserWarning
 
-from recorder.writer import EpisodeWriter
-from shared import schema
-from shared.backends import make_env
-from shared.episode import Episode, read_committed
-from shared.errors import CorruptEpisodeError, GymrecError, RecoveryError
-from shared.spaces import action_leaves, decode_action, encode_action, split_observation
-from shared.spool import WriterLock, orphaned, partial_episodes
+from gymrec.recorder.writer import EpisodeWriter
+from gymrec.shared import schema
+from gymrec.shared.backends import make_env
+from gymrec.shared.episode import Episode, read_committed
+from gymrec.shared.errors import CorruptEpisodeError, GymrecError, RecoveryError
+from gymrec.shared.spaces import action_leaves, decode_action, encode_action, split_observation
+from gymrec.shared.spool import WriterLock, orphaned, partial_episodes
 
 log = logging.getLogger(__name__)
 FAILED_NOTE = "recovery-failed.txt"

@@ -16,15 +16,15 @@ from typing import Any
 import numpy as np
 import psutil
 
-from recorder.agents import Agent, load_agent
-from recorder.config import PlayConfig
-from recorder.sinks import Sink
-from recorder.writer import EpisodeWriter, utc_now
-from shared import schema
-from shared.backends import MadeEnv
-from shared.errors import AgentActionError
-from shared.schema import EndReason
-from shared.spaces import describe_space, encode_action, image_key, split_observation
+from gymrec.recorder.agents import Agent, load_agent
+from gymrec.recorder.config import PlayConfig
+from gymrec.recorder.sinks import Sink
+from gymrec.recorder.writer import EpisodeWriter, utc_now
+from gymrec.shared import schema
+from gymrec.shared.backends import MadeEnv
+from gymrec.shared.errors import AgentActionError
+from gymrec.shared.schema import EndReason
+from gymrec.shared.spaces import describe_space, encode_action, image_key, split_observation
 
 log = logging.getLogger(__name__)
 SEED_SPACE = 2**31 - 1
@@ -182,7 +182,7 @@ class Session:
         return writer.seal(split_observation(obs), end, extra, wait=wait)
 
     def _hud(self, writer: EpisodeWriter, number: int) -> Any:
-        from recorder.window import HudState
+        from gymrec.recorder.window import HudState
 
         return HudState(
             fps_target=self.fps,

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from recorder.chunk_store import ArraySpec, ChunkJob, ChunkStore
+from gymrec.recorder.chunk_store import ArraySpec, ChunkJob, ChunkStore
 
 log = logging.getLogger(__name__)
 Failure = tuple[int, str]  # (errno, message): picklable, turned into a typed error by the writer
@@ -77,7 +77,7 @@ class Sink:
             jobs_r, jobs_w = os.pipe()
             results_r, results_w = os.pipe()
             self._child = subprocess.Popen(
-                [sys.executable, "-m", "recorder.writer_process", str(jobs_r), str(results_w), self._tag],
+                [sys.executable, "-m", "gymrec.recorder.writer_process", str(jobs_r), str(results_w), self._tag],
                 pass_fds=(jobs_r, results_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             )
             os.close(jobs_r)

@@ -18,9 +18,9 @@ from types import TracebackType
 import numpy as np
 import pygame
 
-from recorder.clock import FixedRateClock
-from recorder.input import NO_COMMANDS, Commands, InputState, process_event, take_commands, take_step_keys
-from shared.errors import DisplayError
+from gymrec.recorder.clock import FixedRateClock
+from gymrec.recorder.input import NO_COMMANDS, Commands, InputState, process_event, take_commands, take_step_keys
+from gymrec.shared.errors import DisplayError
 
 log = logging.getLogger(__name__)
 

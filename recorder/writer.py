@@ -24,14 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from recorder import zarr_layout
-from recorder.chunk_store import ArraySpec, ChunkJob
-from recorder.journal import Journal
-from recorder.sinks import Failure, Sink, Slot
-from shared import schema
-from shared.errors import DiskFullError, SpoolError
-from shared.spaces import Leaf, action_leaves
-from shared.spool import WriterLock
+from gymrec.recorder import zarr_layout
+from gymrec.recorder.chunk_store import ArraySpec, ChunkJob
+from gymrec.recorder.journal import Journal
+from gymrec.recorder.sinks import Failure, Sink, Slot
+from gymrec.shared import schema
+from gymrec.shared.errors import DiskFullError, SpoolError
+from gymrec.shared.spaces import Leaf, action_leaves
+from gymrec.shared.spool import WriterLock
 
 _INFO_TYPES = (bool, int, float, np.bool_, np.integer, np.floating)
 

@@ -1,4 +1,4 @@
-"""The writer process: ``python -m recorder.writer_process JOBS_FD RESULTS_FD``.
+"""The writer process: ``python -m gymrec.recorder.writer_process JOBS_FD RESULTS_FD``.
 
 It runs chunk jobs from the recorder in order, reading rows from shared memory. When the recorder
 dies, the pipe reports EOF only after every job already sent, so chunks the game handed over are
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import psutil
 
-from recorder.chunk_store import ChunkStore
-from recorder.sinks import SEGMENT_PREFIX, Failure, views
-from shared import schema
-from shared.spool import WriterLock
+from gymrec.recorder.chunk_store import ChunkStore
+from gymrec.recorder.sinks import SEGMENT_PREFIX, Failure, views
+from gymrec.shared import schema
+from gymrec.shared.spool import WriterLock
 
 
 def _attach(name: str) -> SharedMemory:

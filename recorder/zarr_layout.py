@@ -23,7 +23,7 @@ from zarr.core.dtype import parse_data_type
 from zarr.core.group import GroupMetadata
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
-from shared import schema
+from gymrec.shared import schema
 
 METADATA = "zarr.json"
 

@@ -6,8 +6,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from replay.sources import SpoolSource
-from replay.verify import Checker, VerifyOptions, make_recorded_env, run
+from gymrec.replay.sources import SpoolSource
+from gymrec.replay.verify import Checker, VerifyOptions, make_recorded_env, run
 
 
 def bench_p5(spool_episode_path: Path, repeats: int = 3) -> dict[str, float]:

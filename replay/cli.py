@@ -9,12 +9,12 @@ from pathlib import Path
 
 import click
 
-from replay.select import Job, Selection, jobs, spool_to_recover
-from replay.verify import Result, Summary, VerifyOptions, verify
-from shared.cli_errors import OneLineCommand, cli_edge, configure_logging
-from shared.errors import GymrecError
-from shared.paths import default_spool
-from shared.schema import EndReason
+from gymrec.replay.select import Job, Selection, jobs, spool_to_recover
+from gymrec.replay.verify import Result, Summary, VerifyOptions, verify
+from gymrec.shared.cli_errors import OneLineCommand, cli_edge, configure_logging
+from gymrec.shared.errors import GymrecError
+from gymrec.shared.paths import default_spool
+from gymrec.shared.schema import EndReason
 
 PROG = "gymrec-replay"
 
@@ -34,7 +34,7 @@ def _warn(line: str) -> None:
 
 def _recover(spool: Path) -> None:
     try:
-        from recorder.recovery import recover_orphans
+        from gymrec.recorder.recovery import recover_orphans
     except ImportError:  # replay installed without the recorder: nothing to recover with
         return
     for r in recover_orphans(spool):
@@ -49,7 +49,7 @@ def _one(job: Job, config: ReplayConfig) -> Result | None:
     if not job.explicit and source.end_reason == EndReason.DISCARDED:
         return None
     if config.render:
-        from replay.render import show
+        from gymrec.replay.render import show
 
         return show(source, config.options, fps=config.fps, verify=config.verify, warn=_warn)
     return verify(source, config.options, warn=_warn)

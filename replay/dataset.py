@@ -28,8 +28,8 @@ from huggingface_hub.errors import (
 )
 from PIL import Image
 
-from replay.sources import EpisodeSource, RecordedSteps
-from shared.errors import (
+from gymrec.replay.sources import EpisodeSource, RecordedSteps
+from gymrec.shared.errors import (
     AmbiguousEpisodeError,
     AuthError,
     CorruptEpisodeError,
@@ -39,8 +39,8 @@ from shared.errors import (
     RepoIdError,
     RepoNotFoundError,
 )
-from shared.schema import check_attrs, row_hash
-from uploader import layout
+from gymrec.shared.schema import check_attrs, row_hash
+from gymrec.uploader import layout
 
 MAX_INDEX_DIGITS = 6  # a key of at most this many digits is an index, not an id prefix
 

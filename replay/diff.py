@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from shared.errors import SpoolError
+from gymrec.shared.errors import SpoolError
 
 log = logging.getLogger(__name__)
 GAP = 4  # pixels between the three panels

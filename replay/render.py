@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import pygame
 
-from replay.sources import EpisodeSource
-from replay.verify import Checker, Divergence, Result, VerifyOptions, make_recorded_env, version_warnings
-from shared.errors import DisplayError
+from gymrec.replay.sources import EpisodeSource
+from gymrec.replay.verify import Checker, Divergence, Result, VerifyOptions, make_recorded_env, version_warnings
+from gymrec.shared.errors import DisplayError
 
 log = logging.getLogger(__name__)
 GAP = 8

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from replay.dataset import DatasetSource, Files, HubFiles, LocalFiles, is_dataset_dir, resolve_ids
-from replay.sources import EpisodeSource, SpoolSource, spool_all, spool_episode
-from shared.errors import AmbiguousEpisodeError, DatasetError, EpisodeNotFoundError
-from shared.spool import check_spool
+from gymrec.replay.dataset import DatasetSource, Files, HubFiles, LocalFiles, is_dataset_dir, resolve_ids
+from gymrec.replay.sources import EpisodeSource, SpoolSource, spool_all, spool_episode
+from gymrec.shared.errors import AmbiguousEpisodeError, DatasetError, EpisodeNotFoundError
+from gymrec.shared.spool import check_spool
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from shared import schema
-from shared.episode import Episode
-from shared.errors import CorruptEpisodeError
-from shared.schema import EndReason
-from shared.spaces import ACTION_LEAF, Leaf, decode_action, obs_leaves
-from shared.spool import SEALED_AREAS, find_episode, sealed_episodes
+from gymrec.shared import schema
+from gymrec.shared.episode import Episode
+from gymrec.shared.errors import CorruptEpisodeError
+from gymrec.shared.schema import EndReason
+from gymrec.shared.spaces import ACTION_LEAF, Leaf, decode_action, obs_leaves
+from gymrec.shared.spool import SEALED_AREAS, find_episode, sealed_episodes
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from replay.diff import compare, is_image, write_png
-from replay.sources import EpisodeSource, RecordedSteps
-from shared.backends import MadeEnv, backend_named, make_env
-from shared.schema import row_hash
-from shared.spaces import OBS_LEAF, split_observation
+from gymrec.replay.diff import compare, is_image, write_png
+from gymrec.replay.sources import EpisodeSource, RecordedSteps
+from gymrec.shared.backends import MadeEnv, backend_named, make_env
+from gymrec.shared.schema import row_hash
+from gymrec.shared.spaces import OBS_LEAF, split_observation
 
 log = logging.getLogger(__name__)
 CHECKED_VERSIONS = ("gymnasium", "ale-py", "vizdoom", "stable-retro")

@@ -13,8 +13,8 @@ from typing import Any
 
 import gymnasium
 
-from shared.bindings import Binding, Keymap
-from shared.errors import KeymapError
+from gymrec.shared.bindings import Binding, Keymap
+from gymrec.shared.errors import KeymapError
 
 
 def nearest(wanted: Sequence[Any], lookup: Any) -> Any:

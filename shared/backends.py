@@ -18,7 +18,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from shared.errors import EnvCreationError, MissingRomError, UnknownEnvError
+from gymrec.shared.errors import EnvCreationError, MissingRomError, UnknownEnvError
 
 ATARI_HZ = 60.0
 DOOM_TICS_PER_SECOND = 35.0

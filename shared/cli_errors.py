@@ -16,7 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from shared.errors import DiskFullError, GymrecError
+from gymrec.shared.errors import DiskFullError, GymrecError
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -17,9 +17,9 @@ import numpy as np
 import zarr
 import zarr.errors
 
-from shared import schema
-from shared.errors import CorruptEpisodeError, EmptyEpisodeError, EpisodeNotFoundError
-from shared.spaces import Leaf, action_leaves, decode_action, obs_leaves
+from gymrec.shared import schema
+from gymrec.shared.errors import CorruptEpisodeError, EmptyEpisodeError, EpisodeNotFoundError
+from gymrec.shared.spaces import Leaf, action_leaves, decode_action, obs_leaves
 
 
 @dataclass(frozen=True)

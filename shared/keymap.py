@@ -16,10 +16,10 @@ This module is the public entry point; the parts live in ``shared.bindings`` (da
 
 from __future__ import annotations
 
-from shared.action_resolver import ActionResolver
-from shared.bindings import ATARI_ACTIONS, MODIFIERS, RESERVED_KEYS, Binding, Chord, Keymap, active_bindings
-from shared.keymap_parse import BUILTIN_FILES, load_keymap, parse_key
-from shared.resolvers import build_resolver
+from gymrec.shared.action_resolver import ActionResolver
+from gymrec.shared.bindings import ATARI_ACTIONS, MODIFIERS, RESERVED_KEYS, Binding, Chord, Keymap, active_bindings
+from gymrec.shared.keymap_parse import BUILTIN_FILES, load_keymap, parse_key
+from gymrec.shared.resolvers import build_resolver
 
 __all__ = [
     "ATARI_ACTIONS",

@@ -19,8 +19,8 @@ from typing import Any
 
 import pygame
 
-from shared.bindings import ATARI_ACTIONS, MODIFIERS, RESERVED_KEYS, Binding, Chord, Keymap
-from shared.errors import KeymapError
+from gymrec.shared.bindings import ATARI_ACTIONS, MODIFIERS, RESERVED_KEYS, Binding, Chord, Keymap
+from gymrec.shared.errors import KeymapError
 
 BUILTIN_FILES: Mapping[str, str] = MappingProxyType({"ale": "atari", "vizdoom": "vizdoom", "retro": "retro"})
 
@@ -35,7 +35,7 @@ def load_keymap(backend: str, path: Path | None = None) -> Keymap:
     builtin = BUILTIN_FILES[backend]
     if path is None:
         source = f"builtin:{builtin}"
-        text = resources.files("shared").joinpath("keymaps", f"{builtin}.toml").read_text(encoding="utf-8")
+        text = resources.files("gymrec.shared").joinpath("keymaps", f"{builtin}.toml").read_text(encoding="utf-8")
     else:
         source = str(path)
         try:

@@ -15,9 +15,9 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from shared.action_resolver import ActionResolver, cancel_pairs, env_id_of, nearest
-from shared.bindings import ATARI_ACTIONS, Keymap, active_bindings
-from shared.errors import KeymapError
+from gymrec.shared.action_resolver import ActionResolver, cancel_pairs, env_id_of, nearest
+from gymrec.shared.bindings import ATARI_ACTIONS, Keymap, active_bindings
+from gymrec.shared.errors import KeymapError
 
 _ATARI_PRIORITY = ("UP", "DOWN", "RIGHT", "LEFT", "FIRE")  # canonical name order, also the tie-break
 _ATARI_OPPOSITES = (("UP", "DOWN"), ("RIGHT", "LEFT"))

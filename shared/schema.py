@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from shared.spaces import Leaf
+from gymrec.shared.spaces import Leaf
 
 SCHEMA_VERSION = 1
 CHUNK_STEPS = 64
@@ -192,7 +192,7 @@ def _is_uuid(text: str) -> bool:
 
 def check_attrs(attrs: dict[str, Any], where: str, sealed: bool, expected_id: str | None = None) -> None:
     """Raise CorruptEpisodeError / SchemaVersionError unless ``attrs`` follow this schema."""
-    from shared.errors import CorruptEpisodeError, SchemaVersionError
+    from gymrec.shared.errors import CorruptEpisodeError, SchemaVersionError
 
     version = attrs.get("schema_version")
     if version is None:

@@ -14,7 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from shared.errors import AgentActionError, CorruptEpisodeError
+from gymrec.shared.errors import AgentActionError, CorruptEpisodeError
 
 ACTION_LEAF = "value"
 OBS_LEAF = "frame"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from shared import schema
-from shared.errors import AmbiguousEpisodeError, EpisodeNotFoundError, SpoolError
+from gymrec.shared import schema
+from gymrec.shared.errors import AmbiguousEpisodeError, EpisodeNotFoundError, SpoolError
 
 UPLOADED_AREA = "uploaded"
 UPLOADED_LOCAL_AREA = "uploaded-local"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from recorder.config import PlayConfig
-from recorder.session import episode_attrs
-from recorder.writer import EpisodeWriter
-from shared.backends import make_env
-from shared.spaces import encode_action, split_observation
+from gymrec.recorder.config import PlayConfig
+from gymrec.recorder.session import episode_attrs
+from gymrec.recorder.writer import EpisodeWriter
+from gymrec.shared.backends import make_env
+from gymrec.shared.spaces import encode_action, split_observation
 
 
 def record_episode(spool: Path, env_id: str, steps: int, seed: int, env_kwargs: dict[str, Any] | None = None,

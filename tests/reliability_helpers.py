@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import schema
-from shared.spaces import action_leaves
+from gymrec.shared import schema
+from gymrec.shared.spaces import action_leaves
 from tests.conftest import BIN
 
 POLL_S = 0.0005
@@ -187,11 +187,11 @@ def held_exclusive(lock_file: Path) -> bool:
 
 def make_orphan(spool: Path, env_id: str, steps: int, seed: int) -> Path:
     """An episode whose writer 'died' after ``steps`` steps: committed chunks plus the journal beyond."""
-    from recorder.config import PlayConfig
-    from recorder.session import episode_attrs
-    from recorder.writer import EpisodeWriter
-    from shared.backends import make_env
-    from shared.spaces import encode_action, split_observation
+    from gymrec.recorder.config import PlayConfig
+    from gymrec.recorder.session import episode_attrs
+    from gymrec.recorder.writer import EpisodeWriter
+    from gymrec.shared.backends import make_env
+    from gymrec.shared.spaces import encode_action, split_observation
 
     made = make_env(env_id, {})
     try:

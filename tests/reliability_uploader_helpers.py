@@ -20,11 +20,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import yaml
 
-from shared import schema
-from shared.spool import UPLOADED_AREA
-from uploader import layout
-from uploader.claims import CLAIMED_AREA, QUARANTINE_AREA, RECEIPT_SUFFIX
-from uploader.local import STAGING_DIR
+from gymrec.shared import schema
+from gymrec.shared.spool import UPLOADED_AREA
+from gymrec.uploader import layout
+from gymrec.uploader.claims import CLAIMED_AREA, QUARANTINE_AREA, RECEIPT_SUFFIX
+from gymrec.uploader.local import STAGING_DIR
 
 BIN = Path(sys.executable).parent
 STRESS = os.environ.get("GYMREC_STRESS", "") not in ("", "0")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from shared import schema
+from gymrec.shared import schema
 from tests.recording import record_episode  # noqa: F401  (re-exported for the suites)
 
 REPO = Path(__file__).resolve().parents[1]

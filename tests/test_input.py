@@ -5,7 +5,7 @@ from __future__ import annotations
 import pygame
 import pytest
 
-from recorder.input import (
+from gymrec.recorder.input import (
     NO_COMMANDS,
     Commands,
     InputState,

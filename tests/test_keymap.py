@@ -11,8 +11,8 @@ import gymnasium
 import numpy as np
 import pytest
 
-from shared.errors import KeymapError
-from shared.keymap import active_bindings, build_resolver, load_keymap, parse_key
+from gymrec.shared.errors import KeymapError
+from gymrec.shared.keymap import active_bindings, build_resolver, load_keymap, parse_key
 
 
 def held(*keys: str) -> frozenset[str]:

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pygame
 
-from recorder.config import PlayConfig
-from recorder.session import Session
-from recorder.window import GameWindow, HudState, TickInput
-from shared.backends import make_env
-from shared.episode import Episode
-from shared.keymap import build_resolver, load_keymap
+from gymrec.recorder.config import PlayConfig
+from gymrec.recorder.session import Session
+from gymrec.recorder.window import GameWindow, HudState, TickInput
+from gymrec.shared.backends import make_env
+from gymrec.shared.episode import Episode
+from gymrec.shared.keymap import build_resolver, load_keymap
 
 
 class ScriptedWindow(GameWindow):

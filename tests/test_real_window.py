@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared.episode import Episode
+from gymrec.shared.episode import Episode
 from tests.conftest import BIN
 
 TOOLS = ("Xvfb", "xdotool", "import")

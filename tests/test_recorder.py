@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import zarr
 
-from shared import schema
-from shared.episode import Episode
+from gymrec.shared import schema
+from gymrec.shared.episode import Episode
 from tests.conftest import record, run_cli
 
 ENVS = [
@@ -98,7 +98,7 @@ def test_list_shows_backend_and_rom_status(workdir: Path) -> None:
 
 def test_a_missing_chunk_is_corrupt_not_blank_frames(spool: Path, workdir: Path) -> None:
     """zarr would read a deleted chunk as zeros; every reader (uploader, replay) must refuse instead."""
-    from shared.errors import CorruptEpisodeError
+    from gymrec.shared.errors import CorruptEpisodeError
 
     (path,) = record("ALE/Pong-v5", spool, workdir, 200, 1)
     (path / "obs" / "frame" / "c" / "1" / "0" / "0" / "0").unlink()

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recorder.recovery import FAILED_NOTE, recover_orphans
-from recorder.writer import EpisodeWriter
-from shared import schema
-from shared.backends import make_env
-from shared.episode import Episode
-from shared.spool import partial_episodes
+from gymrec.recorder.recovery import FAILED_NOTE, recover_orphans
+from gymrec.recorder.writer import EpisodeWriter
+from gymrec.shared import schema
+from gymrec.shared.backends import make_env
+from gymrec.shared.episode import Episode
+from gymrec.shared.spool import partial_episodes
 from tests.conftest import BIN
 
 
@@ -85,8 +85,8 @@ def test_sigkill_loses_no_step(env_id: str, min_steps: int, spool: Path, workdir
 
 
 def _attrs(env_id: str = "ALE/Pong-v5", seed: int = 4) -> tuple[dict, object]:
-    from recorder.config import PlayConfig
-    from recorder.session import episode_attrs
+    from gymrec.recorder.config import PlayConfig
+    from gymrec.recorder.session import episode_attrs
 
     made = make_env(env_id, {})
     attrs = episode_attrs(PlayConfig(env_id=env_id, spool=Path("."), agent="random"), made, seed, 15.0, None)

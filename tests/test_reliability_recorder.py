@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from recorder.recovery import FAILED_NOTE, recover_orphans
-from shared import schema
-from shared.episode import Episode
-from shared.errors import GymrecError
-from shared.spaces import action_leaves
-from shared.spool import partial_episodes, sealed_episodes
+from gymrec.recorder.recovery import FAILED_NOTE, recover_orphans
+from gymrec.shared import schema
+from gymrec.shared.episode import Episode
+from gymrec.shared.errors import GymrecError
+from gymrec.shared.spaces import action_leaves
+from gymrec.shared.spool import partial_episodes, sealed_episodes
 from tests.conftest import run_cli
 from tests.reliability_helpers import (
     POLL_S,

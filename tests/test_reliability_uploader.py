@@ -42,9 +42,9 @@ from reliability_uploader_helpers import (
     card_totals as card_totals_of,
 )
 
-from shared import schema
+from gymrec.shared import schema
 from tests.hub import FaultPlan, HubServer, running_hub
-from uploader.claims import QUARANTINE_AREA, REASON_SUFFIX
+from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX
 
 TOKEN = "hf_test_token"
 REPO = "tester/gymrec-reliability"

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from replay.sources import SpoolSource
-from replay.verify import VerifyOptions, make_recorded_env, verify
-from shared.schema import row_hash
+from gymrec.replay.sources import SpoolSource
+from gymrec.replay.verify import VerifyOptions, make_recorded_env, verify
+from gymrec.shared.schema import row_hash
 from tests.replay_helpers import (
     BIN,
     copy_episode,
@@ -199,7 +199,7 @@ def test_version_mismatch_is_warned(breakout: Path, tmp_path: Path) -> None:
 
 
 def test_bench_p5_reports_a_ratio(breakout: Path) -> None:
-    from replay.bench import bench_p5
+    from gymrec.replay.bench import bench_p5
 
     numbers = bench_p5(breakout, repeats=1)
     assert numbers["raw_steps_per_s"] > 0 and 0.3 < numbers["ratio"] < 3

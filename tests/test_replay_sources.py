@@ -9,11 +9,11 @@ import pygame
 import pytest
 from huggingface_hub import constants
 
-from replay.dataset import DatasetSource, LocalFiles
-from replay.render import Controls, show
-from replay.sources import SpoolSource
-from replay.verify import VerifyOptions, verify
-from shared.episode import Episode
+from gymrec.replay.dataset import DatasetSource, LocalFiles
+from gymrec.replay.render import Controls, show
+from gymrec.replay.sources import SpoolSource
+from gymrec.replay.verify import VerifyOptions, verify
+from gymrec.shared.episode import Episode
 from tests.replay_helpers import copy_episode, read_row, record_episode, replay_cli, rewrite_rows, tree_digest
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
@@ -21,7 +21,7 @@ TOKEN = "hf_test_token"
 
 
 def to_dataset(episodes: list[Path], root: Path) -> Path:
-    from uploader.convert import ConvertOptions, convert_episode
+    from gymrec.uploader.convert import ConvertOptions, convert_episode
 
     for episode in episodes:
         convert_episode(Episode(episode), root, ConvertOptions(workers=1))
@@ -161,8 +161,8 @@ class _Ids:
 
 
 def test_a_numeric_id_prefix_is_never_read_as_an_index() -> None:
-    from replay.dataset import resolve_ids
-    from shared.errors import EpisodeNotFoundError
+    from gymrec.replay.dataset import resolve_ids
+    from gymrec.shared.errors import EpisodeNotFoundError
 
     files = _Ids(["123456ab-0000-4000-8000-000000000000", "abcdef00-0000-4000-8000-000000000000"])
     assert resolve_ids(files, "123456", False) == ["123456ab-0000-4000-8000-000000000000"]  # type: ignore[arg-type]

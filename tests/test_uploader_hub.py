@@ -15,13 +15,13 @@ import yaml
 from hubserver import FaultPlan, running_hub
 from uploader_helpers import clean_env, record_episode, run_uploader, spool_frames
 
-from shared.spool import UPLOADED_AREA
-from uploader import layout
-from uploader.claims import CLAIMED_AREA, RECEIPT_SUFFIX
-from uploader.config import UploaderConfig
-from uploader.convert import ConvertOptions
-from uploader.daemon import Uploader
-from uploader.hub import RetryPolicy
+from gymrec.shared.spool import UPLOADED_AREA
+from gymrec.uploader import layout
+from gymrec.uploader.claims import CLAIMED_AREA, RECEIPT_SUFFIX
+from gymrec.uploader.config import UploaderConfig
+from gymrec.uploader.convert import ConvertOptions
+from gymrec.uploader.daemon import Uploader
+from gymrec.uploader.hub import RetryPolicy
 
 TOKEN = "hf_uploader_secret_7a1b"
 REPO = "tester/gymrec-test"
@@ -183,7 +183,7 @@ def test_bad_token_stops_and_loses_nothing(tmp_path: Path, spool: Path, revoked:
 
 
 def test_dead_claim_is_taken_over(tmp_path: Path, spool: Path) -> None:
-    from uploader.claims import Claimer
+    from gymrec.uploader.claims import Claimer
 
     sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=1)
     dead = Claimer(spool, "otherhost_p1_abcdef", stale_after=300, include_local=False)

@@ -12,10 +12,10 @@ import yaml
 from PIL import Image
 from uploader_helpers import clean_env, record_episode, record_in_subprocess, run_uploader, spool_frames
 
-from shared import schema
-from shared.episode import Episode
-from uploader import layout
-from uploader.claims import QUARANTINE_AREA, REASON_SUFFIX, RECEIPT_SUFFIX, UPLOADED_LOCAL_AREA
+from gymrec.shared import schema
+from gymrec.shared.episode import Episode
+from gymrec.uploader import layout
+from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX, RECEIPT_SUFFIX, UPLOADED_LOCAL_AREA
 
 
 def _upload_local(spool: Path, dataset: Path, cwd: Path, *extra: str) -> str:
@@ -156,7 +156,7 @@ def test_bad_input_one_line(tmp_path: Path, spool: Path) -> None:
 
 @pytest.mark.parametrize("repo_id", ["a/b", "alice/gymrec-ale-breakout-v5", "x.y_z/n-1"])
 def test_repo_id_ok(repo_id: str) -> None:
-    from uploader.config import check_repo_id
+    from gymrec.uploader.config import check_repo_id
 
     assert check_repo_id(repo_id) == repo_id
 

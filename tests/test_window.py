@@ -8,9 +8,9 @@ import numpy as np
 import pygame
 import pytest
 
-from recorder.clock import FixedRateClock
-from recorder.window import GameWindow, HudState
-from shared.errors import DisplayError
+from gymrec.recorder.clock import FixedRateClock
+from gymrec.recorder.window import GameWindow, HudState
+from gymrec.shared.errors import DisplayError
 
 HUD = HudState(fps_target=1000, step=0, episode_return=0.0, episode=1, recording=False, env_id="Test-v0")
 FRAME = np.zeros((210, 160, 3), np.uint8)

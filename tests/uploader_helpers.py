@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.episode import Episode
+from gymrec.shared.episode import Episode
 from tests.recording import record_episode  # noqa: F401  (re-exported for the suites)
 
 REPO = Path(__file__).resolve().parents[1]

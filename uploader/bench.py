@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from shared.episode import Episode
-from shared.spool import sealed_episodes
-from uploader.convert import ConvertOptions, convert_episode
+from gymrec.shared.episode import Episode
+from gymrec.shared.spool import sealed_episodes
+from gymrec.uploader.convert import ConvertOptions, convert_episode
 
 BREAKOUT = "BreakoutNoFrameskip-v4"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -34,9 +34,9 @@ def record_breakout(spool: Path, steps: int, seed: int = 0, serve: bool = False)
     frames are recorded. ``serve=False``: one episode of exactly ``steps`` steps from a random
     policy that never presses FIRE, so the ball is never served and the game never ends.
     """
-    from recorder.config import PlayConfig
-    from recorder.session import Session
-    from shared.backends import make_env
+    from gymrec.recorder.config import PlayConfig
+    from gymrec.recorder.session import Session
+    from gymrec.shared.backends import make_env
 
     spool.mkdir(parents=True, exist_ok=True)
     made = make_env(BREAKOUT, {})
@@ -101,9 +101,9 @@ def bench_p7(work: Path, frames: int = 5000) -> float:
     sys.path.insert(0, str(REPO_ROOT / "tests"))
     from hubserver import running_hub  # the suite's Hub-compatible server
 
-    from uploader import layout
-    from uploader.config import UploaderConfig
-    from uploader.daemon import Uploader
+    from gymrec.uploader import layout
+    from gymrec.uploader.config import UploaderConfig
+    from gymrec.uploader.daemon import Uploader
 
     spool = work / "spool"
     spool.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from uploader import layout
+from gymrec.uploader import layout
 
 LICENSE = "cc-by-4.0"
 TASK_CATEGORIES = ["reinforcement-learning", "robotics"]

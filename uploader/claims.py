@@ -31,8 +31,8 @@ from typing import Any
 
 import psutil
 
-from shared import schema
-from shared.spool import (
+from gymrec.shared import schema
+from gymrec.shared.spool import (
     UPLOADED_LOCAL_AREA,  # noqa: F401  (re-exported: the uploader's areas live here)
     is_episode_id,
 )

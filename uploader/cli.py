@@ -12,14 +12,14 @@ from types import FrameType
 
 import click
 
-from shared.cli_errors import OneLineGroup, cli_edge, configure_logging, debug_enabled
-from shared.errors import HubUnavailableError
-from shared.paths import data_dir, default_spool
-from shared.spool import check_spool
-from uploader.config import UploaderConfig, check_repo_id
-from uploader.convert import ConvertOptions
-from uploader.daemon import Uploader
-from uploader.status import STATES, spool_status
+from gymrec.shared.cli_errors import OneLineGroup, cli_edge, configure_logging, debug_enabled
+from gymrec.shared.errors import HubUnavailableError
+from gymrec.shared.paths import data_dir, default_spool
+from gymrec.shared.spool import check_spool
+from gymrec.uploader.config import UploaderConfig, check_repo_id
+from gymrec.uploader.convert import ConvertOptions
+from gymrec.uploader.daemon import Uploader
+from gymrec.uploader.status import STATES, spool_status
 
 PROG = "gymrec-uploader"
 

@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.errors import RepoIdError
-from uploader.convert import ConvertOptions
-from uploader.hub import RetryPolicy
+from gymrec.shared.errors import RepoIdError
+from gymrec.uploader.convert import ConvertOptions
+from gymrec.uploader.hub import RetryPolicy
 
 _REPO_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
 

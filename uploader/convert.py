@@ -30,10 +30,10 @@ import pyarrow.parquet as pq
 import zarr
 from PIL import Image
 
-from shared.episode import Episode, StepBatch
-from shared.errors import DatasetError
-from shared.spaces import Leaf
-from uploader import layout
+from gymrec.shared.episode import Episode, StepBatch
+from gymrec.shared.errors import DatasetError
+from gymrec.shared.spaces import Leaf
+from gymrec.uploader import layout
 
 log = logging.getLogger(__name__)
 

@@ -24,16 +24,16 @@ from typing import Any
 from watchdog.events import DirCreatedEvent, DirMovedEvent, FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from shared import schema
-from shared.episode import Episode
-from shared.errors import AuthError, CorruptEpisodeError, DiskFullError, GymrecError, HubUnavailableError
-from shared.spool import UPLOADED_AREA, UPLOADED_LOCAL_AREA, check_spool
-from uploader import layout
-from uploader.claims import Claim, Claimer, new_owner, owner_is_dead_here
-from uploader.config import UploaderConfig
-from uploader.convert import convert_episode
-from uploader.hub import HubPusher, Receipt
-from uploader.local import STAGING_DIR, LocalWriter, staging_dir
+from gymrec.shared import schema
+from gymrec.shared.episode import Episode
+from gymrec.shared.errors import AuthError, CorruptEpisodeError, DiskFullError, GymrecError, HubUnavailableError
+from gymrec.shared.spool import UPLOADED_AREA, UPLOADED_LOCAL_AREA, check_spool
+from gymrec.uploader import layout
+from gymrec.uploader.claims import Claim, Claimer, new_owner, owner_is_dead_here
+from gymrec.uploader.config import UploaderConfig
+from gymrec.uploader.convert import convert_episode
+from gymrec.uploader.hub import HubPusher, Receipt
+from gymrec.uploader.local import STAGING_DIR, LocalWriter, staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class Uploader:
 
     def _recover(self) -> None:
         """Seal orphaned ``.partial`` episodes whose recorder died, so they get uploaded too."""
-        from recorder.recovery import recover_orphans  # imports the env backends: only when needed
+        from gymrec.recorder.recovery import recover_orphans  # imports the env backends: only when needed
 
         try:
             for result in recover_orphans(self.spool):

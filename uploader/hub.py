@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
-from shared.errors import AuthError, CommitConflictError, GymrecError, HubUnavailableError, RepoNotFoundError
-from uploader import card, layout
-from uploader.convert import Converted
+from gymrec.shared.errors import AuthError, CommitConflictError, GymrecError, HubUnavailableError, RepoNotFoundError
+from gymrec.uploader import card, layout
+from gymrec.uploader.convert import Converted
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -23,7 +23,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
-from shared.spaces import ACTION_LEAF, Leaf, action_leaves, decode_action
+from gymrec.shared.spaces import ACTION_LEAF, Leaf, action_leaves, decode_action
 
 DATA_DIR = "data"
 META_DIR = "meta"

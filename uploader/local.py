@@ -17,10 +17,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from shared.errors import DatasetError
-from uploader import card, layout
-from uploader.convert import Converted
-from uploader.hub import Receipt
+from gymrec.shared.errors import DatasetError
+from gymrec.uploader import card, layout
+from gymrec.uploader.convert import Converted
+from gymrec.uploader.hub import Receipt
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".gymrec.lock"

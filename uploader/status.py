@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared import schema
-from shared.episode import read_committed
-from shared.errors import CorruptEpisodeError
-from shared.spool import UPLOADED_AREA, is_episode_id, partial_episodes
-from uploader.claims import CLAIMED_AREA, QUARANTINE_AREA, RECEIPT_SUFFIX, UPLOADED_LOCAL_AREA
-from uploader.daemon import episode_attrs, skip_reason
+from gymrec.shared import schema
+from gymrec.shared.episode import read_committed
+from gymrec.shared.errors import CorruptEpisodeError
+from gymrec.shared.spool import UPLOADED_AREA, is_episode_id, partial_episodes
+from gymrec.uploader.claims import CLAIMED_AREA, QUARANTINE_AREA, RECEIPT_SUFFIX, UPLOADED_LOCAL_AREA
+from gymrec.uploader.daemon import episode_attrs, skip_reason
 
 STATES = ("waiting", "claimed", "uploaded", "uploaded-local", "quarantined", "discarded", "empty", "partial")
 
