@@ -1,4 +1,4 @@
-"""Episodes in gymrec's dataset layout (``uploader.layout``): a local directory or a Hub repo.
+"""Episodes in gymrec's dataset layout (``shared.layout``): a local directory or a Hub repo.
 
 Only the files of the episodes asked for are read: ``meta/episodes/<id>.json``, the episode's
 parquet and its final image. A Hub repo works for anyone's public dataset; the token is optional.
@@ -16,31 +16,19 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from huggingface_hub import HfApi, hf_hub_download
-from huggingface_hub.errors import (
-    EntryNotFoundError,
-    HfHubHTTPError,
-    HFValidationError,
-    HTTPError,
-    LocalEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
-from PIL import Image
-
+from gymrec.replay.hub_errors import hub_call
 from gymrec.replay.sources import EpisodeSource, RecordedSteps
+from gymrec.shared import layout
 from gymrec.shared.errors import (
     AmbiguousEpisodeError,
-    AuthError,
     CorruptEpisodeError,
     DatasetError,
+    EntryNotFoundError,
     EpisodeNotFoundError,
-    HubUnavailableError,
-    RepoIdError,
-    RepoNotFoundError,
 )
 from gymrec.shared.schema import check_attrs, row_hash
-from gymrec.uploader import layout
+from huggingface_hub import HfApi, hf_hub_download
+from PIL import Image
 
 MAX_INDEX_DIGITS = 6  # a key of at most this many digits is an index, not an id prefix
 
@@ -89,38 +77,25 @@ class HubFiles:
     def where(self) -> str:
         return self.repo_id
 
-    def _translate(self, e: Exception, what: str) -> Exception:
-        if isinstance(e, RepositoryNotFoundError):
-            return RepoNotFoundError(f"dataset {self.repo_id!r} does not exist or is not visible", "check --repo-id (and HF_TOKEN for a private repo)")
-        if isinstance(e, HFValidationError):
-            return RepoIdError(f"{self.repo_id!r} is not a valid repo id", "use the form owner/name")
-        if isinstance(e, LocalEntryNotFoundError):  # could not reach the Hub and nothing is cached
-            return HubUnavailableError(f"cannot reach the Hub for {self.repo_id}", "check --endpoint / HF_ENDPOINT and the network")
-        if isinstance(e, EntryNotFoundError | RevisionNotFoundError):
-            return CorruptEpisodeError(f"{self.repo_id}: {what} is missing", "the dataset is incomplete")
-        if isinstance(e, HfHubHTTPError) and e.response is not None and e.response.status_code in (401, 403):
-            return AuthError(f"the Hub refused access to {self.repo_id}", "set HF_TOKEN to a token that can read it")
-        return HubUnavailableError(f"cannot reach the Hub for {self.repo_id}: {e}", "check --endpoint / HF_ENDPOINT and the network")
-
     def fetch(self, path_in_repo: str) -> Path:
         try:
-            return Path(
-                hf_hub_download(
-                    self.repo_id, path_in_repo, repo_type="dataset", endpoint=self.endpoint, token=self.token,
-                    local_dir=self.local_dir,
-                )  # fmt: skip
-            )
-        except (HfHubHTTPError, HFValidationError, HTTPError, OSError) as e:
-            raise self._translate(e, path_in_repo) from e
+            with hub_call(self.repo_id, self.endpoint):
+                return Path(
+                    hf_hub_download(
+                        self.repo_id, path_in_repo, repo_type="dataset", endpoint=self.endpoint, token=self.token,
+                        local_dir=self.local_dir,
+                    )  # fmt: skip
+                )
+        except EntryNotFoundError as e:
+            raise CorruptEpisodeError(f"{self.repo_id}: {path_in_repo} is missing", "the dataset is incomplete") from e
 
     def episode_ids(self) -> list[str]:
         api = HfApi(endpoint=self.endpoint, token=self.token)
         try:
-            entries = list(api.list_repo_tree(self.repo_id, layout.EPISODES_DIR, repo_type="dataset"))
+            with hub_call(self.repo_id, self.endpoint):
+                entries = list(api.list_repo_tree(self.repo_id, layout.EPISODES_DIR, repo_type="dataset"))
         except EntryNotFoundError as e:
             raise DatasetError(f"{self.repo_id} holds no gymrec episodes (no {layout.EPISODES_DIR}/)") from e
-        except (HfHubHTTPError, HFValidationError, HTTPError, OSError) as e:
-            raise self._translate(e, layout.EPISODES_DIR) from e
         return sorted(i for i in (layout.episode_id_of_meta(entry.path) for entry in entries) if i)
 
 

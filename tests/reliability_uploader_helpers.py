@@ -19,10 +19,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import yaml
-
-from gymrec.shared import schema
+from gymrec.shared import layout, schema
 from gymrec.shared.spool import UPLOADED_AREA
-from gymrec.uploader import layout
 from gymrec.uploader.claims import CLAIMED_AREA, QUARANTINE_AREA, RECEIPT_SUFFIX
 from gymrec.uploader.local import STAGING_DIR
 

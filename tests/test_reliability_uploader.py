@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gymrec.shared import schema
+from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX
 from reliability_uploader_helpers import (
     card_problems,
     claims_left,
@@ -42,9 +44,7 @@ from reliability_uploader_helpers import (
     card_totals as card_totals_of,
 )
 
-from gymrec.shared import schema
 from tests.hub import FaultPlan, HubServer, running_hub
-from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX
 
 TOKEN = "hf_test_token"
 REPO = "tester/gymrec-reliability"

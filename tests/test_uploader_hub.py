@@ -12,16 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hubserver import FaultPlan, running_hub
-from uploader_helpers import clean_env, record_episode, run_uploader, spool_frames
-
+from gymrec.shared import layout
 from gymrec.shared.spool import UPLOADED_AREA
-from gymrec.uploader import layout
 from gymrec.uploader.claims import CLAIMED_AREA, RECEIPT_SUFFIX
 from gymrec.uploader.config import UploaderConfig
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.daemon import Uploader
 from gymrec.uploader.hub import RetryPolicy
+from hubserver import FaultPlan, running_hub
+from uploader_helpers import clean_env, record_episode, run_uploader, spool_frames
 
 TOKEN = "hf_uploader_secret_7a1b"
 REPO = "tester/gymrec-test"
@@ -176,7 +175,7 @@ def test_bad_token_stops_and_loses_nothing(tmp_path: Path, spool: Path, revoked:
         done = run_uploader(["--spool", str(spool), "--once", "--repo-id", REPO], tmp_path, _env(hub.endpoint, tmp_path, token))
         assert done.returncode != 0
         lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and "HF_TOKEN" in lines[0] and "huggingface-cli login" in lines[0], done.stderr
+        assert len(lines) == 1 and "HF_TOKEN" in lines[0] and "hf auth login" in lines[0], done.stderr
         assert token not in done.stderr + done.stdout
         assert all(p.is_dir() for p in sealed)  # still waiting, unclaimed
         assert not (spool / CLAIMED_AREA).exists() or not any((spool / CLAIMED_AREA).iterdir())

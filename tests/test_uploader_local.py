@@ -9,13 +9,12 @@ import datasets
 import numpy as np
 import pytest
 import yaml
+from gymrec.shared import layout, schema
+from gymrec.shared.episode import Episode
+from gymrec.uploader import encoding
+from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX, RECEIPT_SUFFIX, UPLOADED_LOCAL_AREA
 from PIL import Image
 from uploader_helpers import clean_env, record_episode, record_in_subprocess, run_uploader, spool_frames
-
-from gymrec.shared import schema
-from gymrec.shared.episode import Episode
-from gymrec.uploader import layout
-from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX, RECEIPT_SUFFIX, UPLOADED_LOCAL_AREA
 
 
 def _upload_local(spool: Path, dataset: Path, cwd: Path, *extra: str) -> str:
@@ -170,7 +169,7 @@ def test_slugs_and_action_encoding() -> None:
         "continuous": {"type": "Box", "shape": [2, 2], "dtype": "float32", "low": -1.0, "high": 1.0},
     }}  # fmt: skip
     leaves = {"binary": np.array([[1, 0, 1], [0, 0, 1]], np.int8), "continuous": np.arange(8, dtype=np.float32).reshape(2, 2, 2) / 3}
-    column = layout.encode_action_column(desc, leaves)
+    column = encoding.encode_action_column(desc, leaves)
     values = column.to_pylist()
     assert values[0]["binary"] == [1, 0, 1] and values[1]["continuous"][1] == leaves["continuous"][1][1].tolist()
     back = layout.decode_action_value(desc, values[1])

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-
-from gymrec.uploader import layout
+from gymrec.shared import layout
 
 LICENSE = "cc-by-4.0"
 TASK_CATEGORIES = ["reinforcement-learning", "robotics"]

@@ -6,14 +6,13 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
 import click
-
 from gymrec.shared.cli_errors import OneLineGroup, cli_edge, configure_logging, debug_enabled
-from gymrec.shared.errors import HubUnavailableError
+from gymrec.shared.credentials import hub_access
+from gymrec.shared.errors import AuthError, HubUnavailableError
 from gymrec.shared.paths import data_dir, default_spool
 from gymrec.shared.spool import check_spool
 from gymrec.uploader.config import UploaderConfig, check_repo_id
@@ -22,32 +21,6 @@ from gymrec.uploader.daemon import Uploader
 from gymrec.uploader.status import STATES, spool_status
 
 PROG = "gymrec-uploader"
-
-
-def _dotenv_token(path: Path) -> str | None:
-    """HF_TOKEN from a ``.env`` file (python-dotenv's format, the subset that matters)."""
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError):
-        return None
-    for line in lines:
-        key, sep, value = line.strip().removeprefix("export ").partition("=")
-        if sep and key.strip() == "HF_TOKEN":
-            value = value.split(" #")[0].strip().strip("'\"")
-            return value or None
-    return None
-
-
-def resolve_token(environ: Mapping[str, str], cwd: Path) -> str | None:
-    """huggingface_hub's order: HF_TOKEN, then (ours) a .env in the CWD, then the login cache."""
-    if environ.get("HF_TOKEN"):
-        return environ["HF_TOKEN"]
-    token = _dotenv_token(cwd / ".env")
-    if token:
-        return token
-    from huggingface_hub import get_token
-
-    return get_token()
 
 
 def _install_stop(stop: threading.Event) -> None:
@@ -91,7 +64,13 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
     ctx.obj = spool or default_spool(environ)
     if ctx.invoked_subcommand is not None:
         return
-    token = resolve_token(environ, Path.cwd())
+    repo_id = check_repo_id(repo_id) if repo_id is not None else None
+    access = hub_access(endpoint, environ, Path.cwd())
+    if (repo_id is not None or endpoint is not None) and access.token is None and local_dir is None:
+        raise AuthError(
+            f"--{'repo-id' if repo_id is not None else 'endpoint'} needs a Hub token and none was found",
+            "set HF_TOKEN, put HF_TOKEN=... in ./.env or run 'hf auth login'; or pass --local-dir DIR",
+        )
     from huggingface_hub.utils import disable_progress_bars
 
     disable_progress_bars()  # stderr is for one-line errors and our log
@@ -100,10 +79,10 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
         spool=ctx.obj,
         local_dir=local_dir or data_dir(environ) / "dataset",
         local_only=local_dir is not None,
-        repo_id=check_repo_id(repo_id) if repo_id is not None else None,
+        repo_id=repo_id,
         private=private,
-        endpoint=endpoint or environ.get("HF_ENDPOINT") or None,
-        token=token,
+        endpoint=access.endpoint,
+        token=access.token,
         once=once,
         delete_after_upload=delete_after_upload,
         convert=ConvertOptions(workers=workers or max(1, os.cpu_count() or 1)),

@@ -28,12 +28,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
-from PIL import Image
-
+from gymrec.shared import layout
 from gymrec.shared.episode import Episode, StepBatch
 from gymrec.shared.errors import DatasetError
 from gymrec.shared.spaces import Leaf
-from gymrec.uploader import layout
+from gymrec.uploader import encoding
+from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -105,18 +105,18 @@ def features_for(episode: Episode) -> datasets.Features:
         "step": datasets.Value("int64"),
         layout.OBS_COLUMN: datasets.Image(),
         layout.OBS_HASH_COLUMN: datasets.Value("uint64"),
-        layout.ACTION_COLUMN: layout.action_feature(attrs["action_space"]),
+        layout.ACTION_COLUMN: encoding.action_feature(attrs["action_space"]),
         "reward": datasets.Value("float64"),
         "terminated": datasets.Value("bool"),
         "truncated": datasets.Value("bool"),
         "timestamp": datasets.Value("float64"),
     }
     for leaf in _extra_leaves(episode):
-        fields[leaf.name] = layout.array_feature(leaf.dtype, leaf.shape)
+        fields[leaf.name] = encoding.array_feature(leaf.dtype, leaf.shape)
     for key in episode.info_keys:
         array = episode.group[f"info/{key}"]
         assert isinstance(array, zarr.Array)
-        fields[layout.INFO_PREFIX + key] = layout.array_feature(np.dtype(str(array.dtype)), ())
+        fields[layout.INFO_PREFIX + key] = encoding.array_feature(np.dtype(str(array.dtype)), ())
     return datasets.Features(fields)
 
 
@@ -174,14 +174,14 @@ def _record_batch(episode: Episode, batch: StepBatch, images: list[bytes], schem
         "step": pa.array(np.arange(batch.start, batch.stop, dtype=np.int64)),
         layout.OBS_COLUMN: obs_struct,
         layout.OBS_HASH_COLUMN: pa.array(episode.hashes(image_leaf.name, batch.start, batch.stop).astype(np.uint64)),
-        layout.ACTION_COLUMN: layout.encode_action_column(episode.attrs["action_space"], batch.action),
+        layout.ACTION_COLUMN: encoding.encode_action_column(episode.attrs["action_space"], batch.action),
         "reward": pa.array(batch.reward.astype(np.float64)),
         "terminated": pa.array(batch.terminated.astype(np.bool_)),
         "truncated": pa.array(batch.truncated.astype(np.bool_)),
         "timestamp": pa.array(batch.timestamp.astype(np.float64)),
     }
     for leaf in _extra_leaves(episode):
-        columns[leaf.name] = layout.array_column(batch.obs[leaf.name])
+        columns[leaf.name] = encoding.array_column(batch.obs[leaf.name])
     for key, values in batch.info.items():
         columns[layout.INFO_PREFIX + key] = pa.array(values)
     arrays = [columns[field.name].cast(field.type) for field in schema]

@@ -21,19 +21,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from watchdog.events import DirCreatedEvent, DirMovedEvent, FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
-
-from gymrec.shared import schema
+from gymrec.shared import layout, schema
 from gymrec.shared.episode import Episode
-from gymrec.shared.errors import AuthError, CorruptEpisodeError, DiskFullError, GymrecError, HubUnavailableError
+from gymrec.shared.errors import (
+    AuthError,
+    CorruptEpisodeError,
+    DiskFullError,
+    GymrecError,
+    HubUnavailableError,
+)
 from gymrec.shared.spool import UPLOADED_AREA, UPLOADED_LOCAL_AREA, check_spool
-from gymrec.uploader import layout
 from gymrec.uploader.claims import Claim, Claimer, new_owner, owner_is_dead_here
 from gymrec.uploader.config import UploaderConfig
 from gymrec.uploader.convert import convert_episode
 from gymrec.uploader.hub import HubPusher, Receipt
 from gymrec.uploader.local import STAGING_DIR, LocalWriter, staging_dir
+from watchdog.events import DirCreatedEvent, DirMovedEvent, FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
 
 log = logging.getLogger(__name__)
 

@@ -6,86 +6,35 @@ card, made with ``parent_commit=<head>``. Before each attempt the head is re-rea
 uploader), nothing is committed. A commit that lost a race (the head moved) fails with a conflict and
 is retried on the new head, so the card always counts every episode exactly once.
 
-Every huggingface_hub / HTTP failure is translated into ``shared.errors`` in ``_hub_call``, here only.
+Every huggingface_hub / HTTP failure is translated into ``shared.errors`` by ``uploader.hub_errors``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from huggingface_hub import CommitOperationAdd, HfApi
-from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
-
-from gymrec.shared.errors import AuthError, CommitConflictError, GymrecError, HubUnavailableError, RepoNotFoundError
-from gymrec.uploader import card, layout
+from gymrec.shared import layout
+from gymrec.shared.errors import CommitConflictError, EntryNotFoundError, HubError, HubUnavailableError
+from gymrec.uploader import card
 from gymrec.uploader.convert import Converted
+from gymrec.uploader.hub_errors import hub_call
+from huggingface_hub import CommitOperationAdd, HfApi
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 REPO_TYPE = "dataset"
-AUTH_HINT = "run 'huggingface-cli login' or set HF_TOKEN to a token with write access"
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """Connection-level failures of whichever HTTP client this huggingface_hub uses."""
-    found: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "RequestException")):
-        with contextlib.suppress(ImportError, AttributeError):
-            found.append(getattr(__import__(module), name))
-    return tuple(found)
-
-
-_UNREACHABLE: tuple[type[BaseException], ...] = (LocalEntryNotFoundError, *_transport_errors())
-
-
-def _retry_after(e: HfHubHTTPError) -> float | None:
-    value = e.response.headers.get("Retry-After") if e.response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _from_http(e: HfHubHTTPError, repo_id: str) -> GymrecError:
-    status = e.response.status_code if e.response is not None else 0
-    if status in (401, 403):
-        return AuthError(f"the Hub refused the token for {repo_id} (HTTP {status})", AUTH_HINT)
-    if status in (409, 412):
-        return CommitConflictError(f"{repo_id} changed while committing (HTTP {status})")
-    if status == 404:
-        return RepoNotFoundError(f"the dataset repo {repo_id} does not exist or is not visible", AUTH_HINT)
-    error = HubUnavailableError(f"the Hub answered HTTP {status} for {repo_id}", "the episode stays queued")
-    error.retry_after = _retry_after(e) if status == 429 else None  # type: ignore[attr-defined]
-    error.transient = status in (408, 425, 429) or status >= 500  # type: ignore[attr-defined]
-    return error
-
-
-@contextlib.contextmanager
-def _hub_call(repo_id: str) -> Iterator[None]:
-    """The one place huggingface_hub and HTTP errors become gymrec errors."""
-    try:
-        yield
-    except GymrecError:
-        raise
-    except HfHubHTTPError as e:
-        raise _from_http(e, repo_id) from e
-    except _UNREACHABLE as e:
-        error = HubUnavailableError(f"cannot reach the Hub for {repo_id} ({type(e).__name__})", "the episode stays queued")
-        error.transient = True  # type: ignore[attr-defined]
-        raise error from e
 
 
 def is_transient(e: BaseException) -> bool:
-    return isinstance(e, HubUnavailableError) and bool(getattr(e, "transient", False))
+    return isinstance(e, HubError) and e.transient
 
 
 @dataclass(frozen=True)
@@ -114,6 +63,7 @@ class HubPusher:
 
     def __init__(self, endpoint: str | None, token: str, private: bool, retry: RetryPolicy, stop: threading.Event) -> None:
         self._api = HfApi(endpoint=endpoint, token=token, library_name="gymrec")
+        self._endpoint = endpoint
         self._private = private
         self._retry = retry
         self._stop = stop
@@ -123,7 +73,7 @@ class HubPusher:
 
     def whoami(self) -> str:
         if self._user is None:
-            info = self._retrying("the Hub", lambda: self._api.whoami())
+            info = self._retrying("the account check", lambda: self._api.whoami())
             self._user = str(info["name"])
         return self._user
 
@@ -132,14 +82,14 @@ class HubPusher:
         attempt = 0
         while True:
             try:
-                with _hub_call(repo_id):
+                with hub_call(repo_id, self._endpoint):
                     return action()
             except HubUnavailableError as e:
                 attempt += 1
                 if not is_transient(e) or attempt >= self._retry.attempts:
                     raise
                 delay = min(self._retry.max_delay, self._retry.base_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-                delay = max(delay, getattr(e, "retry_after", None) or 0.0)
+                delay = max(delay, e.retry_after or 0.0)
                 log.warning("%s; retry %d/%d in %.1fs", e, attempt, self._retry.attempts - 1, delay)
                 if self._stop.wait(delay):
                     raise HubUnavailableError(f"stopped while retrying {repo_id}", "the episode stays queued") from e
@@ -151,18 +101,16 @@ class HubPusher:
 
     def _list(self, repo_id: str, folder: str, head: str) -> list[str]:
         try:
-            with _hub_call(repo_id):
+            with hub_call(repo_id, self._endpoint):
                 entries = self._api.list_repo_tree(repo_id, path_in_repo=folder, revision=head, repo_type=REPO_TYPE)
                 return [entry.path for entry in entries]
-        except RepoNotFoundError as e:
-            if isinstance(e.__cause__, EntryNotFoundError):
-                return []  # the folder does not exist yet
-            raise
+        except EntryNotFoundError:
+            return []  # the folder does not exist yet
 
     def _meta(self, repo_id: str, path: str, head: str) -> dict[str, Any]:
         key = (repo_id, path)
         if key not in self._metas:
-            with _hub_call(repo_id):
+            with hub_call(repo_id, self._endpoint):
                 local = self._api.hf_hub_download(repo_id, path, repo_type=REPO_TYPE, revision=head)
             with open(local, encoding="utf-8") as f:
                 self._metas[key] = json.load(f)
@@ -170,7 +118,7 @@ class HubPusher:
 
     def _attempt(self, converted: Converted, repo_id: str) -> Receipt:
         """One try on the current head; CommitConflictError when the head moved meanwhile."""
-        with _hub_call(repo_id):
+        with hub_call(repo_id, self._endpoint):
             head = str(self._api.repo_info(repo_id, repo_type=REPO_TYPE).sha)
         meta_paths = self._list(repo_id, layout.EPISODES_DIR, head)
         if converted.meta_file in meta_paths:
@@ -184,7 +132,7 @@ class HubPusher:
             paths.append(converted.preview_file)
         operations = [CommitOperationAdd(path, str(converted.root / path)) for path in paths]
         operations.append(CommitOperationAdd(layout.CARD_PATH, readme))
-        with _hub_call(repo_id):
+        with hub_call(repo_id, self._endpoint):
             info = self._api.create_commit(
                 repo_id,
                 operations,

@@ -16,9 +16,9 @@ import shutil
 from pathlib import Path
 
 from filelock import FileLock
-
+from gymrec.shared import layout
 from gymrec.shared.errors import DatasetError
-from gymrec.uploader import card, layout
+from gymrec.uploader import card
 from gymrec.uploader.convert import Converted
 from gymrec.uploader.hub import Receipt
 

@@ -1,7 +1,8 @@
-"""The dataset layout: where each file of an episode lives, and how actions become a column.
+"""The dataset layout contract: where each file lives, the column names, and how actions decode.
 
-This is the contract between the uploader (which writes it, to the Hub or a local directory) and
-replay (which reads it). Paths are deterministic in the episode id, so a retried or racing upload
+The uploader writes this layout (to the Hub or a local directory; its Arrow/``datasets`` encoding is
+``gymrec.uploader.encoding``) and replay reads it. Only numpy is needed here, so both sides and any
+reader share one definition. Paths are deterministic in the episode id, so a retried or racing upload
 can only ever write the same file again, never a second copy.
 
 Action column encoding (one value per row):
@@ -19,11 +20,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import datasets
 import numpy as np
-import pyarrow as pa
-
-from gymrec.shared.spaces import ACTION_LEAF, Leaf, action_leaves, decode_action
+from gymrec.shared.spaces import ACTION_LEAF, action_leaves, decode_action
 
 DATA_DIR = "data"
 META_DIR = "meta"
@@ -72,55 +70,6 @@ def episode_id_of_meta(path: str) -> str | None:
     if path.startswith(prefix) and path.endswith(suffix) and "/" not in path[len(prefix) :]:
         return path[len(prefix) : -len(suffix)]
     return None
-
-
-# --- values as Arrow / datasets types ------------------------------------------------------------
-
-
-def _value_feature(dtype: np.dtype) -> datasets.Value:
-    return datasets.Value("bool" if dtype == np.bool_ else str(dtype))
-
-
-def array_feature(dtype: np.dtype, shape: tuple[int, ...]) -> Any:
-    """The datasets feature of one row of an array with this per-row shape: nested lists."""
-    feature: Any = _value_feature(dtype)
-    for _ in shape:
-        feature = datasets.List(feature)
-    return feature
-
-
-def array_column(rows: np.ndarray) -> pa.Array:
-    """(T, *shape) -> an Arrow array of T values, nested lists along ``shape``; zero-copy-ish."""
-    rows = np.ascontiguousarray(rows)
-    column: pa.Array = pa.array(rows.reshape(-1))
-    # Wrap from the innermost axis outwards: each level groups ``size`` consecutive values.
-    for size in reversed(rows.shape[1:]):
-        count = len(column) // size if size else 0
-        offsets = pa.array(np.arange(0, count * size + 1, size or 1, dtype=np.int32)[: count + 1])
-        column = pa.ListArray.from_arrays(offsets, column)
-    return column
-
-
-def _leaf_feature(leaf: Leaf) -> Any:
-    return array_feature(leaf.dtype, leaf.shape)
-
-
-def action_feature(action_space_desc: dict[str, Any]) -> Any:
-    """The datasets feature of the action column."""
-    leaves = action_leaves(action_space_desc)
-    if action_space_desc["type"] == "Dict":
-        return {leaf.name: _leaf_feature(leaf) for leaf in leaves}
-    return _leaf_feature(leaves[0])
-
-
-def encode_action_column(action_space_desc: dict[str, Any], leaves: dict[str, np.ndarray]) -> pa.Array:
-    """A batch of actions (one (T, ...) array per leaf, as in the spool) -> the action column."""
-    specs = action_leaves(action_space_desc)
-    if action_space_desc["type"] == "Dict":
-        arrays = [array_column(np.asarray(leaves[leaf.name], dtype=leaf.dtype)) for leaf in specs]
-        return pa.StructArray.from_arrays(arrays, names=[leaf.name for leaf in specs])
-    (leaf,) = specs
-    return array_column(np.asarray(leaves[leaf.name], dtype=leaf.dtype))
 
 
 def decode_action_value(action_space_desc: dict[str, Any], value: Any) -> Any:
