@@ -16,7 +16,7 @@ import yaml
 from gymrec.shared import layout
 
 LICENSE = "cc-by-4.0"
-TASK_CATEGORIES = ["reinforcement-learning", "robotics"]
+TASK_CATEGORIES = ("reinforcement-learning", "robotics")
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def front_matter(envs: list[EnvTotals]) -> dict[str, Any]:
     ]
     return {
         "license": LICENSE,
-        "task_categories": TASK_CATEGORIES,
+        "task_categories": list(TASK_CATEGORIES),
         "tags": list(dict.fromkeys(tags)),
         "pretty_name": "gymrec recordings",
         "configs": configs,
