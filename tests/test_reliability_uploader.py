@@ -67,7 +67,8 @@ def hub_at(tmp_path: Path) -> Iterator[Callable[[str], HubServer]]:
 
 
 def _uploader_args(spool: Path, hub: HubServer, *extra: str) -> list[str]:
-    return ["--spool", str(spool), "--repo-id", REPO, "--endpoint", hub.endpoint, *extra]
+    # a short commit interval: the daemon runs commit within the suites' waits (the default is 60 s)
+    return ["--spool", str(spool), "--repo-id", REPO, "--endpoint", hub.endpoint, "--commit-every", "1", *extra]
 
 
 def _assert_exactly_once(hub: HubServer, spool: Path, sealed: set[str], label: str) -> tuple[int, int, int]:
@@ -82,7 +83,7 @@ def _assert_exactly_once(hub: HubServer, spool: Path, sealed: set[str], label: s
     assert card_problems(land) == [], f"{label}: {card_problems(land)}"
     assert uploaded_ids(spool) == sealed, f"{label}: receipts for {sorted(uploaded_ids(spool) ^ sealed)} wrong"
     assert waiting_ids(spool) == set() and quarantined_ids(spool) == set()
-    assert len(hub.commits(REPO)) == 1 + len(sealed)  # the initial commit, then exactly one per episode
+    assert 1 < len(hub.commits(REPO)) <= 1 + len(sealed)  # the initial commit, then batches (none empty: see duplicates)
     return duplicates, len(missing), len(orphaned)
 
 

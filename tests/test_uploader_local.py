@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -14,7 +15,14 @@ from gymrec.shared.episode import Episode
 from gymrec.uploader import encoding
 from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX, RECEIPT_SUFFIX, UPLOADED_LOCAL_AREA
 from PIL import Image
-from uploader_helpers import clean_env, record_episode, record_in_subprocess, run_uploader, spool_frames
+from uploader_helpers import (
+    clean_env,
+    local_index,
+    record_episode,
+    record_in_subprocess,
+    run_uploader,
+    spool_frames,
+)
 
 
 def _upload_local(spool: Path, dataset: Path, cwd: Path, *extra: str) -> str:
@@ -50,13 +58,15 @@ def _check_round_trip(dataset: Path, sealed: Path, config: str | None = None) ->
             assert all(np.array_equal(native[k], v) for k, v in expected.items())
         else:
             assert np.array_equal(native, expected) and type(native) is type(expected)
-    meta = json.loads((dataset / layout.meta_path(eid)).read_text())
+    row = local_index(dataset)[eid]
+    meta = json.loads(row["attributes"])
     for key in (*schema.REQUIRED_ATTRS, *schema.SEAL_ATTRS):
         assert meta[key] == attrs[key], key
-    assert meta["data_file"] == layout.data_path(attrs["env_id"], eid)
-    final_png = np.asarray(Image.open(dataset / meta["final_observation_file"]))
+    assert row["data_file"].startswith(f"data/{layout.env_slug(attrs['env_id'])}/") and (dataset / row["data_file"]).is_file()
+    assert row["length"] == row["row_count"] == attrs["length"] and row["env_id"] == attrs["env_id"]
+    final_png = np.asarray(Image.open(io.BytesIO(row["final_observation"]["bytes"])))
     assert np.array_equal(final_png.reshape(final.shape), final)
-    assert meta["final_observation_hash"] == schema.row_hash(final)
+    assert row["final_observation_hash"] == schema.row_hash(final)
 
 
 def test_atari_round_trip_and_receipt(tmp_path: Path, spool: Path) -> None:
@@ -67,9 +77,12 @@ def test_atari_round_trip_and_receipt(tmp_path: Path, spool: Path) -> None:
     moved = spool / UPLOADED_LOCAL_AREA / sealed.name
     assert moved.is_dir() and not sealed.exists()
     receipt = json.loads((spool / UPLOADED_LOCAL_AREA / (sealed.stem + RECEIPT_SUFFIX)).read_text())
-    assert receipt["repo"] == "local" and layout.data_path("BreakoutNoFrameskip-v4", sealed.stem) in receipt["paths"]
-    _check_round_trip(dataset, moved)
+    assert receipt["repo"] == "local" and any(p.startswith("data/breakoutnoframeskip-v4/") for p in receipt["paths"])
+    assert receipt["batch_id"] and not list((spool / "batches").glob("*.json"))  # the manifest is gone after the receipt
+    _check_round_trip(dataset, moved)  # one config: datasets takes it without a name
     _check_round_trip(dataset, moved, "breakoutnoframeskip-v4")
+    info = json.loads((dataset / layout.INFO_PATH).read_text())
+    assert info["format_version"] == 2 and info["configs"]["breakoutnoframeskip-v4"]["episodes"] == 1
     assert (dataset / layout.preview_path("breakoutnoframeskip-v4")).is_file()
     # a second run finds nothing to do and changes nothing
     before = {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file() and ".lock" not in p.name}
@@ -87,8 +100,8 @@ def test_vizdoom_round_trip_with_gamevariables(tmp_path: Path, spool: Path, work
     ds = _load(dataset, "vizdoombasic-v1")
     gv = np.asarray(ds["gamevariables"], dtype=np.float32)
     assert np.array_equal(gv, episode.obs("gamevariables", 0, episode.length))
-    meta = json.loads((dataset / layout.meta_path(episode.id)).read_text())
-    assert meta["final_gamevariables"] == episode.final_obs()["gamevariables"].tolist()
+    row = local_index(dataset)[episode.id]
+    assert json.loads(row["final_extra"])["gamevariables"] == episode.final_obs()["gamevariables"].tolist()
 
 
 def test_retro_round_trip_multibinary(tmp_path: Path, spool: Path) -> None:
@@ -111,7 +124,8 @@ def test_card_yaml_and_totals_two_envs(tmp_path: Path, spool: Path, workdir: Pat
     assert front["license"] and "reinforcement-learning" in front["task_categories"]
     assert "gymrec" in front["tags"] and "vizdoom" in front["tags"]
     configs = {c["config_name"]: c for c in front["configs"]}
-    assert configs["breakoutnoframeskip-v4"]["data_files"][0]["path"] == "data/breakoutnoframeskip-v4/*.parquet"
+    assert configs["breakoutnoframeskip-v4"]["data_files"][0]["path"] == "data/breakoutnoframeskip-v4/*/*.parquet"
+    assert not any(c.get("default") for c in configs.values()) and front["task_categories"] == ["reinforcement-learning"]
     assert set(configs) == {"breakoutnoframeskip-v4", "vizdoombasic-v1"}
     atari_steps = sum(Episode(spool / UPLOADED_LOCAL_AREA / p.name).length for p in a)
     doom_steps = Episode(spool / UPLOADED_LOCAL_AREA / d.name).length
@@ -120,8 +134,9 @@ def test_card_yaml_and_totals_two_envs(tmp_path: Path, spool: Path, workdir: Pat
     assert f"| **all** | 3 | {atari_steps + doom_steps} |" in text
     hours = atari_steps / 60 / 3600
     assert f"{hours:.3f}" in text
-    assert "meta/final/<episode_id>.png" in text and "gymrec-replay <episode_id>" in text
-    assert _load(dataset).num_rows == atari_steps  # the default config
+    assert f"gymrec-replay <episode_id> --local-dir {dataset}" in text and "1 episode," in text and "2 episodes," in text
+    with pytest.raises(ValueError, match="(?i)config"):  # no silent default: datasets asks for a config
+        _load(dataset)
 
 
 def test_discarded_empty_and_corrupt(tmp_path: Path, spool: Path) -> None:
@@ -135,7 +150,7 @@ def test_discarded_empty_and_corrupt(tmp_path: Path, spool: Path) -> None:
     assert out.startswith("1 uploaded") and "1 quarantined" in out
     assert (spool / UPLOADED_LOCAL_AREA / good.name).is_dir()
     assert discarded.is_dir()  # left in place, never uploaded
-    assert not (dataset / layout.meta_path(discarded.stem)).exists()
+    assert discarded.stem not in local_index(dataset)
     assert (spool / QUARANTINE_AREA / corrupt.name).is_dir()
     reason = (spool / QUARANTINE_AREA / (corrupt.stem + REASON_SUFFIX)).read_text()
     assert "obs/frame" in reason

@@ -23,10 +23,14 @@ from gymrec.uploader.status import STATES, spool_status
 PROG = "gymrec-uploader"
 
 
-def _install_stop(stop: threading.Event) -> None:
+def _install_stop(stop: threading.Event, abort: threading.Event) -> None:
+    """First SIGTERM / Ctrl-C: commit the pending batch, then exit. Second: give up waiting, keep it queued."""
+
     def handler(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        if stop.is_set():
+            abort.set()
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
@@ -39,6 +43,12 @@ def _install_stop(stop: threading.Event) -> None:
 @click.option("--repo-id", help="Dataset repo for every env (default: <you>/gymrec-<env-slug>, one repo per env).")
 @click.option("--private", is_flag=True, help="Create new repos as private.")
 @click.option("--once", is_flag=True, help="Upload what is in the spool now, then exit.")
+@click.option("--commit-every", type=click.FloatRange(min=0.0, max=86400.0), default=60.0, show_default=True,
+              help="Seconds from a batch's first episode to its commit.")
+@click.option("--batch-episodes", type=click.IntRange(1, 10_000), default=100, show_default=True,
+              help="Commit sooner when a batch holds this many episodes.")
+@click.option("--batch-mb", type=click.FloatRange(min=1.0, max=100_000.0), default=256.0, show_default=True,
+              help="Commit sooner when a batch holds about this much converted data (MB).")
 @click.option("--local-dir", type=click.Path(path_type=Path), help="Write a local dataset here instead of pushing (the default without a token).")
 @click.option("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co).")
 @click.option("--workers", type=click.IntRange(1, 256), help="Frame-encoding threads (default: the number of cores).")
@@ -48,7 +58,8 @@ def _install_stop(stop: threading.Event) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
 @click.pass_context
 @cli_edge(PROG)
-def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: bool, once: bool, local_dir: Path | None,
+def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: bool, once: bool,
+         commit_every: float, batch_episodes: int, batch_mb: float, local_dir: Path | None,
          endpoint: str | None, workers: int | None, delete_after_upload: bool, stale_after: float,
          rescan_interval: float, verbose: bool) -> None:
     """Upload sealed gymrec episodes as a Hugging Face dataset (or a local one without a token)."""
@@ -84,18 +95,21 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
         endpoint=access.endpoint,
         token=access.token,
         once=once,
+        commit_every=commit_every,
+        batch_episodes=batch_episodes,
+        batch_bytes=int(batch_mb * (1 << 20)),
         delete_after_upload=delete_after_upload,
         convert=ConvertOptions(workers=workers or max(1, os.cpu_count() or 1)),
         stale_after=stale_after,
         rescan_interval=rescan_interval,
         heartbeat_interval=min(15.0, stale_after / 4),
     )
-    stop = threading.Event()
-    _install_stop(stop)
+    stop, abort = threading.Event(), threading.Event()
+    _install_stop(stop, abort)
     where = "the Hub" if config.hub else str(config.local_dir)
     if not once:
         click.echo(f"{PROG}: watching {config.spool}, uploading to {where} (Ctrl-C to stop)", err=True)
-    summary = Uploader(config, stop).run()
+    summary = Uploader(config, stop, abort).run()
     click.echo(
         f"{len(summary.uploaded)} uploaded to {where}, {len(summary.already)} already there, "
         f"{len(summary.quarantined)} quarantined, {len(summary.failed)} failed"

@@ -1,31 +1,32 @@
-"""Pushing converted episodes to a Hub dataset repo, exactly once, with retries.
+"""Pushing upload batches to a Hub dataset repo, exactly once, with retries.
 
-One episode is one ``create_commit`` holding its parquet, final image, metadata and the regenerated
-card, made with ``parent_commit=<head>``. Before each attempt the head is re-read: if the episode's
-``meta/episodes/<id>.json`` is already there (an earlier attempt whose response was lost, or a racing
-uploader), nothing is committed. A commit that lost a race (the head moved) fails with a conflict and
-is retried on the new head, so the card always counts every episode exactly once.
+One batch is one ``create_commit`` holding its data and index shards (one of each per config), a
+preview for each new config, ``meta/info.json`` merged with the batch and the card rendered from it,
+made with ``parent_commit=<head>``. Every attempt costs a fixed number of requests, whatever the
+repo holds: the head, one paths-info for the batch's shards (already there: an earlier attempt whose
+answer was lost, or an adopted batch; nothing is committed), info.json at the head, the upload, the
+commit. A commit that lost a race (the head moved) fails with a conflict and is retried on the new
+head, so info.json and the card count every episode exactly once.
 
 Every huggingface_hub / HTTP failure is translated into ``shared.errors`` by ``uploader.hub_errors``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from gymrec.shared import layout
 from gymrec.shared.errors import CommitConflictError, EntryNotFoundError, HubError, HubUnavailableError
-from gymrec.uploader import card
-from gymrec.uploader.convert import Converted
+from gymrec.uploader import card, info
 from gymrec.uploader.hub_errors import hub_call
+from gymrec.uploader.shards import Batch
 from huggingface_hub import CommitOperationAdd, HfApi
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Receipt:
     repo: str
     commit: str | None
     paths: list[str]
+    batch_id: str = ""
     already_present: bool = False
     local_dir: str | None = None
     uploaded_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -59,30 +61,33 @@ class Receipt:
 
 
 class HubPusher:
-    """Pushes episodes for one token and endpoint; remembers immutable metadata it has read."""
+    """Pushes batches for one token and endpoint. ``abort`` cuts retry waits short."""
 
-    def __init__(self, endpoint: str | None, token: str, private: bool, retry: RetryPolicy, stop: threading.Event) -> None:
+    def __init__(self, endpoint: str | None, token: str, private: bool, retry: RetryPolicy, abort: threading.Event) -> None:
         self._api = HfApi(endpoint=endpoint, token=token, library_name="gymrec")
         self._endpoint = endpoint
         self._private = private
         self._retry = retry
-        self._stop = stop
+        self._abort = abort
         self._repos: set[str] = set()
-        self._metas: dict[tuple[str, str], dict[str, Any]] = {}
         self._user: str | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return self._endpoint or "https://huggingface.co"
 
     def whoami(self) -> str:
         if self._user is None:
-            info = self._retrying("the account check", lambda: self._api.whoami())
-            self._user = str(info["name"])
+            whoami = self._retrying("the account check", lambda: self._api.whoami())
+            self._user = str(whoami["name"])
         return self._user
 
-    def _retrying(self, repo_id: str, action: Callable[[], T]) -> T:
+    def _retrying(self, what: str, action: Callable[[], T]) -> T:
         """``action`` with bounded exponential backoff and jitter on transient failures."""
         attempt = 0
         while True:
             try:
-                with hub_call(repo_id, self._endpoint):
+                with hub_call(what, self._endpoint):
                     return action()
             except HubUnavailableError as e:
                 attempt += 1
@@ -90,67 +95,88 @@ class HubPusher:
                     raise
                 delay = min(self._retry.max_delay, self._retry.base_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
                 delay = max(delay, e.retry_after or 0.0)
-                log.warning("%s; retry %d/%d in %.1fs", e, attempt, self._retry.attempts - 1, delay)
-                if self._stop.wait(delay):
-                    raise HubUnavailableError(f"stopped while retrying {repo_id}", "the episode stays queued") from e
+                log.info("%s; retry %d/%d in %.1fs", e, attempt, self._retry.attempts - 1, delay)
+                if self._abort.wait(delay):
+                    raise HubUnavailableError(f"stopped while retrying {what}", "the episodes stay queued") from e
 
     def ensure_repo(self, repo_id: str) -> None:
         if repo_id not in self._repos:
             self._retrying(repo_id, lambda: self._api.create_repo(repo_id, repo_type=REPO_TYPE, private=self._private, exist_ok=True))
             self._repos.add(repo_id)
 
-    def _list(self, repo_id: str, folder: str, head: str) -> list[str]:
+    def head(self, repo_id: str) -> str:
+        with hub_call(repo_id, self._endpoint):
+            return str(self._api.repo_info(repo_id, repo_type=REPO_TYPE).sha)
+
+    def present(self, repo_id: str, paths: list[str], head: str) -> bool:
+        """Are all of ``paths`` in the repo at ``head``? One request, whatever the repo holds."""
+        with hub_call(repo_id, self._endpoint):
+            found = self._api.get_paths_info(repo_id, paths, revision=head, repo_type=REPO_TYPE)
+        return {entry.path for entry in found} >= set(paths)
+
+    def batch_landed(self, repo_id: str, paths: list[str]) -> str | None:
+        """The head commit when a batch's shards are there (crash recovery asks this), else None."""
+        self.ensure_repo(repo_id)
+
+        def ask() -> str | None:
+            head = self.head(repo_id)
+            return head if self.present(repo_id, paths, head) else None
+
+        return self._retrying(repo_id, ask)
+
+    def _info_at(self, repo_id: str, head: str) -> dict[str, Any] | None:
+        try:
+            with hub_call(f"{repo_id}:{layout.INFO_PATH}", self._endpoint):
+                local = self._api.hf_hub_download(repo_id, layout.INFO_PATH, repo_type=REPO_TYPE, revision=head)
+        except EntryNotFoundError:
+            found = None
+        else:
+            found = info.parse(Path(local).read_bytes(), repo_id)
+        v1 = found is None and self._has_v1_files(repo_id, head)
+        info.check(found, repo_id, v1)
+        return found
+
+    def _has_v1_files(self, repo_id: str, head: str) -> bool:
+        """Only asked when info.json is missing (a new repo): is this the old per-episode layout?"""
         try:
             with hub_call(repo_id, self._endpoint):
-                entries = self._api.list_repo_tree(repo_id, path_in_repo=folder, revision=head, repo_type=REPO_TYPE)
-                return [entry.path for entry in entries]
+                entries = self._api.list_repo_tree(repo_id, path_in_repo=layout.INDEX_DIR, revision=head, repo_type=REPO_TYPE)
+                return any(layout.is_v1_meta_path(entry.path) for entry in entries)
         except EntryNotFoundError:
-            return []  # the folder does not exist yet
+            return False
 
-    def _meta(self, repo_id: str, path: str, head: str) -> dict[str, Any]:
-        key = (repo_id, path)
-        if key not in self._metas:
-            with hub_call(repo_id, self._endpoint):
-                local = self._api.hf_hub_download(repo_id, path, repo_type=REPO_TYPE, revision=head)
-            with open(local, encoding="utf-8") as f:
-                self._metas[key] = json.load(f)
-        return self._metas[key]
-
-    def _attempt(self, converted: Converted, repo_id: str) -> Receipt:
+    def _attempt(self, batch: Batch, repo_id: str) -> Receipt:
         """One try on the current head; CommitConflictError when the head moved meanwhile."""
+        head = self.head(repo_id)
+        if self.present(repo_id, batch.shard_paths, head):
+            log.info("batch %s is already in %s at %s", batch.batch_id[:8], repo_id, head[:8])
+            return Receipt(repo_id, head, batch.shard_paths, batch.batch_id, already_present=True)
+        current = self._info_at(repo_id, head)
+        merged = info.merge(current, batch)
+        operations = [CommitOperationAdd(path, str(local)) for path, local in sorted(batch.files.items())]
+        operations += [CommitOperationAdd(layout.preview_path(c), batch.parts[c].preview_png) for c in info.new_configs(current, batch)]
+        operations.append(CommitOperationAdd(layout.INFO_PATH, info.dumps(merged)))
+        operations.append(CommitOperationAdd(layout.CARD_PATH, card.render(merged, card.Target(repo_id, local=False)).encode()))
+        steps = sum(p.steps for p in batch.parts.values())
         with hub_call(repo_id, self._endpoint):
-            head = str(self._api.repo_info(repo_id, repo_type=REPO_TYPE).sha)
-        meta_paths = self._list(repo_id, layout.EPISODES_DIR, head)
-        if converted.meta_file in meta_paths:
-            log.info("%s is already in %s at %s", converted.episode_id, repo_id, head[:8])
-            return Receipt(repo_id, head, converted.episode_files, already_present=True)
-        with ThreadPoolExecutor(8, thread_name_prefix="gymrec-meta") as pool:
-            metas = list(pool.map(lambda p: self._meta(repo_id, p, head), meta_paths))
-        readme = card.render([*metas, converted.meta], repo_id).encode()
-        paths = list(converted.episode_files)
-        if converted.preview_file not in self._list(repo_id, layout.PREVIEW_DIR, head):
-            paths.append(converted.preview_file)
-        operations = [CommitOperationAdd(path, str(converted.root / path)) for path in paths]
-        operations.append(CommitOperationAdd(layout.CARD_PATH, readme))
-        with hub_call(repo_id, self._endpoint):
-            info = self._api.create_commit(
+            commit = self._api.create_commit(
                 repo_id,
                 operations,
-                commit_message=f"Add episode {converted.episode_id} ({converted.env_id}, {converted.meta['length']} steps)",
+                commit_message=f"Add {card.plural(len(batch.episode_ids), 'episode')} ({steps} steps), batch {batch.batch_id}",
                 repo_type=REPO_TYPE,
                 parent_commit=head,
             )
-        log.info("committed %s to %s as %s", converted.episode_id, repo_id, info.oid[:8])
-        return Receipt(repo_id, info.oid, converted.episode_files)
+        log.info("committed batch %s (%d episodes) to %s as %s", batch.batch_id[:8], len(batch.episode_ids), repo_id, commit.oid[:8])
+        return Receipt(repo_id, commit.oid, batch.shard_paths, batch.batch_id)
 
-    def push(self, converted: Converted, repo_id: str) -> Receipt:
-        """Make the episode visible in ``repo_id`` exactly once; raises AuthError / HubUnavailableError."""
+    def push(self, batch: Batch, repo_id: str) -> Receipt:
+        """Make the batch visible in ``repo_id`` exactly once; raises AuthError / HubUnavailableError."""
         self.ensure_repo(repo_id)
         for _ in range(self._retry.max_conflicts):
             try:
-                return self._retrying(repo_id, lambda: self._attempt(converted, repo_id))
+                return self._retrying(repo_id, lambda: self._attempt(batch, repo_id))
             except CommitConflictError as e:
                 log.info("%s; re-reading the head", e)
-                if self._stop.wait(random.uniform(0.0, 0.2)):
+                if self._abort.wait(random.uniform(0.0, 0.2)):
                     break
-        raise HubUnavailableError(f"{repo_id} kept changing under every commit", "the episode stays queued")
+        raise HubUnavailableError(f"{repo_id} kept changing under every commit", "the episodes stay queued")
