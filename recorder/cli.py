@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from gymrec.recorder.config import HUMAN, PlayConfig, parse_env_kwargs
+from gymrec.recorder.controllers import ActionSource
 from gymrec.recorder.recovery import recover_orphans
 from gymrec.shared.backends import list_envs, make_env
 from gymrec.shared.cli_errors import OneLineCommand, cli_edge, configure_logging
@@ -30,24 +31,35 @@ def _list(filter_text: str) -> None:
     click.echo(f"{len(entries)} environment(s)", err=True)
 
 
-def _interactive(config: PlayConfig, made: Any) -> tuple[Any, Any, dict[str, Any] | None]:
-    """The window, and for humans the keymap resolver; imported lazily so headless runs skip pygame."""
+def _source(config: PlayConfig, made: Any) -> ActionSource:
+    """Who plays: a person at a window, or an agent (in a window unless --headless).
+
+    Imported lazily so headless agent runs never load pygame.
+    """
+    from gymrec.recorder.agents import load_agent
+    from gymrec.recorder.controllers import AgentController, HumanController
+
+    agent = None if config.human else load_agent(config.agent, made.env.action_space, config.seed)
     if config.headless:
-        return None, None, None
+        assert agent is not None  # main() refuses --headless for humans
+        return AgentController(agent, config.agent)
     from gymrec.recorder.window import GameWindow
     from gymrec.shared.keymap import build_resolver, load_keymap
 
-    resolver = None
-    keymap_dict = None
+    resolver = keymap_dict = None
     help_lines: list[str] = []
-    if config.human:
+    if agent is None:
         keymap = load_keymap(made.backend, config.keymap_path)
         resolver = build_resolver(keymap, made.env)
         keymap_dict = {"source": keymap.source, "bindings": keymap.to_dict(), "resolved": resolver.describe()}
         help_lines = resolver.help_lines()
     fps = config.fps or made.native_fps
     window = GameWindow(title=f"gymrec - {made.env_id}", fps=fps, scale=config.scale, help_lines=help_lines)
-    return window, resolver, keymap_dict
+    window.open(_frame_shape(made.env.observation_space))
+    if resolver is not None:
+        return HumanController(window, resolver, keymap_dict)
+    assert agent is not None
+    return AgentController(agent, config.agent, window)
 
 
 def _play(config: PlayConfig) -> None:
@@ -60,17 +72,13 @@ def _play(config: PlayConfig) -> None:
         else:
             click.echo(f"could not recover {r.partial.name}: {r.error}", err=True)
     made = make_env(config.env_id, dict(config.env_kwargs))
-    window = None
+    source: ActionSource | None = None
     try:
-        window, resolver, keymap_dict = _interactive(config, made)
-        if window is not None:
-            obs_shape = made.env.observation_space
-            window.open(_frame_shape(obs_shape))
-        session = Session(config, made, window=window, resolver=resolver, keymap=keymap_dict)
-        result = session.run()
+        source = _source(config, made)
+        result = Session(config, made, source).run()
     finally:
-        if window is not None:
-            window.close()
+        if source is not None:
+            source.close()
         made.env.close()
     for path in result.sealed:
         click.echo(str(path))
