@@ -3,8 +3,8 @@
 The session asks its source for one ``Choice`` per step and never knows whether a person at a window
 or a function chose it. The human controller turns the window's keys into actions through the keymap
 resolver; the agent controller calls the agent and, when it plays in a window, still honours Esc and
-Backspace. An agent's own exception is translated here, at the one boundary where foreign code runs
-inside the game loop, so the session can seal the good steps and the CLI can blame the agent.
+Backspace. An agent's own exceptions are translated into ``AgentFailedError`` where the agent is
+loaded, at the CLI edge (``recorder.cli``), so the session can seal the good steps and blame the agent.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gymrec.recorder.agents import Agent
-from gymrec.shared.errors import AgentFailedError
 from gymrec.shared.schema import EndReason
 
 if TYPE_CHECKING:  # pygame is imported only when a window exists: headless agents never load it
@@ -134,11 +133,4 @@ class AgentController:
             shown = time.monotonic_ns()
             if stop is not None:
                 return Choice(stop=stop, shown_ns=shown, decided_ns=shown)
-        try:
-            action = self.agent(obs)
-        except Exception as e:  # foreign code: whatever it raises is the agent's error, not gymrec's
-            raise AgentFailedError(
-                f"agent {self.name} raised {type(e).__name__} at step {view.step}: {e}",
-                "fix the agent; the steps before this one are sealed",
-            ) from e
-        return Choice(action, shown_ns=shown, decided_ns=time.monotonic_ns())
+        return Choice(self.agent(obs), shown_ns=shown, decided_ns=time.monotonic_ns())

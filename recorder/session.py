@@ -161,10 +161,14 @@ class Session:
                         end, extra = EndReason.TRUNCATED, {"truncated_by": "max_steps"}
             except KeyboardInterrupt:
                 end = EndReason.QUIT  # Ctrl-C or SIGTERM: stop and keep what was played
-            except (AgentActionError, AgentFailedError) as e:
+            except AgentActionError as e:
                 # The env never saw the bad action: what was played so far is whole, so seal it.
                 self._seal(writer, obs, EndReason.QUIT, {"stopped_because": e.message})
                 raise
+            except AgentFailedError as e:
+                self._seal(writer, obs, EndReason.QUIT, {"stopped_because": e.message})
+                raise AgentFailedError(f"{e.message} at step {writer.steps}",
+                                       f"fix the agent; the {writer.steps} steps before it are sealed") from e
             self._seal(writer, obs, end, extra, wait=False)
         return end, writer
 
@@ -176,11 +180,13 @@ class Session:
 
     def _check(self, action: Any, step: int) -> None:
         """Refuse an action outside the action space before the journal (and so recovery) sees it."""
-        problem = action_problem(self.made.env.action_space, action)
+        space = self.made.env.action_space
+        problem = action_problem(space, action)
         if problem is not None:
+            who = "the keymap" if self.config.human else f"agent {self.source.collector}"
+            detail = "" if problem.startswith("outside") else f" ({problem})"
             raise AgentActionError(
-                f"{self.source.collector} chose {_short(action)} at step {step}, which does not fit the action "
-                f"space {self.made.env.action_space} ({problem})",
+                f"{who} chose {_short(action)} at step {step}, which does not fit the action space {space}{detail}",
                 f"return an action from env.action_space; the {step} steps before it are sealed",
             )
 
