@@ -53,6 +53,10 @@ class AgentActionError(GymrecError, ValueError):
     """An agent returned an action outside the env's action space."""
 
 
+class AgentFailedError(GymrecError, RuntimeError):
+    """The agent's own code raised: the agent's error, not gymrec's (the steps before it are kept)."""
+
+
 class DisplayError(GymrecError, RuntimeError):
     """No window could be opened for interactive play."""
 
