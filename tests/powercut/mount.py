@@ -100,7 +100,7 @@ def unavailable() -> str | None:
         return "no fusermount3 (Debian package fuse3)"
     try:
         import mfusepy  # noqa: F401  (loads libfuse: fails without libfuse3-3)
-    except (ImportError, OSError, EnvironmentError) as e:
+    except (ImportError, OSError) as e:
         return f"mfusepy cannot load libfuse ({e})"
     return None
 
