@@ -10,7 +10,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +54,15 @@ def uploader_rows() -> list[Row]:
     return uploader_bench.rows()
 
 
-SUITES: dict[str, Callable[[], list[Row]]] = {
+SUITES: Mapping[str, Callable[[], list[Row]]] = MappingProxyType({
     "P1": recorder_bench.p1_p3,
     "P2": recorder_bench.p2,
     "P5": p5,
     "P6": recorder_bench.p6_recorder,
     "P4": uploader_rows,
-}
+})
 # P3 comes with P1 (same recording); P7 and the uploader's P6 come with P4.
-ALIASES = {"P3": "P1", "P7": "P4"}
+ALIASES: Mapping[str, str] = MappingProxyType({"P3": "P1", "P7": "P4"})
 
 
 def main(argv: list[str]) -> int:

@@ -19,7 +19,8 @@ import psutil
 from gymrec.recorder.agents import Agent, load_agent
 from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.sinks import Sink
-from gymrec.recorder.writer import EpisodeWriter, utc_now
+from gymrec.recorder.writer import EpisodeWriter
+from gymrec.shared.attrs import EpisodeAttrs, utc_now
 from gymrec.shared import schema
 from gymrec.shared.backends import MadeEnv
 from gymrec.shared.errors import AgentActionError
@@ -97,11 +98,8 @@ class Session:
 
     def run(self) -> SessionResult:
         # One writer process for the whole session: chunks leave the game loop through shared memory.
-        sink = Sink(process=True)
-        try:
+        with Sink(process=True) as sink:
             return self._run(sink)
-        finally:
-            sink.close()
 
     def _run(self, sink: Sink) -> SessionResult:
         result = SessionResult()
@@ -129,15 +127,16 @@ class Session:
 
     def _episode(self, seed: int, number: int, sink: Sink) -> tuple[EndReason, EpisodeWriter]:
         env = self.made.env
-        attrs = episode_attrs(self.config, self.made, seed, self.fps, self.keymap, self._spaces)
-        action_desc = attrs["action_space"]
-        img_key = attrs["image_key"]
+        attrs = EpisodeAttrs.from_dict(episode_attrs(self.config, self.made, seed, self.fps, self.keymap, self._spaces),
+                                       "the new episode", sealed=False)
+        action_desc = attrs.action_space
+        img_key = attrs.image_key
         obs, info = env.reset(seed=seed)
         if not self._guarded:  # engines (VizDoom) exist once the env is first reset
             sink.guard(_children_except(sink))
             self._guarded = True
         writer = EpisodeWriter.create(self.config.spool, attrs, sink, backpressure=not self.config.human)
-        log.info("episode %s: %s seed %d", attrs["episode_id"], self.made.env_id, seed)
+        log.info("episode %s: %s seed %d", attrs.episode_id, self.made.env_id, seed)
         end: EndReason | None = None
         extra: dict[str, Any] = {}
         # Leaving this block without sealing (the env or the disk failed) leaves the .partial

@@ -88,10 +88,6 @@ class AmbiguousEpisodeError(GymrecError, LookupError):
     """An id prefix matches more than one episode."""
 
 
-class EpisodeBusyError(GymrecError, RuntimeError):
-    """Another live process holds the episode (it is still being written or recovered)."""
-
-
 class RecoveryError(GymrecError, RuntimeError):
     """Re-simulating an orphaned episode did not reproduce the chunks already on disk."""
 
@@ -121,10 +117,3 @@ class DatasetError(GymrecError, ValueError):
 
 class CommitConflictError(HubUnavailableError):
     """The repo's head moved under a ``parent_commit`` commit; re-read it and try again."""
-
-
-# --- replay -----------------------------------------------------------------------------------
-
-
-class VersionMismatchWarning(UserWarning):
-    """Installed env packages differ from the ones an episode was recorded with."""

@@ -61,10 +61,10 @@ def test_keys_become_actions_with_latch_discard_and_quit(spool: Path) -> None:
     first, second = play("BreakoutNoFrameskip-v4", script, spool)
     meanings = ["NOOP", "FIRE", "RIGHT", "LEFT"]
     assert [meanings[a] for a in first.actions()] == ["FIRE", "NOOP", "NOOP", "RIGHT", "RIGHT", "RIGHT", "LEFT", "LEFT"]
-    assert first.end_reason == "discarded" and first.attrs["seed"] == 4
-    assert second.end_reason == "quit" and second.actions() == [0, 0] and second.attrs["seed"] != 4
-    assert first.attrs["collector"] == "human" and first.attrs["player"] == "tester"
-    assert first.attrs["keymap"]["source"] == "builtin:atari"
+    assert first.end_reason == "discarded" and first.attrs.seed == 4
+    assert second.end_reason == "quit" and second.actions() == [0, 0] and second.attrs.seed != 4
+    assert first.attrs.collector == "human" and first.attrs.player == "tester"
+    assert first.attrs.keymap is not None and first.attrs.keymap["source"] == "builtin:atari"
 
 
 def test_quitting_before_any_step_keeps_an_empty_discarded_episode(spool: Path) -> None:
