@@ -120,9 +120,11 @@ def encode(source: EpisodeSource, out: Path, options: VideoOptions, progress: Pr
                                     options={"movflags": "+faststart"})
                 try:
                     stream = _stream(container, composer, info.fps, options.lossless)
+                    tick = 1 / Fraction(stream.average_rate)
                     for (_, obs), status in zip(source.observations(), _statuses(source), strict=True):
-                        picture = composer.frame(game_frame(obs, info), status)
-                        container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+                        frame = av.VideoFrame.from_ndarray(composer.frame(game_frame(obs, info), status), format="rgb24")
+                        frame.pts, frame.time_base = frames, tick  # one tick a frame: constant frame rate
+                        container.mux(stream.encode(frame))
                         frames += 1
                         bar.update(1)
                     container.mux(stream.encode(None))
