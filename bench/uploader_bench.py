@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from gymrec.shared.episode import Episode
 from gymrec.shared.spool import sealed_episodes
 from gymrec.uploader.convert import ConvertOptions, convert_episode
@@ -62,7 +63,7 @@ def record_breakout(spool: Path, steps: int, seed: int = 0, serve: bool = False)
 
 def bench_p4(spool: Path, workers: int | None = None) -> dict[str, float]:
     """Convert every Breakout episode in ``spool``: dataset bytes per frame (all files) and frames/s."""
-    episodes = [Episode(p) for p in sealed_episodes(spool) if Episode(p).attrs["env_id"] == BREAKOUT]
+    episodes = [Episode(p) for p in sealed_episodes(spool) if Episode(p).attrs.env_id == BREAKOUT]
     if not episodes:
         episodes = [Episode(p) for p in record_breakout(spool, 5000, serve=True)]
     options = ConvertOptions() if workers is None else ConvertOptions(workers=workers)
@@ -100,7 +101,6 @@ def bench_p7(work: Path, frames: int = 5000) -> float:
     from gymrec.shared import layout
     from gymrec.uploader.config import UploaderConfig
     from gymrec.uploader.daemon import Uploader
-
     from tests.hub import running_hub  # the suite's Hub-compatible server
 
     spool = work / "spool"

@@ -18,9 +18,13 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from huggingface_hub import HfApi, hf_hub_download
+from PIL import Image
+
 from gymrec.replay.hub_errors import hub_call
 from gymrec.replay.sources import EpisodeSource, RecordedSteps
 from gymrec.shared import layout
+from gymrec.shared.attrs import EpisodeAttrs
 from gymrec.shared.errors import (
     AmbiguousEpisodeError,
     CorruptEpisodeError,
@@ -28,13 +32,11 @@ from gymrec.shared.errors import (
     EntryNotFoundError,
     EpisodeNotFoundError,
 )
-from gymrec.shared.schema import check_attrs, row_hash
-from huggingface_hub import HfApi, hf_hub_download
-from PIL import Image
+from gymrec.shared.schema import row_hash
 
 MAX_INDEX_DIGITS = 6  # a key of at most this many digits is an index, not an id prefix
-_INDEX_COLUMNS = ["episode_id", layout.INDEX_DATA_FILE_COLUMN, layout.INDEX_ROW_START_COLUMN,
-                  layout.INDEX_ROW_COUNT_COLUMN]  # fmt: skip
+_INDEX_COLUMNS = ("episode_id", layout.INDEX_DATA_FILE_COLUMN, layout.INDEX_ROW_START_COLUMN,
+                  layout.INDEX_ROW_COUNT_COLUMN)  # fmt: skip
 
 
 class Files(Protocol):
@@ -164,7 +166,7 @@ class DatasetIndex:
         for path in files.index_files():
             local = files.fetch(path)
             try:
-                table = pq.read_table(local, columns=_INDEX_COLUMNS)
+                table = pq.read_table(local, columns=list(_INDEX_COLUMNS))
             except (pa.ArrowException, OSError) as e:
                 raise CorruptEpisodeError(f"{self.where}: {path} is not a readable index shard ({e})") from e
             for row in table.to_pylist():
@@ -258,12 +260,13 @@ class DatasetSource(EpisodeSource):
         self.where = f"{index.where}:{episode_id}"
         row = index.row(episode_id)
         try:
-            self.attrs: dict[str, Any] = json.loads(row[layout.INDEX_ATTRS_COLUMN])
+            meta = json.loads(row[layout.INDEX_ATTRS_COLUMN])
             self._final_extra: dict[str, Any] = json.loads(row[layout.INDEX_FINAL_EXTRA_COLUMN] or "{}")
         except (ValueError, TypeError) as e:
             raise CorruptEpisodeError(f"{self.where}: unreadable attributes in the index") from e
-        check_attrs(self.attrs, self.where, sealed=True, expected_id=episode_id)
-        self.image_key = str(self.attrs["image_key"])
+        # The dataset's own fields (env_slug, observation_format, ...) land in ``extra``.
+        self.attrs = EpisodeAttrs.from_dict(meta, self.where, sealed=True, expected_id=episode_id)
+        self.image_key = self.attrs.image_key
         final = row[layout.INDEX_FINAL_COLUMN]
         self._final_png: bytes = final["bytes"] if isinstance(final, dict) else final
         self._final_hash = row[layout.INDEX_FINAL_HASH_COLUMN]
@@ -279,7 +282,7 @@ class DatasetSource(EpisodeSource):
         return np.asarray(self._column(name).to_pylist(), dtype=dtype).reshape(-1, *shape)
 
     def steps(self) -> RecordedSteps:
-        desc = self.attrs["action_space"]
+        desc = self.attrs.action_space
         hashes: dict[str, list[int]] = {}
         for leaf in self.obs_leaves:
             if leaf.name == self.image_key:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from gymrec.shared.errors import GymrecError, RepoIdError, from_response, transport_errors, unreachable
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+
+from gymrec.shared.errors import GymrecError, RepoIdError, from_response, transport_errors, unreachable
 
 UNREACHABLE: tuple[type[BaseException], ...] = (LocalEntryNotFoundError, *transport_errors())
 

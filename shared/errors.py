@@ -74,6 +74,10 @@ class AgentActionError(GymrecError, ValueError):
     """An agent returned an action outside the env's action space."""
 
 
+class AgentFailedError(GymrecError, RuntimeError):
+    """The agent's own code raised: the agent's error, not gymrec's (the steps before it are kept)."""
+
+
 class DisplayError(GymrecError, RuntimeError):
     """No window could be opened for interactive play."""
 
@@ -107,10 +111,6 @@ class EpisodeNotFoundError(GymrecError, LookupError):
 
 class AmbiguousEpisodeError(GymrecError, LookupError):
     """An id prefix matches more than one episode."""
-
-
-class EpisodeBusyError(GymrecError, RuntimeError):
-    """Another live process holds the episode (it is still being written or recovered)."""
 
 
 class RecoveryError(GymrecError, RuntimeError):
@@ -245,8 +245,28 @@ def unreachable(what: str, endpoint: str | None, cause: BaseException) -> HubUnr
     return HubUnreachableError(f"cannot reach the Hub at {where} for {what} ({type(cause).__name__})", UNAVAILABLE_HINT)
 
 
-# --- replay -----------------------------------------------------------------------------------
+# --- export -----------------------------------------------------------------------------------
 
 
-class VersionMismatchWarning(UserWarning):
-    """Installed env packages differ from the ones an episode was recorded with."""
+class ExportError(GymrecError):
+    """``gymrec-export`` cannot produce the requested Minari dataset or video."""
+
+
+class ExportTargetExistsError(ExportError, FileExistsError):
+    """The output already exists and ``--force`` was not given; it is left untouched."""
+
+
+class MinariMissingError(ExportError, ImportError):
+    """The ``minari`` package (or the version gymrec verified as lossless) is not installed."""
+
+
+class LossyExportError(ExportError, ValueError):
+    """The export would not keep the observations bit-identical, so it is refused."""
+
+
+class ExportEnvError(ExportError, ValueError):
+    """The episodes cannot share one env spec (mixed envs or kwargs), or the env cannot be described."""
+
+
+class ExportDiskFullError(ExportError, OSError):
+    """The disk holding the export target filled up; the partial output was removed."""

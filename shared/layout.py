@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+
 from gymrec.shared.spaces import ACTION_LEAF, action_leaves, decode_action
 
 FORMAT_VERSION = 2

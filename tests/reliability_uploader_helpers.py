@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import yaml
+
 from gymrec.shared import layout, schema
 from gymrec.shared.spool import UPLOADED_AREA
 from gymrec.uploader.claims import CLAIMED_AREA, QUARANTINE_AREA, RECEIPT_SUFFIX

@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gymrec.shared import schema
-from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX
 from reliability_uploader_helpers import (
     card_problems,
     claims_left,
@@ -44,6 +42,8 @@ from reliability_uploader_helpers import (
     card_totals as card_totals_of,
 )
 
+from gymrec.shared import schema
+from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX
 from tests.hub import FaultPlan, HubServer, running_hub
 
 TOKEN = "hf_test_token"
@@ -234,6 +234,8 @@ def test_r3_token_revoked_while_the_daemon_runs(tmp_path: Path, hub_at: Callable
     proc = start("gymrec-uploader", _uploader_args(spool, hub), tmp_path, env, tmp_path / "daemon")
     assert _wait(lambda: _commits(hub) >= 2, 60, proc), "the first episode never landed"
     hub.revoked = True
+    # a batch may have taken every waiting episode: new ones make the daemon talk to the Hub again
+    sealed |= {p.stem for p in record_cli(spool, ENV_ID, 2, 60, 22, tmp_path, env)}
     code = proc.wait(timeout=60)  # it must stop by itself
     stderr = (tmp_path / "daemon.stderr").read_text()
     errors = [line for line in stderr_lines(stderr) if "error" in line.lower()]

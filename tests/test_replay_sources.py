@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pygame
 import pytest
+from huggingface_hub import constants
+
 from gymrec.replay.dataset import DatasetIndex, DatasetSource, LocalFiles
 from gymrec.replay.render import Controls, show
 from gymrec.replay.sources import SpoolSource
 from gymrec.replay.verify import VerifyOptions, verify
 from gymrec.shared.episode import Episode
-from huggingface_hub import constants
-
 from tests.replay_helpers import copy_episode, read_row, record_episode, replay_cli, rewrite_rows, tree_digest
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")

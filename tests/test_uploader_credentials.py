@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from uploader_helpers import clean_env, run_uploader
+
 from gymrec.shared.credentials import hub_access, login_cache_path
 from gymrec.shared.errors import (
     AuthError,
@@ -17,7 +19,6 @@ from gymrec.shared.errors import (
     RepoNotFoundError,
     hub_error,
 )
-from uploader_helpers import clean_env, run_uploader
 
 
 def test_token_order_env_then_dotenv_then_login_cache(tmp_path: Path) -> None:

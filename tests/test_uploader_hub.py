@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hubserver import FaultPlan, running_hub
+from uploader_helpers import clean_env, index_rows_of, record_episode, run_uploader, spool_frames
+
 from gymrec.shared import layout
 from gymrec.shared.spool import UPLOADED_AREA
 from gymrec.uploader.claims import CLAIMED_AREA, RECEIPT_SUFFIX
@@ -19,8 +22,6 @@ from gymrec.uploader.config import UploaderConfig
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.daemon import Uploader
 from gymrec.uploader.hub import RetryPolicy
-from hubserver import FaultPlan, running_hub
-from uploader_helpers import clean_env, index_rows_of, record_episode, run_uploader, spool_frames
 
 TOKEN = "hf_uploader_secret_7a1b"
 REPO = "tester/gymrec-test"

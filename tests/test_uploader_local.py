@@ -10,10 +10,6 @@ import datasets
 import numpy as np
 import pytest
 import yaml
-from gymrec.shared import layout, schema
-from gymrec.shared.episode import Episode
-from gymrec.uploader import encoding
-from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX, RECEIPT_SUFFIX, UPLOADED_LOCAL_AREA
 from PIL import Image
 from uploader_helpers import (
     clean_env,
@@ -23,6 +19,12 @@ from uploader_helpers import (
     run_uploader,
     spool_frames,
 )
+
+from gymrec.shared import layout, schema
+from gymrec.shared.attrs import REQUIRED_FIELDS, SEAL_FIELDS
+from gymrec.shared.episode import Episode
+from gymrec.uploader import encoding
+from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX, RECEIPT_SUFFIX, UPLOADED_LOCAL_AREA
 
 
 def _upload_local(spool: Path, dataset: Path, cwd: Path, *extra: str) -> str:
@@ -60,7 +62,7 @@ def _check_round_trip(dataset: Path, sealed: Path, config: str | None = None) ->
             assert np.array_equal(native, expected) and type(native) is type(expected)
     row = local_index(dataset)[eid]
     meta = json.loads(row["attributes"])
-    for key in (*schema.REQUIRED_ATTRS, *schema.SEAL_ATTRS):
+    for key in (*REQUIRED_FIELDS, *SEAL_FIELDS):
         assert meta[key] == attrs[key], key
     assert row["data_file"].startswith(f"data/{layout.env_slug(attrs['env_id'])}/") and (dataset / row["data_file"]).is_file()
     assert row["length"] == row["row_count"] == attrs["length"] and row["env_id"] == attrs["env_id"]

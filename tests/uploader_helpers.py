@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gymrec.shared.episode import Episode
 
+from gymrec.shared.episode import Episode
 from tests.recording import record_episode  # noqa: F401  (re-exported for the suites)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,10 +45,10 @@ def run_uploader(args: list[str], cwd: Path, env: dict[str, str], timeout: float
 def spool_frames(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(every step's image observation, the final one, the attributes) of a sealed episode."""
     episode = Episode(path)
-    key = episode.attrs["image_key"]
+    key = episode.attrs.image_key
     frames = episode.obs(key, 0, episode.length)
     final = episode.obs(key, episode.length, episode.length + 1)[0]
-    return frames, final, episode.attrs
+    return frames, final, episode.attrs.as_dict()
 
 
 def read_json(path: Path) -> Any:
@@ -60,6 +60,7 @@ def index_rows_of(files: dict[str, bytes]) -> dict[str, list[dict[str, Any]]]:
     import io
 
     import pyarrow.parquet as pq
+
     from gymrec.shared import layout
 
     out: dict[str, list[dict[str, Any]]] = {}

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gymrec.shared import layout, schema
-from gymrec.shared.errors import AuthError, DatasetError, DiskFullError, HubUnavailableError
+from gymrec.shared.errors import DiskFullError, GymrecError, HubUnavailableError
 from gymrec.shared.spool import UPLOADED_AREA, UPLOADED_LOCAL_AREA
 from gymrec.uploader import manifests
 from gymrec.uploader.claims import RECEIPT_SUFFIX, Claim, Claimer, episode_attrs, owner_is_dead_here
@@ -173,6 +173,7 @@ class Batcher:
         base = self.local.local_dir if self.local is not None else self.spool / ".uploader-work"
         root = staging_dir(base, f"batch-{bid}.{self.claimer.owner}")
         manifest: Manifest | None = None
+        settled = False  # every claim was finished, released or left to its new owner
         try:
             batch = build_batch([p.converted for p in items], root, self.config.convert)
             manifest = Manifest(bid, batch.episode_ids, tuple(batch.parts), tuple(batch.shard_paths), target,
@@ -187,32 +188,28 @@ class Batcher:
                 for p in items:
                     if p not in lost:
                         p.claim.release()
+                settled = True
                 return
             receipt = self._publish(target, batch)
             self._finish([p.claim for p in items], receipt, already=receipt.already_present)
+            settled = True
             if not receipt.already_present:
                 self.summary.commits += 1
             manifest.remove(self.spool)
-        except (AuthError, DatasetError):
-            self._release(items)  # the manifest stays: whoever retries asks whether the batch landed
-            raise
-        except HubUnavailableError as e:
+        except HubUnavailableError as e:  # the manifest stays: whoever retries asks whether the batch landed
             log.error("%d episode(s) stay queued: %s", len(items), e)
-            self._release(items)
             self.summary.failed += ids
+        except GymrecError:  # AuthError and DiskFullError are OSErrors too: they stop the run, not one batch
+            raise
         except OSError as e:
-            self._release(items)
             if e.errno == errno.ENOSPC:
                 raise DiskFullError("the disk is full while building a batch",
                                     "free some space; the episodes stay queued and a rerun finds them") from e
             log.error("committing %d episode(s) failed (%s); they stay queued", len(items), e, exc_info=self.config.debug)
             self.summary.failed += ids
-        except Exception as e:  # the per-batch loop: one bad batch must not stop the daemon
-            log.error("committing %d episode(s) failed (%s: %s); they stay queued", len(items), type(e).__name__, e,
-                      exc_info=self.config.debug)
-            self._release(items)
-            self.summary.failed += ids
-        finally:
+        finally:  # AuthError, DatasetError and anything unexpected propagate with the claims released
+            if not settled:
+                self._release(items)
             with self._lock:
                 if manifest in self._in_flight:
                     self._in_flight.remove(manifest)
@@ -283,18 +280,20 @@ class Batcher:
                 claim = self._claim_member(eid)
                 if claim is not None:
                     claims[eid] = claim
+        landed: Receipt | None = None
+        asked = False
         try:
             landed = self._landed(manifest)
+            asked = True
         except HubUnavailableError as e:
             log.error("cannot check batch %s: %s; its episodes stay queued", manifest.batch_id[:8], e)
-            for claim in claims.values():
-                claim.release()
             self.summary.failed += list(claims)
+        finally:
+            if not asked:
+                for claim in claims.values():
+                    claim.release()
+        if not asked:
             return
-        except BaseException:
-            for claim in claims.values():
-                claim.release()
-            raise
         if landed is not None:
             log.info("batch %s is already at %s: filing its receipts", manifest.batch_id[:8], manifest.target)
             self._finish(list(claims.values()), landed, already=True)

@@ -13,10 +13,11 @@ from importlib import metadata
 from typing import Any
 
 import yaml
+
 from gymrec.shared import layout
 
 LICENSE = "cc-by-4.0"
-TASK_CATEGORIES = ["reinforcement-learning"]
+TASK_CATEGORIES = ("reinforcement-learning",)
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def front_matter(info: dict[str, Any]) -> dict[str, Any]:
     tags = ["gymrec", "gymnasium", "human-play", *backends, *configs]
     return {
         "license": LICENSE,
-        "task_categories": TASK_CATEGORIES,
+        "task_categories": list(TASK_CATEGORIES),
         "tags": list(dict.fromkeys(tags)),
         "pretty_name": "gymrec recordings",
         "configs": [

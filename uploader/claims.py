@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
 from gymrec.shared import schema
 from gymrec.shared.spool import (
     UPLOADED_LOCAL_AREA,  # noqa: F401  (re-exported: the uploader's areas live here)

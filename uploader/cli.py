@@ -10,6 +10,7 @@ from pathlib import Path
 from types import FrameType
 
 import click
+
 from gymrec.shared.cli_errors import OneLineGroup, cli_edge, configure_logging, debug_enabled
 from gymrec.shared.credentials import hub_access
 from gymrec.shared.errors import AuthError, HubUnavailableError

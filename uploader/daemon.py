@@ -23,9 +23,12 @@ import threading
 import time
 from pathlib import Path
 
+from watchdog.events import DirCreatedEvent, DirMovedEvent, FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
 from gymrec.shared import schema
 from gymrec.shared.episode import Episode
-from gymrec.shared.errors import AuthError, CorruptEpisodeError, DiskFullError, GymrecError
+from gymrec.shared.errors import AuthError, CorruptEpisodeError, DatasetError, DiskFullError, GymrecError
 from gymrec.shared.spool import check_spool
 from gymrec.uploader.batching import Batcher, Pending, RunSummary
 from gymrec.uploader.claims import Claim, Claimer, episode_attrs, new_owner, owner_is_dead_here, skip_reason
@@ -33,8 +36,6 @@ from gymrec.uploader.config import UploaderConfig
 from gymrec.uploader.convert import convert_episode
 from gymrec.uploader.hub import HubPusher
 from gymrec.uploader.local import STAGING_DIR, LocalWriter, staging_dir
-from watchdog.events import DirCreatedEvent, DirMovedEvent, FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
 
 log = logging.getLogger(__name__)
 
@@ -189,45 +190,56 @@ class Uploader:
         claim = self.claimer.take_over(path) if takeover else self.claimer.try_claim(path)
         if claim is None:
             return
-        if self.batcher.in_a_manifest(claim):
-            return  # its batch was formed before (maybe by a dead uploader): that batch is resolved instead
-        pending = self.convert(claim)
-        if pending is not None:
-            self.batcher.add(pending)
+        try:
+            if self.batcher.in_a_manifest(claim):
+                return  # its batch was formed before (maybe by a dead uploader): that batch is resolved instead
+            pending = self.convert(claim)
+            if pending is not None:
+                self.batcher.add(pending)
+        except (AuthError, DatasetError, DiskFullError):
+            raise  # nothing else would get through either: stop with one line
+        except Exception as e:  # the per-episode loop: one bad episode must not stop the daemon
+            log.error("uploading %s failed (%s: %s); it stays queued", claim.episode_id, type(e).__name__, e,
+                      exc_info=self.config.debug)
+            self._fail(claim.episode_id)
 
     def convert(self, claim: Claim) -> Pending | None:
-        """Convert one claimed episode into its work dir; None when it was skipped, quarantined or failed."""
+        """Convert one claimed episode into its work dir; None when it was skipped, quarantined or failed.
+
+        Anything unexpected propagates (to ``_process``'s loop) with the claim released.
+        """
         work: Path | None = None
         eid = claim.episode_id
+        kept = False
         try:
             episode = Episode(claim.path)
-            if skip_reason(episode.attrs) is not None:
-                claim.release()
+            if skip_reason(episode.attrs.as_dict()) is not None:
                 return None
             work = self._work_dir(eid)
             converted = convert_episode(episode, work, self.config.convert)
+            kept = True
             return Pending(claim, converted, work)
         except CorruptEpisodeError as e:
             log.error("quarantined %s: %s", eid, e)
             claim.quarantine(str(e))
+            kept = True  # it moved to quarantine: nothing to release
             self.summary.quarantined.append(eid)
+        except DatasetError as e:  # an episode gymrec cannot store (e.g. no 8-bit image): it stays where it is
+            log.error("cannot convert %s: %s; it stays queued", eid, e)
+            self._fail(eid)
+        except GymrecError:  # typed errors that are OSErrors too (DiskFullError, AuthError) stop the run
+            raise
         except OSError as e:
-            claim.release()
             if e.errno == errno.ENOSPC:  # nothing else will get through either: stop with one line
                 raise DiskFullError(f"the disk is full while converting {eid}",
                                     "free some space; the episode stays queued and a rerun finds it") from e
             log.error("converting %s failed (%s); it stays queued", eid, e, exc_info=self.config.debug)
             self._fail(eid)
-        except AuthError:
-            claim.release()
-            raise
-        except Exception as e:  # the per-episode loop: one bad episode must not stop the daemon
-            log.error("converting %s failed (%s: %s); it stays queued", eid, type(e).__name__, e,
-                      exc_info=self.config.debug)
-            claim.release()
-            self._fail(eid)
-        if work is not None:
-            shutil.rmtree(work, ignore_errors=True)
+        finally:
+            if not kept:
+                claim.release()
+                if work is not None:
+                    shutil.rmtree(work, ignore_errors=True)
         return None
 
     def _fail(self, eid: str) -> None:

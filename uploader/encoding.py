@@ -10,6 +10,7 @@ from typing import Any
 import datasets
 import numpy as np
 import pyarrow as pa
+
 from gymrec.shared.spaces import Leaf, action_leaves
 
 

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from huggingface_hub import CommitOperationAdd, HfApi
+
 from gymrec.shared import layout
 from gymrec.shared.errors import CommitConflictError, EntryNotFoundError, HubError, HubUnavailableError
 from gymrec.uploader import card, info
 from gymrec.uploader.hub_errors import hub_call
 from gymrec.uploader.shards import Batch
-from huggingface_hub import CommitOperationAdd, HfApi
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
+
 from gymrec.shared import layout
 from gymrec.shared.errors import DatasetError
 from gymrec.uploader import card, info

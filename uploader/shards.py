@@ -18,6 +18,7 @@ from typing import Any
 import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from gymrec.shared import layout
 from gymrec.uploader.convert import Converted, ConvertOptions, RowGroupWriter
 
