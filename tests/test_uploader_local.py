@@ -192,3 +192,100 @@ def test_slugs_and_action_encoding() -> None:
     back = layout.decode_action_value(desc, values[1])
     assert back["binary"].dtype == np.int8 and np.array_equal(back["continuous"], leaves["continuous"][1])
     assert layout.decode_action_value({"type": "Discrete", "n": 4, "start": 0}, 3) == 3
+
+
+def test_batches_shards_row_groups_and_streaming(tmp_path: Path, spool: Path) -> None:
+    import pyarrow.parquet as pq
+
+    long = record_episode(spool, "BreakoutNoFrameskip-v4", 1100, seed=4)
+    short = [record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=s) for s in (5, 6)]
+    total = sum(Episode(p).length for p in (long, *short))
+    dataset = tmp_path / "dataset"
+    out = _upload_local(spool, dataset, tmp_path, "--batch-episodes", "2")
+    assert out.startswith("3 uploaded")
+    shards = sorted((dataset / "data" / "breakoutnoframeskip-v4").rglob("*.parquet"))
+    assert len(shards) == 2 and len(sorted((dataset / "meta" / "episodes").rglob("*.parquet"))) == 2
+    for shard in shards:
+        meta = pq.read_metadata(shard)
+        assert all(meta.row_group(i).num_rows <= 1000 for i in range(meta.num_row_groups))
+    info = json.loads((dataset / layout.INFO_PATH).read_text())["configs"]["breakoutnoframeskip-v4"]
+    assert (info["episodes"], info["shards"], info["steps"]) == (3, 2, total)
+    index = local_index(dataset)
+    assert set(index) == {long.stem, *(p.stem for p in short)}
+    stream = datasets.load_dataset(str(dataset), "breakoutnoframeskip-v4", split="train", streaming=True)
+    assert sum(1 for _ in stream) == total
+    # a rerun repairs a missing card
+    (dataset / "README.md").unlink()
+    assert _upload_local(spool, dataset, tmp_path).startswith("0 uploaded")
+    assert f"| **all** | 3 | {total} |" in (dataset / "README.md").read_text()
+
+
+def test_row_groups_stay_under_the_limit_across_episodes(tmp_path: Path, spool: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from gymrec.uploader.convert import ConvertOptions, convert_episode
+    from gymrec.uploader.shards import build_batch
+
+    sealed = [record_episode(spool, "BreakoutNoFrameskip-v4", 70, seed=s) for s in (1, 2)]
+    options = ConvertOptions(workers=1, row_group_rows=50)
+    converted = [convert_episode(Episode(p), tmp_path / p.stem, options) for p in sealed]
+    batch = build_batch(converted, tmp_path / "batch", options)
+    (part,) = batch.parts.values()
+    meta = pq.read_metadata(batch.files[part.data_file])
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert max(sizes) <= 50 and sum(sizes) == sum(c.length for c in converted)
+    index = pq.read_table(batch.files[part.index_file]).to_pylist()
+    table = pq.read_table(batch.files[part.data_file], columns=["episode_id", "step"])
+    for row in index:  # each index row points at exactly its episode's rows, in step order
+        rows = table.slice(row["row_start"], row["row_count"]).to_pylist()
+        assert [r["episode_id"] for r in rows] == [row["episode_id"]] * row["length"]
+        assert [r["step"] for r in rows] == list(range(row["length"]))
+
+
+@pytest.mark.parametrize(("setup", "needle"), [
+    (lambda d: (d / "meta").mkdir(parents=True) or (d / "meta" / "info.json").write_text('{"format_version": 3}'),
+     "format_version 3"),
+    (lambda d: (d / "meta" / "episodes").mkdir(parents=True) or (d / "meta" / "episodes" / "a.json").write_text("{}"),
+     "format-1"),
+])  # fmt: skip
+def test_other_format_versions_are_refused(tmp_path: Path, spool: Path, setup: object, needle: str) -> None:
+    from tests.replay_helpers import replay_cli
+
+    sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 20, seed=1)
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    setup(dataset)  # type: ignore[operator]
+    before = {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file()}
+    done = run_uploader(["--spool", str(spool), "--once", "--local-dir", str(dataset)], tmp_path, clean_env(HOME=str(tmp_path)))
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and needle in lines[0], done.stderr
+    assert sealed.is_dir() and {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file() and p.name != ".gymrec.lock"} == before
+    replayed = replay_cli(["--local-dir", str(dataset), "--all"])
+    assert replayed.returncode == 2 and needle in replayed.stderr and "Traceback" not in replayed.stderr
+
+
+def test_sigterm_commits_the_pending_batch(tmp_path: Path, spool: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from uploader_helpers import BIN
+
+    sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 40, seed=8)
+    dataset = tmp_path / "dataset"
+    args = [str(BIN / "gymrec-uploader"), "--spool", str(spool), "--local-dir", str(dataset), "--commit-every", "3600"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=clean_env(HOME=str(tmp_path)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not any((spool / "claimed").glob("*.zarr")) if (spool / "claimed").is_dir() else True:
+            assert time.monotonic() < deadline and proc.poll() is None, "the daemon never claimed the episode"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out.startswith("1 uploaded") and sealed.stem in local_index(dataset)

@@ -23,9 +23,10 @@ from filelock import FileLock
 
 from gymrec.shared import layout
 from gymrec.shared.errors import DatasetError
+from gymrec.shared.fsio import fsync_dir
 from gymrec.uploader import card, info
 from gymrec.uploader.hub import Receipt
-from gymrec.uploader.manifests import durable_write, fsync_dir
+from gymrec.uploader.manifests import durable_write
 from gymrec.uploader.shards import Batch
 
 log = logging.getLogger(__name__)

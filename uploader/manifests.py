@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from gymrec.shared.fsio import atomic_write, fsync_dir
+
 log = logging.getLogger(__name__)
 
 BATCHES_AREA = "batches"
@@ -25,22 +27,8 @@ SUFFIX = ".json"
 
 
 def durable_write(path: Path, data: bytes) -> None:
-    """Temp file, fsync, rename, fsync the directory: after a crash it is whole or absent."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Temp file, fsync, rename, fsync the directory (``shared.fsio``): after a crash it is whole or absent."""
+    atomic_write(path, data)
 
 
 def durable_json(path: Path, data: dict[str, Any]) -> None:
