@@ -207,3 +207,23 @@ def test_dead_claim_is_taken_over(tmp_path: Path, spool: Path) -> None:
         assert list(index_rows_of(hub.files(REPO))) == [sealed.stem]
     assert not a.touch()  # the old owner learns it lost the claim
     assert np.all([not any((spool / CLAIMED_AREA).iterdir())])
+
+
+def test_compact_on_the_hub_in_one_commit(tmp_path: Path, spool: Path) -> None:
+    sealed = [record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=s) for s in (1, 2, 3)]
+    with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
+        env = _env(hub.endpoint, tmp_path)
+        done = run_uploader(["--spool", str(spool), "--once", "--repo-id", REPO, "--batch-episodes", "1"], tmp_path, env)
+        assert done.returncode == 0, done.stderr
+        commits = len(hub.commits(REPO))
+        shards = [p for p in hub.files(REPO) if layout.is_index_path(p)]
+        assert len(shards) == 3
+        compacted = run_uploader(["compact", "--repo-id", REPO], tmp_path, env)
+        assert compacted.returncode == 0 and "3 shards merged into 1" in compacted.stdout, compacted.stderr
+        files = hub.files(REPO)
+        assert len(hub.commits(REPO)) == commits + 1
+        assert len([p for p in files if layout.is_index_path(p)]) == 1
+        assert sorted(m["episode_id"] for m in _metas(files)) == sorted(p.stem for p in sealed)
+        info = json.loads(files[layout.INFO_PATH])["configs"]["breakoutnoframeskip-v4"]
+        assert (info["episodes"], info["shards"]) == (3, 1)
+        assert f"| **all** | 3 | {info['steps']} |" in files["README.md"].decode()

@@ -289,3 +289,26 @@ def test_sigterm_commits_the_pending_batch(tmp_path: Path, spool: Path) -> None:
             proc.wait()
     assert proc.returncode == 0, err
     assert out.startswith("1 uploaded") and sealed.stem in local_index(dataset)
+
+
+def test_compact_merges_shards_and_keeps_every_episode(tmp_path: Path, spool: Path) -> None:
+    from tests.replay_helpers import replay_cli
+
+    sealed = [record_episode(spool, "BreakoutNoFrameskip-v4", 40, seed=s) for s in (1, 2, 3)]
+    dataset = tmp_path / "dataset"
+    _upload_local(spool, dataset, tmp_path, "--batch-episodes", "1")
+    before = local_index(dataset)
+    assert len(list((dataset / "data").rglob("*.parquet"))) == 3
+    done = run_uploader(["compact", "--local-dir", str(dataset)], tmp_path, clean_env(HOME=str(tmp_path)))
+    assert done.returncode == 0 and "3 shards merged into 1" in done.stdout, done.stderr
+    assert len(list((dataset / "data").rglob("*.parquet"))) == 1 and len(list((dataset / "meta" / "episodes").rglob("*.parquet"))) == 1
+    after = local_index(dataset)
+    assert set(after) == set(before) == {p.stem for p in sealed}
+    assert all(after[e]["final_observation_hash"] == before[e]["final_observation_hash"] for e in after)
+    info = json.loads((dataset / layout.INFO_PATH).read_text())["configs"]["breakoutnoframeskip-v4"]
+    assert (info["episodes"], info["shards"]) == (3, 1)
+    assert _load(dataset).num_rows == sum(Episode(spool / UPLOADED_LOCAL_AREA / p.name).length for p in sealed)
+    replayed = replay_cli(["--local-dir", str(dataset), "--all"])
+    assert replayed.returncode == 0 and replayed.stdout.count("identical") == 3, replayed.stdout + replayed.stderr
+    again = run_uploader(["compact", "--local-dir", str(dataset)], tmp_path, clean_env(HOME=str(tmp_path)))
+    assert again.returncode == 0 and "0 shards merged" in again.stdout

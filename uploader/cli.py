@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import tempfile
 import threading
 from pathlib import Path
 from types import FrameType
@@ -13,12 +14,14 @@ import click
 
 from gymrec.shared.cli_errors import OneLineGroup, cli_edge, configure_logging, debug_enabled
 from gymrec.shared.credentials import hub_access
-from gymrec.shared.errors import AuthError, HubUnavailableError
+from gymrec.shared.errors import AuthError, DatasetError, HubUnavailableError
 from gymrec.shared.paths import data_dir, default_spool
 from gymrec.shared.spool import check_spool
 from gymrec.uploader.config import UploaderConfig, check_repo_id
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.daemon import Uploader
+from gymrec.uploader.hub import HubPusher, RetryPolicy
+from gymrec.uploader.local import LocalWriter
 from gymrec.uploader.status import STATES, spool_status
 
 PROG = "gymrec-uploader"
@@ -130,3 +133,41 @@ def status(ctx: click.Context, spool_opt: Path | None) -> None:
     click.echo(f"{'state':<15} {'episodes':>8} {'frames':>10}")
     for state in STATES:
         click.echo(f"{state:<15} {counts[state].episodes:>8} {counts[state].frames:>10}")
+
+
+@main.command()
+@click.option("--repo-id", help="The Hub dataset to compact.")
+@click.option("--local-dir", type=click.Path(path_type=Path), help="The local dataset to compact.")
+@click.option("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co).")
+@click.option("--target-mb", type=click.FloatRange(min=1.0, max=100_000.0), default=500.0, show_default=True,
+              help="Merge each config's small shards into files of about this size.")
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
+@cli_edge(PROG)
+def compact(repo_id: str | None, local_dir: Path | None, endpoint: str | None, target_mb: float, verbose: bool) -> None:
+    """Merge each config's small shards into large ones, in one commit (safe while others upload)."""
+    configure_logging(verbose)
+    if (repo_id is None) == (local_dir is None):
+        raise click.UsageError("pass exactly one of --repo-id ID or --local-dir DIR")
+    environ = os.environ
+    target = int(target_mb * (1 << 20))
+    options = ConvertOptions(workers=1)
+    with tempfile.TemporaryDirectory(prefix="gymrec-compact-") as tmp:
+        if local_dir is not None:
+            if not (local_dir / "meta" / "info.json").is_file():
+                raise DatasetError(f"{local_dir} is not a gymrec dataset (no meta/info.json)", "pass --local-dir DIR")
+            writer = LocalWriter(local_dir)
+            replaced, written = writer.compact_shards(target, options)
+            where = str(local_dir)
+        else:
+            repo_id = check_repo_id(str(repo_id))
+            access = hub_access(endpoint, environ, Path.cwd())
+            if access.token is None:
+                raise AuthError("compact --repo-id needs a Hub token and none was found",
+                                "set HF_TOKEN, put HF_TOKEN=... in ./.env or run 'hf auth login'")  # fmt: skip
+            from huggingface_hub.utils import disable_progress_bars
+
+            disable_progress_bars()
+            pusher = HubPusher(access.endpoint, access.token, False, RetryPolicy(), threading.Event())
+            replaced, written = pusher.compact_shards(repo_id, target, Path(tmp), options)
+            where = repo_id
+    click.echo(f"compacted {where}: {replaced} shards merged into {written}")

@@ -22,11 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
 from gymrec.shared import layout
-from gymrec.shared.errors import CommitConflictError, EntryNotFoundError, HubError, HubUnavailableError
-from gymrec.uploader import card, info
+from gymrec.shared.errors import (
+    CommitConflictError,
+    DatasetError,
+    EntryNotFoundError,
+    HubError,
+    HubUnavailableError,
+)
+from gymrec.uploader import card, compact, info
+from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.hub_errors import hub_call
 from gymrec.uploader.shards import Batch
 
@@ -181,3 +188,63 @@ class HubPusher:
                 if self._abort.wait(random.uniform(0.0, 0.2)):
                     break
         raise HubUnavailableError(f"{repo_id} kept changing under every commit", "the episodes stay queued")
+
+    # --- compaction -------------------------------------------------------------------------------
+
+    def _tree_sizes(self, repo_id: str, head: str) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for folder in (layout.DATA_DIR, layout.INDEX_DIR):
+            try:
+                with hub_call(repo_id, self._endpoint):
+                    for entry in self._api.list_repo_tree(repo_id, folder, recursive=True, revision=head, repo_type=REPO_TYPE):
+                        size = getattr(entry, "size", None)
+                        if size is not None:
+                            sizes[entry.path] = int(size)
+            except EntryNotFoundError:
+                continue
+        return sizes
+
+    def compact_shards(self, repo_id: str, target_bytes: int, root: Path, options: ConvertOptions) -> tuple[int, int]:
+        """Merge small shards until none are left to merge; (shards replaced, shards written)."""
+        replaced = written = 0
+        conflicts = 0
+        while conflicts < self._retry.max_conflicts:
+            head = self.head(repo_id)
+            current = self._info_at(repo_id, head)
+            if current is None:
+                raise DatasetError(f"{repo_id} holds no gymrec dataset (no {layout.INFO_PATH})", "check --repo-id")
+            groups = compact.plan(compact.shards_of(self._tree_sizes(repo_id, head)), target_bytes)
+            chosen: list[tuple[compact.Shard, ...]] = []
+            operations_count = 0
+            for group in groups:  # a commit stays under the Hub's 100 files
+                if chosen and operations_count + 2 * len(group) + 2 > 95:
+                    break
+                chosen.append(group)
+                operations_count += 2 * len(group) + 2
+            if not chosen:
+                return replaced, written
+            local: dict[str, Path] = {}
+            for group in chosen:
+                for shard in group:
+                    for path in (shard.data_file, shard.index_file):
+                        with hub_call(f"{repo_id}:{path}", self._endpoint):
+                            local[path] = Path(self._api.hf_hub_download(repo_id, path, repo_type=REPO_TYPE, revision=head))
+            merged = [compact.merge(group, local, root, options) for group in chosen]
+            new_info = compact.updated_info(current, merged)
+            operations: list[CommitOperationAdd | CommitOperationDelete] = []
+            for m in merged:
+                operations += [CommitOperationAdd(path, str(file)) for path, file in sorted(m.files.items())]
+                operations += [CommitOperationDelete(path) for path in m.deleted]
+            operations.append(CommitOperationAdd(layout.INFO_PATH, info.dumps(new_info)))
+            operations.append(CommitOperationAdd(layout.CARD_PATH, card.render(new_info, card.Target(repo_id, local=False)).encode()))
+            olds = sum(len(m.replaces) for m in merged)
+            try:
+                with hub_call(repo_id, self._endpoint):
+                    self._api.create_commit(repo_id, operations, repo_type=REPO_TYPE, parent_commit=head,
+                                            commit_message=f"Compact {olds} shards into {len(merged)}")  # fmt: skip
+            except CommitConflictError as e:
+                conflicts += 1
+                log.info("%s; planning the compaction again", e)
+                continue
+            replaced, written = replaced + olds, written + len(merged)
+        raise HubUnavailableError(f"{repo_id} kept changing under every compaction commit", "run compact again later")

@@ -24,7 +24,8 @@ from filelock import FileLock
 from gymrec.shared import layout
 from gymrec.shared.errors import DatasetError
 from gymrec.shared.fsio import fsync_dir
-from gymrec.uploader import card, info
+from gymrec.uploader import card, compact, info
+from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.hub import Receipt
 from gymrec.uploader.manifests import durable_write
 from gymrec.uploader.shards import Batch
@@ -80,9 +81,19 @@ def _finish_pending(local_dir: Path) -> None:
         pending = None  # torn before its fsync: step (2) never started
     if pending is not None and all((local_dir / rel).is_file() for rel in pending["shards"]):
         durable_write(local_dir / layout.INFO_PATH, info.dumps(pending["info"]))
+        _delete(local_dir, pending.get("delete", []))  # compaction: the shards it merged
         log.info("finished an interrupted write to %s", local_dir)
+    elif pending is not None and pending.get("delete"):  # a compaction that did not finish: drop its new shards
+        _delete(local_dir, pending["shards"])
     path.unlink()
     fsync_dir(path.parent)
+
+
+def _delete(local_dir: Path, paths: list[str]) -> None:
+    for rel in paths:
+        target = local_dir / rel
+        target.unlink(missing_ok=True)
+        fsync_dir(target.parent)
 
 
 def write_card(local_dir: Path, current: dict[str, Any]) -> None:
@@ -139,3 +150,42 @@ class LocalWriter:
             write_card(root, merged)
         log.info("wrote batch %s (%d episodes) to %s", batch.batch_id[:8], len(batch.episode_ids), root)
         return Receipt("local", None, batch.shard_paths, batch.batch_id, local_dir=str(root))
+
+    def compact_shards(self, target_bytes: int, options: ConvertOptions) -> tuple[int, int]:
+        """Merge small shards (the same plan and checks as on the Hub); (shards replaced, shards written)."""
+        base = self.local_dir
+        root = staging_dir(base, f"compact.{os.getpid()}")  # the same filesystem: the moves are renames
+        try:
+            return self._compact(root, target_bytes, options)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    def _compact(self, root: Path, target_bytes: int, options: ConvertOptions) -> tuple[int, int]:
+        base = self.local_dir
+        with self._lock:
+            _finish_pending(base)
+            current = read_info(base)
+            if current is None:
+                raise DatasetError(f"{base} holds no gymrec dataset (no {layout.INFO_PATH})", "check --local-dir")
+            sizes = {str(p.relative_to(base)): p.stat().st_size
+                     for folder in (layout.DATA_DIR, layout.INDEX_DIR) if (base / folder).is_dir()
+                     for p in (base / folder).rglob("*" + layout.SHARD_SUFFIX)}  # fmt: skip
+            groups = compact.plan(compact.shards_of(sizes), target_bytes)
+            if not groups:
+                return 0, 0
+            local = {path: base / path for group in groups for s in group for path in (s.data_file, s.index_file)}
+            merged = [compact.merge(group, local, root, options) for group in groups]
+            new_info = compact.updated_info(current, merged)
+            new_paths = sorted(p for m in merged for p in m.files)
+            deleted = sorted(p for m in merged for p in m.deleted)
+            durable_write(base / PENDING_PATH, json.dumps({"info": new_info, "shards": new_paths, "delete": deleted}).encode())
+            for m in merged:
+                for rel, file in sorted(m.files.items()):
+                    (base / rel).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(file, base / rel)
+                    fsync_dir((base / rel).parent)
+            durable_write(base / layout.INFO_PATH, info.dumps(new_info))
+            _delete(base, deleted)
+            (base / PENDING_PATH).unlink()
+            write_card(base, new_info)
+        return len(deleted) // 2, len(merged)
