@@ -93,7 +93,7 @@ def dataset_path(config: MinariConfig, minari: ModuleType) -> Path:
     except ValueError as e:
         raise ExportError(f"{config.dataset_id!r} is not a Minari dataset id",
                           "use (namespace/)name-vN, for example gymrec/breakout-human-v0") from e
-    return config.datasets_root / config.dataset_id
+    return (config.datasets_root / config.dataset_id).absolute()  # minari joins relative paths twice
 
 
 def _stack(rows: list[dict[str, np.ndarray]], single: bool) -> Any:
