@@ -45,10 +45,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 $(BIN)/python -m bench $(ARGS)
 
-# The reliability suites at full size (50 kills, more races); make test runs them smaller.
+# The reliability suites at full size (50 kills, 50 power cuts, more races); make test runs them smaller.
 stress: $(STAMP)
 	GYMREC_STRESS=1 SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 \
-		$(BIN)/python -m pytest -q -s tests/test_reliability_recorder.py tests/test_reliability_uploader.py $(ARGS)
+		$(BIN)/python -m pytest -q -s tests/test_reliability_recorder.py tests/test_reliability_uploader.py \
+		tests/test_reliability_power.py $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check recorder uploader shared replay export tests bench

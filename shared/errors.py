@@ -53,6 +53,10 @@ class AgentActionError(GymrecError, ValueError):
     """An agent returned an action outside the env's action space."""
 
 
+class AgentFailedError(GymrecError, RuntimeError):
+    """The agent's own code raised: the agent's error, not gymrec's (the steps before it are kept)."""
+
+
 class DisplayError(GymrecError, RuntimeError):
     """No window could be opened for interactive play."""
 
@@ -88,10 +92,6 @@ class AmbiguousEpisodeError(GymrecError, LookupError):
     """An id prefix matches more than one episode."""
 
 
-class EpisodeBusyError(GymrecError, RuntimeError):
-    """Another live process holds the episode (it is still being written or recovered)."""
-
-
 class RecoveryError(GymrecError, RuntimeError):
     """Re-simulating an orphaned episode did not reproduce the chunks already on disk."""
 
@@ -121,13 +121,6 @@ class DatasetError(GymrecError, ValueError):
 
 class CommitConflictError(HubUnavailableError):
     """The repo's head moved under a ``parent_commit`` commit; re-read it and try again."""
-
-
-# --- replay -----------------------------------------------------------------------------------
-
-
-class VersionMismatchWarning(UserWarning):
-    """Installed env packages differ from the ones an episode was recorded with."""
 
 
 # --- export -----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import numpy as np
 import pygame
 
 from gymrec.recorder.config import PlayConfig
+from gymrec.recorder.controllers import HumanController
 from gymrec.recorder.session import Session
 from gymrec.recorder.window import GameWindow, HudState, TickInput
 from gymrec.shared.backends import make_env
@@ -41,8 +42,8 @@ def play(env_id: str, script: dict[int, list[tuple[int, int]]], spool: Path, see
     window = ScriptedWindow(script, title="test", fps=1000.0, scale=1, help_lines=resolver.help_lines())
     window.open((210, 160, 3))
     try:
-        result = Session(config, made, window=window, resolver=resolver,
-                         keymap={"source": keymap.source, "bindings": keymap.to_dict()}).run()
+        source = HumanController(window, resolver, {"source": keymap.source, "bindings": keymap.to_dict()})
+        result = Session(config, made, source).run()
     finally:
         window.close()
         made.env.close()
@@ -61,10 +62,10 @@ def test_keys_become_actions_with_latch_discard_and_quit(spool: Path) -> None:
     first, second = play("BreakoutNoFrameskip-v4", script, spool)
     meanings = ["NOOP", "FIRE", "RIGHT", "LEFT"]
     assert [meanings[a] for a in first.actions()] == ["FIRE", "NOOP", "NOOP", "RIGHT", "RIGHT", "RIGHT", "LEFT", "LEFT"]
-    assert first.end_reason == "discarded" and first.attrs["seed"] == 4
-    assert second.end_reason == "quit" and second.actions() == [0, 0] and second.attrs["seed"] != 4
-    assert first.attrs["collector"] == "human" and first.attrs["player"] == "tester"
-    assert first.attrs["keymap"]["source"] == "builtin:atari"
+    assert first.end_reason == "discarded" and first.attrs.seed == 4
+    assert second.end_reason == "quit" and second.actions() == [0, 0] and second.attrs.seed != 4
+    assert first.attrs.collector == "human" and first.attrs.player == "tester"
+    assert first.attrs.keymap is not None and first.attrs.keymap["source"] == "builtin:atari"
 
 
 def test_quitting_before_any_step_keeps_an_empty_discarded_episode(spool: Path) -> None:
