@@ -109,11 +109,11 @@ def test_metadata_seed_algorithm_requirements_and_no_author_by_default(spool: Pa
     meta = minari.load_dataset("gymrec/ale-v0").storage.metadata
     assert meta["algorithm_name"] == "random"
     assert "author" not in meta  # the player did not opt in
-    versions = source.attrs["versions"]
+    versions = source.attrs.versions
     assert meta["requirements"] == [f"gymnasium=={versions['gymnasium']}", f"ale-py=={versions['ale-py']}"]
     assert json.loads(meta["env_spec"])["kwargs"]["render_mode"] == "rgb_array"
     (episode_meta,) = minari.load_dataset("gymrec/ale-v0").storage.get_episode_metadata([0])
-    assert episode_meta["seed"] == source.attrs["seed"] == 3
+    assert episode_meta["seed"] == source.attrs.seed == 3
     assert episode_meta["gymrec_episode_id"] == source.id
 
     assert export_cli("minari", str(spool), "gymrec/ale-credited-v0", "--env", ALE, "--author", cwd=workdir,

@@ -62,10 +62,10 @@ def test_lossless_decodes_back_bit_exact_with_the_strip_outside(env_id: str, spo
     decoded = _decode(out)
     frames = decoded.frames
     source = SpoolSource(episode)
-    recorded = recorded_frames(episode)[source.attrs["image_key"]]
+    recorded = recorded_frames(episode)[source.attrs.image_key]
     height, width = recorded[0].shape[:2]
     assert decoded.pix_fmt == "gbrp"  # RGB, no chroma subsampling
-    assert decoded.fps == pytest.approx(source.attrs["fps"])
+    assert decoded.fps == pytest.approx(source.attrs.fps)
     assert len(frames) == len(recorded) == source.length + 1
     assert frames[0].shape[0] == height + STRIP_ROWS + (height + STRIP_ROWS) % 2
     for got, want in zip(frames, recorded, strict=True):
@@ -82,7 +82,7 @@ def test_default_is_even_yuv420p_h264_of_good_quality(spool: Path, tmp_path: Pat
     decoded = _decode(out)
     frames = decoded.frames
     assert (decoded.codec, decoded.pix_fmt) == ("h264", "yuv420p")
-    assert decoded.fps == pytest.approx(SpoolSource(episode).attrs["fps"])
+    assert decoded.fps == pytest.approx(SpoolSource(episode).attrs.fps)
     assert frames[0].shape[0] % 2 == 0 and frames[0].shape[1] % 2 == 0
     recorded = recorded_frames(episode)["screen"]
     assert len(frames) == len(recorded)
@@ -105,7 +105,7 @@ def test_all_from_a_local_dataset(spool: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     for episode in spool.glob("*.zarr"):
         frames = _decode(out / f"{episode.stem}.mp4").frames
-        leaf = SpoolSource(episode).attrs["image_key"]
+        leaf = SpoolSource(episode).attrs.image_key
         recorded = recorded_frames(episode)[leaf]
         h, w = recorded[0].shape[:2]
         assert all(np.array_equal(f[:h, :w], r) for f, r in zip(frames, recorded, strict=True))
