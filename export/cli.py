@@ -110,7 +110,7 @@ def minari_command(source: str, dataset_id: str, env_id: str | None, force: bool
     todo = jobs(_source_selection(source, local_dir, endpoint))
     result = export_minari(todo, config, _progress())
     skipped = f", {result.skipped} skipped" if result.skipped else ""
-    click.echo(f"{result.dataset_id}: {result.episodes} episodes, {result.steps} steps of {result.env_id}"
+    click.echo(f"{result.dataset_id}: {result.episodes} episode(s), {result.steps} steps of {result.env_id}"
                f"{skipped} -> {result.path}")
 
 

@@ -84,7 +84,7 @@ def test_export_reproduces_through_recover_environment(env_id: str, spool: Path,
     dataset_id = "gymrec/" + env_id.split("/")[-1].lower()
     proc = export_cli("minari", str(spool), dataset_id, "--env", env_id, cwd=workdir, env=_env(minari_path))
     assert proc.returncode == 0, proc.stderr
-    assert "1 episodes" in proc.stdout and "1 skipped" in proc.stdout
+    assert "1 episode(s)" in proc.stdout and "1 skipped" in proc.stdout
     assert replay_through_minari(dataset_id) == []
 
     import minari
