@@ -91,7 +91,7 @@ def _source(config: PlayConfig, made: Any) -> ActionSource:
     window = GameWindow(title=f"gymrec - {made.env_id}", fps=fps, scale=config.scale, help_lines=help_lines)
     window.open(_frame_shape(made.env.observation_space))
     if resolver is not None:
-        return HumanController(window, resolver, keymap_dict)
+        return HumanController(window, resolver, keymap_dict, step_mode=config.step_mode)
     assert agent is not None
     return AgentController(agent, config.agent, window)
 
@@ -99,6 +99,11 @@ def _source(config: PlayConfig, made: Any) -> ActionSource:
 def _play(config: PlayConfig) -> None:
     from gymrec.recorder.session import Session
 
+    if not config.headless:  # before anything is written: an invisible window records nobody
+        from gymrec.shared.display import require_display
+
+        who = "nobody could see the game" if config.human else "nobody could watch the agent"
+        require_display(who, "to record an agent without a display, add --headless --agent random")
     spool = check_spool(config.spool, create=True)
     for r in recover_orphans(spool):
         if r.sealed is not None:
@@ -142,12 +147,26 @@ def _frame_shape(space: Any) -> tuple[int, ...]:
 @click.option("--env-kwarg", "env_kwargs", multiple=True, metavar="KEY=VALUE", help="Extra gymnasium.make kwarg.")
 @click.option("--keymap", "keymap_path", type=click.Path(path_type=Path), help="A keymap TOML file.")
 @click.option("--player", default="", help="Player name stored with each episode.")
+@click.option("--step-mode", is_flag=True, help="The game advances only while you press or hold a key or button.")
+@click.option("--publish-host", is_flag=True, help="Store this machine's hostname with each episode (it identifies it).")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress.")
 @cli_edge(PROG)
 def main(env_id: str | None, list_envs_flag: bool, fps: float | None, scale: int, seed: int | None,
          episodes: int | None, max_steps: int | None, spool: Path | None, agent: str, headless: bool,
-         env_kwargs: tuple[str, ...], keymap_path: Path | None, player: str, verbose: bool) -> None:
-    """Play ENV_ID and record every episode into the spool."""
+         env_kwargs: tuple[str, ...], keymap_path: Path | None, player: str, step_mode: bool, publish_host: bool,
+         verbose: bool) -> None:
+    """Play ENV_ID and record every episode into the spool.
+
+    \b
+    In the game window:
+      any key or button   start an episode (nothing is recorded before)
+      Esc                 quit (the episode so far is kept)
+      P                   pause / resume
+      Backspace           discard this episode
+      F1                  help: what each key does in this game (pauses)
+    At the end of an episode: any key for the next one, Backspace to discard it, Esc to quit.
+    Game controllers work alongside the keyboard (d-pad, left stick, A/B/X/Y, shoulders, start/select).
+    """
     configure_logging(verbose)
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # keep stderr for gymrec's own lines
     if list_envs_flag:
@@ -157,6 +176,8 @@ def main(env_id: str | None, list_envs_flag: bool, fps: float | None, scale: int
         raise click.UsageError("give an ENV_ID; gymrec-play --list shows them")
     if headless and agent == HUMAN:
         raise BadAgentError("--headless needs an agent: a human cannot play without a window", "add --agent random")
+    if step_mode and (agent != HUMAN or headless):
+        raise click.UsageError("--step-mode is for human play: the game waits for your key presses")
     if keymap_path is not None and not keymap_path.is_file():
         from gymrec.shared.errors import KeymapError
 
@@ -174,6 +195,8 @@ def main(env_id: str | None, list_envs_flag: bool, fps: float | None, scale: int
         headless=headless,
         keymap_path=keymap_path,
         player=player or os.environ.get("USER", ""),
+        step_mode=step_mode,
+        publish_host=publish_host,
     )
     # SIGTERM stops like Esc: the episode is sealed, not left for recovery.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
