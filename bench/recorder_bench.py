@@ -22,7 +22,7 @@ BREAKOUT = "BreakoutNoFrameskip-v4"
 def _raw_steps_per_s(env_id: str, episodes: list[Episode]) -> float:
     made = make_env(env_id, {})
     env = made.env
-    plans = [(int(e.attrs["seed"]), e.actions()) for e in episodes]
+    plans = [(e.attrs.seed, e.actions()) for e in episodes]
     steps = 0
     start = time.perf_counter()
     for seed, actions in plans:

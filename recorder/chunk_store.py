@@ -17,6 +17,7 @@ import numpy as np
 
 from gymrec.recorder import zarr_layout
 from gymrec.shared import schema
+from gymrec.shared.fsio import atomic_write
 
 log = logging.getLogger(__name__)
 PER_OBS = (schema.OBS_GROUP + "/", schema.HASH_GROUP + "/")
@@ -37,7 +38,7 @@ class ChunkJob:
     obs_rows: int
     chunk_steps: int
     specs: tuple[ArraySpec, ...]
-    seal: dict[str, Any] | None = None  # the final attributes; present on the last job only
+    seal: dict[str, Any] | None = None  # the episode's whole final attributes; on the last job only
     journal_bytes: int = -1  # with seal: the journal's used length (its reserved tail is trimmed)
     sealed: str = ""
 
@@ -76,7 +77,7 @@ class ChunkStore:
                 rows[used:] = 0  # the edge chunk's padding is never read; zeros compress best
             self.encoder.write(partial / spec.name, job.index, rows)
         committed = job.index * job.chunk_steps + job.step_rows
-        zarr_layout.atomic_write(partial / schema.COMMITTED_NAME, json.dumps({"steps": committed}).encode())
+        atomic_write(partial / schema.COMMITTED_NAME, json.dumps({"steps": committed}).encode(), durable=False)
 
     def finish(self, job: ChunkJob) -> None:
         assert job.seal is not None
@@ -85,9 +86,8 @@ class ChunkStore:
         for spec in job.specs:
             rows = length + 1 if spec.name.startswith(PER_OBS) else length
             zarr_layout.write_array_metadata(partial / spec.name, rows, spec.shape, np.dtype(spec.dtype), job.chunk_steps)
-        zarr_layout.atomic_write(partial / schema.COMMITTED_NAME, json.dumps({"steps": length, "sealed": True}).encode())
-        attrs = json.loads((partial / zarr_layout.METADATA).read_bytes())["attributes"]
-        zarr_layout.write_group(partial, {**attrs, **job.seal})
+        atomic_write(partial / schema.COMMITTED_NAME, json.dumps({"steps": length, "sealed": True}).encode(), durable=False)
+        zarr_layout.write_group(partial, job.seal)
         journal = partial / schema.JOURNAL_NAME
         if job.journal_bytes >= 0 and journal.exists():
             fd = os.open(journal, os.O_RDWR)

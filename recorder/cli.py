@@ -14,7 +14,7 @@ import click
 from gymrec.recorder.agents import Agent, load_agent
 from gymrec.recorder.config import HUMAN, PlayConfig, parse_env_kwargs
 from gymrec.recorder.controllers import ActionSource
-from gymrec.recorder.recovery import recover_orphans
+from gymrec.recorder.recovery import format_report, recover_orphans
 from gymrec.shared.backends import list_envs, make_env
 from gymrec.shared.cli_errors import OneLineCommand, cli_edge, configure_logging
 from gymrec.shared.errors import AgentFailedError, BadAgentError
@@ -105,11 +105,7 @@ def _play(config: PlayConfig) -> None:
         who = "nobody could see the game" if config.human else "nobody could watch the agent"
         require_display(who, "to record an agent without a display, add --headless --agent random")
     spool = check_spool(config.spool, create=True)
-    for r in recover_orphans(spool):
-        if r.sealed is not None:
-            click.echo(f"recovered {r.sealed.name}: {r.checked_steps} steps checked, {r.rebuilt_steps} rebuilt", err=True)
-        else:
-            click.echo(f"could not recover {r.partial.name}: {r.error}", err=True)
+    click.echo(format_report(recover_orphans(spool)), err=True, nl=False)
     made = make_env(config.env_id, dict(config.env_kwargs))
     source: ActionSource | None = None
     try:

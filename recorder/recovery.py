@@ -24,7 +24,7 @@ from zarr.errors import ZarrUserWarning
 
 from gymrec.recorder.writer import EpisodeWriter
 from gymrec.shared import schema
-from gymrec.shared.backends import make_env
+from gymrec.shared.attrs import EpisodeAttrs, make_env_for, utc_now
 from gymrec.shared.episode import Episode, read_committed
 from gymrec.shared.errors import CorruptEpisodeError, GymrecError, RecoveryError
 from gymrec.shared.spaces import action_leaves, decode_action, encode_action, split_observation
@@ -55,8 +55,8 @@ def _expose_committed(partial: Path, committed: int) -> None:
         array.resize((committed, *array.shape[1:]))
 
 
-def _journal(partial: Path, attrs: dict[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    fmt = schema.JournalFormat(tuple(action_leaves(attrs["action_space"])))
+def _journal(partial: Path, attrs: EpisodeAttrs) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    fmt = schema.JournalFormat(tuple(action_leaves(attrs.action_space)))
     try:
         data = (partial / schema.JOURNAL_NAME).read_bytes()
     except FileNotFoundError:
@@ -69,7 +69,7 @@ class _Orphan:
     """What survived of one episode: committed rows on disk, and the journal beyond them."""
 
     partial: Path
-    attrs: dict[str, Any]
+    attrs: EpisodeAttrs
     committed: int
     timestamps: np.ndarray
     journal: dict[str, np.ndarray]
@@ -80,7 +80,7 @@ class _Orphan:
         return max(self.committed, len(self.timestamps))
 
     def actions(self) -> list[Any]:
-        desc = self.attrs["action_space"]
+        desc = self.attrs.action_space
         on_disk = self.disk.batch(0, self.committed, with_obs=False).action if self.committed else {}
         return [
             decode_action(desc, {k: v[t] for k, v in (on_disk if t < self.committed else self.journal).items()})
@@ -93,15 +93,15 @@ class _Orphan:
 
 
 def _load(partial: Path) -> _Orphan:
-    attrs: dict[str, Any] = dict(zarr.open_group(str(partial), mode="r").attrs)
-    schema.check_attrs(attrs, partial.name, sealed=False, expected_id=schema.id_from_name(partial.name))
-    chunk = int(attrs["chunk_steps"])
+    disk = Episode(partial, trusted_length=0)  # validates the attributes
+    chunk = disk.attrs.chunk_steps
     # A marker written while sealing may be mid-chunk; redo that chunk from the re-simulation.
     committed = (read_committed(partial) // chunk) * chunk
-    timestamps, journal = _journal(partial, attrs)
+    timestamps, journal = _journal(partial, disk.attrs)
     if committed:
         _expose_committed(partial, committed)
-    return _Orphan(partial, attrs, committed, timestamps, journal, Episode(partial, trusted_length=committed))
+        disk = Episode(partial, trusted_length=committed)
+    return _Orphan(partial, disk.attrs, committed, timestamps, journal, disk)
 
 
 def recover(partial: Path, lock: WriterLock) -> Recovered:
@@ -109,10 +109,9 @@ def recover(partial: Path, lock: WriterLock) -> Recovered:
     with contextlib.ExitStack() as stack:
         stack.callback(lock.release)  # idempotent: sealing releases it too
         orphan = _load(partial)
-        env = stack.enter_context(contextlib.closing(
-            make_env(orphan.attrs["env_id"], orphan.attrs["env_kwargs"], orphan.attrs["backend"]).env))
+        env = stack.enter_context(contextlib.closing(make_env_for(orphan.attrs).env))
         writer = stack.enter_context(EpisodeWriter(
-            partial, lock, orphan.attrs, first_chunk=orphan.committed // int(orphan.attrs["chunk_steps"]),
+            partial, lock, orphan.attrs, first_chunk=orphan.committed // orphan.attrs.chunk_steps,
             journal=False, backpressure=True))
         return _resimulate(orphan, env, writer)
     raise AssertionError("unreachable")  # for type checkers: ExitStack does not swallow exceptions
@@ -123,8 +122,8 @@ def _resimulate(orphan: _Orphan, env: Any, writer: EpisodeWriter) -> Recovered:
     checked = orphan.disk.batch(0, committed, with_obs=False) if committed else None
     hashes = {leaf.name: orphan.disk.hashes(leaf.name, 0, committed) for leaf in orphan.disk.obs_leaves} if committed else {}
     writer.episode_return = float(checked.reward.sum()) if checked is not None else 0.0
-    desc = orphan.attrs["action_space"]
-    obs, info = env.reset(seed=int(orphan.attrs["seed"]))
+    desc = orphan.attrs.action_space
+    obs, info = env.reset(seed=orphan.attrs.seed)
     for t, action in enumerate(orphan.actions()):
         leaves = split_observation(obs)
         if t < committed:
@@ -144,7 +143,7 @@ def _resimulate(orphan: _Orphan, env: Any, writer: EpisodeWriter) -> Recovered:
             raise orphan.diverged(t, "reward or termination")
     rebuilt = orphan.total - committed
     extra: dict[str, Any] = {"recovery": {"committed_steps": committed, "journal_steps": int(len(orphan.timestamps)),
-                             "rebuilt_steps": rebuilt, "recovered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
+                             "rebuilt_steps": rebuilt, "recovered_at": utc_now()}}
     end = schema.EndReason.RECOVERED
     if orphan.total == 0:  # killed before its first step: nothing to keep, but nothing to upload either
         end, extra["discarded_because"] = schema.EndReason.DISCARDED, "the recorder stopped before the first step"
@@ -164,6 +163,15 @@ def _remove_dead_staging(spool: Path) -> None:
         if lock is not None:
             lock.release()
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def format_report(results: list[Recovered]) -> str:
+    """What a command prints about the orphans it recovered, one line each ("" for none)."""
+    return "".join(
+        f"recovered {r.sealed.name}: {r.checked_steps} steps checked, {r.rebuilt_steps} rebuilt\n"
+        if r.sealed is not None else f"could not recover {r.partial.name}: {r.error}\n"
+        for r in results
+    )
 
 
 def recover_orphans(spool: Path) -> list[Recovered]:

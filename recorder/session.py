@@ -20,8 +20,9 @@ from gymrec.recorder.agents import load_agent
 from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.controllers import ActionSource, AgentController, StepView
 from gymrec.recorder.sinks import Sink
-from gymrec.recorder.writer import EpisodeWriter, utc_now
+from gymrec.recorder.writer import EpisodeWriter
 from gymrec.shared import schema
+from gymrec.shared.attrs import EpisodeAttrs, utc_now
 from gymrec.shared.backends import MadeEnv
 from gymrec.shared.errors import AgentActionError, AgentFailedError, BadAgentError
 from gymrec.shared.schema import EndReason
@@ -94,11 +95,8 @@ class Session:
 
     def run(self) -> SessionResult:
         # One writer process for the whole session: chunks leave the game loop through shared memory.
-        sink = Sink(process=True)
-        try:
+        with Sink(process=True) as sink:
             return self._run(sink)
-        finally:
-            sink.close()
 
     def _run(self, sink: Sink) -> SessionResult:
         result = SessionResult()
@@ -131,25 +129,26 @@ class Session:
     def _episode(self, seed: int, number: int, sink: Sink) -> tuple[EndReason, EpisodeWriter, bool]:
         """Play one episode; (how it ended, its writer, whether the session stops after it)."""
         env = self.made.env
-        attrs = episode_attrs(self.config, self.made, seed, self.fps, self.source.keymap, self._spaces)
+        attrs = EpisodeAttrs.from_dict(episode_attrs(self.config, self.made, seed, self.fps, self.source.keymap,
+                                                     self._spaces), "the new episode", sealed=False)
         obs, info = env.reset(seed=seed)
         if not self._guarded:  # engines (VizDoom) exist once the env is first reset
             sink.guard(_children_except(sink))
             self._guarded = True
         writer = EpisodeWriter.create(self.config.spool, attrs, sink, backpressure=not self.config.human)
-        log.info("episode %s: %s seed %d", attrs["episode_id"], self.made.env_id, seed)
+        log.info("episode %s: %s seed %d", attrs.episode_id, self.made.env_id, seed)
         extra: dict[str, Any] = {}
         stop = False
         # Leaving this block without sealing (the env or the disk failed) leaves the .partial
         # (journal + committed chunks) to crash recovery.
         with writer:
             try:
-                if not self.source.begin(self._view(obs, writer, number, attrs["image_key"])):
+                if not self.source.begin(self._view(obs, writer, number, attrs.image_key)):
                     end: EndReason = EndReason.QUIT
                 else:
                     end, extra, obs = self._steps(obs, info, writer, number, attrs)
                 if end in (EndReason.TERMINATED, EndReason.TRUNCATED):
-                    choice = self.source.finish(self._view(obs, writer, number, attrs["image_key"]), end)
+                    choice = self.source.finish(self._view(obs, writer, number, attrs.image_key), end)
                     if choice.discard:
                         end, extra = EndReason.DISCARDED, {**extra, "discarded_after": str(end)}
                     stop = choice.quit
@@ -167,10 +166,10 @@ class Session:
         return end, writer, stop or end == EndReason.QUIT
 
     def _steps(self, obs: Any, info: dict[str, Any], writer: EpisodeWriter, number: int,
-               attrs: dict[str, Any]) -> tuple[EndReason, dict[str, Any], Any]:
+               attrs: EpisodeAttrs) -> tuple[EndReason, dict[str, Any], Any]:
         """The frame loop: (how the episode ended, seal extras, the final observation)."""
         env = self.made.env
-        action_desc, img_key = attrs["action_space"], attrs["image_key"]
+        action_desc, img_key = attrs["action_space"], attrs.image_key
         max_steps = self.config.max_steps
         while True:
             leaves = split_observation(obs)

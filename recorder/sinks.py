@@ -7,6 +7,12 @@ copies rows into shared memory and sends a small message per chunk.
 
 Both transports share the bookkeeping here: chunk buffers ("slots") are recycled once their job is
 done; agents wait for a free slot (backpressure), humans never do (a new slot is made instead).
+
+A sink is a context manager, like huggingface_hub's ``CommitScheduler``: leaving the ``with`` block
+drains every job already submitted, then stops the writer::
+
+    with Sink(process=True) as sink:
+        writer = EpisodeWriter.create(spool, attrs, sink)
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -165,7 +172,14 @@ class Sink:
             self._pending.pop(partial, None)
             return self._failures.get(partial)
 
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
     def close(self) -> None:
+        """Finish every job handed over, stop the writer and free the slots (idempotent)."""
         if self._closed:
             return
         self._closed = True

@@ -24,7 +24,14 @@ import pygame
 from gymrec.recorder.clock import FixedRateClock
 from gymrec.recorder.controllers import EndChoice
 from gymrec.recorder.gamepad import Gamepads
-from gymrec.recorder.input import NO_COMMANDS, Commands, InputState, process_event, take_commands, take_step_keys
+from gymrec.recorder.input import (
+    NO_COMMANDS,
+    Commands,
+    InputState,
+    process_event,
+    take_commands,
+    take_step_keys,
+)
 from gymrec.recorder.input_log import InputLog
 from gymrec.recorder.statusbar import (
     BAR_HEIGHT,

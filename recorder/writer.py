@@ -29,6 +29,7 @@ from gymrec.recorder.chunk_store import ArraySpec, ChunkJob
 from gymrec.recorder.journal import Journal
 from gymrec.recorder.sinks import Failure, Sink, Slot
 from gymrec.shared import schema
+from gymrec.shared.attrs import EpisodeAttrs, utc_now
 from gymrec.shared.errors import DiskFullError, SpoolError
 from gymrec.shared.spaces import Leaf, action_leaves
 from gymrec.shared.spool import WriterLock
@@ -45,25 +46,21 @@ def _spool_failure(code: int, message: str, where: Path) -> Exception:
     return SpoolError(f"cannot write {where}: {message}", "check the spool directory")
 
 
-def utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 class EpisodeWriter:
     """The game side of one episode: the journal, the current chunk's rows, and the hand-offs."""
 
-    def __init__(self, partial: Path, lock: WriterLock, attrs: dict[str, Any], sink: Sink | None = None, *,
+    def __init__(self, partial: Path, lock: WriterLock, attrs: EpisodeAttrs, sink: Sink | None = None, *,
                  first_chunk: int = 0, journal: bool = True, backpressure: bool = False) -> None:
         self.partial = partial
         self.attrs = attrs
-        self.sealed_path = partial.with_name(schema.sealed_name(attrs["episode_id"]))
+        self.sealed_path = partial.with_name(schema.sealed_name(attrs.episode_id))
         self._lock = lock
         # Without a shared sink (recovery, tests), the episode gets a private writer thread.
         self._own_sink = sink is None
         self._sink = sink if sink is not None else Sink(process=False)
         self._block = backpressure
-        self.chunk_steps = int(attrs["chunk_steps"])
-        self._action_leaves: list[Leaf] = action_leaves(attrs["action_space"])
+        self.chunk_steps = attrs.chunk_steps
+        self._action_leaves: list[Leaf] = action_leaves(attrs.action_space)
         self._journal_format = schema.JournalFormat(tuple(self._action_leaves))
         try:
             self._journal = Journal(partial / schema.JOURNAL_NAME, self._journal_format.record_size) if journal else None
@@ -79,12 +76,12 @@ class EpisodeWriter:
         self.episode_return = 0.0
 
     @classmethod
-    def create(cls, spool: Path, attrs: dict[str, Any], sink: Sink | None = None, *,
+    def create(cls, spool: Path, attrs: EpisodeAttrs, sink: Sink | None = None, *,
                backpressure: bool = False) -> EpisodeWriter:
-        partial = spool / schema.partial_name(attrs["episode_id"])
+        partial = spool / schema.partial_name(attrs.episode_id)
         staging = spool / f".{partial.name}.creating"
         try:
-            zarr_layout.write_group(staging, attrs)
+            zarr_layout.write_group(staging, attrs.as_dict())
             for sub in (schema.OBS_GROUP, schema.HASH_GROUP, schema.ACTION_GROUP, schema.INFO_GROUP):
                 zarr_layout.write_group(staging / sub, {})
             lock = WriterLock(staging / schema.LOCK_NAME, shared=True)
@@ -108,7 +105,7 @@ class EpisodeWriter:
         specs += [ArraySpec(schema.action_path(leaf.name), leaf.shape, leaf.dtype.str) for leaf in self._action_leaves]
         specs += [ArraySpec(name, (), dtype.str) for name, dtype in schema.STEP_SCALARS.items()]
         specs += [ArraySpec(name, (), dtype.str) for name, dtype in schema.STEP_TIMES.items()]
-        skipped = set(self.attrs.get("info_skipped", ()))
+        skipped = set(self.attrs.info_skipped)
         keys = [k for k, v in sorted(info.items())
                 if k not in skipped and isinstance(v, _INFO_TYPES) and np.ndim(v) == 0]
         specs += [ArraySpec(schema.info_path(k), (), np.asarray(info[k]).dtype.str) for k in keys]
@@ -210,7 +207,7 @@ class EpisodeWriter:
         seal = {**(extra or {}), "ended_at": utc_now(), "end_reason": str(end_reason), "length": self.steps,
                 "episode_return": self.episode_return}
         self._ended = True
-        self._hand_off(seal, used)
+        self._hand_off(self.attrs.updated(seal, self.partial.name).as_dict(), used)
         if wait:
             self.wait()
         return self.sealed_path

@@ -11,7 +11,6 @@ zarr reads the result.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,9 @@ from zarr.core.group import GroupMetadata
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
 from gymrec.shared import schema
+from gymrec.shared.fsio import atomic_write
 
-METADATA = "zarr.json"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+METADATA = schema.METADATA_NAME
 
 
 def _compact(document: bytes) -> bytes:
@@ -61,12 +54,12 @@ def array_json(length: int, row_shape: tuple[int, ...], dtype: np.dtype, chunk_s
 
 def write_group(path: Path, attributes: dict[str, Any]) -> None:
     path.mkdir(exist_ok=True)
-    atomic_write(path / METADATA, group_json(attributes))
+    atomic_write(path / METADATA, group_json(attributes), durable=False)
 
 
 def write_array_metadata(path: Path, length: int, row_shape: tuple[int, ...], dtype: np.dtype, chunk_steps: int) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    atomic_write(path / METADATA, array_json(length, row_shape, dtype, chunk_steps))
+    atomic_write(path / METADATA, array_json(length, row_shape, dtype, chunk_steps), durable=False)
 
 
 class ChunkEncoder:
@@ -79,4 +72,4 @@ class ChunkEncoder:
         target = schema.chunk_file(array_dir, chunk_index, rows.ndim)
         target.parent.mkdir(parents=True, exist_ok=True)
         # zarr's bytes codec stores little-endian; every dtype gymrec records is native little-endian here.
-        atomic_write(target, self._codec.encode(np.ascontiguousarray(rows)))
+        atomic_write(target, self._codec.encode(np.ascontiguousarray(rows)), durable=False)

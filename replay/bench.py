@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from gymrec.replay.sources import SpoolSource
-from gymrec.replay.verify import Checker, VerifyOptions, make_recorded_env, run
+from gymrec.replay.verify import Checker, VerifyOptions, run
+from gymrec.shared.attrs import make_env_for
 
 
 def bench_p5(spool_episode_path: Path, repeats: int = 3) -> dict[str, float]:
@@ -17,8 +18,8 @@ def bench_p5(spool_episode_path: Path, repeats: int = 3) -> dict[str, float]:
     as well as the hot loop; env creation is left out of both sides.
     """
     source = SpoolSource(Path(spool_episode_path))
-    made = make_recorded_env(source.attrs)
-    seed = int(source.attrs["seed"])
+    made = make_env_for(source.attrs)
+    seed = source.attrs.seed
     options = VerifyOptions(diff_dir=Path(tempfile.gettempdir()) / "gymrec-diffs")
     raw_best = verify_best = float("inf")
     try:

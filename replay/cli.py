@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from gymrec.recorder.recovery import format_report, recover_orphans
 from gymrec.replay.select import Job, Selection, jobs, spool_to_recover
 from gymrec.replay.verify import Result, Summary, VerifyOptions, verify
 from gymrec.shared.cli_errors import OneLineCommand, cli_edge, configure_logging
@@ -33,15 +34,7 @@ def _warn(line: str) -> None:
 
 
 def _recover(spool: Path) -> None:
-    try:
-        from gymrec.recorder.recovery import recover_orphans
-    except ImportError:  # replay installed without the recorder: nothing to recover with
-        return
-    for r in recover_orphans(spool):
-        if r.sealed is not None:
-            click.echo(f"recovered {r.sealed.name}: {r.checked_steps} steps checked, {r.rebuilt_steps} rebuilt", err=True)
-        else:
-            _warn(f"could not recover {r.partial.name}: {r.error}")
+    click.echo(format_report(recover_orphans(spool)), err=True, nl=False)
 
 
 def _one(job: Job, config: ReplayConfig) -> Result | None:

@@ -15,7 +15,8 @@ import numpy as np
 import pygame
 
 from gymrec.replay.sources import EpisodeSource
-from gymrec.replay.verify import Checker, Divergence, Result, VerifyOptions, make_recorded_env, version_warnings
+from gymrec.shared.attrs import make_env_for
+from gymrec.replay.verify import Checker, Divergence, Result, VerifyOptions, version_warnings
 from gymrec.shared.errors import DisplayError
 
 log = logging.getLogger(__name__)
@@ -83,16 +84,16 @@ def show(
     warnings = version_warnings(source.attrs) if verify else []
     for line in warnings:
         warn(f"{source.id[:8]}: {line}")
-    image_key = str(source.attrs["image_key"])
+    image_key = source.attrs.image_key
     steps = source.steps() if verify else None
-    made = make_recorded_env(source.attrs) if verify else None
+    made = make_env_for(source.attrs) if verify else None
     checker = Checker(source, steps, options) if steps is not None else None
     live = None
     if made is not None:
-        live, _ = made.env.reset(seed=int(source.attrs["seed"]))
+        live, _ = made.env.reset(seed=source.attrs.seed)
     shape = next(leaf.shape for leaf in source.obs_leaves if leaf.name == image_key)
     viewer = Viewer(shape, 2 if verify else 1, f"gymrec-replay {source.id[:8]} {source.env_id}")
-    period = 1.0 / float(fps or source.attrs.get("fps") or 60.0)
+    period = 1.0 / float(fps or source.attrs.fps or 60.0)
     controls = Controls()
     divergence: Divergence | None = None
     t = 0

@@ -18,7 +18,8 @@ import numpy as np
 
 from gymrec.replay.diff import compare, is_image, write_png
 from gymrec.replay.sources import EpisodeSource, RecordedSteps
-from gymrec.shared.backends import MadeEnv, backend_named, make_env
+from gymrec.shared.attrs import EpisodeAttrs, make_env_for
+from gymrec.shared.backends import MadeEnv, backend_named
 from gymrec.shared.schema import row_hash
 from gymrec.shared.spaces import OBS_LEAF, split_observation
 
@@ -58,19 +59,15 @@ class Result:
     steps_run: int = 0
 
 
-def version_warnings(attrs: dict[str, Any]) -> list[str]:
+def version_warnings(attrs: EpisodeAttrs) -> list[str]:
     """One line per env package whose installed version differs from the recorded one."""
-    recorded = attrs.get("versions") or {}
-    installed = backend_named(str(attrs["backend"])).versions()
+    recorded = attrs.versions
+    installed = backend_named(attrs.backend).versions()
     return [
         f"{name} {installed[name]} is installed but the episode was recorded with {recorded[name]}"
         for name in CHECKED_VERSIONS
         if name in recorded and name in installed and str(recorded[name]) != str(installed[name])
     ]
-
-
-def make_recorded_env(attrs: dict[str, Any]) -> MadeEnv:
-    return make_env(str(attrs["env_id"]), dict(attrs.get("env_kwargs") or {}), str(attrs["backend"]))
 
 
 def _field(leaf: str, single: bool) -> str:
@@ -148,7 +145,7 @@ def run(source: EpisodeSource, steps: RecordedSteps, made: MadeEnv, checker: Che
     actions = steps.actions
     check_obs, check_outcome = checker.obs, checker.outcome
     step = env.step
-    obs, _ = env.reset(seed=int(source.attrs["seed"]))
+    obs, _ = env.reset(seed=source.attrs.seed)
     for t in range(source.length):
         divergence = check_obs(t, obs)
         if divergence is not None:
@@ -181,7 +178,7 @@ def verify(
     checker = Checker(source, steps, options)
     if options.check_frames:
         checker.forced = checker.first_bad_stored_frame()
-    made = make_recorded_env(source.attrs)
+    made = make_env_for(source.attrs)
     try:
         divergence, ran = run(source, steps, made, checker)
     finally:

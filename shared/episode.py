@@ -18,6 +18,7 @@ import zarr
 import zarr.errors
 
 from gymrec.shared import schema
+from gymrec.shared.attrs import EpisodeAttrs
 from gymrec.shared.errors import CorruptEpisodeError, EmptyEpisodeError, EpisodeNotFoundError
 from gymrec.shared.spaces import Leaf, action_leaves, decode_action, obs_leaves
 
@@ -57,14 +58,14 @@ class Episode:
             raise EpisodeNotFoundError(f"no episode at {path}", "check the path or run 'gymrec-uploader status'")
         try:
             self.group = zarr.open_group(str(path), mode="r")
-            self.attrs: dict[str, Any] = dict(self.group.attrs)
+            raw = dict(self.group.attrs)
         except (zarr.errors.GroupNotFoundError, FileNotFoundError, ValueError, json.JSONDecodeError) as e:
             raise CorruptEpisodeError(f"{where}: not a readable Zarr group ({e})", "the episode is damaged") from e
         sealed = trusted_length is None
-        schema.check_attrs(self.attrs, where, sealed=sealed, expected_id=schema.id_from_name(path.name))
-        self.length = int(self.attrs["length"]) if sealed else int(trusted_length or 0)
-        self.obs_leaves: list[Leaf] = obs_leaves(self.attrs["observation_space"])
-        self.action_leaves: list[Leaf] = action_leaves(self.attrs["action_space"])
+        self.attrs = EpisodeAttrs.from_dict(raw, where, sealed=sealed, expected_id=schema.id_from_name(path.name))
+        self.length = int(self.attrs.length or 0) if sealed else int(trusted_length or 0)
+        self.obs_leaves: list[Leaf] = obs_leaves(self.attrs.observation_space)
+        self.action_leaves: list[Leaf] = action_leaves(self.attrs.action_space)
         info = self.group.get(schema.INFO_GROUP)
         self.info_keys: list[str] = sorted(info.keys()) if isinstance(info, zarr.Group) else []
         if sealed:
@@ -72,11 +73,11 @@ class Episode:
 
     @property
     def id(self) -> str:
-        return str(self.attrs["episode_id"])
+        return self.attrs.episode_id
 
     @property
     def end_reason(self) -> str:
-        return str(self.attrs.get("end_reason", ""))
+        return self.attrs.end_reason or ""
 
     def _array(self, name: str) -> zarr.Array:
         try:
@@ -96,7 +97,7 @@ class Episode:
         expected |= {schema.hash_path(leaf.name): (self.length + 1,) for leaf in self.obs_leaves}
         expected |= {schema.action_path(leaf.name): (self.length, *leaf.shape) for leaf in self.action_leaves}
         expected |= {name: (self.length,) for name in schema.STEP_SCALARS}
-        chunk = int(self.attrs["chunk_steps"])
+        chunk = self.attrs.chunk_steps
         for name, shape in expected.items():
             actual = self._array(name).shape
             if tuple(actual) != shape:
@@ -125,7 +126,7 @@ class Episode:
         Replay reads whole actions/rewards in bulk: zarr's per-call overhead (milliseconds) would be
         a tenth of a short episode's replay time, and each chunk is plain zstd of C-order rows.
         """
-        chunk = int(self.attrs["chunk_steps"])
+        chunk = self.attrs.chunk_steps
         codec = numcodecs.Zstd()
         parts = []
         for index in range(-(-count // chunk)):
@@ -169,5 +170,5 @@ class Episode:
     def actions(self) -> list[Any]:
         """Every step's native action, decoded (small: actions are a few bytes a step)."""
         leaves = {leaf.name: self._read(schema.action_path(leaf.name), 0, self.length) for leaf in self.action_leaves}
-        desc = self.attrs["action_space"]
+        desc = self.attrs.action_space
         return [decode_action(desc, {k: v[t] for k, v in leaves.items()}) for t in range(self.length)]

@@ -92,10 +92,6 @@ class AmbiguousEpisodeError(GymrecError, LookupError):
     """An id prefix matches more than one episode."""
 
 
-class EpisodeBusyError(GymrecError, RuntimeError):
-    """Another live process holds the episode (it is still being written or recovered)."""
-
-
 class RecoveryError(GymrecError, RuntimeError):
     """Re-simulating an orphaned episode did not reproduce the chunks already on disk."""
 
@@ -127,8 +123,28 @@ class CommitConflictError(HubUnavailableError):
     """The repo's head moved under a ``parent_commit`` commit; re-read it and try again."""
 
 
-# --- replay -----------------------------------------------------------------------------------
+# --- export -----------------------------------------------------------------------------------
 
 
-class VersionMismatchWarning(UserWarning):
-    """Installed env packages differ from the ones an episode was recorded with."""
+class ExportError(GymrecError):
+    """``gymrec-export`` cannot produce the requested Minari dataset or video."""
+
+
+class ExportTargetExistsError(ExportError, FileExistsError):
+    """The output already exists and ``--force`` was not given; it is left untouched."""
+
+
+class MinariMissingError(ExportError, ImportError):
+    """The ``minari`` package (or the version gymrec verified as lossless) is not installed."""
+
+
+class LossyExportError(ExportError, ValueError):
+    """The export would not keep the observations bit-identical, so it is refused."""
+
+
+class ExportEnvError(ExportError, ValueError):
+    """The episodes cannot share one env spec (mixed envs or kwargs), or the env cannot be described."""
+
+
+class ExportDiskFullError(ExportError, OSError):
+    """The disk holding the export target filled up; the partial output was removed."""

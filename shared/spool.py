@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -42,10 +41,7 @@ def check_spool(path: Path, create: bool) -> Path:
 
 
 def is_episode_id(text: str) -> bool:
-    try:
-        return str(uuid.UUID(text)) == text
-    except ValueError:
-        return False
+    return schema.is_uuid(text)
 
 
 def sealed_episodes(spool: Path, area: str = "") -> list[Path]:
@@ -65,7 +61,7 @@ def partial_episodes(spool: Path) -> list[Path]:
 def find_episode(spool: Path, key: str) -> Path:
     """An episode by path, id or unique id prefix, looking in every sealed area."""
     as_path = Path(key)
-    if as_path.is_dir() and (as_path / "zarr.json").exists():
+    if as_path.is_dir() and (as_path / schema.METADATA_NAME).exists():
         return as_path
     prefix = key.lower()
     if prefix.endswith(schema.SEALED_SUFFIX):

@@ -51,8 +51,8 @@ def test_replay_render_without_a_display_is_refused(spool: Path, workdir: Path) 
 def test_headless_agents_need_no_display_and_the_hostname_is_opt_in(spool: Path, workdir: Path) -> None:
     (plain,) = record("ALE/Pong-v5", spool, workdir, 10, 1)
     (named,) = record("ALE/Pong-v5", spool, workdir, 10, 1, "--publish-host")
-    assert "host" not in Episode(plain).attrs
-    assert Episode(named).attrs["host"] == os.uname().nodename
+    assert Episode(plain).attrs.host is None
+    assert Episode(named).attrs.host == os.uname().nodename
 
 
 def test_step_mode_is_for_humans(spool: Path, workdir: Path) -> None:

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pygame
-import pytest
 import zarr
 
 from gymrec.recorder.clock import FixedRateClock
@@ -50,15 +49,6 @@ class ScriptedClock(FixedRateClock):
             pygame.event.post(event)
         self.waits += 1
         return super().wait()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _resource_tracker() -> None:
-    """The writer's shared memory starts multiprocessing's resource tracker once per process and it
-    lives on; started before the per-test leak guard looks, it is not a leak of any one test."""
-    from multiprocessing import resource_tracker
-
-    resource_tracker.ensure_running()
 
 
 def axis(which: int, value: int) -> int:
@@ -112,19 +102,20 @@ def test_keys_become_actions_with_gate_latch_discard_help_and_quit(spool: Path) 
     }
     first, second = play("BreakoutNoFrameskip-v4", script, spool)
     assert [BREAKOUT[a] for a in first.actions()] == ["FIRE", "NOOP", "NOOP", "RIGHT", "RIGHT", "RIGHT", "LEFT", "LEFT"]
-    assert first.end_reason == "discarded" and first.attrs["seed"] == 4
-    assert second.end_reason == "quit" and second.actions() == [0, 0, 0] and second.attrs["seed"] != 4
-    assert first.attrs["collector"] == "human" and first.attrs["player"] == "tester"
-    assert first.attrs["keymap"]["source"] == "builtin:atari"
-    assert "host" not in first.attrs  # the hostname is opt-in (--publish-host)
+    assert first.end_reason == "discarded" and first.attrs.seed == 4
+    assert second.end_reason == "quit" and second.actions() == [0, 0, 0] and second.attrs.seed != 4
+    assert first.attrs.collector == "human" and first.attrs.player == "tester"
+    assert first.attrs.keymap is not None and first.attrs.keymap["source"] == "builtin:atari"
+    assert first.attrs.host is None  # the hostname is opt-in (--publish-host)
 
     # Quality fields: 6 of 8 steps had a key down; the help pause of the second episode is counted.
-    assert first.attrs["active_fraction"] == 0.75 and first.attrs["longest_idle_s"] == 0.002
-    assert first.attrs["paused_s"] == 0 and second.attrs["paused_s"] > 0
-    assert first.attrs["inputs_per_minute"] > 0 and first.attrs["late_frames"] >= 0
+    assert first.attrs.active_fraction == 0.75 and first.attrs.longest_idle_s == 0.002
+    assert first.attrs.paused_s == 0 and second.attrs.paused_s > 0
+    assert first.attrs.inputs_per_minute > 0 and first.attrs.late_frames >= 0
 
     # The input log has every press in order; the per-step times are monotonic.
-    log = first.attrs["input_log"]
+    log = first.attrs.input_log
+    assert log is not None
     downs = [code for kind, code in zip(log["kind"], log["code"], strict=True) if log["kinds"][kind] == "key_down"]
     assert downs == [pygame.K_n, pygame.K_SPACE, pygame.K_RIGHT, pygame.K_LEFT, pygame.K_BACKSPACE]
     assert log["t_ns"] == sorted(log["t_ns"])
@@ -147,7 +138,7 @@ def test_the_summary_keeps_discards_or_quits(spool: Path) -> None:
     first, second, third = play("BreakoutNoFrameskip-v4", script, spool, max_steps=3)
     assert [e.length for e in (first, second, third)] == [3, 3, 3]
     assert first.end_reason == "truncated" and third.end_reason == "truncated"
-    assert second.end_reason == "discarded" and second.attrs["discarded_after"] == "truncated"
+    assert second.end_reason == "discarded" and second.attrs.discarded_after == "truncated"
 
 
 def test_gamepad_and_keyboard_together(spool: Path) -> None:
@@ -164,8 +155,9 @@ def test_gamepad_and_keyboard_together(spool: Path) -> None:
     meanings = ["NOOP", "FIRE", "UP", "RIGHT", "LEFT", "DOWN", "UPRIGHT", "UPLEFT", "DOWNRIGHT", "DOWNLEFT", "UPFIRE",
                 "RIGHTFIRE", "LEFTFIRE", "DOWNFIRE", "UPRIGHTFIRE", "UPLEFTFIRE", "DOWNRIGHTFIRE", "DOWNLEFTFIRE"]
     assert [meanings[a] for a in episode.actions()] == ["FIRE", "RIGHTFIRE", "LEFT", "UP"]
-    kinds = episode.attrs["input_log"]["kinds"]
-    assert {kinds[k] for k in episode.attrs["input_log"]["kind"]} == {"button_down", "button_up", "key_down",
+    log = episode.attrs.input_log
+    assert log is not None
+    assert {log["kinds"][k] for k in log["kind"]} == {"button_down", "button_up", "key_down",
                                                                       "key_up", "axis"}
 
 

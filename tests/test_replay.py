@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 
 from gymrec.replay.sources import SpoolSource
-from gymrec.replay.verify import VerifyOptions, make_recorded_env, verify
+from gymrec.replay.verify import VerifyOptions, verify
+from gymrec.shared.attrs import make_env_for
 from gymrec.shared.schema import row_hash
 from tests.replay_helpers import (
     BIN,
@@ -65,7 +67,7 @@ def test_sticky_actions_need_the_seed(tmp_path: Path) -> None:
     episode = record_episode(tmp_path / "spool", "ALE/Pong-v5", 300, 11)
     source = SpoolSource(episode)
     assert verify(source, options(tmp_path)).status == "identical"
-    source.attrs["seed"] = 12
+    source.attrs = dataclasses.replace(source.attrs, seed=12)
     result = verify(source, options(tmp_path))
     assert result.status == "diverged" and result.divergence is not None
 
@@ -84,9 +86,9 @@ def _first_effect(episode: Path, step: int, new_action: int) -> int:
     """Independently of replay: the first observation that differs when action ``step`` changes."""
     source = SpoolSource(episode)
     steps = source.steps()
-    made = make_recorded_env(source.attrs)
+    made = make_env_for(source.attrs)
     try:
-        obs, _ = made.env.reset(seed=int(source.attrs["seed"]))
+        obs, _ = made.env.reset(seed=source.attrs.seed)
         actions = list(steps.actions)
         actions[step] = new_action
         for t, action in enumerate(actions):

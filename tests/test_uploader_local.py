@@ -13,6 +13,7 @@ from PIL import Image
 from uploader_helpers import clean_env, record_episode, record_in_subprocess, run_uploader, spool_frames
 
 from gymrec.shared import schema
+from gymrec.shared.attrs import REQUIRED_FIELDS, SEAL_FIELDS
 from gymrec.shared.episode import Episode
 from gymrec.uploader import layout
 from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX, RECEIPT_SUFFIX, UPLOADED_LOCAL_AREA
@@ -52,7 +53,7 @@ def _check_round_trip(dataset: Path, sealed: Path, config: str | None = None) ->
         else:
             assert np.array_equal(native, expected) and type(native) is type(expected)
     meta = json.loads((dataset / layout.meta_path(eid)).read_text())
-    for key in (*schema.REQUIRED_ATTRS, *schema.SEAL_ATTRS):
+    for key in (*REQUIRED_FIELDS, *SEAL_FIELDS):
         assert meta[key] == attrs[key], key
     assert meta["data_file"] == layout.data_path(attrs["env_id"], eid)
     final_png = np.asarray(Image.open(dataset / meta["final_observation_file"]))

@@ -1,0 +1,229 @@
+"""R7: power cuts. The recorder and the uploader run on a disk that loses whatever was not fsynced.
+
+A SIGKILL (R1, R2) leaves the page cache intact; a power cut or an OS crash does not. Here the spool
+and the local dataset live on the power-cut filesystem of ``tests/powercut``: every write is visible at
+once, but only fsynced data and fsynced directory entries survive (the POSIX minimum). Each cut:
+
+1. ``gymrec-play ... --agent random --headless`` (ALE Breakout) and ``gymrec-uploader --local-dir``
+   run on the mount; at a random moment (recording, right after a seal, while uploading) both are
+   SIGSTOPped and what they had achieved is read from the mount: sealed episodes and their lengths,
+   open episodes and their journaled steps;
+2. the filesystem freezes (EIO), both process groups are SIGKILLed, it is unmounted, everything not
+   durable is thrown away, and it is mounted again;
+3. ``gymrec-replay --all`` recovers the orphans and replays every episode; ``gymrec-uploader --once``
+   restarts the uploader.
+
+The contract checked: 0 sealed episodes unreadable or short; an open episode loses at most
+``OPEN_LOSS_BOUND`` steps of what it had journaled; replays bit-identical; the dataset holds every
+episode exactly once. ``make test`` runs a handful of cuts, ``make stress`` (GYMREC_STRESS=1) 50.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from gymrec.shared import schema
+from gymrec.shared.spool import UPLOADED_LOCAL_AREA
+from gymrec.uploader.claims import CLAIMED_AREA
+
+from tests.conftest import BIN, run_cli
+from tests.powercut.mount import PowerCutMount, power_cut_mount, sync_tree
+from tests.powercut.spool_view import SpoolView, view_dataset, view_spool
+from tests.reliability_helpers import committed_steps, wait_group_gone
+
+STRESS = os.environ.get("GYMREC_STRESS", "") == "1"
+R7_CUTS = int(os.environ.get("GYMREC_R7_CUTS", "0") or 0) or (50 if STRESS else 5)
+R7_SEED = int(os.environ.get("GYMREC_R7_SEED", "0") or 0) or 20261202
+ENV_ID = "BreakoutNoFrameskip-v4"
+MOMENTS = ("recording", "sealing", "uploading")
+# The open episode keeps everything up to its last synced chunk: at most the chunk being filled
+# (63 steps) plus the one whose sync was under way is lost.
+OPEN_LOSS_BOUND = 2 * schema.CHUNK_STEPS - 1
+TRIGGER_TIMEOUT_S = 90
+POLL_S = 0.01  # every poll is FUSE traffic: do not starve the processes under test
+
+
+@dataclass
+class Campaign:
+    mount: PowerCutMount
+    cwd: Path
+    rng: random.Random
+    moments: Counter[str] = field(default_factory=Counter)
+    sealed_before: int = 0
+    sealed_steps: int = 0
+    open_before: int = 0
+    open_steps: int = 0
+    max_open_loss: int = 0
+    replayed: int = 0
+    replayable: int = 0
+    uploaded: int = 0
+    problems: dict[str, list[str]] = field(default_factory=dict)  # category -> findings
+    groups: list[int] = field(default_factory=list)
+
+    def _start(self, tool: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
+        with open(log, "ab") as out:
+            proc = subprocess.Popen([str(BIN / tool), *args], cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=out, start_new_session=True)
+        self.groups.append(proc.pid)
+        return proc
+
+    def _wait(self, procs: list[subprocess.Popen[bytes]], ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + TRIGGER_TIMEOUT_S
+        while not ready():
+            for proc in procs:
+                assert proc.poll() is None, f"{proc.args[0]} ended before the power cut (exit {proc.returncode})"
+            assert time.monotonic() < deadline, "the moment for the power cut never came"
+            time.sleep(POLL_S)
+
+    def _trigger(self, moment: str, spool: Path, max_steps: int) -> tuple[Callable[[], bool], float]:
+        """When to cut, and the most random extra delay after that."""
+        if moment == "recording":  # committed.json counts whole chunks until the seal
+            target = self.rng.randint(0, max_steps - schema.CHUNK_STEPS)
+            return lambda: any(committed_steps(p) >= target for p in spool.glob("*" + schema.PARTIAL_SUFFIX)), 0.03
+        if moment == "sealing":
+            count = self.rng.randint(1, 3)
+            return lambda: len(list(spool.glob("*" + schema.SEALED_SUFFIX))) >= count, 0.02
+        count = self.rng.randint(0, 2)
+
+        def uploading() -> bool:
+            claimed = spool / CLAIMED_AREA
+            done = spool / UPLOADED_LOCAL_AREA
+            return (claimed.is_dir() and any(claimed.iterdir())) and (
+                not done.is_dir() or len(list(done.glob("*" + schema.SEALED_SUFFIX))) >= count)
+        return uploading, 0.3
+
+    def cut(self, index: int) -> None:
+        moment = MOMENTS[index % len(MOMENTS)]
+        root = self.mount.path / f"cut{index}"
+        spool, dataset = root / "spool", root / "dataset"
+        spool.mkdir(parents=True)
+        dataset.mkdir()
+        sync_tree(self.mount.path)  # the spool existed long before: its own entry is on disk
+        logs = self.cwd / f"cut{index}"
+        logs.mkdir()
+        # Short episodes give more seals to cut around; a random Breakout game lasts >= ~150 steps.
+        max_steps = self.rng.randint(schema.CHUNK_STEPS + 1, 400)
+        procs = [
+            self._start("gymrec-play", ENV_ID, "--agent", "random", "--headless", "--episodes", "100000",
+                        "--seed", str(self.rng.randrange(2**31 - 1)), "--spool", str(spool), "--max-steps", str(max_steps), log=logs / "play.log"),
+            self._start("gymrec-uploader", "--spool", str(spool), "--local-dir", str(dataset), "--rescan-interval", "1",
+                        log=logs / "uploader.log"),
+        ]
+        ready, jitter = self._trigger(moment, spool, max_steps)
+        self._wait(procs, ready)
+        time.sleep(self.rng.uniform(0, jitter))
+        for proc in procs:  # the instant of the cut: nothing they do from here on counts
+            os.killpg(proc.pid, signal.SIGSTOP)
+        before = view_spool(spool, read_data=False)
+        self.mount.freeze()
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for pgid in self.groups:
+            wait_group_gone(pgid)
+        self.groups.clear()
+        self.mount.cut()
+        self.moments[moment] += 1
+        self._recover_and_check(index, spool, dataset, before, logs)
+        shutil.rmtree(root)  # keeps the in-memory disk small across 50 cuts
+
+    def _fail(self, category: str, label: str, what: str) -> None:
+        self.problems.setdefault(category, []).append(f"{label}: {what}")
+
+    def _recover_and_check(self, index: int, spool: Path, dataset: Path, before: SpoolView, logs: Path) -> None:
+        label = f"cut {index} ({MOMENTS[index % len(MOMENTS)]})"
+        replay = run_cli("gymrec-replay", "--spool", str(spool), "--all", cwd=self.cwd, timeout=600)
+        (logs / "replay.log").write_text(replay.stdout + replay.stderr)
+        if replay.returncode != 0:
+            self._fail("replay", label, f"gymrec-replay --all exit {replay.returncode}: {replay.stderr.strip()[-300:]}")
+        self.replayed += replay.stdout.count(" identical ")
+        recovered = view_spool(spool, read_data=False)  # replay covers every area but claimed/
+        self.replayable += sum(1 for e, n in recovered.sealed.items() if n > 0 and e not in recovered.claimed
+                               and recovered.end_reasons.get(e) != "discarded")
+        upload = run_cli("gymrec-uploader", "--spool", str(spool), "--local-dir", str(dataset), "--once",
+                         cwd=self.cwd, timeout=600)
+        (logs / "uploader-restart.log").write_text(upload.stdout + upload.stderr)
+        if upload.returncode != 0:
+            self._fail("uploader", label, f"gymrec-uploader --once exit {upload.returncode}: {upload.stderr.strip()[-300:]}")
+        after = view_spool(spool, read_data=True)
+        data = view_dataset(dataset)
+        for eid, why in after.unreadable.items():
+            self._fail("unreadable", label, f"sealed episode {eid[:8]} unreadable: {why}")
+        for eid in after.quarantined | after.claimed | set(after.open):
+            self._fail("left over", label, f"{eid[:8]} still quarantined, claimed or open after the restart")
+        for eid, n in after.areas.items():
+            if n > 1:
+                self._fail("duplicates", label, f"{eid[:8]} in {n} spool areas")
+        for eid, length in before.sealed.items():
+            self.sealed_before += 1
+            self.sealed_steps += length
+            if after.sealed.get(eid, -1) != length:
+                self._fail("sealed lost", label, f"sealed {eid[:8]} had {length} steps, now {after.sealed.get(eid, 'gone')}")
+        for eid, steps in before.open.items():
+            self.open_before += 1
+            self.open_steps += steps
+            loss = max(0, steps - after.sealed.get(eid, 0))
+            self.max_open_loss = max(self.max_open_loss, loss)
+            if loss > OPEN_LOSS_BOUND:
+                self._fail("open lost", label, f"open {eid[:8]} journaled {steps} steps, kept {after.sealed.get(eid, 0)}")
+        publishable = {e for e, n in after.sealed.items() if n > 0 and after.end_reasons.get(e) != "discarded"}
+        self.uploaded += len(data.rows)
+        for eid in publishable - set(data.rows):
+            self._fail("missing", label, f"{eid[:8]} ({after.sealed[eid]} steps) is not in the dataset")
+        for eid in set(data.rows) - set(after.sealed):
+            self._fail("missing", label, f"dataset episode {eid[:8]} is not in the spool")
+        if data.duplicate_rows:
+            self._fail("duplicates", label, f"{data.duplicate_rows} duplicate dataset rows")
+        for eid, why in data.incomplete.items():
+            self._fail("missing", label, f"dataset episode {eid[:8]} incomplete: {why}")
+
+    def kill_all(self) -> None:
+        for pgid in self.groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+
+
+@pytest.fixture
+def mount(tmp_path: Path) -> Iterator[PowerCutMount]:
+    with power_cut_mount(tmp_path / "mnt", tmp_path / "powercut.log") as mounted:
+        yield mounted
+
+
+def test_r7_power_cuts_lose_no_sealed_episode_and_at_most_the_open_chunk(mount: PowerCutMount, workdir: Path) -> None:
+    campaign = Campaign(mount, workdir, random.Random(R7_SEED))
+    try:
+        for index in range(R7_CUTS):
+            campaign.cut(index)
+    finally:
+        campaign.kill_all()
+    c = campaign
+    stats = mount.stats()
+    n = {k: len(v) for k, v in c.problems.items()}
+    print(f"\nR7: {mount.cuts} power cuts ({', '.join(f'{m} {k}' for m, k in c.moments.items())}; {stats.get('fsync', 0)} fsyncs, "
+          f"{stats.get('fsyncdir', 0)} dir fsyncs); {c.sealed_before} sealed episodes ({c.sealed_steps} steps) before the cuts: "
+          f"{n.get('sealed lost', 0)} lost or short, {n.get('unreadable', 0)} unreadable after; {c.open_before} open "
+          f"({c.open_steps} journaled steps): at most {c.max_open_loss} steps lost (bound {OPEN_LOSS_BOUND}); "
+          f"{c.replayed}/{c.replayable} replays identical; {c.uploaded} episodes in the datasets, "
+          f"{n.get('duplicates', 0)} duplicates, {n.get('missing', 0)} missing")
+    expectations = {
+        f"{R7_CUTS} cuts made": mount.cuts == R7_CUTS == sum(c.moments.values()),
+        "the filesystem saw fsyncs of files and directories": stats.get("fsync", 0) > 0 and stats.get("fsyncdir", 0) > 0,
+        "cuts hit sealed and open episodes": c.sealed_before > 0 and c.open_before > 0,
+        "every replayable episode replayed identical": c.replayed == c.replayable > 0,
+        "episodes were uploaded": c.uploaded > 0,
+        f"no open episode lost more than {OPEN_LOSS_BOUND} steps": c.max_open_loss <= OPEN_LOSS_BOUND,
+    }
+    failed = [name for name, ok in expectations.items() if not ok]
+    failed += [f"{k} ({len(v)}): " + "; ".join(v[:5]) for k, v in c.problems.items()]
+    assert not failed, "\n".join(failed)
