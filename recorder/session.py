@@ -169,7 +169,7 @@ class Session:
                attrs: EpisodeAttrs) -> tuple[EndReason, dict[str, Any], Any]:
         """The frame loop: (how the episode ended, seal extras, the final observation)."""
         env = self.made.env
-        action_desc, img_key = attrs["action_space"], attrs.image_key
+        action_desc, img_key = attrs.action_space, attrs.image_key
         max_steps = self.config.max_steps
         while True:
             leaves = split_observation(obs)
