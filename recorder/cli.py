@@ -27,13 +27,28 @@ MIN_FPS, MAX_FPS = 0.5, 1000.0
 MAX_COUNT = 10**9  # episodes or steps: a billion Atari steps is 200 days at 60 Hz
 
 
-def _list(filter_text: str) -> None:
+def _list(filter_text: str, installed: bool) -> None:
+    """One line per id with its status; the hint for ids that cannot be played yet, once, at the end."""
+    from gymrec.shared.backends import all_ids, suggestions
+    from gymrec.shared.errors import UnknownEnvError
+
     entries = list_envs(filter_text)
-    width = max((len(e.env_id) for e in entries), default=10)
-    for e in entries:
-        status = "ready" if e.available else f"missing ROM/WAD: {e.note}"
-        click.echo(f"{e.env_id:<{width}}  {e.backend:<8}  {status}")
-    click.echo(f"{len(entries)} environment(s)", err=True)
+    if not entries:
+        close = suggestions(filter_text, list(all_ids()))
+        hint = f"did you mean {', '.join(close)}?" if close else "run gymrec-play --list to see every id"
+        raise UnknownEnvError(f"no env id matches {filter_text!r}", hint)
+    shown = [e for e in entries if e.available] if installed else entries
+    width = max((len(e.env_id) for e in shown), default=10)
+    for e in shown:
+        click.echo(f"{e.env_id:<{width}}  {e.backend:<8}  {'ready' if e.available else 'no ROM'}")
+    missing = len(entries) - sum(e.available for e in entries)
+    summary = f"{len(shown)} environment(s)"
+    if installed and missing:
+        summary += f" ready to play ({missing} more need a ROM: gymrec-play --list)"
+    click.echo(summary, err=True)
+    if missing and not installed:
+        for note in dict.fromkeys(e.note for e in entries if not e.available and e.note):
+            click.echo(f"no ROM: {note}", err=True)
 
 
 class FiniteFloat(click.ParamType):
@@ -132,6 +147,7 @@ def _frame_shape(space: Any) -> tuple[int, ...]:
 @click.command("gymrec-play", cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("env_id", required=False)
 @click.option("--list", "list_envs_flag", is_flag=True, help="List environments (ENV_ID then filters) and exit.")
+@click.option("--installed", is_flag=True, help="With --list: only the environments that are ready to play.")
 @click.option("--fps", type=FiniteFloat(MIN_FPS, MAX_FPS), help="Steps per second (default: the console's true speed).")
 @click.option("--scale", type=click.IntRange(1, 8), default=3, show_default=True, help="Window scale.")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), help="Seed of the first episode.")
@@ -147,7 +163,7 @@ def _frame_shape(space: Any) -> tuple[int, ...]:
 @click.option("--publish-host", is_flag=True, help="Store this machine's hostname with each episode (it identifies it).")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress.")
 @cli_edge(PROG)
-def main(env_id: str | None, list_envs_flag: bool, fps: float | None, scale: int, seed: int | None,
+def main(env_id: str | None, list_envs_flag: bool, installed: bool, fps: float | None, scale: int, seed: int | None,
          episodes: int | None, max_steps: int | None, spool: Path | None, agent: str, headless: bool,
          env_kwargs: tuple[str, ...], keymap_path: Path | None, player: str, step_mode: bool, publish_host: bool,
          verbose: bool) -> None:
@@ -166,8 +182,10 @@ def main(env_id: str | None, list_envs_flag: bool, fps: float | None, scale: int
     configure_logging(verbose)
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # keep stderr for gymrec's own lines
     if list_envs_flag:
-        _list(env_id or "")
+        _list(env_id or "", installed)
         return
+    if installed:
+        raise click.UsageError("--installed only makes sense with --list")
     if not env_id:
         raise click.UsageError("give an ENV_ID; gymrec-play --list shows them")
     if headless and agent == HUMAN:

@@ -57,6 +57,12 @@ class AgentFailedError(GymrecError, RuntimeError):
     """The agent's own code raised: the agent's error, not gymrec's (the steps before it are kept)."""
 
 
+class ReplayStoppedError(GymrecError, RuntimeError):
+    """``gymrec-replay --render`` was stopped (Esc) before the end: the rest was not verified."""
+
+    exit_code = 4
+
+
 class DisplayError(GymrecError, RuntimeError):
     """No window could be opened for interactive play."""
 
