@@ -54,6 +54,11 @@ TRIGGER_TIMEOUT_S = 90
 POLL_S = 0.01  # every poll is FUSE traffic: do not starve the processes under test
 
 
+def _sealed_anywhere(spool: Path) -> int:
+    """Sealed episodes waiting, claimed or uploaded: the uploader moves them on at once."""
+    return sum(len(list((spool / area).glob("*" + schema.SEALED_SUFFIX))) for area in ("", CLAIMED_AREA, UPLOADED_LOCAL_AREA))
+
+
 @dataclass
 class Campaign:
     mount: PowerCutMount
@@ -78,30 +83,31 @@ class Campaign:
         self.groups.append(proc.pid)
         return proc
 
-    def _wait(self, procs: list[subprocess.Popen[bytes]], ready: Callable[[], bool]) -> None:
+    def _wait(self, needed: subprocess.Popen[bytes], ready: Callable[[], bool]) -> None:
         deadline = time.monotonic() + TRIGGER_TIMEOUT_S
         while not ready():
-            for proc in procs:
-                assert proc.poll() is None, f"{proc.args[0]} ended before the power cut (exit {proc.returncode})"
+            assert needed.poll() is None, f"{needed.args[0]} ended before the power cut (exit {needed.returncode})"
             assert time.monotonic() < deadline, "the moment for the power cut never came"
             time.sleep(POLL_S)
 
-    def _trigger(self, moment: str, spool: Path, max_steps: int) -> tuple[Callable[[], bool], float]:
-        """When to cut, and the most random extra delay after that."""
-        if moment == "recording":  # committed.json counts whole chunks until the seal
-            target = self.rng.randint(0, max_steps - schema.CHUNK_STEPS)
-            return lambda: any(committed_steps(p) >= target for p in spool.glob("*" + schema.PARTIAL_SUFFIX)), 0.03
+    def _plan(self, moment: str, spool: Path, max_steps: int) -> tuple[int, Callable[[], bool], float]:
+        """How many episodes to record, when to cut, and the most random extra delay after that.
+
+        Few episodes a cut: recovery, replay and the uploader's restart then take seconds, not minutes."""
+        if moment == "recording":  # committed.json counts whole chunks: each stays >= 64 steps (tens of ms)
+            target = self.rng.randint(0, max_steps - 2 * schema.CHUNK_STEPS)
+            return 4, lambda: any(committed_steps(p) >= target for p in spool.glob("*" + schema.PARTIAL_SUFFIX)), 0.03
         if moment == "sealing":
             count = self.rng.randint(1, 3)
-            return lambda: len(list(spool.glob("*" + schema.SEALED_SUFFIX))) >= count, 0.02
-        count = self.rng.randint(0, 2)
+            return count + 2, lambda: _sealed_anywhere(spool) >= count, 0.02
+        episodes = self.rng.randint(2, 5)
+        count = self.rng.randint(0, episodes - 1)
 
-        def uploading() -> bool:
-            claimed = spool / CLAIMED_AREA
-            done = spool / UPLOADED_LOCAL_AREA
-            return (claimed.is_dir() and any(claimed.iterdir())) and (
-                not done.is_dir() or len(list(done.glob("*" + schema.SEALED_SUFFIX))) >= count)
-        return uploading, 0.3
+        def uploading() -> bool:  # mid-episode upload, or everything uploaded
+            claimed = [p for p in (spool / CLAIMED_AREA).glob("*") if p.name.endswith(schema.SEALED_SUFFIX)]
+            done = len(list((spool / UPLOADED_LOCAL_AREA).glob("*" + schema.SEALED_SUFFIX)))
+            return (bool(claimed) and done >= count) or done == episodes
+        return episodes, uploading, 0.3
 
     def cut(self, index: int) -> None:
         moment = MOMENTS[index % len(MOMENTS)]
@@ -113,22 +119,25 @@ class Campaign:
         logs = self.cwd / f"cut{index}"
         logs.mkdir()
         # Short episodes give more seals to cut around; a random Breakout game lasts >= ~150 steps.
-        max_steps = self.rng.randint(schema.CHUNK_STEPS + 1, 400)
+        max_steps = self.rng.randint(3 * schema.CHUNK_STEPS if moment == "recording" else schema.CHUNK_STEPS + 1, 400)
+        episodes, ready, jitter = self._plan(moment, spool, max_steps)
         procs = [
-            self._start("gymrec-play", ENV_ID, "--agent", "random", "--headless", "--episodes", "100000",
-                        "--seed", str(self.rng.randrange(2**31 - 1)), "--spool", str(spool), "--max-steps", str(max_steps), log=logs / "play.log"),
+            self._start("gymrec-play", ENV_ID, "--agent", "random", "--headless", "--episodes", str(episodes),
+                        "--max-steps", str(max_steps), "--seed", str(self.rng.randrange(2**31 - 1)), "--spool", str(spool),
+                        log=logs / "play.log"),
             self._start("gymrec-uploader", "--spool", str(spool), "--local-dir", str(dataset), "--rescan-interval", "1",
                         log=logs / "uploader.log"),
         ]
-        ready, jitter = self._trigger(moment, spool, max_steps)
-        self._wait(procs, ready)
+        self._wait(procs[1] if moment == "uploading" else procs[0], ready)
         time.sleep(self.rng.uniform(0, jitter))
         for proc in procs:  # the instant of the cut: nothing they do from here on counts
-            os.killpg(proc.pid, signal.SIGSTOP)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGSTOP)
         before = view_spool(spool, read_data=False)
         self.mount.freeze()
         for proc in procs:
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         for pgid in self.groups:
             wait_group_gone(pgid)
