@@ -41,12 +41,13 @@ from gymrec.uploader.claims import CLAIMED_AREA
 from tests.conftest import BIN, run_cli
 from tests.powercut.mount import PowerCutMount, power_cut_mount, sync_tree
 from tests.powercut.spool_view import SpoolView, view_dataset, view_spool
-from tests.reliability_helpers import wait_group_gone
+from tests.reliability_helpers import committed_steps, wait_group_gone
 
 STRESS = os.environ.get("GYMREC_STRESS", "") == "1"
 R7_CUTS = int(os.environ.get("GYMREC_R7_CUTS", "0") or 0) or (50 if STRESS else 5)
 R7_SEED = int(os.environ.get("GYMREC_R7_SEED", "0") or 0) or 20261202
-ENV_ID = "BreakoutNoFrameskip-v4"
+ENV_ID = "BreakoutNoFrameskip-v4"  # short random games: many seals and uploads to cut around
+LONG_ENV_ID = "PongNoFrameskip-v4"  # random games of thousands of steps: several sync passes each
 MOMENTS = ("recording", "sealing", "uploading")
 TRIGGER_TIMEOUT_S = 90
 POLL_S = 0.01  # every poll is FUSE traffic: do not starve the processes under test
@@ -90,12 +91,13 @@ class Campaign:
             assert time.monotonic() < deadline, "the moment for the power cut never came"
             time.sleep(POLL_S)
 
-    def _plan(self, moment: str, spool: Path) -> tuple[int, Callable[[], bool], float]:
+    def _plan(self, moment: str, spool: Path, index: int) -> tuple[int, Callable[[], bool], float]:
         """How many episodes to record, when to cut, and the most random extra delay after that.
 
         Few episodes a cut: recovery, replay and the uploader's restart then take seconds, not minutes."""
-        if moment == "recording":  # any instant of the first episodes: the writer syncs about once a second
-            return 8, lambda: any(spool.glob("*" + schema.PARTIAL_SUFFIX)), 1.0
+        if moment == "recording":  # mid-game, once the writer has synced a prefix, or before it has
+            target = 0 if (index // len(MOMENTS)) % 2 == 0 else self.rng.randint(1, 1500)
+            return 2, lambda: any(committed_steps(p) >= target for p in spool.glob("*" + schema.PARTIAL_SUFFIX)), 1.0
         if moment == "sealing":
             count = self.rng.randint(1, 3)
             return count + 2, lambda: _sealed_anywhere(spool) >= count, 0.02
@@ -117,13 +119,14 @@ class Campaign:
         sync_tree(self.mount.path)  # the spool existed long before: its own entry is on disk
         logs = self.cwd / f"cut{index}"
         logs.mkdir()
-        # Short episodes give more seals to cut around; a random Breakout game lasts >= ~150 steps.
-        max_steps = self.rng.randint(schema.CHUNK_STEPS + 1, 400)
-        episodes, ready, jitter = self._plan(moment, spool)
+        episodes, ready, jitter = self._plan(moment, spool, index)
+        if moment == "recording":
+            game: tuple[str, ...] = (LONG_ENV_ID,)
+        else:  # short episodes: more seals and uploads to cut around
+            game = (ENV_ID, "--max-steps", str(self.rng.randint(schema.CHUNK_STEPS + 1, 400)))
         procs = [
-            self._start("gymrec-play", ENV_ID, "--agent", "random", "--headless", "--episodes", str(episodes),
-                        "--max-steps", str(max_steps), "--seed", str(self.rng.randrange(2**31 - 1)), "--spool", str(spool),
-                        log=logs / "play.log"),
+            self._start("gymrec-play", *game, "--agent", "random", "--headless", "--episodes", str(episodes),
+                        "--seed", str(self.rng.randrange(2**31 - 1)), "--spool", str(spool), log=logs / "play.log"),
             self._start("gymrec-uploader", "--spool", str(spool), "--local-dir", str(dataset), "--rescan-interval", "1",
                         log=logs / "uploader.log"),
         ]
@@ -232,6 +235,7 @@ def test_r7_power_cuts_lose_no_sealed_episode_and_no_synced_step(mount: PowerCut
         f"{R7_CUTS} cuts made": mount.cuts == R7_CUTS == sum(c.moments.values()),
         "the filesystem saw fsyncs of files and directories": stats.get("fsync", 0) > 0 and stats.get("fsyncdir", 0) > 0,
         "cuts hit sealed and open episodes": c.sealed_before > 0 and c.open_before > 0,
+        "cuts hit open episodes with a synced prefix": c.open_synced > 0 or c.moments["recording"] < 2,
         "every replayable episode replayed identical": c.replayed == c.replayable > 0,
         "episodes were uploaded": c.uploaded > 0,
         "open episodes lost only unsynced steps": c.open_lost <= c.open_steps - c.open_synced,
