@@ -6,8 +6,11 @@ STAMP := $(VENV)/.installed
 ENV ?= ALE/Breakout-v5
 ARGS ?=
 EP ?=
+SRC ?=
+ID ?=
+OUT ?=
 
-.PHONY: play list test bench lint uploader replay stress clean
+.PHONY: play list test bench lint uploader replay stress clean export-minari export-video
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +30,14 @@ uploader: $(STAMP)
 replay: $(STAMP)
 	$(BIN)/gymrec-replay $(EP) $(ARGS)
 
+# make export-minari SRC=<spool|dataset dir|owner/name> ID=gymrec/breakout-v0 ARGS="--env ALE/Breakout-v5"
+export-minari: $(STAMP)
+	$(BIN)/gymrec-export minari $(SRC) $(ID) $(ARGS)
+
+# make export-video EP=<id> OUT=ep.mp4 ARGS=--lossless   (or ARGS="--all videos/")
+export-video: $(STAMP)
+	$(BIN)/gymrec-export video $(EP) $(OUT) $(ARGS)
+
 test: $(STAMP)
 	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 HF_HUB_OFFLINE=0 \
 		$(BIN)/python -m pytest -q $(ARGS)
@@ -41,8 +52,8 @@ stress: $(STAMP)
 		tests/test_reliability_power.py $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check recorder uploader shared replay tests bench
-	$(BIN)/mypy recorder uploader shared replay
+	$(BIN)/ruff check recorder uploader shared replay export tests bench
+	$(BIN)/mypy recorder uploader shared replay export
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -75,6 +75,7 @@ def p2(ticks: int = 900, fps: float = 60.0) -> list[dict[str, Any]]:
     """The interactive loop at 60 Hz, dummy video driver, scripted keys, chunks flushing meanwhile."""
     import pygame
 
+    from gymrec.recorder.controllers import HumanController
     from gymrec.recorder.window import GameWindow, HudState, TickInput
     from gymrec.shared.keymap import build_resolver, load_keymap
 
@@ -103,7 +104,7 @@ def p2(ticks: int = 900, fps: float = 60.0) -> list[dict[str, Any]]:
         window = Scripted(title="bench", fps=fps, scale=3, help_lines=[], clock=clock)
         window.open((210, 160, 3))
         config = PlayConfig(env_id=env_id, spool=Path(tmp), seed=2, fps=fps, episodes=1000)
-        result = Session(config, made, window=window, resolver=resolver).run()
+        result = Session(config, made, HumanController(window, resolver, None)).run()
         window.close()
         made.env.close()
     late = np.array(clock.samples[5:]) * 1e3  # the first ticks include window start-up

@@ -33,6 +33,11 @@ class PlayConfig:
         return self.agent == HUMAN
 
 
+def _no_constant(name: str) -> Any:
+    # json.loads reads NaN/Infinity by default; they would end up in the published metadata.
+    raise ValueError(f"{name} is not a finite number")
+
+
 def parse_env_kwargs(pairs: tuple[str, ...]) -> dict[str, Any]:
     """``KEY=VALUE`` pairs; VALUE is read as JSON (numbers, true/false, lists) or else kept as text."""
     out: dict[str, Any] = {}
@@ -44,7 +49,9 @@ def parse_env_kwargs(pairs: tuple[str, ...]) -> dict[str, Any]:
                 f"--env-kwarg {pair!r} is not KEY=VALUE", "write it like --env-kwarg frameskip=4"
             )
         try:
-            out[key] = json.loads(raw)
+            out[key] = json.loads(raw, parse_constant=_no_constant)
         except json.JSONDecodeError:
             out[key] = raw
+        except ValueError as e:
+            raise BadEnvKwargError(f"--env-kwarg {pair!r}: {e}", "give a finite number") from e
     return out

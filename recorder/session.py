@@ -1,7 +1,7 @@
 """The recording session: episodes of play, each written to its own spool entry.
 
-The frame loop stays thin: ask the window (or the agent) for an action, journal it, step the env,
-hand the outcome to the writer. Everything slow (compression, disk) happens on the writer thread.
+The frame loop stays thin: ask the action source (a person at the window, or an agent) for an
+action, check it against the action space, journal it, step the env, hand the outcome to the writer. Everything slow (compression, disk) happens on the writer thread.
 """
 
 from __future__ import annotations
@@ -16,16 +16,17 @@ from typing import Any
 import numpy as np
 import psutil
 
-from gymrec.recorder.agents import Agent, load_agent
+from gymrec.recorder.agents import load_agent
 from gymrec.recorder.config import PlayConfig
+from gymrec.recorder.controllers import ActionSource, AgentController, StepView
 from gymrec.recorder.sinks import Sink
 from gymrec.recorder.writer import EpisodeWriter
 from gymrec.shared.attrs import EpisodeAttrs, utc_now
 from gymrec.shared import schema
 from gymrec.shared.backends import MadeEnv
-from gymrec.shared.errors import AgentActionError
+from gymrec.shared.errors import AgentActionError, AgentFailedError, BadAgentError
 from gymrec.shared.schema import EndReason
-from gymrec.shared.spaces import describe_space, encode_action, image_key, split_observation
+from gymrec.shared.spaces import action_problem, describe_space, encode_action, image_key, split_observation
 
 log = logging.getLogger(__name__)
 SEED_SPACE = 2**31 - 1
@@ -76,20 +77,15 @@ def _children_except(sink: Sink) -> list[tuple[int, float]]:
 class Session:
     """Runs episodes until the episode budget is spent or the player quits."""
 
-    def __init__(self, config: PlayConfig, made: MadeEnv, window: Any = None, resolver: Any = None,
-                 keymap: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: PlayConfig, made: MadeEnv, source: ActionSource | None = None) -> None:
         self.config = config
         self.made = made
-        self.window = window
-        self.resolver = resolver
-        self.keymap = keymap
+        # Without a source, the config's agent plays headless (benchmarks, tests, scripts).
+        self.source: ActionSource = source if source is not None else agent_source(config, made)
         self.fps = config.fps or made.native_fps
         self._seeds = np.random.default_rng(config.seed)
         self._spaces = (describe_space(made.env.action_space), describe_space(made.env.observation_space))
         self._guarded = False
-        self.agent: Agent | None = None
-        if not config.human:
-            self.agent = load_agent(config.agent, made.env.action_space, config.seed)
 
     def _next_seed(self, first: bool) -> int:
         if first and self.config.seed is not None:
@@ -127,8 +123,8 @@ class Session:
 
     def _episode(self, seed: int, number: int, sink: Sink) -> tuple[EndReason, EpisodeWriter]:
         env = self.made.env
-        attrs = EpisodeAttrs.from_dict(episode_attrs(self.config, self.made, seed, self.fps, self.keymap, self._spaces),
-                                       "the new episode", sealed=False)
+        attrs = EpisodeAttrs.from_dict(episode_attrs(self.config, self.made, seed, self.fps, self.source.keymap,
+                                                     self._spaces), "the new episode", sealed=False)
         action_desc = attrs.action_space
         img_key = attrs.image_key
         obs, info = env.reset(seed=seed)
@@ -145,17 +141,14 @@ class Session:
             try:
                 while end is None:
                     leaves = split_observation(obs)
-                    keys: frozenset[str] = frozenset()
-                    if self.window is not None:
-                        tick = self.window.next_tick(leaves[img_key], self._hud(writer, number))
-                        if tick.quit:
-                            end = EndReason.QUIT
-                            break
-                        if tick.discard:
-                            end = EndReason.DISCARDED
-                            break
-                        keys = tick.keys
-                    action = self.agent(obs) if self.agent is not None else self.resolver(keys)
+                    view = StepView(leaves[img_key], writer.steps, writer.episode_return, number + 1,
+                                    self.made.env_id, self.fps)
+                    choice = self.source.act(obs, view)
+                    if choice.stop is not None:
+                        end = choice.stop
+                        break
+                    action = choice.action
+                    self._check(action, writer.steps)
                     writer.record(leaves, encode_action(action_desc, action), info)
                     obs, reward, terminated, truncated, info = env.step(action)
                     writer.outcome(float(reward), bool(terminated), bool(truncated), info)
@@ -167,10 +160,14 @@ class Session:
                         end, extra = EndReason.TRUNCATED, {"truncated_by": "max_steps"}
             except KeyboardInterrupt:
                 end = EndReason.QUIT  # Ctrl-C or SIGTERM: stop and keep what was played
-            except AgentActionError:
+            except AgentActionError as e:
                 # The env never saw the bad action: what was played so far is whole, so seal it.
-                self._seal(writer, obs, EndReason.QUIT, {"stopped_because": "the agent returned an invalid action"})
+                self._seal(writer, obs, EndReason.QUIT, {"stopped_because": e.message})
                 raise
+            except AgentFailedError as e:
+                self._seal(writer, obs, EndReason.QUIT, {"stopped_because": e.message})
+                raise AgentFailedError(f"{e.message} at step {writer.steps}",
+                                       f"fix the agent; the {writer.steps} steps before it are sealed") from e
             self._seal(writer, obs, end, extra, wait=False)
         return end, writer
 
@@ -180,14 +177,26 @@ class Session:
             end, extra = EndReason.DISCARDED, {**extra, "discarded_because": "no steps were played"}
         return writer.seal(split_observation(obs), end, extra, wait=wait)
 
-    def _hud(self, writer: EpisodeWriter, number: int) -> Any:
-        from gymrec.recorder.window import HudState
+    def _check(self, action: Any, step: int) -> None:
+        """Refuse an action outside the action space before the journal (and so recovery) sees it."""
+        space = self.made.env.action_space
+        problem = action_problem(space, action)
+        if problem is not None:
+            who = "the keymap" if self.config.human else f"agent {self.source.collector}"
+            detail = "" if problem.startswith("outside") else f" ({problem})"
+            raise AgentActionError(
+                f"{who} chose {_short(action)} at step {step}, which does not fit the action space {space}{detail}",
+                f"return an action from env.action_space; the {step} steps before it are sealed",
+            )
 
-        return HudState(
-            fps_target=self.fps,
-            step=writer.steps,
-            episode_return=writer.episode_return,
-            episode=number + 1,
-            recording=True,
-            env_id=self.made.env_id,
-        )
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def agent_source(config: PlayConfig, made: MadeEnv) -> AgentController:
+    """The config's agent (``random`` or ``MODULE:CALLABLE``), playing without a window."""
+    if config.human:
+        raise BadAgentError("a human plays through a window", "pass a HumanController as the session's source")
+    return AgentController(load_agent(config.agent, made.env.action_space, config.seed), config.agent)

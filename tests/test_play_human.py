@@ -8,6 +8,7 @@ import numpy as np
 import pygame
 
 from gymrec.recorder.config import PlayConfig
+from gymrec.recorder.controllers import HumanController
 from gymrec.recorder.session import Session
 from gymrec.recorder.window import GameWindow, HudState, TickInput
 from gymrec.shared.backends import make_env
@@ -41,8 +42,8 @@ def play(env_id: str, script: dict[int, list[tuple[int, int]]], spool: Path, see
     window = ScriptedWindow(script, title="test", fps=1000.0, scale=1, help_lines=resolver.help_lines())
     window.open((210, 160, 3))
     try:
-        result = Session(config, made, window=window, resolver=resolver,
-                         keymap={"source": keymap.source, "bindings": keymap.to_dict()}).run()
+        source = HumanController(window, resolver, {"source": keymap.source, "bindings": keymap.to_dict()})
+        result = Session(config, made, source).run()
     finally:
         window.close()
         made.env.close()
