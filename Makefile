@@ -28,6 +28,7 @@ uploader: $(STAMP)
 	$(BIN)/gymrec-uploader $(ARGS)
 
 replay: $(STAMP)
+	@if [ -z "$(EP)$(ARGS)" ]; then echo "make replay: say which episode: make replay EP=<id> or make replay ARGS=--all" >&2; exit 2; fi
 	$(BIN)/gymrec-replay $(EP) $(ARGS)
 
 # make export-minari SRC=<spool|dataset dir|owner/name> ID=gymrec/breakout-v0 ARGS="--env ALE/Breakout-v5"

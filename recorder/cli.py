@@ -27,13 +27,28 @@ MIN_FPS, MAX_FPS = 0.5, 1000.0
 MAX_COUNT = 10**9  # episodes or steps: a billion Atari steps is 200 days at 60 Hz
 
 
-def _list(filter_text: str) -> None:
+def _list(filter_text: str, installed: bool) -> None:
+    """One line per id with its status; the hint for ids that cannot be played yet, once, at the end."""
+    from gymrec.shared.backends import all_ids, suggestions
+    from gymrec.shared.errors import UnknownEnvError
+
     entries = list_envs(filter_text)
-    width = max((len(e.env_id) for e in entries), default=10)
-    for e in entries:
-        status = "ready" if e.available else f"missing ROM/WAD: {e.note}"
-        click.echo(f"{e.env_id:<{width}}  {e.backend:<8}  {status}")
-    click.echo(f"{len(entries)} environment(s)", err=True)
+    if not entries:
+        close = suggestions(filter_text, list(all_ids()))
+        hint = f"did you mean {', '.join(close)}?" if close else "run gymrec-play --list to see every id"
+        raise UnknownEnvError(f"no env id matches {filter_text!r}", hint)
+    shown = [e for e in entries if e.available] if installed else entries
+    width = max((len(e.env_id) for e in shown), default=10)
+    for e in shown:
+        click.echo(f"{e.env_id:<{width}}  {e.backend:<8}  {'ready' if e.available else 'no ROM'}")
+    missing = len(entries) - sum(e.available for e in entries)
+    summary = f"{len(shown)} environment(s)"
+    if installed and missing:
+        summary += f" ready to play ({missing} more need a ROM: gymrec-play --list)"
+    click.echo(summary, err=True)
+    if missing and not installed:
+        for note in dict.fromkeys(e.note for e in entries if not e.available and e.note):
+            click.echo(f"no ROM: {note}", err=True)
 
 
 class FiniteFloat(click.ParamType):
@@ -91,7 +106,7 @@ def _source(config: PlayConfig, made: Any) -> ActionSource:
     window = GameWindow(title=f"gymrec - {made.env_id}", fps=fps, scale=config.scale, help_lines=help_lines)
     window.open(_frame_shape(made.env.observation_space))
     if resolver is not None:
-        return HumanController(window, resolver, keymap_dict)
+        return HumanController(window, resolver, keymap_dict, step_mode=config.step_mode)
     assert agent is not None
     return AgentController(agent, config.agent, window)
 
@@ -99,6 +114,11 @@ def _source(config: PlayConfig, made: Any) -> ActionSource:
 def _play(config: PlayConfig) -> None:
     from gymrec.recorder.session import Session
 
+    if not config.headless:  # before anything is written: an invisible window records nobody
+        from gymrec.shared.display import require_display
+
+        who = "nobody could see the game" if config.human else "nobody could watch the agent"
+        require_display(who, "to record an agent without a display, add --headless --agent random")
     spool = check_spool(config.spool, create=True)
     click.echo(format_report(recover_orphans(spool)), err=True, nl=False)
     made = make_env(config.env_id, dict(config.env_kwargs))
@@ -127,6 +147,7 @@ def _frame_shape(space: Any) -> tuple[int, ...]:
 @click.command("gymrec-play", cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("env_id", required=False)
 @click.option("--list", "list_envs_flag", is_flag=True, help="List environments (ENV_ID then filters) and exit.")
+@click.option("--installed", is_flag=True, help="With --list: only the environments that are ready to play.")
 @click.option("--fps", type=FiniteFloat(MIN_FPS, MAX_FPS), help="Steps per second (default: the console's true speed).")
 @click.option("--scale", type=click.IntRange(1, 8), default=3, show_default=True, help="Window scale.")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), help="Seed of the first episode.")
@@ -138,21 +159,39 @@ def _frame_shape(space: Any) -> tuple[int, ...]:
 @click.option("--env-kwarg", "env_kwargs", multiple=True, metavar="KEY=VALUE", help="Extra gymnasium.make kwarg.")
 @click.option("--keymap", "keymap_path", type=click.Path(path_type=Path), help="A keymap TOML file.")
 @click.option("--player", default="", help="Player name stored with each episode.")
+@click.option("--step-mode", is_flag=True, help="The game advances only while you press or hold a key or button.")
+@click.option("--publish-host", is_flag=True, help="Store this machine's hostname with each episode (it identifies it).")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress.")
 @cli_edge(PROG)
-def main(env_id: str | None, list_envs_flag: bool, fps: float | None, scale: int, seed: int | None,
+def main(env_id: str | None, list_envs_flag: bool, installed: bool, fps: float | None, scale: int, seed: int | None,
          episodes: int | None, max_steps: int | None, spool: Path | None, agent: str, headless: bool,
-         env_kwargs: tuple[str, ...], keymap_path: Path | None, player: str, verbose: bool) -> None:
-    """Play ENV_ID and record every episode into the spool."""
+         env_kwargs: tuple[str, ...], keymap_path: Path | None, player: str, step_mode: bool, publish_host: bool,
+         verbose: bool) -> None:
+    """Play ENV_ID and record every episode into the spool.
+
+    \b
+    In the game window:
+      any key or button   start an episode (nothing is recorded before)
+      Esc                 quit (the episode so far is kept)
+      P                   pause / resume
+      Backspace           discard this episode
+      F1                  help: what each key does in this game (pauses)
+    At the end of an episode: any key for the next one, Backspace to discard it, Esc to quit.
+    Game controllers work alongside the keyboard (d-pad, left stick, A/B/X/Y, shoulders, start/select).
+    """
     configure_logging(verbose)
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # keep stderr for gymrec's own lines
     if list_envs_flag:
-        _list(env_id or "")
+        _list(env_id or "", installed)
         return
+    if installed:
+        raise click.UsageError("--installed only makes sense with --list")
     if not env_id:
         raise click.UsageError("give an ENV_ID; gymrec-play --list shows them")
     if headless and agent == HUMAN:
         raise BadAgentError("--headless needs an agent: a human cannot play without a window", "add --agent random")
+    if step_mode and (agent != HUMAN or headless):
+        raise click.UsageError("--step-mode is for human play: the game waits for your key presses")
     if keymap_path is not None and not keymap_path.is_file():
         from gymrec.shared.errors import KeymapError
 
@@ -170,6 +209,8 @@ def main(env_id: str | None, list_envs_flag: bool, fps: float | None, scale: int
         headless=headless,
         keymap_path=keymap_path,
         player=player or os.environ.get("USER", ""),
+        step_mode=step_mode,
+        publish_host=publish_host,
     )
     # SIGTERM stops like Esc: the episode is sealed, not left for recovery.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -27,6 +27,8 @@ class PlayConfig:
     headless: bool = False
     keymap_path: Path | None = None
     player: str = ""
+    step_mode: bool = False  # the env advances only when the player acts
+    publish_host: bool = False  # store the machine's hostname with each episode
 
     @property
     def human(self) -> bool:

@@ -21,8 +21,8 @@ from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.controllers import ActionSource, AgentController, StepView
 from gymrec.recorder.sinks import Sink
 from gymrec.recorder.writer import EpisodeWriter
-from gymrec.shared.attrs import EpisodeAttrs, utc_now
 from gymrec.shared import schema
+from gymrec.shared.attrs import EpisodeAttrs, utc_now
 from gymrec.shared.backends import MadeEnv
 from gymrec.shared.errors import AgentActionError, AgentFailedError, BadAgentError
 from gymrec.shared.schema import EndReason
@@ -62,7 +62,8 @@ def episode_attrs(config: PlayConfig, made: MadeEnv, seed: int, fps: float, keym
         "collector": config.agent,
         "player": config.player,
         "keymap": keymap,
-        "host": socket.gethostname(),
+        # The machine's name identifies the player's machine: published only when asked (--publish-host).
+        **({"host": socket.gethostname()} if config.publish_host else {}),
         "started_at": utc_now(),
         "chunk_steps": schema.CHUNK_STEPS,
         "info_skipped": list(made.history_info),
@@ -106,13 +107,13 @@ class Session:
             while self.config.episodes is None or episode < self.config.episodes:
                 seed = self._next_seed(first=started == 0)
                 started += 1
-                end, writer = self._episode(seed, episode, sink)
+                end, writer, stop = self._episode(seed, episode, sink)
                 sealing.append(writer)
                 result.steps += writer.steps
                 # Sealing runs on each episode's writer thread while the next episode plays; bound it.
                 while len(sealing) > MAX_SEALING:
                     result.sealed.append(sealing.pop(0).wait())
-                if end == EndReason.QUIT:
+                if stop:
                     break
                 if end != EndReason.DISCARDED:
                     episode += 1
@@ -121,43 +122,36 @@ class Session:
                 result.sealed.append(writer.wait())
         return result
 
-    def _episode(self, seed: int, number: int, sink: Sink) -> tuple[EndReason, EpisodeWriter]:
+    def _view(self, obs: Any, writer: EpisodeWriter, number: int, img_key: str) -> StepView:
+        return StepView(split_observation(obs)[img_key], writer.steps, writer.episode_return, number + 1,
+                        self.made.env_id, self.fps)
+
+    def _episode(self, seed: int, number: int, sink: Sink) -> tuple[EndReason, EpisodeWriter, bool]:
+        """Play one episode; (how it ended, its writer, whether the session stops after it)."""
         env = self.made.env
         attrs = EpisodeAttrs.from_dict(episode_attrs(self.config, self.made, seed, self.fps, self.source.keymap,
                                                      self._spaces), "the new episode", sealed=False)
-        action_desc = attrs.action_space
-        img_key = attrs.image_key
         obs, info = env.reset(seed=seed)
         if not self._guarded:  # engines (VizDoom) exist once the env is first reset
             sink.guard(_children_except(sink))
             self._guarded = True
         writer = EpisodeWriter.create(self.config.spool, attrs, sink, backpressure=not self.config.human)
         log.info("episode %s: %s seed %d", attrs.episode_id, self.made.env_id, seed)
-        end: EndReason | None = None
         extra: dict[str, Any] = {}
+        stop = False
         # Leaving this block without sealing (the env or the disk failed) leaves the .partial
         # (journal + committed chunks) to crash recovery.
         with writer:
             try:
-                while end is None:
-                    leaves = split_observation(obs)
-                    view = StepView(leaves[img_key], writer.steps, writer.episode_return, number + 1,
-                                    self.made.env_id, self.fps)
-                    choice = self.source.act(obs, view)
-                    if choice.stop is not None:
-                        end = choice.stop
-                        break
-                    action = choice.action
-                    self._check(action, writer.steps)
-                    writer.record(leaves, encode_action(action_desc, action), info)
-                    obs, reward, terminated, truncated, info = env.step(action)
-                    writer.outcome(float(reward), bool(terminated), bool(truncated), info)
-                    if terminated:
-                        end = EndReason.TERMINATED
-                    elif truncated:
-                        end = EndReason.TRUNCATED
-                    elif self.config.max_steps is not None and writer.steps >= self.config.max_steps:
-                        end, extra = EndReason.TRUNCATED, {"truncated_by": "max_steps"}
+                if not self.source.begin(self._view(obs, writer, number, attrs.image_key)):
+                    end: EndReason = EndReason.QUIT
+                else:
+                    end, extra, obs = self._steps(obs, info, writer, number, attrs)
+                if end in (EndReason.TERMINATED, EndReason.TRUNCATED):
+                    choice = self.source.finish(self._view(obs, writer, number, attrs.image_key), end)
+                    if choice.discard:
+                        end, extra = EndReason.DISCARDED, {**extra, "discarded_after": str(end)}
+                    stop = choice.quit
             except KeyboardInterrupt:
                 end = EndReason.QUIT  # Ctrl-C or SIGTERM: stop and keep what was played
             except AgentActionError as e:
@@ -168,8 +162,33 @@ class Session:
                 self._seal(writer, obs, EndReason.QUIT, {"stopped_because": e.message})
                 raise AgentFailedError(f"{e.message} at step {writer.steps}",
                                        f"fix the agent; the {writer.steps} steps before it are sealed") from e
-            self._seal(writer, obs, end, extra, wait=False)
-        return end, writer
+            self._seal(writer, obs, end, {**extra, **self.source.sealing_attrs()}, wait=False)
+        return end, writer, stop or end == EndReason.QUIT
+
+    def _steps(self, obs: Any, info: dict[str, Any], writer: EpisodeWriter, number: int,
+               attrs: EpisodeAttrs) -> tuple[EndReason, dict[str, Any], Any]:
+        """The frame loop: (how the episode ended, seal extras, the final observation)."""
+        env = self.made.env
+        action_desc, img_key = attrs.action_space, attrs.image_key
+        max_steps = self.config.max_steps
+        while True:
+            leaves = split_observation(obs)
+            view = StepView(leaves[img_key], writer.steps, writer.episode_return, number + 1, self.made.env_id,
+                            self.fps)
+            choice = self.source.act(obs, view)
+            if choice.stop is not None:
+                return choice.stop, {}, obs
+            action = choice.action
+            self._check(action, writer.steps)
+            writer.record(leaves, encode_action(action_desc, action), info, (choice.shown_ns, choice.decided_ns))
+            obs, reward, terminated, truncated, info = env.step(action)
+            writer.outcome(float(reward), bool(terminated), bool(truncated), info)
+            if terminated:
+                return EndReason.TERMINATED, {}, obs
+            if truncated:
+                return EndReason.TRUNCATED, {}, obs
+            if max_steps is not None and writer.steps >= max_steps:
+                return EndReason.TRUNCATED, {"truncated_by": "max_steps"}, obs
 
     @staticmethod
     def _seal(writer: EpisodeWriter, obs: Any, end: EndReason, extra: dict[str, Any], wait: bool = True) -> Path:

@@ -111,6 +111,10 @@ def main(episode: str | None, spool: Path | None, repo_id: str | None, local_dir
     configure_logging(verbose)
     if no_verify and not render:
         raise click.UsageError("--no-verify only makes sense with --render")
+    if render:  # before any episode is opened: a window nobody sees verifies nothing a person could watch
+        from gymrec.shared.display import require_display
+
+        require_display("--render would show nobody anything", "or replay without --render")
     access = hub_access(endpoint, os.environ, Path.cwd()) if repo_id else HubAccess(None)
     config = ReplayConfig(
         selection=Selection(
