@@ -72,6 +72,8 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
         # watchdog logs an ERROR when an event lands as its observer stops (e.g. a claim released on
         # a revoked token): stderr must stay one line.
         logging.getLogger("watchdog").setLevel(logging.CRITICAL)
+        # huggingface_hub logs each of its own HTTP retries; ours say what matters once (GYMREC_DEBUG shows them)
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     if verbose:  # our own story only: client libraries' debug logs are noise (GYMREC_DEBUG=1 shows them)
         for name in ("uploader", "recorder"):
             logging.getLogger(name).setLevel(logging.INFO)
