@@ -121,7 +121,9 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
         f"{len(summary.quarantined)} quarantined, {len(summary.failed)} failed"
     )
     if summary.failed and once:
-        raise HubUnavailableError(f"{len(summary.failed)} episode(s) could not be uploaded and stay queued", "run again later")
+        target = (config.endpoint or "https://huggingface.co") if config.hub else str(config.local_dir)
+        raise HubUnavailableError(f"{len(summary.failed)} episode(s) could not be uploaded to {target} and stay queued",
+                                  "run again later")  # fmt: skip
 
 
 @main.command()
