@@ -90,6 +90,9 @@ def test_hub_dataset_gives_the_spool_results(recorded: dict[str, Path], hub: obj
     spool = replay_cli(["--spool", str(recorded["spool"]), "--all"])
     assert out.returncode == 1, out.stderr
     assert _results(out.stdout) == _results(spool.stdout)
+    # only the index shards were downloaded; the data shard was read by byte ranges
+    cached = [str(p) for p in (tmp_path / "hf").rglob("*.parquet")]
+    assert cached and all("/meta/episodes/" in p for p in cached), cached
     ids = sorted([recorded["good"].stem, recorded["bad"].stem])
     index = f"#{ids.index(recorded['good'].stem)}"
     assert replay_cli([*args, index], env=env).returncode == 0
