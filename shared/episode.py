@@ -64,7 +64,8 @@ class Episode:
             self.group = zarr.open_group(str(path), mode="r")
             raw = dict(self.group.attrs)
         except (zarr.errors.GroupNotFoundError, FileNotFoundError, ValueError, json.JSONDecodeError) as e:
-            raise CorruptEpisodeError(f"{where}: not a readable Zarr group ({e})", "the episode is damaged") from e
+            raise CorruptEpisodeError(f"{where}: not a readable Zarr group: {schema.METADATA_NAME} is missing or "
+                                      f"unreadable ({e})", "the episode is damaged") from e
         sealed = trusted_length is None
         self.attrs = EpisodeAttrs.from_dict(raw, where, sealed=sealed, expected_id=schema.id_from_name(path.name))
         self.length = int(self.attrs.length or 0) if sealed else int(trusted_length or 0)
