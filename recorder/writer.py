@@ -107,6 +107,7 @@ class EpisodeWriter:
             specs.append(ArraySpec(schema.hash_path(name), (), "<u8"))
         specs += [ArraySpec(schema.action_path(leaf.name), leaf.shape, leaf.dtype.str) for leaf in self._action_leaves]
         specs += [ArraySpec(name, (), dtype.str) for name, dtype in schema.STEP_SCALARS.items()]
+        specs += [ArraySpec(name, (), dtype.str) for name, dtype in schema.STEP_TIMES.items()]
         skipped = set(self.attrs.info_skipped)
         keys = [k for k, v in sorted(info.items())
                 if k not in skipped and isinstance(v, _INFO_TYPES) and np.ndim(v) == 0]
@@ -121,8 +122,9 @@ class EpisodeWriter:
             self._slot = self._sink.slot(self._specs, self.chunk_steps, block=self._block)
         return self._slot.arrays
 
-    def record(self, obs: dict[str, np.ndarray], action: dict[str, np.ndarray], info: dict[str, Any] | None = None) -> None:
-        """Journal the action chosen on ``obs``; call right before ``env.step``."""
+    def record(self, obs: dict[str, np.ndarray], action: dict[str, np.ndarray], info: dict[str, Any] | None = None,
+               times: tuple[int, int] = (0, 0)) -> None:
+        """Journal the action chosen on ``obs``; call right before ``env.step``. ``times``: (shown, decided) ns."""
         timestamp = time.time()
         if self._journal is not None:
             try:
@@ -136,6 +138,7 @@ class EpisodeWriter:
         for name, value in action.items():
             rows[schema.ACTION_GROUP + "/" + name][row] = value
         rows[schema.TIMESTAMP][row] = timestamp
+        rows[schema.SHOWN_NS][row], rows[schema.DECIDED_NS][row] = times
 
     def restore_timestamp(self, timestamp: float) -> None:
         """Recovery replays journaled steps: keep their original wall-clock times."""

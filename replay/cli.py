@@ -110,6 +110,10 @@ def main(episode: str | None, spool: Path | None, repo_id: str | None, local_dir
     configure_logging(verbose)
     if no_verify and not render:
         raise click.UsageError("--no-verify only makes sense with --render")
+    if render:  # before any episode is opened: a window nobody sees verifies nothing a person could watch
+        from gymrec.shared.display import require_display
+
+        require_display("--render would show nobody anything", "or replay without --render")
     token = os.environ.get("HF_TOKEN") or None
     if repo_id and token is None:
         from huggingface_hub import get_token

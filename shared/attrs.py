@@ -71,7 +71,16 @@ class EpisodeAttrs:
     truncated_by: str | None = None
     stopped_because: str | None = None
     discarded_because: str | None = None
+    discarded_after: str | None = None  # how an episode ended that the player discarded on its summary
     recovery: JsonDict | None = None
+    # Human play, computed at sealing (recorder.quality, recorder.input_log); None for agents.
+    active_fraction: float | None = None
+    inputs_per_minute: float | None = None
+    longest_idle_s: float | None = None
+    paused_s: float | None = None
+    late_frames: int | None = None
+    worst_late_ms: float | None = None
+    input_log: JsonDict | None = None
     # Keys this gymrec does not know (a newer writer's, or a dataset's meta fields): kept verbatim.
     extra: JsonDict = field(default_factory=dict)
 

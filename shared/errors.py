@@ -53,6 +53,16 @@ class AgentActionError(GymrecError, ValueError):
     """An agent returned an action outside the env's action space."""
 
 
+class AgentFailedError(GymrecError, RuntimeError):
+    """The agent's own code raised: the agent's error, not gymrec's (the steps before it are kept)."""
+
+
+class ReplayStoppedError(GymrecError, RuntimeError):
+    """``gymrec-replay --render`` was stopped (Esc) before the end: the rest was not verified."""
+
+    exit_code = 4
+
+
 class DisplayError(GymrecError, RuntimeError):
     """No window could be opened for interactive play."""
 
@@ -132,3 +142,30 @@ class DatasetError(GymrecError, ValueError):
 
 class CommitConflictError(HubUnavailableError):
     """The repo's head moved under a ``parent_commit`` commit; re-read it and try again."""
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+class ExportError(GymrecError):
+    """``gymrec-export`` cannot produce the requested Minari dataset or video."""
+
+
+class ExportTargetExistsError(ExportError, FileExistsError):
+    """The output already exists and ``--force`` was not given; it is left untouched."""
+
+
+class MinariMissingError(ExportError, ImportError):
+    """The ``minari`` package (or the version gymrec verified as lossless) is not installed."""
+
+
+class LossyExportError(ExportError, ValueError):
+    """The export would not keep the observations bit-identical, so it is refused."""
+
+
+class ExportEnvError(ExportError, ValueError):
+    """The episodes cannot share one env spec (mixed envs or kwargs), or the env cannot be described."""
+
+
+class ExportDiskFullError(ExportError, OSError):
+    """The disk holding the export target filled up; the partial output was removed."""

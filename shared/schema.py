@@ -14,6 +14,8 @@ Inside, an episode is a Zarr v3 group::
     reward                     (T,) float64
     terminated, truncated      (T,) bool
     timestamp                  (T,) float64, wall-clock seconds when action t was applied
+    shown_ns, decided_ns       (T,) int64, time.monotonic_ns() when frame t was on screen and when
+                               action t was sampled (0: no window); optional, absent in older episodes
     info/<key>                 (T,)        numeric scalar info values, where the env gives them
     journal.bin                every step's action, stored before the step runs (removed once sealed)
     committed.json             {"steps": n, "crc32c"}: rows [0, n) are durable (recovery still checks the chunks)
@@ -79,6 +81,15 @@ STEP_SCALARS: Mapping[str, np.dtype] = MappingProxyType({
     TERMINATED: np.dtype(np.bool_),
     TRUNCATED: np.dtype(np.bool_),
     TIMESTAMP: np.dtype(np.float64),
+})
+
+
+SHOWN_NS = "shown_ns"
+DECIDED_NS = "decided_ns"
+# Optional per-step arrays (readers must not require them): the player's timing, see recorder.input_log.
+STEP_TIMES: Mapping[str, np.dtype] = MappingProxyType({
+    SHOWN_NS: np.dtype(np.int64),
+    DECIDED_NS: np.dtype(np.int64),
 })
 
 

@@ -82,8 +82,8 @@ def find_episode(spool: Path, key: str) -> Path:
     if not matches:
         raise EpisodeNotFoundError(f"no episode in {spool} matches {key!r}", "check the id, or pass --spool DIR")
     if len(matches) > 1:
-        names = ", ".join(p.stem[:13] for p in matches[:4])
-        raise AmbiguousEpisodeError(f"{key!r} matches {len(matches)} episodes ({names}, ...)", "give more of the id")
+        names = ", ".join(p.stem[:13] for p in matches[:4]) + (", ..." if len(matches) > 4 else "")
+        raise AmbiguousEpisodeError(f"{key!r} matches {len(matches)} episodes ({names})", "give more of the id")
     return matches[0]
 
 
