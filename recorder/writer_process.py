@@ -17,8 +17,8 @@ from pathlib import Path
 
 import psutil
 
-from gymrec.recorder.chunk_store import ChunkStore
 from gymrec.recorder.buffers import SEGMENT_PREFIX, SHM_DIR, attach
+from gymrec.recorder.chunk_store import ChunkStore
 from gymrec.recorder.sinks import Failure, views
 from gymrec.shared import schema
 from gymrec.shared.spool import WriterLock

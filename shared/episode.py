@@ -20,7 +20,12 @@ from gymrec.shared import schema
 from gymrec.shared.attrs import EpisodeAttrs
 from gymrec.shared.checksums import check_manifest, verified
 from gymrec.shared.chunks import ArrayMeta
-from gymrec.shared.errors import ChunkCorruptError, CorruptEpisodeError, EmptyEpisodeError, EpisodeNotFoundError
+from gymrec.shared.errors import (
+    ChunkCorruptError,
+    CorruptEpisodeError,
+    EmptyEpisodeError,
+    EpisodeNotFoundError,
+)
 from gymrec.shared.spaces import Leaf, action_leaves, decode_action, obs_leaves
 
 
