@@ -99,7 +99,9 @@ class DatasetView:
 
 
 def view_dataset(root: Path) -> DatasetView:
-    metas = {p.stem: json.loads(p.read_text()) for p in sorted((root / "meta" / "episodes").glob("*.json"))}
+    # dataset format 2: one index row per episode in meta/episodes/<config>/<ss>/<shard>.parquet
+    metas = {row["episode_id"]: row for p in sorted((root / "meta" / "episodes").rglob("*.parquet"))
+             for row in pq.read_table(p, columns=["episode_id", "length"]).to_pylist()}
     seen: Counter[tuple[str, int]] = Counter()
     rows: dict[str, int] = {}
     for data in sorted((root / "data").rglob("*.parquet")):
