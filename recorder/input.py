@@ -33,10 +33,11 @@ class Commands:
     pause: bool = False  # toggle
     discard: bool = False
     help: bool = False  # toggle
+    takeover: bool = False  # toggle: who is in control, the agent or the player (--takeover)
 
     @property
     def any(self) -> bool:
-        return self.quit or self.pause or self.discard or self.help
+        return self.quit or self.pause or self.discard or self.help or self.takeover
 
 
 NO_COMMANDS = Commands()
@@ -55,6 +56,7 @@ class InputState:
     pause: bool = False
     discard: bool = False
     help: bool = False
+    takeover: bool = False
 
 
 def key_name(event: pygame.event.Event) -> str:
@@ -70,6 +72,8 @@ def _command(state: InputState, command: str) -> InputState:
         return dataclasses.replace(state, pause=not state.pause)
     if command == "discard":
         return dataclasses.replace(state, discard=True)
+    if command == "takeover":
+        return dataclasses.replace(state, takeover=not state.takeover)
     return dataclasses.replace(state, help=not state.help)
 
 
@@ -136,7 +140,8 @@ def take_step_keys(state: InputState) -> tuple[frozenset[str], InputState]:
 
 def take_commands(state: InputState) -> tuple[Commands, InputState]:
     """The pending commands and the state with them cleared."""
-    commands = Commands(quit=state.quit, pause=state.pause, discard=state.discard, help=state.help)
+    commands = Commands(quit=state.quit, pause=state.pause, discard=state.discard, help=state.help,
+                        takeover=state.takeover)
     if not commands.any:
         return NO_COMMANDS, state
-    return commands, dataclasses.replace(state, quit=False, pause=False, discard=False, help=False)
+    return commands, dataclasses.replace(state, quit=False, pause=False, discard=False, help=False, takeover=False)

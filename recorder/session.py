@@ -11,6 +11,7 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from gymrec.shared.schema import EndReason
 from gymrec.shared.spaces import action_problem, describe_space, encode_action, image_key, split_observation
 
 log = logging.getLogger(__name__)
+ACTOR_CODES = MappingProxyType({name: code for code, name in enumerate(schema.ACTORS)})
 SEED_SPACE = 2**31 - 1
 MAX_SEALING = 2
 
@@ -87,6 +89,7 @@ class Session:
         self._seeds = np.random.default_rng(config.seed)
         self._spaces = (describe_space(made.env.action_space), describe_space(made.env.observation_space))
         self._guarded = False
+        self._actor = "human" if config.human else "agent"
 
     def _next_seed(self, first: bool) -> int:
         if first and self.config.seed is not None:
@@ -180,7 +183,8 @@ class Session:
                 return choice.stop, {}, obs
             action = choice.action
             self._check(action, writer.steps)
-            writer.record(leaves, encode_action(action_desc, action), info, (choice.shown_ns, choice.decided_ns))
+            actor = ACTOR_CODES[choice.actor or self._actor]
+            writer.record(leaves, encode_action(action_desc, action), info, (choice.shown_ns, choice.decided_ns), actor)
             obs, reward, terminated, truncated, info = env.step(action)
             writer.outcome(float(reward), bool(terminated), bool(truncated), info)
             if terminated:

@@ -52,7 +52,8 @@ __all__ = ["BAR_HEIGHT", "EndChoice", "GameWindow", "HudState", "TickInput"]
 
 log = logging.getLogger(__name__)
 
-CONTROL_LINES = ("Esc: quit    P: pause    Backspace: discard episode    F1: help (pauses)",)
+CONTROL_LINES = ("Esc: quit    P: pause    Backspace: discard episode    F1: help (pauses)",
+                 "T (with --takeover): take control from the agent, or give it back")
 START_LINE = "press any key or button to start"
 
 
@@ -63,6 +64,7 @@ class TickInput:
     discard: bool
     paused_for: float  # seconds this call spent paused (pause or help)
     shown_ns: int = 0  # time.monotonic_ns() when this frame was first on screen
+    toggle: bool = False  # T was pressed (an odd number of times): hand control to the other side
 
 
 class GameWindow:
@@ -182,11 +184,12 @@ class GameWindow:
         """
         if self._screen is None:
             raise RuntimeError("GameWindow.next_tick() before open()")
-        discard, paused_for, shown = False, 0.0, 0
+        discard, paused_for, shown, toggle = False, 0.0, 0, False
         while True:
             self.clock.wait()
             while (commands := self._poll()).any:
                 discard = discard or commands.discard
+                toggle = toggle != commands.takeover
                 if (commands.pause or commands.help) and not commands.quit:
                     waited, quit_, discarded = self._pause(frame, hud, with_help=commands.help)
                     paused_for += waited
@@ -199,8 +202,8 @@ class GameWindow:
                 return TickInput(self._take_keys(), False, True, paused_for, shown or self.shown_ns)
             self._render(frame, hud, REC if hud.recording else READY)
             shown = shown or self.shown_ns
-            if not wait_for_input or self._state.held or self._state.latched:
-                return TickInput(self._take_keys(), False, False, paused_for, shown)
+            if not wait_for_input or self._state.held or self._state.latched or toggle:
+                return TickInput(self._take_keys(), False, False, paused_for, shown, toggle)
 
     def _take_keys(self) -> frozenset[str]:
         keys, self._state = take_step_keys(self._state)
@@ -223,7 +226,7 @@ class GameWindow:
                         return self.clock.now() - started, commands.quit, commands.discard
                     if commands.pause or (commands.help and self.help_visible):
                         return self.clock.now() - started, False, False
-                    self.help_visible = True
+                    self.help_visible = self.help_visible or commands.help
                 # Presses during the pause must not act on the first step after it.
                 self._drop_latches()
         finally:

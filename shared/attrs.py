@@ -81,6 +81,7 @@ class EpisodeAttrs:
     late_frames: int | None = None
     worst_late_ms: float | None = None
     input_log: JsonDict | None = None
+    takeover: bool | None = None  # --takeover: the agent played until the human took control (see ``actor``)
     # Keys this gymrec does not know (a newer writer's, or a dataset's meta fields): kept verbatim.
     extra: JsonDict = field(default_factory=dict)
 
