@@ -54,15 +54,22 @@ def uploader_rows() -> list[Row]:
     return uploader_bench.rows()
 
 
+def export_rows() -> list[Row]:
+    from bench import export_bench
+
+    return export_bench.rows()
+
+
 SUITES: Mapping[str, Callable[[], list[Row]]] = MappingProxyType({
     "P1": recorder_bench.p1_p3,
     "P2": recorder_bench.p2,
     "P5": p5,
     "P6": recorder_bench.p6_recorder,
     "P4": uploader_rows,
+    "E1": export_rows,
 })
-# P3 comes with P1 (same recording); P7 and the uploader's P6 come with P4.
-ALIASES: Mapping[str, str] = MappingProxyType({"P3": "P1", "P7": "P4"})
+# P3 comes with P1 (same recording); P7 and the uploader's P6 come with P4; E2/E3 (video) with E1.
+ALIASES: Mapping[str, str] = MappingProxyType({"P3": "P1", "P7": "P4", "E2": "E1", "E3": "E1"})
 
 
 def main(argv: list[str]) -> int:

@@ -42,13 +42,9 @@ def _progress() -> ProgressFactory:
     return bar
 
 
-def _token(repo_id: str | None) -> str | None:
-    token = os.environ.get("HF_TOKEN") or None
-    if repo_id and token is None:
-        from huggingface_hub import get_token
-
-        token = get_token()
-    return token
+def _token() -> str | None:
+    # None lets huggingface_hub fall back to its login cache; export itself never imports the Hub client.
+    return os.environ.get("HF_TOKEN") or None
 
 
 def _endpoint(endpoint: str | None) -> str | None:
@@ -82,7 +78,7 @@ def _source_selection(source: str, local_dir: Path | None, endpoint: str | None)
     repo_id = source.removeprefix("hf://").removeprefix("datasets/")
     if REPO_ID.match(repo_id) and not path.exists():
         return Selection(key=None, all_=True, spool=default, repo_id=repo_id, local_dir=local_dir,
-                         endpoint=_endpoint(endpoint), token=_token(repo_id))
+                         endpoint=_endpoint(endpoint), token=_token())
     raise DatasetError(f"{source} is neither a directory nor a Hub dataset id",
                        "pass a spool or dataset directory, or owner/name (hf://owner/name) for the Hub")
 
@@ -114,14 +110,14 @@ def minari_command(source: str, dataset_id: str, env_id: str | None, force: bool
     todo = jobs(_source_selection(source, local_dir, endpoint))
     result = export_minari(todo, config, _progress())
     skipped = f", {result.skipped} skipped" if result.skipped else ""
-    click.echo(f"{result.dataset_id}: {result.episodes} episodes, {result.steps} steps of {result.env_id}"
+    click.echo(f"{result.dataset_id}: {result.episodes} episode(s), {result.steps} steps of {result.env_id}"
                f"{skipped} -> {result.path}")
 
 
 def _video_jobs(episode: str | None, all_dir: Path | None, spool: Path | None, repo_id: str | None,
                 local_dir: Path | None, endpoint: str | None) -> list[Job]:  # fmt: skip
     selection = Selection(key=episode, all_=all_dir is not None, spool=spool or default_spool(os.environ),
-                          repo_id=repo_id, local_dir=local_dir, endpoint=_endpoint(endpoint), token=_token(repo_id))
+                          repo_id=repo_id, local_dir=local_dir, endpoint=_endpoint(endpoint), token=_token())
     return jobs(selection)
 
 
@@ -162,8 +158,7 @@ def video_command(episode: str | None, out: Path | None, all_dir: Path | None, l
         source = job.open()
         if not job.explicit and source.end_reason == EndReason.DISCARDED:
             continue
-        target = out if all_dir is None else all_dir / f"{source.id}.mp4"
-        assert target is not None
+        target = all_dir / f"{source.id}.mp4" if all_dir is not None else out or Path(f"{source.id}.mp4")
         result = encode(source, target, options, _progress())
         written += 1
         click.echo(f"{result.path}: {result.frames} frames at {result.fps:g} fps, "

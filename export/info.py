@@ -1,7 +1,7 @@
-"""What export needs to know about one recorded episode, read once from ``EpisodeSource.attrs``.
+"""What export needs to know about one recorded episode: a view of its typed ``EpisodeAttrs``.
 
-Replay's sources hand out the episode attributes; this is the one place export reads them, so a
-change of their representation (a dict today, a typed ``EpisodeAttrs`` soon) is absorbed here.
+Sealed episodes always have a length and an end reason; the view states that once, and adds the
+key that decides which episodes can share one Minari env spec.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gymrec.replay.sources import EpisodeSource
-from gymrec.shared.errors import CorruptEpisodeError
+from gymrec.shared.attrs import EpisodeAttrs
 from gymrec.shared.spaces import OBS_LEAF
 
 
@@ -38,33 +38,21 @@ class EpisodeInfo:
         return self.env_id, repr(sorted(self.env_kwargs.items()))
 
 
-def _as_mapping(attrs: Any) -> Mapping[str, Any]:
-    if isinstance(attrs, Mapping):
-        return attrs
-    as_dict = getattr(attrs, "as_dict", None)  # the typed EpisodeAttrs gives its JSON back
-    if callable(as_dict):
-        return dict(as_dict())
-    raise CorruptEpisodeError(f"episode attributes of type {type(attrs).__name__} are not readable")
-
-
 def info_of(source: EpisodeSource) -> EpisodeInfo:
-    raw = _as_mapping(source.attrs)
-    try:
-        return EpisodeInfo(
-            episode_id=str(raw["episode_id"]),
-            env_id=str(raw["env_id"]),
-            backend=str(raw["backend"]),
-            env_kwargs=dict(raw.get("env_kwargs") or {}),
-            seed=int(raw["seed"]),
-            fps=float(raw.get("fps") or 30.0),
-            collector=str(raw.get("collector") or "unknown"),
-            player=str(raw.get("player") or ""),
-            versions={str(k): str(v) for k, v in (raw.get("versions") or {}).items()},
-            image_key=str(raw.get("image_key") or OBS_LEAF),
-            length=int(raw["length"]),
-            end_reason=str(raw.get("end_reason") or ""),
-            observation_space=dict(raw["observation_space"]),
-            action_space=dict(raw["action_space"]),
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise CorruptEpisodeError(f"{source.where}: attribute {e} is missing or malformed", "the episode is damaged") from e
+    attrs: EpisodeAttrs = source.attrs
+    return EpisodeInfo(
+        episode_id=attrs.episode_id,
+        env_id=attrs.env_id,
+        backend=attrs.backend,
+        env_kwargs=dict(attrs.env_kwargs),
+        seed=int(attrs.seed),
+        fps=float(attrs.fps),
+        collector=attrs.collector or "unknown",
+        player=attrs.player or "",
+        versions={str(k): str(v) for k, v in attrs.versions.items()},
+        image_key=attrs.image_key or OBS_LEAF,
+        length=int(attrs.length or 0),
+        end_reason=attrs.end_reason or "",
+        observation_space=dict(attrs.observation_space),
+        action_space=dict(attrs.action_space),
+    )

@@ -86,14 +86,14 @@ def load_minari() -> ModuleType:
     return minari
 
 
-def dataset_path(config: MinariConfig, minari: ModuleType) -> Path:
+def dataset_path(config: MinariConfig) -> Path:
     parse = importlib.import_module("minari.dataset.minari_dataset").parse_dataset_id
     try:
         parse(config.dataset_id)
     except ValueError as e:
         raise ExportError(f"{config.dataset_id!r} is not a Minari dataset id",
                           "use (namespace/)name-vN, for example gymrec/breakout-human-v0") from e
-    return config.datasets_root / config.dataset_id
+    return (config.datasets_root / config.dataset_id).absolute()  # minari joins relative paths twice
 
 
 def _stack(rows: list[dict[str, np.ndarray]], single: bool) -> Any:
@@ -107,8 +107,7 @@ def _actions(actions: list[Any], space: gym.Space) -> Any:
     return np.asarray(actions, dtype=space.dtype)
 
 
-def _buffer(source: EpisodeSource, info: EpisodeInfo, index: int, env: EnvDescription,
-            minari: ModuleType) -> tuple[Any, dict[str, list[int]]]:
+def _buffer(source: EpisodeSource, info: EpisodeInfo, index: int, env: EnvDescription) -> tuple[Any, dict[str, list[int]]]:
     steps = source.steps()
     rows = [obs for _, obs in source.observations()]
     single = not isinstance(env.observation_space, gym.spaces.Dict)
@@ -158,55 +157,78 @@ def _metadata(config: MinariConfig, infos: Sequence[EpisodeInfo]) -> dict[str, A
     return meta
 
 
-def _write_namespace(config: MinariConfig, target: Path) -> None:
+def _write_namespace(config: MinariConfig) -> None:
     namespace = Path(config.dataset_id).parent
     if str(namespace) != "." and not (config.datasets_root / namespace / NAMESPACE_FILE).exists():
         (config.datasets_root / namespace / NAMESPACE_FILE).write_text(json.dumps({}))
 
 
+class _DatasetWriter:
+    """Episodes into one Minari storage under ``tmp``; the storage is made by the first episode's env."""
+
+    def __init__(self, tmp: Path, config: MinariConfig, minari: ModuleType) -> None:
+        self.tmp = tmp
+        self.config = config
+        self.minari = minari
+        self.storage: Any = None
+        self.env: EnvDescription | None = None
+        self.infos: list[EpisodeInfo] = []
+        self.hashes: list[dict[str, list[int]]] = []
+
+    def _open(self, info: EpisodeInfo) -> tuple[Any, EnvDescription]:
+        env = describe_env(info)
+        self.tmp.mkdir()
+        storage_cls = importlib.import_module("minari.dataset.minari_storage").MinariStorage
+        storage = storage_cls.new(self.tmp / "data", observation_space=env.observation_space,
+                                  action_space=env.action_space, env_spec=env.spec, data_format=DATA_FORMAT,
+                                  jpeg_encoding=False)
+        storage.update_metadata({"dataset_id": self.config.dataset_id, "minari_version": self.minari.__version__,
+                                 "eval_env_spec": env.spec.to_json()})
+        return storage, env
+
+    def add(self, source: EpisodeSource, info: EpisodeInfo) -> None:
+        if self.infos and info.env_key != self.infos[0].env_key:
+            raise ExportEnvError(f"{self.config.source_label} holds episodes of {self.infos[0].env_id} and "
+                                 f"{info.env_id} (or different env kwargs)", "pass --env ENV_ID to export one env")
+        if self.storage is None or self.env is None:
+            self.storage, self.env = self._open(info)
+        index = len(self.infos)
+        buffer, obs_hashes = _buffer(source, info, index, self.env)
+        self.storage.update_episodes([buffer])
+        self.storage.update_episode_metadata([_episode_meta(info, source)], [index])
+        self.infos.append(info)
+        self.hashes.append(obs_hashes)
+
+    def finish(self) -> None:
+        if self.storage is None:
+            what = f"episodes of {self.config.env_id}" if self.config.env_id else "episodes"
+            raise EpisodeNotFoundError(f"{self.config.source_label} holds no {what}",
+                                       "check SOURCE and --env (discarded episodes are skipped)")
+        self.storage.update_metadata(_metadata(self.config, self.infos))
+        _check_lossless(self.tmp / "data", self.hashes, self.minari)
+        _write_namespace(self.config)
+
+
 def export_minari(jobs: Sequence[Job], config: MinariConfig, progress: ProgressFactory) -> MinariResult:
+    """Every episode of ``jobs`` (of ``config.env_id`` if given) into one Minari dataset, or nothing at all."""
     minari = load_minari()
-    storage_cls = importlib.import_module("minari.dataset.minari_storage").MinariStorage
-    target = dataset_path(config, minari)
-    infos: list[EpisodeInfo] = []
-    hashes: list[dict[str, list[int]]] = []
+    target = dataset_path(config)
     skipped = 0
     bar = progress(len(jobs), "episodes")
     try:
         with staged(target, config.force) as tmp:
-            storage = None
+            writer = _DatasetWriter(tmp, config, minari)
             for job in jobs:
                 source = job.open()
                 info = info_of(source)
-                if (config.env_id and info.env_id != config.env_id) or (
-                        not job.explicit and source.end_reason == EndReason.DISCARDED):
+                discarded = not job.explicit and source.end_reason == EndReason.DISCARDED
+                if discarded or (config.env_id and info.env_id != config.env_id):
                     skipped += 1
-                    bar.update(1)
-                    continue
-                if infos and info.env_key != infos[0].env_key:
-                    raise ExportEnvError(f"{config.source_label} holds episodes of {infos[0].env_id} and {info.env_id}"
-                                         " (or different env kwargs)", "pass --env ENV_ID to export one env")
-                if storage is None:
-                    env = describe_env(info)
-                    tmp.mkdir()
-                    storage = storage_cls.new(tmp / "data", observation_space=env.observation_space,
-                                              action_space=env.action_space, env_spec=env.spec,
-                                              data_format=DATA_FORMAT, jpeg_encoding=False)
-                    storage.update_metadata({"dataset_id": config.dataset_id, "minari_version": minari.__version__,
-                                             "eval_env_spec": env.spec.to_json()})
-                buffer, obs_hashes = _buffer(source, info, len(infos), env, minari)
-                storage.update_episodes([buffer])
-                storage.update_episode_metadata([_episode_meta(info, source)], [len(infos)])
-                infos.append(info)
-                hashes.append(obs_hashes)
+                else:
+                    writer.add(source, info)
                 bar.update(1)
-            if storage is None:
-                what = f"episodes of {config.env_id}" if config.env_id else "episodes"
-                raise EpisodeNotFoundError(f"{config.source_label} holds no {what}",
-                                           "check SOURCE and --env (discarded episodes are skipped)")
-            storage.update_metadata(_metadata(config, infos))
-            _check_lossless(tmp / "data", hashes, minari)
-            _write_namespace(config, target)
+            writer.finish()
     finally:
         bar.close()
+    infos = writer.infos
     return MinariResult(config.dataset_id, target, infos[0].env_id, len(infos), sum(i.length for i in infos), skipped)

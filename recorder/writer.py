@@ -7,11 +7,13 @@ Write order (what survives a SIGKILL at any instant):
 2. Each action goes to the journal (``recorder.journal``) *before* ``env.step`` runs it, so the
    journal is never behind the env: recovery can re-simulate every step that was taken.
 3. Rows collect in a chunk buffer (a memcpy). A full chunk goes to a sink (``recorder.sinks``),
-   whose writer compresses each array's chunk into the Zarr v3 layout (temp name, then rename) and
-   then atomically replaces ``committed.json`` (``recorder.chunk_store``).
+   whose writer compresses each array's chunk into the Zarr v3 layout (temp name, then rename);
+   its sync passes fsync the journal and the chunks, and only then replace ``committed.json``
+   (``recorder.chunk_store`` documents the power-loss write order and what a power cut can cost).
 4. Sealing is the sink's last job for the episode: the last chunk and the final observation, the
-   arrays' real shapes, the final attributes, then the rename of ``.partial`` to ``.zarr``. Readers
-   see all of an episode or none of it; a crash before the rename leaves a ``.partial`` to recover.
+   arrays' real shapes, the final attributes, one fsync pass over all of it, then the rename of
+   ``.partial`` to ``.zarr`` and an fsync of the spool. Readers see all of an episode or none of it;
+   a crash before the rename leaves a ``.partial`` to recover.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from gymrec.shared import schema
 from gymrec.shared.attrs import EpisodeAttrs, utc_now
 from gymrec.shared.errors import DiskFullError, SpoolError
 from gymrec.shared.spaces import Leaf, action_leaves
-from gymrec.shared.spool import WriterLock
+from gymrec.shared.spool import WriterLock, write_owners
 
 _INFO_TYPES = (bool, int, float, np.bool_, np.integer, np.floating)
 
@@ -87,6 +89,7 @@ class EpisodeWriter:
             lock = WriterLock(staging / schema.LOCK_NAME, shared=True)
             if not lock.try_acquire():  # a fresh UUID directory: only a bug could make this happen
                 raise SpoolError(f"{staging} is locked by another process")
+            write_owners(staging, [os.getpid(), *([sink.child_pid] if sink is not None and sink.child_pid else [])])
             os.rename(staging, partial)
         except OSError as e:
             raise _spool_failure(e.errno or 0, str(e), partial) from e
@@ -185,9 +188,16 @@ class EpisodeWriter:
             self.close_without_sealing()
 
     def close_without_sealing(self) -> None:
-        """Let the sink finish what it was given, then let go: the .partial stays for recovery."""
+        """Let the sink finish and sync what it was given, then let go: the .partial stays for recovery.
+
+        The chunk in progress is not written: its steps are in the journal, which recovery replays.
+        """
         self._ended = True
+        if self._specs and self._sink.failure(str(self.partial)) is None:
+            self._sink.submit(ChunkJob(str(self.partial), self._chunk, 0, 0, self.chunk_steps, self._specs, sync=True), None)
         self._sink.wait(str(self.partial))
+        # Let go on purpose: the lock alone now says whether the episode is an orphan.
+        (self.partial / schema.OWNERS_NAME).unlink(missing_ok=True)
         if self._journal is not None:
             self._journal.close(durable=False)
         self._let_go()

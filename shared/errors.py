@@ -82,6 +82,21 @@ class CorruptEpisodeError(GymrecError, ValueError):
     """An episode on disk does not match the spool schema."""
 
 
+class ChunkCorruptError(CorruptEpisodeError):
+    """Stored data is damaged: a chunk is missing, fails its checksum or cannot be decoded.
+
+    Distinct from a divergence (the env behaving differently): the recording itself is wrong on
+    disk. ``array``, ``chunk`` and ``steps`` ([start, stop) rows of that array) say exactly where.
+    """
+
+    exit_code = 4
+
+    def __init__(self, where: str, array: str, chunk: int, steps: tuple[int, int], problem: str) -> None:
+        self.where, self.array, self.chunk, self.steps = where, array, chunk, steps
+        super().__init__(f"{where}: stored data is corrupt: chunk {chunk} of {array!r} (steps {steps[0]}..{steps[1] - 1}) "
+                         f"{problem}", "the episode is damaged; recover it from a copy or re-record it")
+
+
 class SchemaVersionError(CorruptEpisodeError):
     """An episode was written with a schema version this gymrec cannot read."""
 

@@ -21,6 +21,7 @@ Inside, an episode is a Zarr v3 group::
     journal.bin                every step's action, stored before the step runs (removed once sealed)
     committed.json             {"steps": n}: rows [0, n) of every array are on disk; trust only this
     writer.lock                flock held by the live writer; free means the writer is gone
+    owners.json                the recorder's and writer process's pids: alive (even stopped) means not orphaned
 
 All arrays are chunked along axis 0 only, ``CHUNK_STEPS`` rows a chunk, compressed with zstd. The
 arrays' own shape metadata is set only at sealing: after a kill it is not to be trusted.
@@ -34,7 +35,6 @@ import uuid
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
@@ -42,8 +42,10 @@ import xxhash
 
 from gymrec.shared.spaces import Leaf
 
-SCHEMA_VERSION = 1
-READABLE_SCHEMA_VERSIONS = (1,)
+# 2: every chunk carries a crc32c (zarr's codec) and flat chunk keys; see shared.chunks. 1 still reads.
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
+CHUNK_SEPARATOR = "."  # new episodes' chunk keys: c.<i>.0.0 (version 1 episodes use "/")
 CHUNK_STEPS = 64
 ZSTD_LEVEL = 3
 
@@ -53,6 +55,7 @@ SEALED_SUFFIX = ".zarr"
 JOURNAL_NAME = "journal.bin"
 COMMITTED_NAME = "committed.json"
 LOCK_NAME = "writer.lock"
+OWNERS_NAME = "owners.json"  # {"host", "owners": [{"pid", "started"}]}: the processes writing it
 
 OBS_GROUP = "obs"
 HASH_GROUP = "hash"
@@ -112,11 +115,6 @@ def action_path(leaf: str) -> str:
 
 def info_path(key: str) -> str:
     return f"{INFO_GROUP}/{key}"
-
-
-def chunk_file(array_dir: Path, chunk_index: int, ndim: int) -> Path:
-    """Where Zarr v3's default chunk key encoding keeps chunk ``chunk_index`` along axis 0."""
-    return array_dir.joinpath("c", str(chunk_index), *(["0"] * (ndim - 1)))
 
 
 def sealed_name(episode_id: str) -> str:

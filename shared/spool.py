@@ -8,16 +8,23 @@ guess, that nobody is writing: that is what makes a ``.partial`` an orphan to re
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+import psutil
+
 from gymrec.shared import schema
+from gymrec.shared.fsio import atomic_write
 from gymrec.shared.errors import AmbiguousEpisodeError, EpisodeNotFoundError, SpoolError
 
 UPLOADED_AREA = "uploaded"
+# Where crash recovery moves what it cannot use (damaged chunks, unreadable episodes): never deleted.
+SET_ASIDE_AREA = "set-aside"
 UPLOADED_LOCAL_AREA = "uploaded-local"
 # Areas, besides the spool root, where sealed episodes live on (the uploader moves them there).
 SEALED_AREAS = ("", UPLOADED_AREA, UPLOADED_LOCAL_AREA)
@@ -116,10 +123,52 @@ class WriterLock:
         self.release()
 
 
+def write_owners(directory: Path, pids: list[int]) -> None:
+    """Record which processes write this episode (the recorder and its writer process).
+
+    The lock alone is not enough: the writer process takes it with its first chunk job, and a
+    stopped (SIGSTOP) writer still has jobs to run. An episode with a live owner is never an orphan.
+    """
+    owners = []
+    for pid in pids:
+        try:
+            owners.append({"pid": pid, "started": psutil.Process(pid).create_time()})
+        except psutil.Error:
+            continue
+    atomic_write(directory / schema.OWNERS_NAME, json.dumps({"host": socket.gethostname(), "owners": owners}).encode(),
+                 durable=False)
+
+
+def owner_alive(partial: Path) -> bool:
+    """Whether a process recorded as writing ``partial`` still exists here (running or stopped)."""
+    try:
+        doc = json.loads((partial / schema.OWNERS_NAME).read_bytes())
+        if doc.get("host") != socket.gethostname():
+            return False  # another machine's writer: only its lock can tell
+        owners = [(int(o["pid"]), float(o["started"])) for o in doc.get("owners", [])]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return False  # no (readable) record: the lock decides
+    for pid, started in owners:
+        try:
+            process = psutil.Process(pid)
+            if abs(process.create_time() - started) < 0.01 and process.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.Error:
+            continue
+    return False
+
+
 def orphaned(partial: Path) -> WriterLock | None:
     """The held lock if ``partial`` has no live writer (the caller then owns it), else None."""
+    if owner_alive(partial):
+        return None
     lock = WriterLock(partial / schema.LOCK_NAME)
     try:
-        return lock if lock.try_acquire() else None
+        if not lock.try_acquire():
+            return None
     except FileNotFoundError:
         return None  # sealed (renamed) between listing and locking
+    if owner_alive(partial):  # it started between the two looks
+        lock.release()
+        return None
+    return lock

@@ -10,7 +10,13 @@ from gymrec.recorder.session import episode_attrs
 from gymrec.recorder.writer import EpisodeWriter
 from gymrec.shared.attrs import EpisodeAttrs
 from gymrec.shared.backends import make_env
+from gymrec.shared.chunks import ArrayMeta
 from gymrec.shared.spaces import encode_action, split_observation
+
+
+def chunk_path(episode: Path, array: str, index: int) -> Path:
+    """Where chunk ``index`` of ``array`` lies, in whichever chunk key layout the array uses."""
+    return ArrayMeta.read(episode / array, episode.name, array).chunk_file(index)
 
 
 def new_attrs(raw: dict[str, Any]) -> EpisodeAttrs:

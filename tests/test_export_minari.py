@@ -84,7 +84,7 @@ def test_export_reproduces_through_recover_environment(env_id: str, spool: Path,
     dataset_id = "gymrec/" + env_id.split("/")[-1].lower()
     proc = export_cli("minari", str(spool), dataset_id, "--env", env_id, cwd=workdir, env=_env(minari_path))
     assert proc.returncode == 0, proc.stderr
-    assert "1 episodes" in proc.stdout and "1 skipped" in proc.stdout
+    assert "1 episode(s)" in proc.stdout and "1 skipped" in proc.stdout
     assert replay_through_minari(dataset_id) == []
 
     import minari
@@ -202,3 +202,15 @@ def test_retro_exports_and_recovers(tmp_path: Path, minari_path: Path, workdir: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert replay_through_minari("retro-v0") == []
+
+
+def test_a_hub_dataset_exports(spool: Path, hub: object, minari_path: Path, workdir: Path, tmp_path: Path) -> None:
+    dataset = to_local_dataset(spool, tmp_path / "dataset", workdir)
+    hub.seed_repo("someone/gymrec-mixed", tree(dataset))  # type: ignore[attr-defined]
+    proc = export_cli("minari", "hf://someone/gymrec-mixed", "from-hub-v0", "--env", ALE,
+                      "--endpoint", hub.endpoint, cwd=workdir, env={**_env(minari_path), "HF_TOKEN": ""})  # type: ignore[attr-defined]
+    assert proc.returncode == 0, proc.stderr
+    assert replay_through_minari("from-hub-v0") == []
+    missing = export_cli("minari", "someone/nothing-here", "x-v0", "--endpoint", hub.endpoint,  # type: ignore[attr-defined]
+                         cwd=workdir, env={**_env(minari_path), "HF_TOKEN": ""})
+    assert "does not exist" in one_line_error(missing)

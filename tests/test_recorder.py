@@ -11,6 +11,7 @@ import zarr
 from gymrec.shared import schema
 from gymrec.shared.episode import Episode
 from tests.conftest import record, run_cli
+from tests.recording import chunk_path
 
 ENVS = [
     ("BreakoutNoFrameskip-v4", "ale", {"frame": (210, 160, 3)}),
@@ -101,6 +102,6 @@ def test_a_missing_chunk_is_corrupt_not_blank_frames(spool: Path, workdir: Path)
     from gymrec.shared.errors import CorruptEpisodeError
 
     (path,) = record("ALE/Pong-v5", spool, workdir, 200, 1)
-    (path / "obs" / "frame" / "c" / "1" / "0" / "0" / "0").unlink()
-    with pytest.raises(CorruptEpisodeError, match="chunk 1 of 'obs/frame' is missing"):
+    chunk_path(path, "obs/frame", 1).unlink()
+    with pytest.raises(CorruptEpisodeError, match=r"chunk 1 of 'obs/frame' \(steps 64..127\) is missing"):
         Episode(path)

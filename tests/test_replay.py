@@ -14,6 +14,7 @@ from gymrec.replay.sources import SpoolSource
 from gymrec.replay.verify import VerifyOptions, verify
 from gymrec.shared.attrs import make_env_for
 from gymrec.shared.schema import row_hash
+from tests.recording import chunk_path
 from tests.replay_helpers import (
     BIN,
     copy_episode,
@@ -179,9 +180,9 @@ def test_missing_rom_and_corrupt_chunk_exit_2(breakout: Path, tmp_path: Path) ->
     meta = rom / "zarr.json"
     meta.write_text(meta.read_text().replace("BreakoutNoFrameskip-v4", "SonicTheHedgehog-Genesis-v0").replace('"ale"', '"retro"'))
     corrupt = copy_episode(breakout, spool)
-    (corrupt / "reward" / "c" / "1").write_bytes(b"garbage, not zstd")
+    chunk_path(corrupt, "reward", 1).write_bytes(b"garbage, not zstd")
     truncated = copy_episode(breakout, spool)
-    (truncated / "hash" / "frame" / "c" / "2").unlink()
+    chunk_path(truncated, "hash/frame", 2).unlink()
     before = tree_digest(spool)
     _one_error_line(replay_cli([str(rom)]), "no ROM is installed")
     _one_error_line(replay_cli([str(corrupt)]), "unreadable")

@@ -17,6 +17,7 @@ from gymrec.shared.attrs import REQUIRED_FIELDS, SEAL_FIELDS
 from gymrec.shared.episode import Episode
 from gymrec.uploader import layout
 from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX, RECEIPT_SUFFIX, UPLOADED_LOCAL_AREA
+from tests.recording import chunk_path
 
 
 def _upload_local(spool: Path, dataset: Path, cwd: Path, *extra: str) -> str:
@@ -130,7 +131,7 @@ def test_discarded_empty_and_corrupt(tmp_path: Path, spool: Path) -> None:
     good = record_episode(spool, "BreakoutNoFrameskip-v4", 70, seed=1)
     discarded = record_episode(spool, "BreakoutNoFrameskip-v4", 70, seed=2, end_reason="discarded")
     corrupt = record_episode(spool, "BreakoutNoFrameskip-v4", 70, seed=3)
-    chunk = schema.chunk_file(corrupt / "obs" / "frame", 0, 4)
+    chunk = chunk_path(corrupt, "obs/frame", 0)
     chunk.write_bytes(b"not zstd at all")
     dataset = tmp_path / "dataset"
     out = _upload_local(spool, dataset, tmp_path)

@@ -19,7 +19,7 @@ from gymrec.shared import schema
 from gymrec.shared.spool import UPLOADED_AREA, UPLOADED_LOCAL_AREA
 from gymrec.uploader.claims import CLAIMED_AREA, QUARANTINE_AREA
 
-from tests.reliability_helpers import read_journal
+from tests.reliability_helpers import committed_steps, read_journal
 
 AREAS = ("", CLAIMED_AREA, UPLOADED_LOCAL_AREA, UPLOADED_AREA, QUARANTINE_AREA)
 
@@ -29,7 +29,8 @@ class SpoolView:
     sealed: dict[str, int] = field(default_factory=dict)  # episode id -> length, in any area
     end_reasons: dict[str, str] = field(default_factory=dict)
     areas: Counter[str] = field(default_factory=Counter)  # episode id -> how many areas hold it
-    open: dict[str, int] = field(default_factory=dict)  # .partial id -> journaled steps
+    where: dict[str, str] = field(default_factory=dict)  # episode id -> an area holding it
+    open: dict[str, tuple[int, int]] = field(default_factory=dict)  # .partial id -> (journaled, synced) steps
     unreadable: dict[str, str] = field(default_factory=dict)  # episode id -> why
     quarantined: set[str] = field(default_factory=set)
     claimed: set[str] = field(default_factory=set)
@@ -68,6 +69,7 @@ def view_spool(spool: Path, read_data: bool) -> SpoolView:
                 continue
             eid = path.name.split(".")[0]  # claims are <id>.<owner>.zarr
             view.areas[eid] += 1
+            view.where[eid] = area or "spool"
             if area == QUARANTINE_AREA:
                 view.quarantined.add(eid)
             if area == CLAIMED_AREA:
@@ -84,7 +86,8 @@ def view_spool(spool: Path, read_data: bool) -> SpoolView:
                 view.unreadable[eid] = why
     for partial in sorted(spool.glob("*" + schema.PARTIAL_SUFFIX)):
         journal = read_journal(partial)
-        view.open[partial.stem] = journal.steps if journal is not None else 0
+        # committed.json is replaced only after the data it counts was fsynced: the synced prefix.
+        view.open[partial.stem] = (journal.steps if journal is not None else 0, committed_steps(partial))
     return view
 
 
