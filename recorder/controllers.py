@@ -12,6 +12,7 @@ at the CLI edge (``recorder.cli``), so the session can seal the good steps and b
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -48,6 +49,7 @@ class Choice:
     shown_ns: int = 0  # time.monotonic_ns() when the frame was on screen (0: no window)
     decided_ns: int = 0  # time.monotonic_ns() when the action was sampled
     actor: str = ""  # who chose it (schema.ACTORS); "" is the session's own collector
+    rewind: bool = False  # instead of an action: the player wants to rewind (hold R)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,12 @@ class ActionSource(Protocol):
 
     def sealing_attrs(self) -> dict[str, Any]:
         """Attributes to store with the episode when it is sealed (input log, quality fields)."""
+        ...
+
+    def rewind(self, frames: Iterator[tuple[int, np.ndarray]], view: StepView,
+               view_at: Callable[[int], StepView]) -> int | None:
+        """Show ``frames`` going back from ``view`` while the player rewinds; the step to resume from
+        (``view.step``: no rewind), or None if the player quit."""
         ...
 
     def close(self) -> None:
@@ -149,8 +157,15 @@ class HumanController:
             if stop == EndReason.DISCARDED:
                 self._notice = f"episode {view.episode} discarded"
             return Choice(stop=stop, shown_ns=tick.shown_ns, decided_ns=time.monotonic_ns())
+        if tick.rewind:
+            return Choice(rewind=True, shown_ns=tick.shown_ns)
         self._quality.step(bool(tick.keys), tick.paused_for)
         return Choice(self.resolver(tick.keys), shown_ns=tick.shown_ns, decided_ns=time.monotonic_ns())
+
+    def rewind(self, frames: Iterator[tuple[int, np.ndarray]], view: StepView,
+               view_at: Callable[[int], StepView]) -> int | None:
+        return self.window.rewind_view(frames, view.step, view.frame,
+                                       lambda step: _hud(view_at(step), recording=False))
 
     def finish(self, view: StepView, end: EndReason) -> EndChoice:
         minutes, seconds = divmod(view.step / view.fps_target, 60)
@@ -199,6 +214,8 @@ class TakeoverController(HumanController):
             if stop == EndReason.DISCARDED:
                 self._notice = f"episode {view.episode} discarded"
             return Choice(stop=stop, shown_ns=tick.shown_ns, decided_ns=time.monotonic_ns())
+        if tick.rewind:
+            return Choice(rewind=True, shown_ns=tick.shown_ns)
         if tick.toggle:
             self.human_in_control = not self.human_in_control
             actor = "human" if self.human_in_control else "agent"
@@ -246,3 +263,7 @@ class AgentController:
 
     def sealing_attrs(self) -> dict[str, Any]:
         return {}
+
+    def rewind(self, frames: Iterator[tuple[int, np.ndarray]], view: StepView,
+               view_at: Callable[[int], StepView]) -> int | None:
+        return view.step  # an agent never asks to rewind

@@ -51,6 +51,7 @@ REC = Mark("REC", RED, dot=True)
 PAUSED = Mark("PAUSED", AMBER)
 READY = Mark("READY", GREY)
 ENDED = Mark("ENDED", GREY)
+REWIND = Mark("<< REWIND", AMBER)
 SHOWING = Mark("", GREY)  # an agent in a window that records nothing of note: no mark
 
 

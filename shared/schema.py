@@ -73,6 +73,7 @@ class EndReason(enum.StrEnum):
     QUIT = "quit"
     DISCARDED = "discarded"
     RECOVERED = "recovered"
+    BRANCHED = "branched"  # the player rewound and played on: the rest is a branch episode
 
 
 STEP_SCALARS: Mapping[str, np.dtype] = MappingProxyType({
