@@ -163,3 +163,38 @@ def test_real_key_presses_are_recorded(display: str, tmp_path: Path) -> None:
              if np.array_equal(np.repeat(np.repeat(frame, SCALE, axis=0), SCALE, axis=1), game)]
     print(f"\nreal window: {episode.length} steps, screenshot = recorded frame {exact} exactly")
     assert exact, "the screenshot of the game area is not a recorded frame, pixel for pixel"
+
+
+def test_rewind_and_play_on_makes_two_linked_episodes_that_replay(display: str, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    env = {k: v for k, v in os.environ.items() if k != "SDL_VIDEODRIVER"} | {"DISPLAY": display, "SDL_AUDIODRIVER": "dummy"}
+    play = subprocess.Popen([str(BIN / "gymrec-play"), "BreakoutNoFrameskip-v4", "--fps", "30", "--spool", str(spool),
+                             "--seed", "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        window = _find_window(display, play)
+        _x(display, "xdotool", "windowfocus", "--sync", window)
+        _x(display, "xdotool", "key", "n")
+        _x(display, "xdotool", "keydown", "Right")
+        time.sleep(1.5)
+        _x(display, "xdotool", "keyup", "Right")
+        _x(display, "xdotool", "keydown", "r")  # hold R: the game runs backwards ...
+        time.sleep(0.5)
+        _x(display, "xdotool", "keyup", "r")  # ... and plays on from the frame on screen
+        _x(display, "xdotool", "keydown", "Left")
+        time.sleep(0.5)
+        _x(display, "xdotool", "keyup", "Left")
+        _x(display, "xdotool", "key", "Escape")
+        out, err = play.communicate(timeout=30)
+    finally:
+        if play.poll() is None:
+            play.kill()
+            play.wait()
+    assert play.returncode == 0, err
+    parent, branch = (Episode(Path(line)) for line in out.splitlines() if line.endswith(".zarr"))
+    assert parent.end_reason == "branched" and branch.attrs.parent_episode_id == parent.attrs.episode_id
+    assert branch.attrs.branch_step == parent.attrs.branched_at and 0 < (branch.attrs.branch_step or 0) < parent.length
+    assert BREAKOUT_ACTIONS["LEFT"] in branch.actions()[branch.attrs.branch_step :]
+    replay = subprocess.run([str(BIN / "gymrec-replay"), "--all", "--spool", str(spool)], cwd=tmp_path,
+                            env={**os.environ, "SDL_VIDEODRIVER": "dummy"}, capture_output=True, text=True, timeout=120)
+    assert replay.returncode == 0 and replay.stdout.count("identical") == 2, replay.stdout + replay.stderr
