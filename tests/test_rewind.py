@@ -86,3 +86,23 @@ def test_rewind_then_play_on_makes_a_branch_that_replays_bit_exactly(spool: Path
     for episode in (parent, branch):
         result = verify(SpoolSource(episode.path), VerifyOptions(diff_dir=tmp_path))
         assert result.status == "identical", result
+
+
+@pytest.mark.parametrize(("env_id", "key"), [("VizdoomBasic-v1", pygame.K_LEFT), ("Airstriker-Genesis-v0", pygame.K_z)])
+def test_branches_replay_bit_exactly_on_vizdoom_and_retro(env_id: str, key: int, spool: Path, tmp_path: Path,
+                                                          workdir: Path) -> None:
+    script = {
+        0: tap(pygame.K_n), 1: [(DOWN, key)],
+        9: [(UP, key), (DOWN, pygame.K_r)], 12: [(UP, pygame.K_r)],  # back to step 5
+        14: [(DOWN, pygame.K_BACKSPACE)],  # discard the branch: the parent stays, branched
+        15: tap(pygame.K_n), 17: [(DOWN, pygame.K_ESCAPE)],
+    }
+    parent, branch, after = play(env_id, script, spool)
+    assert parent.end_reason == "branched" and parent.length == 8 and parent.attrs.branched_at == 5
+    assert branch.attrs.parent_episode_id == parent.attrs.episode_id and branch.end_reason == "discarded"
+    assert branch.length == 6 and after.attrs.parent_episode_id is None and after.length == 1
+    actors = zarr.open_group(str(branch.path), mode="r")["actor"][:]
+    assert [ACTORS[a] for a in actors] == ["copied"] * 5 + ["human"]
+    for episode in (parent, branch):
+        result = verify(SpoolSource(episode.path), VerifyOptions(diff_dir=tmp_path))
+        assert result.status == "identical", result
