@@ -52,6 +52,8 @@ ENV_ID = "BreakoutNoFrameskip-v4"  # short random games: many seals and uploads 
 LONG_ENV_ID = "PongNoFrameskip-v4"  # random games of thousands of steps: several sync passes each
 MOMENTS = ("recording", "sealing", "uploading")
 TRIGGER_TIMEOUT_S = 90
+# The campaign runs in the first test's setup: ~15 s a cut here, so the suite-wide 300 s is too short.
+pytestmark = pytest.mark.timeout(120 + 60 * R7_CUTS)
 POLL_S = 0.01  # every poll is FUSE traffic: do not starve the processes under test
 
 
