@@ -110,7 +110,7 @@ class ChunkCorruptError(CorruptEpisodeError):
     disk. ``array``, ``chunk`` and ``steps`` ([start, stop) rows of that array) say exactly where.
     """
 
-    exit_code = 4
+    exit_code = 5  # 1 diverged, 2 bad input, 3 a gymrec bug, 4 replay stopped early
 
     def __init__(self, where: str, array: str, chunk: int, steps: tuple[int, int], problem: str) -> None:
         self.where, self.array, self.chunk, self.steps = where, array, chunk, steps

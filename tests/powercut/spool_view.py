@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import zarr
+
 from gymrec.shared import schema
 from gymrec.shared.spool import UPLOADED_AREA, UPLOADED_LOCAL_AREA
 from gymrec.uploader.claims import CLAIMED_AREA, QUARANTINE_AREA
-
 from tests.reliability_helpers import committed_steps, read_journal
 
 AREAS = ("", CLAIMED_AREA, UPLOADED_LOCAL_AREA, UPLOADED_AREA, QUARANTINE_AREA)
