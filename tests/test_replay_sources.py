@@ -146,9 +146,11 @@ def test_render_keys(recorded: dict[str, Path], tmp_path: Path, monkeypatch: pyt
         _post_keys(pygame.K_ESCAPE)
         controls.poll()
         assert controls.quit
-        _post_keys(pygame.K_ESCAPE)  # Esc while playing: the window closes after the first frame
-        result = show(SpoolSource(recorded["good"]), VerifyOptions(diff_dir=tmp_path), fps=30.0, verify=True)
-        assert result.status == "stopped" and result.steps_run == 0
+        _post_keys(pygame.K_ESCAPE)  # Esc while playing: the window closes after the first frame, unverified
+        from gymrec.shared.errors import ReplayStoppedError
+
+        with pytest.raises(ReplayStoppedError, match="stopped at step 0"):
+            show(SpoolSource(recorded["good"]), VerifyOptions(diff_dir=tmp_path), fps=30.0, verify=True)
     finally:
         pygame.quit()
 
