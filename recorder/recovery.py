@@ -24,7 +24,7 @@ from zarr.errors import ZarrUserWarning
 
 from gymrec.recorder.writer import EpisodeWriter
 from gymrec.shared import schema
-from gymrec.shared.backends import make_env
+from gymrec.shared.backends import EpisodeStarter, make_env
 from gymrec.shared.episode import Episode, read_committed
 from gymrec.shared.errors import CorruptEpisodeError, GymrecError, RecoveryError
 from gymrec.shared.spaces import action_leaves, decode_action, encode_action, split_observation
@@ -109,22 +109,23 @@ def recover(partial: Path, lock: WriterLock) -> Recovered:
     with contextlib.ExitStack() as stack:
         stack.callback(lock.release)  # idempotent: sealing releases it too
         orphan = _load(partial)
-        env = stack.enter_context(contextlib.closing(
-            make_env(orphan.attrs["env_id"], orphan.attrs["env_kwargs"], orphan.attrs["backend"]).env))
+        made = make_env(orphan.attrs["env_id"], orphan.attrs["env_kwargs"], orphan.attrs["backend"])
+        stack.enter_context(contextlib.closing(made.env))
         writer = stack.enter_context(EpisodeWriter(
             partial, lock, orphan.attrs, first_chunk=orphan.committed // int(orphan.attrs["chunk_steps"]),
             journal=False, backpressure=True))
-        return _resimulate(orphan, env, writer)
+        return _resimulate(orphan, made.starter, made.env, writer)
     raise AssertionError("unreachable")  # for type checkers: ExitStack does not swallow exceptions
 
 
-def _resimulate(orphan: _Orphan, env: Any, writer: EpisodeWriter) -> Recovered:
+def _resimulate(orphan: _Orphan, starter: EpisodeStarter, env: Any, writer: EpisodeWriter) -> Recovered:
     committed = orphan.committed
     checked = orphan.disk.batch(0, committed, with_obs=False) if committed else None
     hashes = {leaf.name: orphan.disk.hashes(leaf.name, 0, committed) for leaf in orphan.disk.obs_leaves} if committed else {}
     writer.episode_return = float(checked.reward.sum()) if checked is not None else 0.0
     desc = orphan.attrs["action_space"]
-    obs, info = env.reset(seed=int(orphan.attrs["seed"]))
+    started = starter.restart(orphan.attrs)  # the stored start state (ALE) or the seed
+    obs, info = started.obs, started.info
     for t, action in enumerate(orphan.actions()):
         leaves = split_observation(obs)
         if t < committed:

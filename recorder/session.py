@@ -132,7 +132,10 @@ class Session:
         attrs = episode_attrs(self.config, self.made, seed, self.fps, self.keymap, self._spaces)
         action_desc = attrs["action_space"]
         img_key = attrs["image_key"]
-        obs, info = env.reset(seed=seed)
+        # ALE resets without reloading the ROM and stores the start state instead (shared.backends).
+        started = self.made.starter.start(seed)
+        obs, info = started.obs, started.info
+        attrs.update(started.attrs)
         if not self._guarded:  # engines (VizDoom) exist once the env is first reset
             sink.guard(_children_except(sink))
             self._guarded = True

@@ -1,12 +1,15 @@
 """Re-run a recorded episode and prove it bit-exact, or say where it first diverges.
 
-The env is made from the recorded id, kwargs and backend, reset with the recorded seed and stepped
-with the recorded actions. Per step the hot loop costs one xxh3 of the observation and three
+The env is made from the recorded id, kwargs and backend (once per process for each: see
+``EnvPool``), started as recorded (the stored start state for ALE, else the seed; see
+``shared.backends.EpisodeStarter``) and stepped with the recorded actions. Per step the hot loop costs one xxh3 of the observation and three
 scalar comparisons against lists read in bulk up front; frames are decoded only on a mismatch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -71,6 +74,38 @@ def version_warnings(attrs: dict[str, Any]) -> list[str]:
 
 def make_recorded_env(attrs: dict[str, Any]) -> MadeEnv:
     return make_env(str(attrs["env_id"]), dict(attrs.get("env_kwargs") or {}), str(attrs["backend"]))
+
+
+class EnvPool:
+    """One env per (env id, kwargs, backend), reused across episodes (``--all``, any sources).
+
+    Making an ALE env costs ~120 ms, a quarter of a short episode's replay. Starters make every
+    episode start as recorded whatever the env ran before. stable-retro allows one emulator per
+    process, so making a retro env first closes the other retro envs.
+    """
+
+    def __init__(self) -> None:
+        self._made: dict[str, MadeEnv] = {}
+
+    def get(self, attrs: dict[str, Any]) -> MadeEnv:
+        key = json.dumps([attrs["env_id"], attrs.get("env_kwargs") or {}, attrs["backend"]], sort_keys=True)
+        made = self._made.get(key)
+        if made is None:
+            if attrs["backend"] == "retro":
+                for other in [k for k, m in self._made.items() if m.backend == "retro"]:
+                    self._made.pop(other).env.close()
+            made = self._made[key] = make_recorded_env(attrs)
+        return made
+
+    def close(self) -> None:
+        while self._made:
+            self._made.popitem()[1].env.close()
+
+    def __enter__(self) -> EnvPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _field(leaf: str, single: bool) -> str:
@@ -142,13 +177,17 @@ class Checker:
         return -1
 
 
-def run(source: EpisodeSource, steps: RecordedSteps, made: MadeEnv, checker: Checker) -> tuple[Divergence | None, int]:
+def run(source: EpisodeSource, steps: RecordedSteps, made: MadeEnv, checker: Checker,
+        warn: Callable[[str], None] = log.warning) -> tuple[Divergence | None, int]:
     """The hot loop: (first divergence or None, steps stepped)."""
     env = made.env
     actions = steps.actions
     check_obs, check_outcome = checker.obs, checker.outcome
     step = env.step
-    obs, _ = env.reset(seed=int(source.attrs["seed"]))
+    started = made.starter.restart(source.attrs)
+    if started.note:
+        warn(f"{source.id[:8]}: {started.note}")
+    obs = started.obs
     for t in range(source.length):
         divergence = check_obs(t, obs)
         if divergence is not None:
@@ -171,8 +210,9 @@ def verify(
     source: EpisodeSource,
     options: VerifyOptions,
     warn: Callable[[str], None] = log.warning,
+    envs: EnvPool | None = None,
 ) -> Result:
-    """Verify one episode end to end; the env is closed before returning (one retro emulator a process)."""
+    """Verify one episode end to end, in an env from ``envs`` (without one: a private env, closed after)."""
     started = time.perf_counter()
     warnings = version_warnings(source.attrs)
     for line in warnings:
@@ -181,11 +221,9 @@ def verify(
     checker = Checker(source, steps, options)
     if options.check_frames:
         checker.forced = checker.first_bad_stored_frame()
-    made = make_recorded_env(source.attrs)
-    try:
-        divergence, ran = run(source, steps, made, checker)
-    finally:
-        made.env.close()
+    with contextlib.ExitStack() as stack:
+        pool = envs if envs is not None else stack.enter_context(EnvPool())
+        divergence, ran = run(source, steps, pool.get(source.attrs), checker, warn)
     return Result(
         episode_id=source.id,
         env_id=source.env_id,

@@ -92,6 +92,10 @@ class EpisodeBusyError(GymrecError, RuntimeError):
     """Another live process holds the episode (it is still being written or recovered)."""
 
 
+class StartStateError(GymrecError, RuntimeError):
+    """An episode's stored start state cannot be restored here, and its seed is not exact."""
+
+
 class RecoveryError(GymrecError, RuntimeError):
     """Re-simulating an orphaned episode did not reproduce the chunks already on disk."""
 
