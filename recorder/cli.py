@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -16,6 +17,7 @@ from gymrec.shared.backends import list_envs, make_env
 from gymrec.shared.cli_errors import OneLineCommand, cli_edge, configure_logging
 from gymrec.shared.errors import BadAgentError
 from gymrec.shared.paths import default_spool
+from gymrec.shared.progress import counted, progress_for
 from gymrec.shared.spool import check_spool
 
 PROG = "gymrec-play"
@@ -50,25 +52,55 @@ def _interactive(config: PlayConfig, made: Any) -> tuple[Any, Any, dict[str, Any
     return window, resolver, keymap_dict
 
 
-def _play(config: PlayConfig) -> None:
-    from gymrec.recorder.session import Session
-
+def _recover(config: PlayConfig) -> Path:
     spool = check_spool(config.spool, create=True)
     for r in recover_orphans(spool):
         if r.sealed is not None:
             click.echo(f"recovered {r.sealed.name}: {r.checked_steps} steps checked, {r.rebuilt_steps} rebuilt", err=True)
         else:
             click.echo(f"could not recover {r.partial.name}: {r.error}", err=True)
+    return spool
+
+
+def _play_workers(config: PlayConfig, workers: int) -> None:
+    from gymrec.recorder.workers import plan, run_workers
+
+    spool = _recover(config)
+    configs = plan(config, workers)
+    progress = progress_for(sys.stderr, config.episodes, PROG)
+    try:
+        result = run_workers(configs, progress)
+    finally:
+        progress.close()
+    if result.failed:
+        code, stderr = result.failed[0]
+        click.echo(stderr.rstrip("\n"), err=True)  # the worker's own one-line error
+        raise SystemExit(code)
+    for path in result.sealed:
+        click.echo(str(path))
+    click.echo(f"{len(result.sealed)} episode(s), {result.steps} steps recorded in {spool} by {len(configs)} workers", err=True)
+
+
+def _play(config: PlayConfig) -> None:
+    from gymrec.recorder.session import Session
+
+    spool = _recover(config)
     made = make_env(config.env_id, dict(config.env_kwargs))
     window = None
+    stack = contextlib.ExitStack()
     try:
         window, resolver, keymap_dict = _interactive(config, made)
         if window is not None:
             obs_shape = made.env.observation_space
             window.open(_frame_shape(obs_shape))
         session = Session(config, made, window=window, resolver=resolver, keymap=keymap_dict)
+        if session.agent is not None:
+            session.progress = progress = progress_for(sys.stderr, config.episodes, PROG)
+            session.agent = counted(session.agent, progress)
+            stack.callback(progress.close)
         result = session.run()
     finally:
+        stack.close()
         if window is not None:
             window.close()
         made.env.close()
@@ -100,11 +132,13 @@ def _frame_shape(space: Any) -> tuple[int, ...]:
 @click.option("--env-kwarg", "env_kwargs", multiple=True, metavar="KEY=VALUE", help="Extra gymnasium.make kwarg.")
 @click.option("--keymap", "keymap_path", type=click.Path(path_type=Path), help="A keymap TOML file.")
 @click.option("--player", default="", help="Player name stored with each episode.")
+@click.option("--workers", type=click.IntRange(1, 64), help="Record with N processes (agents only), each its own env and seed.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress.")
 @cli_edge(PROG)
 def main(env_id: str | None, list_envs_flag: bool, fps: float | None, scale: int, seed: int | None,
          episodes: int | None, max_steps: int | None, spool: Path | None, agent: str, headless: bool,
-         env_kwargs: tuple[str, ...], keymap_path: Path | None, player: str, verbose: bool) -> None:
+         env_kwargs: tuple[str, ...], keymap_path: Path | None, player: str, workers: int | None,
+         verbose: bool) -> None:
     """Play ENV_ID and record every episode into the spool."""
     configure_logging(verbose)
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # keep stderr for gymrec's own lines
@@ -115,6 +149,8 @@ def main(env_id: str | None, list_envs_flag: bool, fps: float | None, scale: int
         raise click.UsageError("give an ENV_ID; gymrec-play --list shows them")
     if headless and agent == HUMAN:
         raise BadAgentError("--headless needs an agent: a human cannot play without a window", "add --agent random")
+    if workers is not None and agent == HUMAN:
+        raise BadAgentError("--workers records with agents: a human plays one game at a time", "add --agent random, or drop --workers")
     if keymap_path is not None and not keymap_path.is_file():
         from gymrec.shared.errors import KeymapError
 
@@ -137,7 +173,10 @@ def main(env_id: str | None, list_envs_flag: bool, fps: float | None, scale: int
     )
     # SIGTERM stops like Esc: the episode is sealed, not left for recovery.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    _play(config)
+    if workers is not None and workers > 1:
+        _play_workers(config, workers)
+    else:
+        _play(config)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from gymrec.recorder.writer import EpisodeWriter, utc_now
 from gymrec.shared import schema
 from gymrec.shared.backends import MadeEnv
 from gymrec.shared.errors import AgentActionError
+from gymrec.shared.progress import NoProgress, Progress
 from gymrec.shared.schema import EndReason
 from gymrec.shared.spaces import describe_space, encode_action, image_key, split_observation
 
@@ -86,6 +87,7 @@ class Session:
         self._seeds = np.random.default_rng(config.seed)
         self._spaces = (describe_space(made.env.action_space), describe_space(made.env.observation_space))
         self._guarded = False
+        self.progress: Progress = NoProgress()  # episodes done, for the CLI's progress bar
         self.agent: Agent | None = None
         if not config.human:
             self.agent = load_agent(config.agent, made.env.action_space, config.seed)
@@ -115,6 +117,7 @@ class Session:
                 end, writer = self._episode(seed, episode, sink)
                 sealing.append(writer)
                 result.steps += writer.steps
+                self.progress.episode()
                 # Sealing runs on each episode's writer thread while the next episode plays; bound it.
                 while len(sealing) > MAX_SEALING:
                     result.sealed.append(sealing.pop(0).wait())
