@@ -9,7 +9,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -28,16 +29,16 @@ def uploader_rows() -> list[Row]:
     return uploader_bench.rows()
 
 
-SUITES: dict[str, Callable[[], list[Row]]] = {
+SUITES: Mapping[str, Callable[[], list[Row]]] = MappingProxyType({
     "P1": cli_bench.p1_p5,
     "P3": recorder_bench.p3,
     "P2": recorder_bench.p2,
     "P11": cli_bench.p11,
     "P6": recorder_bench.p6_recorder,
     "P4": uploader_rows,
-}
+})
 # P5 comes with P1 (it replays P1's recording); P7 and the uploader's P6 come with P4.
-ALIASES = {"P5": "P1", "P7": "P4"}
+ALIASES: Mapping[str, str] = MappingProxyType({"P5": "P1", "P7": "P4"})
 
 
 def main(argv: list[str]) -> int:

@@ -29,8 +29,10 @@ import enum
 import struct
 import uuid
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -87,12 +89,12 @@ REQUIRED_ATTRS = (
 # Added at sealing.
 SEAL_ATTRS = ("ended_at", "end_reason", "length", "episode_return")
 
-STEP_SCALARS: dict[str, np.dtype] = {
+STEP_SCALARS: Mapping[str, np.dtype] = MappingProxyType({
     REWARD: np.dtype(np.float64),
     TERMINATED: np.dtype(np.bool_),
     TRUNCATED: np.dtype(np.bool_),
     TIMESTAMP: np.dtype(np.float64),
-}
+})
 
 
 def obs_path(leaf: str) -> str:

@@ -1,4 +1,4 @@
-"""Suite-wide fixtures: headless pygame, a private HF cache, subprocess runners, a thread-leak guard."""
+"""Suite-wide fixtures: headless pygame, a private HF cache, subprocess runners, a thread and process leak guard."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+import contextlib
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,18 +35,40 @@ def _headless_and_offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyt
     monkeypatch.delenv("GYMREC_DEBUG", raising=False)
 
 
+def _live_children() -> set[tuple[int, float]]:
+    found = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                found.add((child.pid, child.create_time()))
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
 @pytest.fixture(autouse=True)
-def _no_leaked_threads() -> Iterator[None]:
-    """Like watchdog's fixtures: a test that leaves one of gymrec's threads running fails."""
-    before = set(threading.enumerate())
+def _no_leaks() -> Iterator[None]:
+    """A test that leaves a thread or a child process running fails.
+
+    Every non-daemon thread counts, and so does any thread of gymrec's own (named ``gymrec*``, daemon or
+    not) and every child process, recursively (writer processes, VizDoom engines, uploaders).
+    """
+    threads_before = set(threading.enumerate())
+    children_before = _live_children()
     yield
     deadline = time.monotonic() + 5
     while True:
-        leaked = [t for t in threading.enumerate() if t not in before and t.name.startswith("gymrec") and t.is_alive()]
-        if not leaked or time.monotonic() > deadline:
+        leaked = [t.name for t in threading.enumerate()
+                  if t not in threads_before and t.is_alive() and (not t.daemon or t.name.startswith("gymrec"))]
+        children = _live_children() - children_before
+        if (not leaked and not children) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    assert not leaked, f"leaked threads: {[t.name for t in leaked]}"
+    for pid, _ in children:  # don't let one leak cascade into the next test's figures
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(pid).kill()
+    assert not leaked, f"leaked threads: {leaked}"
+    assert not children, f"leaked child processes: {sorted(pid for pid, _ in children)}"
 
 
 @pytest.fixture

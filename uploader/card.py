@@ -17,7 +17,7 @@ import yaml
 from gymrec.uploader import layout
 
 LICENSE = "cc-by-4.0"
-TASK_CATEGORIES = ["reinforcement-learning", "robotics"]
+TASK_CATEGORIES = ("reinforcement-learning", "robotics")
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def front_matter(envs: list[EnvTotals]) -> dict[str, Any]:
     ]
     return {
         "license": LICENSE,
-        "task_categories": TASK_CATEGORIES,
+        "task_categories": list(TASK_CATEGORIES),
         "tags": list(dict.fromkeys(tags)),
         "pretty_name": "gymrec recordings",
         "configs": configs,
