@@ -72,6 +72,8 @@ def _play_workers(config: PlayConfig, workers: int) -> None:
         result = run_workers(configs, progress)
     finally:
         progress.close()
+    if result.interrupted:
+        _recover(config)  # a worker that could not stop at a step left its episode: finish it now
     if result.failed:
         code, stderr = result.failed[0]
         click.echo(stderr.rstrip("\n"), err=True)  # the worker's own one-line error

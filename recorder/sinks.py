@@ -11,6 +11,7 @@ done; agents wait for a free slot (backpressure), humans never do (a new slot is
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
@@ -67,6 +68,9 @@ class Sink:
         self._free: dict[tuple[Any, ...], list[Slot]] = {}
         self._made: dict[tuple[Any, ...], int] = Counter()
         self._shms: list[SharedMemory] = []
+        # Never reuse a name: a Ctrl-C/SIGTERM between creating a segment and keeping it would make
+        # the next slot (the seal's) fail with FileExistsError; the writer removes tag_* segments.
+        self._segment_names = itertools.count()
         self._in_flight: dict[str, tuple[Slot, tuple[Any, ...]]] = {}
         # Pid plus randomness: a recycled pid must never meet a dead recorder's slots.
         self._tag = f"{os.getpid()}_{secrets.token_hex(4)}"
@@ -107,7 +111,7 @@ class Sink:
         layout, size = _layout(specs, chunk_steps)
         if not self._process:
             return Slot(f"local-{id(layout)}-{self._made[key]}", layout, views(bytearray(size), layout))
-        shm = SharedMemory(create=True, size=size, name=f"{SEGMENT_PREFIX}{self._tag}_{len(self._shms)}")
+        shm = SharedMemory(create=True, size=size, name=f"{SEGMENT_PREFIX}{self._tag}_{next(self._segment_names)}")
         # Python's resource tracker would unlink our segments the moment this process dies, while
         # the writer process still drains them; the writer removes them itself in that case.
         resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]

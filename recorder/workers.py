@@ -4,9 +4,10 @@ All of them write into one spool (episode directories are named by UUID, so they
 Worker ``i`` records its share of ``--episodes`` with a seed derived from ``--seed`` and ``i``
 (``SeedSequence(seed).spawn(N)[i]``), so the same ``--seed`` and ``--workers`` record the same
 episodes. Workers are plain ``python -m`` children, like the writer process: a worker ignores
-SIGINT and stops on SIGTERM, which this parent sends once, to every worker, when it is interrupted
-(Ctrl-C reaches the whole process group; SIGTERM only the parent). A worker ends its episode as
-Esc would, so every episode is sealed, or, if the worker is killed outright, left to recovery.
+SIGINT and stops on SIGTERM, which this parent sends to every worker when it is interrupted itself
+(Ctrl-C reaches the whole process group; SIGTERM only the parent). Signals only set flags, acted on
+at a step boundary: a worker ends its episode as Esc would, so every episode is sealed, or, if a
+worker is killed outright, left to recovery (which the parent runs after an interrupted run).
 
 A worker reports on stdout, one event a line: ``steps N``, ``episode``, ``sealed PATH``, ``total N``.
 """
@@ -22,14 +23,17 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import IO, Any
 
 import numpy as np
 
 from gymrec.recorder.config import PlayConfig
+from gymrec.shared.cli_errors import EXIT_INTERRUPTED
 from gymrec.shared.progress import Progress, counted
 
 SEED_SPACE = 2**31 - 1
+_STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 @dataclass
@@ -37,6 +41,7 @@ class WorkersResult:
     sealed: list[Path] = field(default_factory=list)
     steps: int = 0
     failed: list[tuple[int, str]] = field(default_factory=list)  # (exit code, stderr) of failed workers
+    interrupted: bool = False
 
 
 def plan(config: PlayConfig, workers: int) -> list[PlayConfig]:
@@ -66,15 +71,22 @@ def _decode(text: str) -> PlayConfig:
 class _Worker:
     def __init__(self, index: int, config: PlayConfig, events: queue.SimpleQueue[tuple[int, str | None]]) -> None:
         self.index = index
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gymrec.recorder.workers", _encode(config)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        # Born with SIGINT and SIGTERM blocked (a signal mask survives exec): one sent while the
+        # worker is still importing waits until it has its stop handler, instead of killing it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gymrec.recorder.workers", _encode(config)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         self.stderr: list[str] = []
         assert self.process.stdout is not None and self.process.stderr is not None
+        name = f"gymrec-worker-{index}"
         self._threads = [
-            threading.Thread(target=self._events, args=(self.process.stdout, events), daemon=True),
-            threading.Thread(target=self._collect, args=(self.process.stderr,), daemon=True),
+            threading.Thread(target=self._events, args=(self.process.stdout, events), name=name + "-events", daemon=True),
+            threading.Thread(target=self._collect, args=(self.process.stderr,), name=name + "-stderr", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -98,39 +110,52 @@ class _Worker:
         return code
 
 
+class _StopRequest:
+    """Set by a signal handler, acted on by the code that polls it: never an exception mid-write."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+
 def run_workers(configs: list[PlayConfig], progress: Progress) -> WorkersResult:
-    """Run one worker per config until all have ended; an interrupt stops them all, once."""
+    """Run one worker per config until all have ended; SIGINT/SIGTERM stop them all, once."""
     events: queue.SimpleQueue[tuple[int, str | None]] = queue.SimpleQueue()
     result = WorkersResult()
     workers: list[_Worker] = []
-    stopping = False
+    stop = _StopRequest()
+    # A KeyboardInterrupt could land anywhere here (even in an except clause); a flag cannot.
+    previous = {sig: signal.signal(sig, stop.handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for i, config in enumerate(configs):
             workers.append(_Worker(i, config, events))
-        running = len(workers)
-        while running:
+        ended = 0
+        while ended < len(workers):
+            if stop.requested and not result.interrupted:
+                result.interrupted = True
+                for worker in workers:
+                    worker.stop()
             try:
-                _, line = events.get(timeout=0.2)  # a timeout, so that a signal is handled promptly
+                _, line = events.get(timeout=0.1)
             except queue.Empty:
                 continue
-            except KeyboardInterrupt:
-                if not stopping:
-                    stopping = True
-                    for worker in workers:
-                        worker.stop()
-                continue
             if line is None:
-                running -= 1
+                ended += 1
             else:
                 _apply(line, result, progress)
     finally:
-        if not stopping and running_any(workers):  # this parent failed: never leave workers behind
+        if running_any(workers):  # this parent failed: never leave workers behind
             for worker in workers:
                 worker.stop()
         for worker in workers:
             code = worker.join()
-            if code != 0:
+            # Stopped outside its step loop, a worker leaves its episode to recovery: not a failure.
+            if code != 0 and not (result.interrupted and code == EXIT_INTERRUPTED):
                 result.failed.append((code, "".join(worker.stderr)))
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return result
 
 
@@ -184,12 +209,16 @@ def _worker_main(encoded: str) -> None:
     config = _decode(encoded)
     out = sys.stdout
     progress = LineProgress(out)
+    stop = _StopRequest()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop: it sends SIGTERM
+    signal.signal(signal.SIGTERM, stop.handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked since birth (see _Worker)
     made = make_env(config.env_id, dict(config.env_kwargs))
     try:
         session = Session(config, made)
         session.progress = progress
         if session.agent is not None:
-            session.agent = counted(session.agent, progress)
+            session.agent = _stoppable(counted(session.agent, progress), stop)
         result = session.run()
     finally:
         made.env.close()
@@ -200,9 +229,20 @@ def _worker_main(encoded: str) -> None:
     out.flush()
 
 
+def _stoppable(agent: Callable[[Any], Any], stop: _StopRequest) -> Callable[[Any], Any]:
+    """The agent, raising KeyboardInterrupt once a stop is requested: the session ends the episode
+    right there, at a step boundary, and seals it (a signal raised mid-write could tear the hand-off
+    to the writer process)."""
+
+    def act(obs: Any) -> Any:
+        if stop.requested:
+            raise KeyboardInterrupt
+        return agent(obs)
+
+    return act
+
+
 if __name__ == "__main__":
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop: one SIGTERM
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Esc: the episode is sealed
     from gymrec.shared.cli_errors import cli_edge
 
     cli_edge("gymrec-play")(_worker_main)(sys.argv[1])
