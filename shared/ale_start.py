@@ -23,6 +23,7 @@ import importlib.metadata
 from collections.abc import Mapping
 from typing import Any
 
+import ale_py
 import gymnasium as gym
 import numcodecs
 import numpy as np
@@ -119,15 +120,11 @@ class AleStarter:
         except (ValueError, KeyError, TypeError, RuntimeError) as e:
             return self._fall_back(attrs, saved, str(e))
         self.env.reset()  # the wrappers' own state (time limit, order enforcing), and sticky's last action
-        self.ale.restoreState(self._state(data))
+        self.ale.restoreState(ale_py.ALEState(data))
         _set_np_random(self.env, saved["np_random"])
+        # What AtariEnv.reset returns, read after the restore (ale-py 0.9-0.12 keep these two names).
         unwrapped: Any = self.env.unwrapped
         return Started(unwrapped._get_obs(), unwrapped._get_info())
-
-    def _state(self, data: bytes) -> Any:
-        import ale_py
-
-        return ale_py.ALEState(data)
 
     def _fall_back(self, attrs: Mapping[str, Any], saved: Mapping[str, Any], why: str) -> Started:
         if not saved.get("seeded"):
