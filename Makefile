@@ -6,8 +6,11 @@ STAMP := $(VENV)/.installed
 ENV ?= ALE/Breakout-v5
 ARGS ?=
 EP ?=
+SRC ?=
+ID ?=
+OUT ?=
 
-.PHONY: play list test bench lint uploader replay stress clean
+.PHONY: play list test bench lint uploader replay stress clean export-minari export-video
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,7 +28,16 @@ uploader: $(STAMP)
 	$(BIN)/gymrec-uploader $(ARGS)
 
 replay: $(STAMP)
+	@if [ -z "$(EP)$(ARGS)" ]; then echo "make replay: say which episode: make replay EP=<id> or make replay ARGS=--all" >&2; exit 2; fi
 	$(BIN)/gymrec-replay $(EP) $(ARGS)
+
+# make export-minari SRC=<spool|dataset dir|owner/name> ID=gymrec/breakout-v0 ARGS="--env ALE/Breakout-v5"
+export-minari: $(STAMP)
+	$(BIN)/gymrec-export minari $(SRC) $(ID) $(ARGS)
+
+# make export-video EP=<id> OUT=ep.mp4 ARGS=--lossless   (or ARGS="--all videos/")
+export-video: $(STAMP)
+	$(BIN)/gymrec-export video $(EP) $(OUT) $(ARGS)
 
 test: $(STAMP)
 	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 HF_HUB_OFFLINE=0 \
@@ -34,14 +46,15 @@ test: $(STAMP)
 bench: $(STAMP)
 	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 $(BIN)/python -m bench $(ARGS)
 
-# The reliability suites at full size (50 kills, more races); make test runs them smaller.
+# The reliability suites at full size (50 kills, 50 power cuts, more races); make test runs them smaller.
 stress: $(STAMP)
 	GYMREC_STRESS=1 SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 \
-		$(BIN)/python -m pytest -q -s tests/test_reliability_recorder.py tests/test_reliability_uploader.py $(ARGS)
+		$(BIN)/python -m pytest -q -s tests/test_reliability_recorder.py tests/test_reliability_uploader.py \
+		tests/test_reliability_power.py $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check recorder uploader shared replay tests bench
-	$(BIN)/mypy recorder uploader shared replay
+	$(BIN)/ruff check recorder uploader shared replay export tests bench
+	$(BIN)/mypy recorder uploader shared replay export
 
 clean:
 	rm -rf $(VENV) build *.egg-info

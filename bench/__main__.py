@@ -29,6 +29,12 @@ def uploader_rows() -> list[Row]:
     return uploader_bench.rows()
 
 
+def export_rows() -> list[Row]:
+    from bench import export_bench
+
+    return export_bench.rows()
+
+
 SUITES: Mapping[str, Callable[[], list[Row]]] = MappingProxyType({
     "P1": cli_bench.p1_p5,
     "P3": recorder_bench.p3,
@@ -36,9 +42,10 @@ SUITES: Mapping[str, Callable[[], list[Row]]] = MappingProxyType({
     "P11": cli_bench.p11,
     "P6": recorder_bench.p6_recorder,
     "P4": uploader_rows,
+    "E1": export_rows,
 })
-# P5 comes with P1 (it replays P1's recording); P7 and the uploader's P6 come with P4.
-ALIASES: Mapping[str, str] = MappingProxyType({"P5": "P1", "P7": "P4"})
+# P5 comes with P1 (it replays P1's recording); P7 and the uploader's P6 come with P4; E2/E3 (video) with E1.
+ALIASES: Mapping[str, str] = MappingProxyType({"P5": "P1", "P7": "P4", "E2": "E1", "E3": "E1"})
 
 
 def main(argv: list[str]) -> int:
@@ -50,7 +57,7 @@ def main(argv: list[str]) -> int:
         print(f"running {key} ...", file=sys.stderr, flush=True)
         rows += SUITES[key]()
         print(f"  {key} took {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    rows.sort(key=lambda r: int(r["id"][1:]))
+    rows.sort(key=lambda r: (r["id"][0], int(r["id"][1:])))
     print(f"{'id':<4} {'measure':<58} {'value':>10} {'target':>8}  ok    note")
     for r in rows:
         value = r["fmt"].format(r["value"]) if isinstance(r["value"], int | float) else str(r["value"])

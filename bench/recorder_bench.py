@@ -48,6 +48,7 @@ def p2(ticks: int = 900, fps: float = 60.0) -> list[dict[str, Any]]:
     """The interactive loop at 60 Hz, dummy video driver, scripted keys, chunks flushing meanwhile."""
     import pygame
 
+    from gymrec.recorder.controllers import HumanController
     from gymrec.recorder.window import GameWindow, HudState, TickInput
     from gymrec.shared.keymap import build_resolver, load_keymap
 
@@ -56,7 +57,11 @@ def p2(ticks: int = 900, fps: float = 60.0) -> list[dict[str, Any]]:
             super().__init__(**kwargs)
             self.n = 0
 
-        def next_tick(self, frame: np.ndarray, hud: HudState) -> TickInput:
+        def wait_for_start(self, frame: np.ndarray, hud: HudState, notice: str = "") -> bool:
+            pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_n, mod=0, unicode="", scancode=0))
+            return super().wait_for_start(frame, hud, notice)
+
+        def next_tick(self, frame: np.ndarray, hud: HudState, wait_for_input: bool = False) -> TickInput:
             keys = (pygame.K_LEFT, pygame.K_RIGHT, pygame.K_SPACE)
             if self.n % 7 == 0:
                 pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=keys[self.n % 3], mod=0, unicode="", scancode=0))
@@ -65,7 +70,7 @@ def p2(ticks: int = 900, fps: float = 60.0) -> list[dict[str, Any]]:
             if self.n == ticks:
                 pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_ESCAPE, mod=0, unicode="", scancode=0))
             self.n += 1
-            return super().next_tick(frame, hud)
+            return super().next_tick(frame, hud, wait_for_input)
 
     env_id = "PongNoFrameskip-v4"
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,7 +81,7 @@ def p2(ticks: int = 900, fps: float = 60.0) -> list[dict[str, Any]]:
         window = Scripted(title="bench", fps=fps, scale=3, help_lines=[], clock=clock)
         window.open((210, 160, 3))
         config = PlayConfig(env_id=env_id, spool=Path(tmp), seed=2, fps=fps, episodes=1000)
-        result = Session(config, made, window=window, resolver=resolver).run()
+        result = Session(config, made, HumanController(window, resolver, None)).run()
         window.close()
         made.env.close()
     late = np.array(clock.samples[5:]) * 1e3  # the first ticks include window start-up

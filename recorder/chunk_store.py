@@ -1,7 +1,31 @@
-"""The disk side of recording: one chunk job at a time into a ``.partial``, then sealing.
+"""The disk side of recording: chunk jobs into a ``.partial``, durable syncs, then sealing.
 
 It runs wherever a sink puts it (``recorder.sinks``): in a writer process during play, in a thread
 during crash recovery. Everything a job needs travels in the job, so it pickles across processes.
+
+Power-loss write order (a power cut loses whatever was not fsynced):
+
+1. Each chunk file is written under a temp name and renamed into place (readers and a SIGKILL
+   never see half a chunk). Nothing is fsynced yet.
+2. A *sync pass* makes a prefix of the episode durable: fsync the journal, every chunk file written
+   since the last pass, and every directory whose entries changed (array dirs, and on the first pass
+   the episode's groups, the episode dir and the spool dir); only then is ``committed.json``
+   replaced (temp, fsync, rename, fsync of the episode dir). So a surviving ``committed.json``
+   never counts a chunk that is not on disk.
+3. A pass runs at a chunk boundary once ``SYNC_INTERVAL`` has passed since the last one, when the
+   recorder lets go of an unsealed episode, when the recorder dies (the writer drains its jobs
+   first), and at sealing. Why not every chunk: an fsync costs ~8 ms on this machine's disk
+   (measured, ext4 on virtio) and an agent fills ~80 chunks a second; fsyncs issued from a pool
+   in parallel share journal commits (1,000 files in ~80 ms against ~1.7 s one by one).
+4. Sealing: the last chunk, every array's final metadata, the final attributes and the sealed
+   marker are written, then one sync pass fsyncs all of them (and the trimmed journal), then
+   ``.partial`` is renamed to ``.zarr``, the spool dir is fsynced, and only then is the journal
+   deleted.
+
+The contract this gives: a sealed episode survives a power cut whole. Of an open episode, what
+survives is everything up to the last sync pass: at most ``SYNC_INTERVAL`` (1 s) of play plus the
+chunk in progress, i.e. max(64 steps, ~1 s) -- 64 steps ~ 1.1 s in human play at 60 steps/s, about
+1 s of steps for a fast agent. Recovery rebuilds the rest it can from the journal.
 """
 
 from __future__ import annotations
@@ -9,6 +33,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +44,13 @@ import numpy as np
 
 from gymrec.recorder import zarr_layout
 from gymrec.shared import schema
+from gymrec.shared.fsio import atomic_write, fsync_dir, fsync_file
 
 log = logging.getLogger(__name__)
 PER_OBS = (schema.OBS_GROUP + "/", schema.HASH_GROUP + "/")
+SYNC_INTERVAL = 1.0  # seconds: the most play a power cut can cost an open episode (plus one chunk)
+SYNC_THREADS = 16  # concurrent fsyncs share journal commits (see the module docstring)
+GROUPS = (schema.OBS_GROUP, schema.HASH_GROUP, schema.ACTION_GROUP, schema.INFO_GROUP)
 
 
 @dataclass(frozen=True)
@@ -37,71 +68,128 @@ class ChunkJob:
     obs_rows: int
     chunk_steps: int
     specs: tuple[ArraySpec, ...]
-    seal: dict[str, Any] | None = None  # the final attributes; present on the last job only
+    seal: dict[str, Any] | None = None  # the episode's whole final attributes; on the last job only
     journal_bytes: int = -1  # with seal: the journal's used length (its reserved tail is trimmed)
     sealed: str = ""
+    sync: bool = False  # make everything so far durable now (the recorder lets go of the episode)
+
+
+@dataclass
+class _Open:
+    """One episode's bookkeeping in the writer: what exists, and what is not durable yet."""
+
+    created: set[str] = field(default_factory=set)
+    files: set[Path] = field(default_factory=set)  # written since the last sync pass
+    dirs: set[Path] = field(default_factory=set)  # whose entries changed since the last sync pass
+    written: int = 0  # steps [0, written) are in chunk files
+    committed: int = -1  # what the durable committed.json says (-1: none yet)
+    last_sync: float = 0.0
 
 
 @dataclass
 class ChunkStore:
-    """Remembers which arrays exist per episode, so metadata is written once per array."""
+    """Writes jobs' chunks, runs the sync passes, seals. ``close()`` stops its fsync threads."""
 
     encoder: zarr_layout.ChunkEncoder = field(default_factory=zarr_layout.ChunkEncoder)
-    created: dict[str, set[str]] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
+    episodes: dict[str, _Open] = field(default_factory=dict)
+    _pool: ThreadPoolExecutor | None = None
 
     def run(self, job: ChunkJob, arrays: dict[str, np.ndarray]) -> None:
-        self.write(job, arrays)
+        state = self._open(job.partial)
+        self.write(job, arrays, state)
         if job.seal is not None:
-            self.finish(job)
-            self.created.pop(job.partial, None)
+            self.finish(job, state)
+            self.episodes.pop(job.partial, None)
+        elif job.sync or self.clock() - state.last_sync >= SYNC_INTERVAL:
+            self.sync(Path(job.partial), state)
 
-    def write(self, job: ChunkJob, arrays: dict[str, np.ndarray]) -> None:
+    def _open(self, partial: str) -> _Open:
+        state = self.episodes.get(partial)
+        if state is None:
+            path = Path(partial)
+            # First sight of the episode: its creation (groups, the rename into the spool) is made
+            # durable by the first sync pass, with the first chunks.
+            state = self.episodes[partial] = _Open(last_sync=self.clock())
+            state.files |= {path / schema.METADATA_NAME, *(path / g / schema.METADATA_NAME for g in GROUPS)}
+            state.dirs |= {path.parent, path, *(path / g for g in GROUPS)}
+        return state
+
+    def write(self, job: ChunkJob, arrays: dict[str, np.ndarray], state: _Open) -> None:
         partial = Path(job.partial)
         for name, rows in arrays.items():
             if name.startswith(schema.OBS_GROUP + "/"):
                 hashes = arrays[schema.HASH_GROUP + name[len(schema.OBS_GROUP) :]]
                 for i in range(job.obs_rows):
                     hashes[i] = schema.row_hash(rows[i])
-        created = self.created.setdefault(job.partial, set())
         for spec in job.specs:
-            rows = arrays[spec.name]
-            used = job.obs_rows if spec.name.startswith(PER_OBS) else job.step_rows
-            if spec.name not in created:
+            array_dir = partial / spec.name
+            if spec.name not in state.created:
                 # Shape 0 until sealing: after a kill only committed.json says how much is valid.
-                zarr_layout.write_array_metadata(partial / spec.name, 0, spec.shape, np.dtype(spec.dtype), job.chunk_steps)
-                created.add(spec.name)
+                zarr_layout.write_array_metadata(array_dir, 0, spec.shape, np.dtype(spec.dtype), job.chunk_steps)
+                state.created.add(spec.name)
+                state.files.add(array_dir / schema.METADATA_NAME)
+                state.dirs |= {array_dir.parent, array_dir}
+            used = job.obs_rows if spec.name.startswith(PER_OBS) else job.step_rows
             if used == 0:
                 continue
+            rows = arrays[spec.name]
             if used < len(rows):
                 rows[used:] = 0  # the edge chunk's padding is never read; zeros compress best
-            self.encoder.write(partial / spec.name, job.index, rows)
-        committed = job.index * job.chunk_steps + job.step_rows
-        zarr_layout.atomic_write(partial / schema.COMMITTED_NAME, json.dumps({"steps": committed}).encode())
+            state.files.add(self.encoder.write(array_dir, job.index, rows))
+            state.dirs.add(array_dir)
+        state.written = job.index * job.chunk_steps + job.step_rows
 
-    def finish(self, job: ChunkJob) -> None:
+    def sync(self, partial: Path, state: _Open, marker: dict[str, Any] | None = None) -> None:
+        """One sync pass: data, then the directories naming it, then the marker that counts it."""
+        journal = partial / schema.JOURNAL_NAME
+        self._fsync_all(state.files | ({journal} if journal.exists() else set()), state.dirs)
+        state.files, state.dirs = set(), set()
+        document = marker if marker is not None else {"steps": state.written}
+        if marker is not None or state.written != state.committed:
+            atomic_write(partial / schema.COMMITTED_NAME, json.dumps(document).encode())
+        state.committed = state.written
+        state.last_sync = self.clock()
+
+    def sync_all(self) -> None:
+        """Make every open episode durable as far as written (the recorder is gone)."""
+        for partial, state in list(self.episodes.items()):
+            if Path(partial).is_dir():
+                self.sync(Path(partial), state)
+
+    def forget(self, partial: str) -> None:
+        self.episodes.pop(partial, None)
+
+    def _fsync_all(self, files: Iterable[Path], dirs: Iterable[Path]) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="gymrec-fsync")
+        # Files first, then the directories that name them: a name is only durable once its data is.
+        list(self._pool.map(fsync_file, sorted(files)))
+        list(self._pool.map(fsync_dir, sorted(dirs)))
+
+    def finish(self, job: ChunkJob, state: _Open) -> None:
         assert job.seal is not None
         partial, sealed = Path(job.partial), Path(job.sealed)
         length = int(job.seal["length"])
         for spec in job.specs:
             rows = length + 1 if spec.name.startswith(PER_OBS) else length
             zarr_layout.write_array_metadata(partial / spec.name, rows, spec.shape, np.dtype(spec.dtype), job.chunk_steps)
-        zarr_layout.atomic_write(partial / schema.COMMITTED_NAME, json.dumps({"steps": length, "sealed": True}).encode())
-        attrs = json.loads((partial / zarr_layout.METADATA).read_bytes())["attributes"]
-        zarr_layout.write_group(partial, {**attrs, **job.seal})
+            state.files.add(partial / spec.name / schema.METADATA_NAME)
+            state.dirs.add(partial / spec.name)
+        zarr_layout.write_group(partial, job.seal)
+        state.files.add(partial / schema.METADATA_NAME)
         journal = partial / schema.JOURNAL_NAME
         if job.journal_bytes >= 0 and journal.exists():
-            fd = os.open(journal, os.O_RDWR)
-            try:
-                os.ftruncate(fd, job.journal_bytes)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            os.truncate(journal, job.journal_bytes)
+        self.sync(partial, state, marker={"steps": length, "sealed": True})
         os.rename(partial, sealed)
-        dir_fd = os.open(sealed.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        # The sealed arrays now hold every action and timestamp: the write-ahead journal has done its job.
+        fsync_dir(sealed.parent)
+        # Only now, with every row durable under its final name, has the write-ahead journal done its job.
         (sealed / schema.JOURNAL_NAME).unlink(missing_ok=True)
+        (sealed / schema.OWNERS_NAME).unlink(missing_ok=True)
         log.info("sealed %s (%d steps, %s)", sealed.name, length, job.seal["end_reason"])
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None

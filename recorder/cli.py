@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import math
 import os
 import signal
 import sys
@@ -11,58 +11,115 @@ from typing import Any
 
 import click
 
+from gymrec.recorder.agents import Agent, load_agent
 from gymrec.recorder.config import HUMAN, PlayConfig, parse_env_kwargs
-from gymrec.recorder.recovery import recover_orphans
+from gymrec.recorder.controllers import ActionSource
+from gymrec.recorder.recovery import format_report, recover_orphans
 from gymrec.shared.backends import list_envs, make_env
 from gymrec.shared.cli_errors import OneLineCommand, cli_edge, configure_logging
-from gymrec.shared.errors import BadAgentError
+from gymrec.shared.errors import AgentFailedError, BadAgentError
 from gymrec.shared.paths import default_spool
-from gymrec.shared.progress import counted, progress_for
+from gymrec.shared.progress import progress_for
 from gymrec.shared.spool import check_spool
 
 PROG = "gymrec-play"
+# Below 0.5 steps/s nobody is playing; above 1000 no window keeps up (a 60 Hz screen shows 60).
+MIN_FPS, MAX_FPS = 0.5, 1000.0
+MAX_COUNT = 10**9  # episodes or steps: a billion Atari steps is 200 days at 60 Hz
 
 
-def _list(filter_text: str) -> None:
+def _list(filter_text: str, installed: bool) -> None:
+    """One line per id with its status; the hint for ids that cannot be played yet, once, at the end."""
+    from gymrec.shared.backends import all_ids, suggestions
+    from gymrec.shared.errors import UnknownEnvError
+
     entries = list_envs(filter_text)
-    width = max((len(e.env_id) for e in entries), default=10)
-    for e in entries:
-        status = "ready" if e.available else f"missing ROM/WAD: {e.note}"
-        click.echo(f"{e.env_id:<{width}}  {e.backend:<8}  {status}")
-    click.echo(f"{len(entries)} environment(s)", err=True)
+    if not entries:
+        close = suggestions(filter_text, list(all_ids()))
+        hint = f"did you mean {', '.join(close)}?" if close else "run gymrec-play --list to see every id"
+        raise UnknownEnvError(f"no env id matches {filter_text!r}", hint)
+    shown = [e for e in entries if e.available] if installed else entries
+    width = max((len(e.env_id) for e in shown), default=10)
+    for e in shown:
+        click.echo(f"{e.env_id:<{width}}  {e.backend:<8}  {'ready' if e.available else 'no ROM'}")
+    missing = len(entries) - sum(e.available for e in entries)
+    summary = f"{len(shown)} environment(s)"
+    if installed and missing:
+        summary += f" ready to play ({missing} more need a ROM: gymrec-play --list)"
+    click.echo(summary, err=True)
+    if missing and not installed:
+        for note in dict.fromkeys(e.note for e in entries if not e.available and e.note):
+            click.echo(f"no ROM: {note}", err=True)
 
 
-def _interactive(config: PlayConfig, made: Any) -> tuple[Any, Any, dict[str, Any] | None]:
-    """The window, and for humans the keymap resolver; imported lazily so headless runs skip pygame."""
+class FiniteFloat(click.ParamType):
+    """A float within [low, high]: click's FloatRange lets nan through (every comparison with it is false)."""
+
+    name = "float"
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.high = low, high
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or not self.low <= number <= self.high:
+            self.fail(f"{value!r} is not a number from {self.low:g} to {self.high:g}", param, ctx)
+        return number
+
+
+def _guarded(agent: Agent, name: str) -> Agent:
+    """The agent, with whatever its own code raises made the agent's error rather than gymrec's."""
+
+    def act(obs: Any) -> Any:
+        try:
+            return agent(obs)
+        except Exception as e:  # foreign code at the CLI edge: anything it raises is the agent's fault
+            raise AgentFailedError(f"agent {name} raised {type(e).__name__}: {e}") from e
+
+    return act
+
+
+def _source(config: PlayConfig, made: Any) -> ActionSource:
+    """Who plays: a person at a window, or an agent (in a window unless --headless).
+
+    Imported lazily so headless agent runs never load pygame.
+    """
+    from gymrec.recorder.controllers import AgentController, HumanController
+
+    agent = None if config.human else _guarded(load_agent(config.agent, made.env.action_space, config.seed), config.agent)
     if config.headless:
-        return None, None, None
+        assert agent is not None  # main() refuses --headless for humans
+        return AgentController(agent, config.agent)
     from gymrec.recorder.window import GameWindow
     from gymrec.shared.keymap import build_resolver, load_keymap
 
-    resolver = None
-    keymap_dict = None
+    resolver = keymap_dict = None
     help_lines: list[str] = []
-    if config.human:
+    if agent is None:
         keymap = load_keymap(made.backend, config.keymap_path)
         resolver = build_resolver(keymap, made.env)
         keymap_dict = {"source": keymap.source, "bindings": keymap.to_dict(), "resolved": resolver.describe()}
         help_lines = resolver.help_lines()
     fps = config.fps or made.native_fps
     window = GameWindow(title=f"gymrec - {made.env_id}", fps=fps, scale=config.scale, help_lines=help_lines)
-    return window, resolver, keymap_dict
+    window.open(_frame_shape(made.env.observation_space))
+    if resolver is not None:
+        return HumanController(window, resolver, keymap_dict, step_mode=config.step_mode)
+    assert agent is not None
+    return AgentController(agent, config.agent, window)
 
 
 def _recover(config: PlayConfig) -> Path:
     spool = check_spool(config.spool, create=True)
-    for r in recover_orphans(spool):
-        if r.sealed is not None:
-            click.echo(f"recovered {r.sealed.name}: {r.checked_steps} steps checked, {r.rebuilt_steps} rebuilt", err=True)
-        else:
-            click.echo(f"could not recover {r.partial.name}: {r.error}", err=True)
+    click.echo(format_report(recover_orphans(spool)), err=True, nl=False)
     return spool
 
 
 def _play_workers(config: PlayConfig, workers: int) -> None:
+    """``--workers N`` (N > 1): agents only, headless, each worker its own process (``recorder.workers``)."""
     from gymrec.recorder.workers import plan, run_workers
 
     spool = _recover(config)
@@ -80,31 +137,31 @@ def _play_workers(config: PlayConfig, workers: int) -> None:
         raise SystemExit(code)
     for path in result.sealed:
         click.echo(str(path))
-    click.echo(f"{len(result.sealed)} episode(s), {result.steps} steps recorded in {spool} by {len(configs)} workers", err=True)
+    click.echo(f"{len(result.sealed)} episode(s), {result.steps} steps recorded in {spool} by {len(configs)} workers",
+               err=True)
 
 
 def _play(config: PlayConfig) -> None:
     from gymrec.recorder.session import Session
 
+    if not config.headless:  # before anything is written: an invisible window records nobody
+        from gymrec.shared.display import require_display
+
+        who = "nobody could see the game" if config.human else "nobody could watch the agent"
+        require_display(who, "to record an agent without a display, add --headless --agent random")
     spool = _recover(config)
     made = make_env(config.env_id, dict(config.env_kwargs))
-    window = None
-    stack = contextlib.ExitStack()
+    source: ActionSource | None = None
     try:
-        window, resolver, keymap_dict = _interactive(config, made)
-        if window is not None:
-            obs_shape = made.env.observation_space
-            window.open(_frame_shape(obs_shape))
-        session = Session(config, made, window=window, resolver=resolver, keymap=keymap_dict)
-        if session.agent is not None:
-            session.progress = progress = progress_for(sys.stderr, config.episodes, PROG)
-            session.agent = counted(session.agent, progress)
-            stack.callback(progress.close)
-        result = session.run()
+        source = _source(config, made)
+        if not config.human:  # steps/s, episodes and ETA on a terminal (shared.progress)
+            from gymrec.recorder.tracked_source import TrackedSource
+
+            source = TrackedSource(source, progress_for(sys.stderr, config.episodes, PROG))
+        result = Session(config, made, source).run()
     finally:
-        stack.close()
-        if window is not None:
-            window.close()
+        if source is not None:
+            source.close()
         made.env.close()
     for path in result.sealed:
         click.echo(str(path))
@@ -123,42 +180,59 @@ def _frame_shape(space: Any) -> tuple[int, ...]:
 @click.command("gymrec-play", cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("env_id", required=False)
 @click.option("--list", "list_envs_flag", is_flag=True, help="List environments (ENV_ID then filters) and exit.")
-@click.option("--fps", type=float, help="Steps per second (default: the console's true speed).")
+@click.option("--installed", is_flag=True, help="With --list: only the environments that are ready to play.")
+@click.option("--fps", type=FiniteFloat(MIN_FPS, MAX_FPS), help="Steps per second (default: the console's true speed).")
 @click.option("--scale", type=click.IntRange(1, 8), default=3, show_default=True, help="Window scale.")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), help="Seed of the first episode.")
-@click.option("--episodes", type=click.IntRange(1), help="Stop after N episodes (default: until Esc; 1 for agents).")
-@click.option("--max-steps", type=click.IntRange(1), help="End (truncate) an episode after N steps.")
+@click.option("--episodes", type=click.IntRange(1, MAX_COUNT), help="Stop after N episodes (default: until Esc; 1 for agents).")
+@click.option("--max-steps", type=click.IntRange(1, MAX_COUNT), help="End (truncate) an episode after N steps.")
 @click.option("--spool", type=click.Path(path_type=Path), help="Spool directory (default: $GYMREC_SPOOL or ~/.local/share/gymrec/spool).")
 @click.option("--agent", default=HUMAN, show_default=True, help="human, random or MODULE:CALLABLE.")
 @click.option("--headless", is_flag=True, help="No window and no pacing (agents only).")
 @click.option("--env-kwarg", "env_kwargs", multiple=True, metavar="KEY=VALUE", help="Extra gymnasium.make kwarg.")
 @click.option("--keymap", "keymap_path", type=click.Path(path_type=Path), help="A keymap TOML file.")
 @click.option("--player", default="", help="Player name stored with each episode.")
+@click.option("--step-mode", is_flag=True, help="The game advances only while you press or hold a key or button.")
+@click.option("--publish-host", is_flag=True, help="Store this machine's hostname with each episode (it identifies it).")
 @click.option("--workers", type=click.IntRange(1, 64), help="Record with N processes (agents only), each its own env and seed.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress.")
 @cli_edge(PROG)
-def main(env_id: str | None, list_envs_flag: bool, fps: float | None, scale: int, seed: int | None,
+def main(env_id: str | None, list_envs_flag: bool, installed: bool, fps: float | None, scale: int, seed: int | None,
          episodes: int | None, max_steps: int | None, spool: Path | None, agent: str, headless: bool,
-         env_kwargs: tuple[str, ...], keymap_path: Path | None, player: str, workers: int | None,
-         verbose: bool) -> None:
-    """Play ENV_ID and record every episode into the spool."""
+         env_kwargs: tuple[str, ...], keymap_path: Path | None, player: str, step_mode: bool, publish_host: bool,
+         workers: int | None, verbose: bool) -> None:
+    """Play ENV_ID and record every episode into the spool.
+
+    \b
+    In the game window:
+      any key or button   start an episode (nothing is recorded before)
+      Esc                 quit (the episode so far is kept)
+      P                   pause / resume
+      Backspace           discard this episode
+      F1                  help: what each key does in this game (pauses)
+    At the end of an episode: any key for the next one, Backspace to discard it, Esc to quit.
+    Game controllers work alongside the keyboard (d-pad, left stick, A/B/X/Y, shoulders, start/select).
+    """
     configure_logging(verbose)
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # keep stderr for gymrec's own lines
     if list_envs_flag:
-        _list(env_id or "")
+        _list(env_id or "", installed)
         return
+    if installed:
+        raise click.UsageError("--installed only makes sense with --list")
     if not env_id:
         raise click.UsageError("give an ENV_ID; gymrec-play --list shows them")
     if headless and agent == HUMAN:
         raise BadAgentError("--headless needs an agent: a human cannot play without a window", "add --agent random")
+    if step_mode and (agent != HUMAN or headless):
+        raise click.UsageError("--step-mode is for human play: the game waits for your key presses")
     if workers is not None and agent == HUMAN:
-        raise BadAgentError("--workers records with agents: a human plays one game at a time", "add --agent random, or drop --workers")
+        raise BadAgentError("--workers records with agents: a human plays one game at a time",
+                            "add --agent random, or drop --workers")
     if keymap_path is not None and not keymap_path.is_file():
         from gymrec.shared.errors import KeymapError
 
         raise KeymapError(f"keymap file {keymap_path} does not exist", "pass an existing TOML file to --keymap")
-    if fps is not None and fps <= 0:
-        raise click.BadParameter("must be positive", param_hint="--fps")
     config = PlayConfig(
         env_id=env_id,
         spool=spool or default_spool(os.environ),
@@ -172,6 +246,8 @@ def main(env_id: str | None, list_envs_flag: bool, fps: float | None, scale: int
         headless=headless,
         keymap_path=keymap_path,
         player=player or os.environ.get("USER", ""),
+        step_mode=step_mode,
+        publish_host=publish_host,
     )
     # SIGTERM stops like Esc: the episode is sealed, not left for recovery.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -27,10 +27,17 @@ class PlayConfig:
     headless: bool = False
     keymap_path: Path | None = None
     player: str = ""
+    step_mode: bool = False  # the env advances only when the player acts
+    publish_host: bool = False  # store the machine's hostname with each episode
 
     @property
     def human(self) -> bool:
         return self.agent == HUMAN
+
+
+def _no_constant(name: str) -> Any:
+    # json.loads reads NaN/Infinity by default; they would end up in the published metadata.
+    raise ValueError(f"{name} is not a finite number")
 
 
 def parse_env_kwargs(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -44,7 +51,9 @@ def parse_env_kwargs(pairs: tuple[str, ...]) -> dict[str, Any]:
                 f"--env-kwarg {pair!r} is not KEY=VALUE", "write it like --env-kwarg frameskip=4"
             )
         try:
-            out[key] = json.loads(raw)
+            out[key] = json.loads(raw, parse_constant=_no_constant)
         except json.JSONDecodeError:
             out[key] = raw
+        except ValueError as e:
+            raise BadEnvKwargError(f"--env-kwarg {pair!r}: {e}", "give a finite number") from e
     return out

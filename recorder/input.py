@@ -1,7 +1,8 @@
 """The pure input model: pygame events in, held keys, step latches and pending commands out.
 
 Like Gymnasium's ``utils/play.py`` ``process_event``, but immutable so it is testable without a
-window. Game keys are pygame key names (``pygame.key.name``), the same strings keymaps use.
+window. Game keys are pygame key names (``pygame.key.name``), the same strings keymaps use;
+game controller buttons and the left stick are ``pad ...`` names (``recorder.gamepad``).
 
 The latch: a key pressed and released between two steps would be invisible to a "keys held now"
 model (a quick tap of FIRE at 15 steps/s is easily shorter than one step), so every KEYDOWN is also
@@ -15,9 +16,13 @@ from dataclasses import dataclass
 
 import pygame
 
+from gymrec.recorder.gamepad import BUTTON_NAMES, stick_names
+from gymrec.shared.bindings import PAD_NAMES
 from gymrec.shared.keymap import RESERVED_KEYS
 
 _QUIT_EVENTS = frozenset({pygame.QUIT, pygame.WINDOWCLOSE})
+_PAD_EVENTS = frozenset({pygame.CONTROLLERBUTTONDOWN, pygame.CONTROLLERBUTTONUP, pygame.CONTROLLERAXISMOTION,
+                         pygame.CONTROLLERDEVICEREMOVED})
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,8 @@ def process_event(state: InputState, event: pygame.event.Event) -> InputState:
         # KEYUPs for keys released while another window has focus never arrive; forget them all
         # rather than run into a wall forever. Latches stay: those presses really happened.
         return dataclasses.replace(state, held=frozenset())
+    if kind in _PAD_EVENTS:
+        return _pad_event(state, event)
     if kind not in (pygame.KEYDOWN, pygame.KEYUP):
         return state
     name = key_name(event)
@@ -90,6 +97,33 @@ def process_event(state: InputState, event: pygame.event.Event) -> InputState:
     if name not in state.held:
         return state
     return dataclasses.replace(state, held=state.held - {name})
+
+
+def _press(state: InputState, names: frozenset[str]) -> InputState:
+    new = names - state.held
+    if not new:
+        return state
+    return dataclasses.replace(state, held=state.held | new, latched=state.latched | new)
+
+
+def _release(state: InputState, names: frozenset[str]) -> InputState:
+    if not names & state.held:
+        return state
+    return dataclasses.replace(state, held=state.held - names)
+
+
+def _pad_event(state: InputState, event: pygame.event.Event) -> InputState:
+    """Game controller buttons and the left stick, as ``pad ...`` names (see ``recorder.gamepad``)."""
+    kind = event.type
+    if kind == pygame.CONTROLLERDEVICEREMOVED:
+        return _release(state, PAD_NAMES)  # its button-up events will never come
+    if kind == pygame.CONTROLLERAXISMOTION:
+        held, released = stick_names(int(getattr(event, "axis", -1)), int(getattr(event, "value", 0)))
+        return _press(_release(state, released), held)
+    name = BUTTON_NAMES.get(int(getattr(event, "button", -1)))
+    if name is None:
+        return state
+    return _press(state, frozenset({name})) if kind == pygame.CONTROLLERBUTTONDOWN else _release(state, frozenset({name}))
 
 
 def take_step_keys(state: InputState) -> tuple[frozenset[str], InputState]:

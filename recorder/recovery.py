@@ -1,37 +1,42 @@
 """Finish episodes whose writer died: re-simulate from the seed and the journal, check, seal.
 
 An orphan is a ``.partial`` whose ``writer.lock`` can be taken (the kernel released the dead writer's
-flock). Rows below the committed marker are on disk and are *checked* against the re-simulation;
-rows past it are *rebuilt* from it. The journal holds every action the env was given, so in a
-deterministic env no step is lost. Nothing is deleted: an episode that cannot be recovered is left
-in place with a ``recovery-failed.txt`` that says why.
+flock) and none of whose recorded owner processes exists (a stopped writer still exists). What
+survived is surveyed by ``recorder.salvage``: the checksum-verified prefix on disk is *checked*
+against the re-simulation, and rows past it are *rebuilt* from the journal. In a deterministic env
+no journaled step is lost.
+
+Nothing is deleted: chunk files recovery cannot use are set aside; an episode whose re-simulation
+disagrees with the disk is left in place with a ``recovery-failed.txt`` that says why; one whose
+attributes are unreadable is moved to ``set-aside`` with a reason. A failure that may be transient
+(an I/O error, a missing ROM) leaves no note, so the next run tries again. Spool entries that are
+not gymrec's (no episode id in the name) and episodes of a newer schema are skipped with a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import zarr
-from zarr.errors import ZarrUserWarning
-
+from gymrec.recorder.salvage import Survivors, set_aside_unusable, survey
 from gymrec.recorder.writer import EpisodeWriter
 from gymrec.shared import schema
-from gymrec.shared.backends import EpisodeStarter, make_env
-from gymrec.shared.episode import Episode, read_committed
-from gymrec.shared.errors import CorruptEpisodeError, GymrecError, RecoveryError
-from gymrec.shared.spaces import action_leaves, decode_action, encode_action, split_observation
-from gymrec.shared.spool import WriterLock, orphaned, partial_episodes
+from gymrec.shared.attrs import make_env_for, utc_now
+from gymrec.shared.backends import EpisodeStarter
+from gymrec.shared.episode import Episode
+from gymrec.shared.errors import CorruptEpisodeError, GymrecError, RecoveryError, SchemaVersionError
+from gymrec.shared.spaces import decode_action, encode_action, split_observation
+from gymrec.shared.spool import SET_ASIDE_AREA, WriterLock, orphaned, partial_episodes
 
 log = logging.getLogger(__name__)
 FAILED_NOTE = "recovery-failed.txt"
+REASON_SUFFIX = ".reason.txt"
 STAGING_GRACE = 60.0  # seconds
 
 
@@ -44,47 +49,24 @@ class Recovered:
     error: str = ""
 
 
-def _expose_committed(partial: Path, committed: int) -> None:
-    """Grow array metadata to cover the committed rows, so zarr will read them (shapes lag by design)."""
-    group = zarr.open_group(str(partial), mode="r+")
-    with warnings.catch_warnings():
-        # The journal, marker and lock live beside the arrays; zarr warns about them when listing.
-        warnings.simplefilter("ignore", ZarrUserWarning)
-        arrays = [a for _, a in group.arrays()] + [a for _, sub in group.groups() for _, a in sub.arrays()]
-    for array in arrays:
-        array.resize((committed, *array.shape[1:]))
-
-
-def _journal(partial: Path, attrs: dict[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    fmt = schema.JournalFormat(tuple(action_leaves(attrs["action_space"])))
-    try:
-        data = (partial / schema.JOURNAL_NAME).read_bytes()
-    except FileNotFoundError:
-        data = b""
-    return fmt.unpack_all(data)
-
-
-@dataclass
+@dataclass(frozen=True)
 class _Orphan:
-    """What survived of one episode: committed rows on disk, and the journal beyond them."""
-
     partial: Path
-    attrs: dict[str, Any]
-    committed: int
-    timestamps: np.ndarray
-    journal: dict[str, np.ndarray]
-    disk: Episode
+    disk: Episode  # the verified prefix, readable through Episode
+    survivors: Survivors
 
     @property
-    def total(self) -> int:
-        return max(self.committed, len(self.timestamps))
+    def verified(self) -> int:
+        return self.survivors.verified
 
     def actions(self) -> list[Any]:
-        desc = self.attrs["action_space"]
-        on_disk = self.disk.batch(0, self.committed, with_obs=False).action if self.committed else {}
+        """Every step's action: from the verified rows on disk, then from the journal."""
+        desc = self.disk.attrs.action_space
+        on_disk = self.disk.batch(0, self.verified, with_obs=False).action if self.verified else {}
+        journal = self.survivors.journal
         return [
-            decode_action(desc, {k: v[t] for k, v in (on_disk if t < self.committed else self.journal).items()})
-            for t in range(self.total)
+            decode_action(desc, {k: v[t] for k, v in (on_disk if t < self.verified else journal).items()})
+            for t in range(self.survivors.total)
         ]
 
     def diverged(self, t: int, what: str) -> RecoveryError:
@@ -93,15 +75,8 @@ class _Orphan:
 
 
 def _load(partial: Path) -> _Orphan:
-    attrs: dict[str, Any] = dict(zarr.open_group(str(partial), mode="r").attrs)
-    schema.check_attrs(attrs, partial.name, sealed=False, expected_id=schema.id_from_name(partial.name))
-    chunk = int(attrs["chunk_steps"])
-    # A marker written while sealing may be mid-chunk; redo that chunk from the re-simulation.
-    committed = (read_committed(partial) // chunk) * chunk
-    timestamps, journal = _journal(partial, attrs)
-    if committed:
-        _expose_committed(partial, committed)
-    return _Orphan(partial, attrs, committed, timestamps, journal, Episode(partial, trusted_length=committed))
+    survivors = survey(partial, Episode(partial, trusted_length=0))  # the attributes are validated here
+    return _Orphan(partial, Episode(partial, trusted_length=survivors.verified), survivors)
 
 
 def recover(partial: Path, lock: WriterLock) -> Recovered:
@@ -109,48 +84,61 @@ def recover(partial: Path, lock: WriterLock) -> Recovered:
     with contextlib.ExitStack() as stack:
         stack.callback(lock.release)  # idempotent: sealing releases it too
         orphan = _load(partial)
-        made = make_env(orphan.attrs["env_id"], orphan.attrs["env_kwargs"], orphan.attrs["backend"])
-        stack.enter_context(contextlib.closing(made.env))
-        writer = stack.enter_context(EpisodeWriter(
-            partial, lock, orphan.attrs, first_chunk=orphan.committed // int(orphan.attrs["chunk_steps"]),
-            journal=False, backpressure=True))
-        return _resimulate(orphan, made.starter, made.env, writer)
+        attrs = orphan.disk.attrs
+        made = make_env_for(attrs)
+        env = stack.enter_context(contextlib.closing(made.env))
+        first_chunk = orphan.verified // attrs.chunk_steps
+        set_aside_unusable(orphan.disk, orphan.survivors, first_chunk)
+        writer = stack.enter_context(EpisodeWriter(partial, lock, attrs, first_chunk=first_chunk, journal=False,
+                                                   backpressure=True))
+        return _resimulate(orphan, made.starter, env, writer, first_chunk * attrs.chunk_steps)
     raise AssertionError("unreachable")  # for type checkers: ExitStack does not swallow exceptions
 
 
-def _resimulate(orphan: _Orphan, starter: EpisodeStarter, env: Any, writer: EpisodeWriter) -> Recovered:
-    committed = orphan.committed
-    checked = orphan.disk.batch(0, committed, with_obs=False) if committed else None
-    hashes = {leaf.name: orphan.disk.hashes(leaf.name, 0, committed) for leaf in orphan.disk.obs_leaves} if committed else {}
-    writer.episode_return = float(checked.reward.sum()) if checked is not None else 0.0
-    desc = orphan.attrs["action_space"]
-    started = starter.restart(orphan.attrs)  # the stored start state (ALE) or the seed
+def _resimulate(orphan: _Orphan, starter: EpisodeStarter, env: Any, writer: EpisodeWriter,
+                rewrite_from: int) -> Recovered:
+    """Step the env through every action; check rows [0, verified), (re)write rows from ``rewrite_from``.
+
+    Rows in [rewrite_from, verified) are both: the chunk they share with newer rows is written
+    again, from the same actions, after they were checked.
+    """
+    verified, total = orphan.verified, orphan.survivors.total
+    checked = orphan.disk.batch(0, verified, with_obs=False) if verified else None
+    hashes = {leaf.name: orphan.disk.hashes(leaf.name, 0, verified) for leaf in orphan.disk.obs_leaves} if verified else {}
+    writer.episode_return = float(checked.reward[:rewrite_from].sum()) if checked is not None else 0.0
+    attrs = orphan.disk.attrs
+    desc = attrs.action_space
+    stamps = orphan.survivors.timestamps
+    started = starter.restart(attrs.seed, attrs.start_state)  # the stored start state (ALE) or the seed
     obs, info = started.obs, started.info
     for t, action in enumerate(orphan.actions()):
         leaves = split_observation(obs)
-        if t < committed:
+        if t < verified:
             for name, row in leaves.items():
                 if name in hashes and schema.row_hash(row) != int(hashes[name][t]):
                     raise orphan.diverged(t, f"observation {name!r}")
-        else:
+        if t >= rewrite_from:
             writer.record(leaves, encode_action(desc, action), info)
-            if t < len(orphan.timestamps):
-                writer.restore_timestamp(float(orphan.timestamps[t]))
+            if checked is not None and t < verified:
+                writer.restore_timestamp(float(checked.timestamp[t]))
+            elif t < len(stamps):
+                writer.restore_timestamp(float(stamps[t]))
         obs, reward, terminated, truncated, info = env.step(action)
-        if checked is None or t >= committed:
-            writer.outcome(float(reward), bool(terminated), bool(truncated), info)
-        elif (float(reward), bool(terminated), bool(truncated)) != (
+        if checked is not None and t < verified and (float(reward), bool(terminated), bool(truncated)) != (
             float(checked.reward[t]), bool(checked.terminated[t]), bool(checked.truncated[t])
         ):
             raise orphan.diverged(t, "reward or termination")
-    rebuilt = orphan.total - committed
-    extra: dict[str, Any] = {"recovery": {"committed_steps": committed, "journal_steps": int(len(orphan.timestamps)),
-                             "rebuilt_steps": rebuilt, "recovered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
+        if t >= rewrite_from:
+            writer.outcome(float(reward), bool(terminated), bool(truncated), info)
+    rebuilt = total - verified
+    extra: dict[str, Any] = {"recovery": {
+        "committed_steps": orphan.survivors.claimed, "verified_steps": verified,
+        "journal_steps": orphan.survivors.journal_steps, "rebuilt_steps": rebuilt, "recovered_at": utc_now()}}
     end = schema.EndReason.RECOVERED
-    if orphan.total == 0:  # killed before its first step: nothing to keep, but nothing to upload either
+    if total == 0:  # killed before its first step: nothing to keep, but nothing to upload either
         end, extra["discarded_because"] = schema.EndReason.DISCARDED, "the recorder stopped before the first step"
     sealed = writer.seal(split_observation(obs), end, extra)
-    return Recovered(orphan.partial, sealed, committed, rebuilt)
+    return Recovered(orphan.partial, sealed, verified, rebuilt)
 
 
 def _remove_dead_staging(spool: Path) -> None:
@@ -167,24 +155,74 @@ def _remove_dead_staging(spool: Path) -> None:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def format_report(results: list[Recovered]) -> str:
+    """What a command prints about the orphans it recovered, one line each ("" for none)."""
+    return "".join(
+        f"recovered {r.sealed.name}: {r.checked_steps} steps checked, {r.rebuilt_steps} rebuilt\n"
+        if r.sealed is not None else f"could not recover {r.partial.name}: {r.error}\n"
+        for r in results
+    )
+
+
+def _set_aside_episode(partial: Path, reason: str) -> Path:
+    """Move an episode recovery cannot read out of the spool's way, with the reason beside it."""
+    area = partial.parent / SET_ASIDE_AREA
+    area.mkdir(exist_ok=True)
+    target = area / partial.name
+    os.rename(partial, target)
+    (area / (partial.name + REASON_SUFFIX)).write_text(reason + "\n")
+    return target
+
+
+def _recover_one(partial: Path) -> Recovered | None:
+    lock = orphaned(partial)
+    if lock is None:
+        return None
+    try:
+        result = recover(partial, lock)
+        log.info("recovered %s", partial.name)
+        return result
+    except SchemaVersionError as e:  # a newer gymrec's episode: not ours to touch
+        return Recovered(partial, None, 0, 0, str(e))
+    except RecoveryError as e:  # the env disagrees with the disk: a fact, not a passing state
+        (partial / FAILED_NOTE).write_text(f"{e}\n")
+        log.error("%s", e)
+        return Recovered(partial, None, 0, 0, str(e))
+    except CorruptEpisodeError as e:  # its attributes are unreadable: out of the way, kept whole
+        target = _set_aside_episode(partial, str(e))
+        log.error("%s; moved to %s", e, target)
+        return Recovered(partial, None, 0, 0, f"{e}; moved to {target}")
+    except GymrecError as e:  # e.g. the env or its ROM is missing here: try again on a later run
+        log.error("cannot recover %s now: %s", partial.name, e)
+        return Recovered(partial, None, 0, 0, str(e))
+    except OSError as e:  # an I/O error, a full disk: may pass, so no note; the next run retries
+        log.error("cannot recover %s now: %s", partial.name, e)
+        return Recovered(partial, None, 0, 0, f"{e.strerror or e} (tried again on the next run)")
+    finally:
+        lock.release()
+
+
 def recover_orphans(spool: Path) -> list[Recovered]:
-    """Recover every orphaned ``.partial`` in ``spool``; live writers' episodes are left alone."""
+    """Recover every orphaned ``.partial`` in ``spool``; live writers' episodes are left alone.
+
+    Nothing in the spool stops the others: a directory that is not gymrec's is skipped with a
+    warning, and a read-only spool is reported once and left as it is (its sealed episodes still
+    replay).
+    """
     results: list[Recovered] = []
-    _remove_dead_staging(spool)
+    candidates = []
     for partial in partial_episodes(spool):
-        if (partial / FAILED_NOTE).exists():
+        if schema.id_from_name(partial.name) is None:
+            log.warning("%s is not a gymrec episode (no episode id in its name); skipped", partial)
             continue
-        lock = orphaned(partial)
-        if lock is None:
-            continue
-        try:
-            results.append(recover(partial, lock))
-            log.info("recovered %s", partial.name)
-        except (CorruptEpisodeError, RecoveryError) as e:
-            (partial / FAILED_NOTE).write_text(f"{e}\n")
-            log.error("%s", e)
-            results.append(Recovered(partial, None, 0, 0, str(e)))
-        except GymrecError as e:  # e.g. the env or its ROM is missing here: try again on a later run
-            log.error("cannot recover %s now: %s", partial.name, e)
-            results.append(Recovered(partial, None, 0, 0, str(e)))
+        if not (partial / FAILED_NOTE).exists():
+            candidates.append(partial)
+    if candidates and not os.access(spool, os.W_OK | os.X_OK):
+        return [Recovered(p, None, 0, 0, f"the spool {spool} is read-only; recovered on a writable run")
+                for p in candidates[:1]]
+    _remove_dead_staging(spool)
+    for partial in candidates:
+        result = _recover_one(partial)
+        if result is not None:
+            results.append(result)
     return results

@@ -1,7 +1,7 @@
 """The recording session: episodes of play, each written to its own spool entry.
 
-The frame loop stays thin: ask the window (or the agent) for an action, journal it, step the env,
-hand the outcome to the writer. Everything slow (compression, disk) happens on the writer thread.
+The frame loop stays thin: ask the action source (a person at the window, or an agent) for an
+action, check it against the action space, journal it, step the env, hand the outcome to the writer. Everything slow (compression, disk) happens on the writer thread.
 """
 
 from __future__ import annotations
@@ -16,16 +16,17 @@ from typing import Any
 import numpy as np
 import psutil
 
-from gymrec.recorder.agents import Agent, load_agent
+from gymrec.recorder.agents import load_agent
 from gymrec.recorder.config import PlayConfig
+from gymrec.recorder.controllers import ActionSource, AgentController, StepView
 from gymrec.recorder.sinks import Sink
-from gymrec.recorder.writer import EpisodeWriter, utc_now
+from gymrec.recorder.writer import EpisodeWriter
 from gymrec.shared import schema
+from gymrec.shared.attrs import EpisodeAttrs, utc_now
 from gymrec.shared.backends import MadeEnv
-from gymrec.shared.errors import AgentActionError
-from gymrec.shared.progress import NoProgress, Progress
+from gymrec.shared.errors import AgentActionError, AgentFailedError, BadAgentError
 from gymrec.shared.schema import EndReason
-from gymrec.shared.spaces import describe_space, encode_action, image_key, split_observation
+from gymrec.shared.spaces import action_problem, describe_space, encode_action, image_key, split_observation
 
 log = logging.getLogger(__name__)
 SEED_SPACE = 2**31 - 1
@@ -61,7 +62,8 @@ def episode_attrs(config: PlayConfig, made: MadeEnv, seed: int, fps: float, keym
         "collector": config.agent,
         "player": config.player,
         "keymap": keymap,
-        "host": socket.gethostname(),
+        # The machine's name identifies the player's machine: published only when asked (--publish-host).
+        **({"host": socket.gethostname()} if config.publish_host else {}),
         "started_at": utc_now(),
         "chunk_steps": schema.CHUNK_STEPS,
         "info_skipped": list(made.history_info),
@@ -76,21 +78,15 @@ def _children_except(sink: Sink) -> list[tuple[int, float]]:
 class Session:
     """Runs episodes until the episode budget is spent or the player quits."""
 
-    def __init__(self, config: PlayConfig, made: MadeEnv, window: Any = None, resolver: Any = None,
-                 keymap: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: PlayConfig, made: MadeEnv, source: ActionSource | None = None) -> None:
         self.config = config
         self.made = made
-        self.window = window
-        self.resolver = resolver
-        self.keymap = keymap
+        # Without a source, the config's agent plays headless (benchmarks, tests, scripts).
+        self.source: ActionSource = source if source is not None else agent_source(config, made)
         self.fps = config.fps or made.native_fps
         self._seeds = np.random.default_rng(config.seed)
         self._spaces = (describe_space(made.env.action_space), describe_space(made.env.observation_space))
         self._guarded = False
-        self.progress: Progress = NoProgress()  # episodes done, for the CLI's progress bar
-        self.agent: Agent | None = None
-        if not config.human:
-            self.agent = load_agent(config.agent, made.env.action_space, config.seed)
 
     def _next_seed(self, first: bool) -> int:
         if first and self.config.seed is not None:
@@ -99,11 +95,8 @@ class Session:
 
     def run(self) -> SessionResult:
         # One writer process for the whole session: chunks leave the game loop through shared memory.
-        sink = Sink(process=True)
-        try:
+        with Sink(process=True) as sink:
             return self._run(sink)
-        finally:
-            sink.close()
 
     def _run(self, sink: Sink) -> SessionResult:
         result = SessionResult()
@@ -114,14 +107,13 @@ class Session:
             while self.config.episodes is None or episode < self.config.episodes:
                 seed = self._next_seed(first=started == 0)
                 started += 1
-                end, writer = self._episode(seed, episode, sink)
+                end, writer, stop = self._episode(seed, episode, sink)
                 sealing.append(writer)
                 result.steps += writer.steps
-                self.progress.episode()
                 # Sealing runs on each episode's writer thread while the next episode plays; bound it.
                 while len(sealing) > MAX_SEALING:
                     result.sealed.append(sealing.pop(0).wait())
-                if end == EndReason.QUIT:
+                if stop:
                     break
                 if end != EndReason.DISCARDED:
                     episode += 1
@@ -130,56 +122,74 @@ class Session:
                 result.sealed.append(writer.wait())
         return result
 
-    def _episode(self, seed: int, number: int, sink: Sink) -> tuple[EndReason, EpisodeWriter]:
-        env = self.made.env
-        attrs = episode_attrs(self.config, self.made, seed, self.fps, self.keymap, self._spaces)
-        action_desc = attrs["action_space"]
-        img_key = attrs["image_key"]
+    def _view(self, obs: Any, writer: EpisodeWriter, number: int, img_key: str) -> StepView:
+        return StepView(split_observation(obs)[img_key], writer.steps, writer.episode_return, number + 1,
+                        self.made.env_id, self.fps)
+
+    def _episode(self, seed: int, number: int, sink: Sink) -> tuple[EndReason, EpisodeWriter, bool]:
+        """Play one episode; (how it ended, its writer, whether the session stops after it)."""
         # ALE resets without reloading the ROM and stores the start state instead (shared.backends).
         started = self.made.starter.start(seed)
         obs, info = started.obs, started.info
-        attrs.update(started.attrs)
+        attrs = EpisodeAttrs.from_dict(episode_attrs(self.config, self.made, seed, self.fps, self.source.keymap,
+                                                     self._spaces) | started.attrs, "the new episode", sealed=False)
         if not self._guarded:  # engines (VizDoom) exist once the env is first reset
             sink.guard(_children_except(sink))
             self._guarded = True
         writer = EpisodeWriter.create(self.config.spool, attrs, sink, backpressure=not self.config.human)
-        log.info("episode %s: %s seed %d", attrs["episode_id"], self.made.env_id, seed)
-        end: EndReason | None = None
+        log.info("episode %s: %s seed %d", attrs.episode_id, self.made.env_id, seed)
         extra: dict[str, Any] = {}
+        stop = False
         # Leaving this block without sealing (the env or the disk failed) leaves the .partial
         # (journal + committed chunks) to crash recovery.
         with writer:
             try:
-                while end is None:
-                    leaves = split_observation(obs)
-                    keys: frozenset[str] = frozenset()
-                    if self.window is not None:
-                        tick = self.window.next_tick(leaves[img_key], self._hud(writer, number))
-                        if tick.quit:
-                            end = EndReason.QUIT
-                            break
-                        if tick.discard:
-                            end = EndReason.DISCARDED
-                            break
-                        keys = tick.keys
-                    action = self.agent(obs) if self.agent is not None else self.resolver(keys)
-                    writer.record(leaves, encode_action(action_desc, action), info)
-                    obs, reward, terminated, truncated, info = env.step(action)
-                    writer.outcome(float(reward), bool(terminated), bool(truncated), info)
-                    if terminated:
-                        end = EndReason.TERMINATED
-                    elif truncated:
-                        end = EndReason.TRUNCATED
-                    elif self.config.max_steps is not None and writer.steps >= self.config.max_steps:
-                        end, extra = EndReason.TRUNCATED, {"truncated_by": "max_steps"}
+                if not self.source.begin(self._view(obs, writer, number, attrs.image_key)):
+                    end: EndReason = EndReason.QUIT
+                else:
+                    end, extra, obs = self._steps(obs, info, writer, number, attrs)
+                if end in (EndReason.TERMINATED, EndReason.TRUNCATED):
+                    choice = self.source.finish(self._view(obs, writer, number, attrs.image_key), end)
+                    if choice.discard:
+                        end, extra = EndReason.DISCARDED, {**extra, "discarded_after": str(end)}
+                    stop = choice.quit
             except KeyboardInterrupt:
                 end = EndReason.QUIT  # Ctrl-C or SIGTERM: stop and keep what was played
-            except AgentActionError:
+            except AgentActionError as e:
                 # The env never saw the bad action: what was played so far is whole, so seal it.
-                self._seal(writer, obs, EndReason.QUIT, {"stopped_because": "the agent returned an invalid action"})
+                self._seal(writer, obs, EndReason.QUIT, {"stopped_because": e.message})
                 raise
-            self._seal(writer, obs, end, extra, wait=False)
-        return end, writer
+            except AgentFailedError as e:
+                self._seal(writer, obs, EndReason.QUIT, {"stopped_because": e.message})
+                raise AgentFailedError(f"{e.message} at step {writer.steps}",
+                                       f"fix the agent; the {writer.steps} steps before it are sealed") from e
+            self._seal(writer, obs, end, {**extra, **self.source.sealing_attrs()}, wait=False)
+        return end, writer, stop or end == EndReason.QUIT
+
+    def _steps(self, obs: Any, info: dict[str, Any], writer: EpisodeWriter, number: int,
+               attrs: EpisodeAttrs) -> tuple[EndReason, dict[str, Any], Any]:
+        """The frame loop: (how the episode ended, seal extras, the final observation)."""
+        env = self.made.env
+        action_desc, img_key = attrs.action_space, attrs.image_key
+        max_steps = self.config.max_steps
+        while True:
+            leaves = split_observation(obs)
+            view = StepView(leaves[img_key], writer.steps, writer.episode_return, number + 1, self.made.env_id,
+                            self.fps)
+            choice = self.source.act(obs, view)
+            if choice.stop is not None:
+                return choice.stop, {}, obs
+            action = choice.action
+            self._check(action, writer.steps)
+            writer.record(leaves, encode_action(action_desc, action), info, (choice.shown_ns, choice.decided_ns))
+            obs, reward, terminated, truncated, info = env.step(action)
+            writer.outcome(float(reward), bool(terminated), bool(truncated), info)
+            if terminated:
+                return EndReason.TERMINATED, {}, obs
+            if truncated:
+                return EndReason.TRUNCATED, {}, obs
+            if max_steps is not None and writer.steps >= max_steps:
+                return EndReason.TRUNCATED, {"truncated_by": "max_steps"}, obs
 
     @staticmethod
     def _seal(writer: EpisodeWriter, obs: Any, end: EndReason, extra: dict[str, Any], wait: bool = True) -> Path:
@@ -187,14 +197,26 @@ class Session:
             end, extra = EndReason.DISCARDED, {**extra, "discarded_because": "no steps were played"}
         return writer.seal(split_observation(obs), end, extra, wait=wait)
 
-    def _hud(self, writer: EpisodeWriter, number: int) -> Any:
-        from gymrec.recorder.window import HudState
+    def _check(self, action: Any, step: int) -> None:
+        """Refuse an action outside the action space before the journal (and so recovery) sees it."""
+        space = self.made.env.action_space
+        problem = action_problem(space, action)
+        if problem is not None:
+            who = "the keymap" if self.config.human else f"agent {self.source.collector}"
+            detail = "" if problem.startswith("outside") else f" ({problem})"
+            raise AgentActionError(
+                f"{who} chose {_short(action)} at step {step}, which does not fit the action space {space}{detail}",
+                f"return an action from env.action_space; the {step} steps before it are sealed",
+            )
 
-        return HudState(
-            fps_target=self.fps,
-            step=writer.steps,
-            episode_return=writer.episode_return,
-            episode=number + 1,
-            recording=True,
-            env_id=self.made.env_id,
-        )
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def agent_source(config: PlayConfig, made: MadeEnv) -> AgentController:
+    """The config's agent (``random`` or ``MODULE:CALLABLE``), playing without a window."""
+    if config.human:
+        raise BadAgentError("a human plays through a window", "pass a HumanController as the session's source")
+    return AgentController(load_agent(config.agent, made.env.action_space, config.seed), config.agent)

@@ -7,6 +7,12 @@ copies rows into shared memory and sends a small message per chunk.
 
 Both transports share the bookkeeping here: chunk buffers ("slots") are recycled once their job is
 done; agents wait for a free slot (backpressure), humans never do (a new slot is made instead).
+
+A sink is a context manager, like huggingface_hub's ``CommitScheduler``: leaving the ``with`` block
+drains every job already submitted, then stops the writer::
+
+    with Sink(process=True) as sink:
+        writer = EpisodeWriter.create(spool, attrs, sink)
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -90,7 +97,7 @@ class Sink:
             self._results_in = Connection(results_r, writable=False)
             self._worker = threading.Thread(target=self._receive, name="gymrec-writer-results", daemon=True)
         else:
-            self._queue: queue.SimpleQueue[tuple[ChunkJob, Slot] | None] = queue.SimpleQueue()
+            self._queue: queue.SimpleQueue[tuple[ChunkJob, Slot | None] | None] = queue.SimpleQueue()
             self._store = ChunkStore()
             self._worker = threading.Thread(target=self._work, name="gymrec-writer", daemon=True)
         self._worker.start()
@@ -118,27 +125,30 @@ class Sink:
         self._shms.append(shm)
         return Slot(shm.name, layout, views(shm.buf, layout), shm)
 
-    def _release(self, slot_key: str, partial: str, failure: Failure | None) -> None:
+    def _release(self, slot_key: str | None, partial: str, failure: Failure | None) -> None:
         with self._cond:
             self._pending[partial] -= 1
             if failure is not None:
                 self._failures.setdefault(partial, failure)
-            entry = self._in_flight.pop(slot_key, None)
+            entry = self._in_flight.pop(slot_key, None) if slot_key is not None else None
             if entry is not None:
                 self._free.setdefault(entry[1], []).append(entry[0])
             self._cond.notify_all()
 
     # --- jobs ---------------------------------------------------------------------------------
 
-    def submit(self, job: ChunkJob, slot: Slot) -> None:
+    def submit(self, job: ChunkJob, slot: Slot | None) -> None:
+        """Hand a job over; ``slot`` None for a job without rows (a sync request)."""
+        key = slot.key if slot is not None else None
         with self._cond:
             self._pending[job.partial] += 1
-            self._in_flight[slot.key] = (slot, (job.specs, job.chunk_steps))
+            if slot is not None:
+                self._in_flight[slot.key] = (slot, (job.specs, job.chunk_steps))
         if self._process:
             try:
-                self._jobs_out.send((job, slot.key, slot.layout))
+                self._jobs_out.send((job, key, slot.layout if slot is not None else ()))
             except OSError:
-                self._release(slot.key, job.partial, DIED)
+                self._release(key, job.partial, DIED)
         else:
             self._queue.put((job, slot))
 
@@ -169,7 +179,14 @@ class Sink:
             self._pending.pop(partial, None)
             return self._failures.get(partial)
 
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
     def close(self) -> None:
+        """Finish every job handed over, stop the writer and free the slots (idempotent)."""
         if self._closed:
             return
         self._closed = True
@@ -198,11 +215,13 @@ class Sink:
         while (item := self._queue.get()) is not None:
             job, slot = item
             try:
-                self._store.run(job, slot.arrays)
+                self._store.run(job, slot.arrays if slot is not None else {})
                 failure = None
             except OSError as e:
                 failure = (e.errno or 0, str(e))
-            self._release(slot.key, job.partial, failure)
+                self._store.forget(job.partial)
+            self._release(slot.key if slot is not None else None, job.partial, failure)
+        self._store.close()
 
     def _receive(self) -> None:
         while True:

@@ -1,16 +1,19 @@
-"""The pygame window: shows frames scaled up, a small HUD and a help overlay, and reads the keyboard.
+"""The pygame window: the game scaled by an integer factor, a status bar below it, and the keyboard.
+
+Layout: the game area is the frame scaled by ``scale`` (nearest neighbour, so a screenshot of it is
+the observation pixel for pixel); the status bar (``recorder.statusbar``) is a strip of its own below.
+Nothing is drawn over a running game. The game stops for the start gate, the end-of-episode summary,
+pause (P) and help (F1): those dim the game area and show a panel over it.
 
 ``next_tick`` is the game loop's hot path at up to 60 Hz, so everything that can be made once is
-made in ``open()`` (fonts, the frame surface, the help panel, the PAUSED banner) and HUD text is
-re-rendered only when it changes meaningfully or every ``HUD_REFRESH_S``.
-
-Commands act in the order they were typed: events are fed one by one, and a command stops the feed
-so that "P, P" pauses for at least one frame before unpausing, rather than cancelling out.
+made in ``open()``. Commands act in the order they were typed: events are fed one by one, and a
+command stops the feed so that "P, P" pauses for at least one frame before unpausing.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 from types import TracebackType
@@ -19,26 +22,38 @@ import numpy as np
 import pygame
 
 from gymrec.recorder.clock import FixedRateClock
-from gymrec.recorder.input import NO_COMMANDS, Commands, InputState, process_event, take_commands, take_step_keys
+from gymrec.recorder.controllers import EndChoice
+from gymrec.recorder.gamepad import Gamepads
+from gymrec.recorder.input import (
+    NO_COMMANDS,
+    Commands,
+    InputState,
+    process_event,
+    take_commands,
+    take_step_keys,
+)
+from gymrec.recorder.input_log import InputLog
+from gymrec.recorder.statusbar import (
+    BAR_HEIGHT,
+    ENDED,
+    PAUSED,
+    READY,
+    REC,
+    HudState,
+    Mark,
+    StatusBar,
+    centered,
+    dim,
+    panel,
+)
 from gymrec.shared.errors import DisplayError
+
+__all__ = ["BAR_HEIGHT", "EndChoice", "GameWindow", "HudState", "TickInput"]
 
 log = logging.getLogger(__name__)
 
-HUD_REFRESH_S = 0.25
-CONTROL_LINES = ("Esc: quit    P: pause    Backspace: discard episode    F1: help",)
-_WHITE = (255, 255, 255)
-_RED = (230, 30, 30)
-_SHADE = (0, 0, 0, 160)
-
-
-@dataclass(frozen=True)
-class HudState:
-    fps_target: float
-    step: int
-    episode_return: float
-    episode: int
-    recording: bool
-    env_id: str
+CONTROL_LINES = ("Esc: quit    P: pause    Backspace: discard episode    F1: help (pauses)",)
+START_LINE = "press any key or button to start"
 
 
 @dataclass(frozen=True)
@@ -46,21 +61,8 @@ class TickInput:
     keys: frozenset[str]  # the keys acting on this step: held or pressed since the last one
     quit: bool
     discard: bool
-    paused_for: float  # seconds this call spent paused
-
-
-def _panel(font: pygame.font.Font, lines: list[str], pad: int = 4) -> pygame.Surface:
-    """Text lines on a translucent dark background, rendered once."""
-    texts = [font.render(line, True, _WHITE) for line in lines]
-    width = max((t.get_width() for t in texts), default=0) + 2 * pad
-    height = sum(t.get_height() for t in texts) + 2 * pad
-    panel = pygame.Surface((width, height), pygame.SRCALPHA)
-    panel.fill(_SHADE)
-    y = pad
-    for text in texts:
-        panel.blit(text, (pad, y))
-        y += text.get_height()
-    return panel
+    paused_for: float  # seconds this call spent paused (pause or help)
+    shown_ns: int = 0  # time.monotonic_ns() when this frame was first on screen
 
 
 class GameWindow:
@@ -75,27 +77,30 @@ class GameWindow:
         self.scale = int(scale)
         self.help_lines = list(help_lines)
         self.clock = clock if clock is not None else FixedRateClock(fps)
+        self.clock.idle = self._pump
         self.paused = False
         self.help_visible = False
+        self.input_log = InputLog()
+        self.shown_ns = 0  # time.monotonic_ns() of the last frame put on screen
+        self.gamepads = Gamepads()
         self._state = InputState()
         self._queue: deque[pygame.event.Event] = deque()
         self._screen: pygame.Surface | None = None
         self._frame_surface: pygame.Surface | None = None
         self._frame_hw: tuple[int, int] = (0, 0)
+        self._game = pygame.Rect(0, 0, 0, 0)
+        self._game_view: pygame.Surface | None = None
         self._font: pygame.font.Font | None = None
+        self._bar: StatusBar | None = None
         self._help: pygame.Surface | None = None
-        self._banner: pygame.Surface | None = None
-        self._rec: pygame.Surface | None = None
-        self._hud: pygame.Surface | None = None
-        self._hud_key: tuple[object, ...] = ()
-        self._hud_at = float("-inf")
+        self._pause_panel: pygame.Surface | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def open(self, frame_shape: tuple[int, ...]) -> None:
         """Open the window for frames of ``frame_shape`` (H, W[, C]); raise DisplayError if impossible."""
         try:
-            # display and font only: initialising audio too (pygame.init) would open a sound device.
+            # display, font and game controllers only: pygame.init() would open a sound device too.
             pygame.display.init()
             pygame.font.init()
             self._set_mode(frame_shape)
@@ -104,27 +109,34 @@ class GameWindow:
             raise DisplayError(
                 f"no display available ({e})", "run with --headless --agent random, or set DISPLAY"
             ) from e
+        self.gamepads.open()
         pygame.display.set_caption(self.title)
         self._font = pygame.font.Font(None, 20)
-        big = pygame.font.Font(None, 48)
-        self._help = _panel(self._font, [*CONTROL_LINES, "", *self.help_lines])
-        self._banner = big.render("PAUSED", True, _WHITE)
-        self._rec = self._font.render("REC", True, _RED)
-        self._hud = None
+        self._bar = StatusBar(self._font)
+        self._help = panel(self._font, [*CONTROL_LINES, "", *self.help_lines])
+        self._pause_panel = panel(self._font, ["PAUSED", "", "P: resume    F1: help    Esc: quit"])
 
     def _set_mode(self, frame_shape: tuple[int, ...]) -> None:
         if len(frame_shape) not in (2, 3) or frame_shape[0] < 1 or frame_shape[1] < 1:
             raise ValueError(f"frame shape must be (H, W) or (H, W, C), got {frame_shape!r}")
         h, w = int(frame_shape[0]), int(frame_shape[1])
-        self._screen = pygame.display.set_mode((w * self.scale, h * self.scale))
+        self._screen = pygame.display.set_mode((w * self.scale, h * self.scale + BAR_HEIGHT))
         self._frame_surface = pygame.Surface((w, h), depth=self._screen.get_bitsize())
         self._frame_hw = (h, w)
+        self._game = pygame.Rect(0, 0, w * self.scale, h * self.scale)
+        self._game_view = self._screen.subsurface(self._game)  # scaled into directly: no per-frame surface
+
+    @property
+    def game_area(self) -> pygame.Rect:
+        """Where the game is drawn, in window pixels (the status bar is below it)."""
+        return self._game.copy()
 
     def close(self) -> None:
         if self._screen is not None:
+            self.gamepads.close()
             pygame.font.quit()
             pygame.display.quit()
-        self._screen = self._frame_surface = None
+        self._screen = self._frame_surface = self._game_view = None
 
     def __enter__(self) -> GameWindow:
         return self
@@ -134,33 +146,22 @@ class GameWindow:
     ) -> None:
         self.close()
 
-    # --- the tick -----------------------------------------------------------------------------
+    # --- input ----------------------------------------------------------------------------------
 
-    def next_tick(self, frame: np.ndarray, hud: HudState) -> TickInput:
-        """Wait for the tick, read input (pausing here while paused), show ``frame``; return the keys."""
-        if self._screen is None:
-            raise RuntimeError("GameWindow.next_tick() before open()")
-        self.clock.wait()
-        quit_, discard, paused_for = False, False, 0.0
-        while (commands := self._poll()).any:
-            if commands.help:
-                self.help_visible = not self.help_visible
-            discard = discard or commands.discard
-            if commands.pause and not commands.quit:
-                waited, quit_, discarded = self._pause(frame, hud)
-                paused_for += waited
-                discard = discard or discarded
-            if quit_ or commands.quit:
-                keys, self._state = take_step_keys(self._state)
-                return TickInput(keys, True, discard, paused_for)
-        self._render(frame, hud)
-        keys, self._state = take_step_keys(self._state)
-        return TickInput(keys, False, discard, paused_for)
+    def _pump(self) -> None:
+        """Take SDL's pending events, stamp them for the input log, and queue them for the input model."""
+        events = pygame.event.get()
+        if not events:
+            return
+        stamp = time.monotonic_ns()
+        for event in events:
+            self.input_log.add(stamp, event)
+            self.gamepads.handle(event)
+            self._queue.append(event)
 
     def _poll(self) -> Commands:
         """Feed events to the input model until one yields a command; the rest stay queued."""
-        if not self._queue:
-            self._queue.extend(pygame.event.get())
+        self._pump()
         while self._queue:
             self._state = process_event(self._state, self._queue.popleft())
             commands, self._state = take_commands(self._state)
@@ -168,51 +169,128 @@ class GameWindow:
                 return commands
         return NO_COMMANDS
 
-    def _pause(self, frame: np.ndarray, hud: HudState) -> tuple[float, bool, bool]:
-        """Keep showing ``frame`` at the normal rate until unpaused; return (seconds, quit, discard).
+    def _drop_latches(self) -> None:
+        _, self._state = take_step_keys(self._state)
 
-        Discarding while paused also unpauses: the game loop starts a fresh episode right away.
+    # --- play -----------------------------------------------------------------------------------
+
+    def next_tick(self, frame: np.ndarray, hud: HudState, wait_for_input: bool = False) -> TickInput:
+        """Wait for the tick, read input (stopping here while paused), show ``frame``; return the keys.
+
+        With ``wait_for_input`` (step mode) the frame stays up, tick after tick, until a game key or
+        button is pressed or held: the env advances only when the player acts.
         """
-        self.paused = True
+        if self._screen is None:
+            raise RuntimeError("GameWindow.next_tick() before open()")
+        discard, paused_for, shown = False, 0.0, 0
+        while True:
+            self.clock.wait()
+            while (commands := self._poll()).any:
+                discard = discard or commands.discard
+                if (commands.pause or commands.help) and not commands.quit:
+                    waited, quit_, discarded = self._pause(frame, hud, with_help=commands.help)
+                    paused_for += waited
+                    discard = discard or discarded
+                    if quit_:
+                        return TickInput(self._take_keys(), True, discard, paused_for, shown or self.shown_ns)
+                if commands.quit:
+                    return TickInput(self._take_keys(), True, discard, paused_for, shown or self.shown_ns)
+            if discard:
+                return TickInput(self._take_keys(), False, True, paused_for, shown or self.shown_ns)
+            self._render(frame, hud, REC if hud.recording else READY)
+            shown = shown or self.shown_ns
+            if not wait_for_input or self._state.held or self._state.latched:
+                return TickInput(self._take_keys(), False, False, paused_for, shown)
+
+    def _take_keys(self) -> frozenset[str]:
+        keys, self._state = take_step_keys(self._state)
+        return keys
+
+    def _pause(self, frame: np.ndarray, hud: HudState, with_help: bool) -> tuple[float, bool, bool]:
+        """Show ``frame`` dimmed until unpaused; return (seconds, quit, discard).
+
+        F1 opens help and pauses; F1 again or P resumes. Discarding also resumes: the game loop
+        starts a fresh episode right away.
+        """
+        self.paused, self.help_visible = True, with_help
         started = self.clock.now()
         try:
             while True:
-                self._render(frame, hud)
+                self._render(frame, hud, PAUSED, self._help if self.help_visible else self._pause_panel)
                 self.clock.wait()
                 while (commands := self._poll()).any:
-                    if commands.help:
-                        self.help_visible = not self.help_visible
-                    if commands.quit or commands.discard or commands.pause:
+                    if commands.quit or commands.discard:
                         return self.clock.now() - started, commands.quit, commands.discard
+                    if commands.pause or (commands.help and self.help_visible):
+                        return self.clock.now() - started, False, False
+                    self.help_visible = True
                 # Presses during the pause must not act on the first step after it.
-                _, self._state = take_step_keys(self._state)
+                self._drop_latches()
         finally:
-            self.paused = False
+            self.paused = self.help_visible = False
+
+    def wait_for_start(self, frame: np.ndarray, hud: HudState, notice: str = "") -> bool:
+        """Show ``frame`` dimmed with "press any key or button to start"; False if the player quit.
+
+        The input log starts afresh here: the episode's log begins with the press that starts it.
+        """
+        self.input_log.clear()
+        self.clock.reset_lateness()
+        self._drop_latches()
+        lines = [notice, ""] if notice else []
+        gate = panel(self._fonts(), [*lines, START_LINE, "", "Esc: quit    F1 during play: help"])
+        while True:
+            self._render(frame, hud, READY, gate)
+            self.clock.wait()
+            commands = self._poll()
+            while commands.any and not commands.quit:
+                commands = self._poll()  # P, F1 and Backspace mean nothing before the start
+            if commands.quit:
+                return False
+            if self._state.latched:
+                self._drop_latches()  # the start press starts; held keys act from the first step
+                self.clock.reset_lateness()
+                return True
+
+    def episode_over(self, frame: np.ndarray, hud: HudState, summary: list[str]) -> EndChoice:
+        """Show the summary over the last frame until the player chooses: next, discard, quit."""
+        self._drop_latches()
+        choose = panel(self._fonts(), [*summary, "", "any key: next episode    Backspace: discard it    Esc: quit"])
+        gone = panel(self._fonts(), ["episode discarded", "", "any key: next episode    Esc: quit"])
+        discard = False
+        while True:
+            self._render(frame, hud, ENDED, gone if discard else choose)
+            self.clock.wait()
+            while (commands := self._poll()).any:
+                if commands.quit:
+                    return EndChoice(discard, True)
+                discard = discard or commands.discard
+            if self._state.latched:
+                self._drop_latches()
+                return EndChoice(discard, False)
+
+    def _fonts(self) -> pygame.font.Font:
+        if self._font is None:
+            raise RuntimeError("GameWindow used before open()")
+        return self._font
 
     # --- drawing ------------------------------------------------------------------------------
 
-    def _render(self, frame: np.ndarray, hud: HudState) -> None:
-        assert self._screen is not None and self._frame_surface is not None
+    def _render(self, frame: np.ndarray, hud: HudState, mark: Mark, overlay: pygame.Surface | None = None) -> None:
+        assert self._screen is not None and self._bar is not None
         if frame.shape[:2] != self._frame_hw:
             log.info("frame size changed from %s to %s; resizing the window", self._frame_hw, frame.shape[:2])
             self._set_mode(frame.shape)
         self._blit_frame(frame)
-        screen = self._screen
-        screen.blit(self._hud_surface(hud), (0, 0))
-        if hud.recording and self._rec is not None:
-            x = screen.get_width() - self._rec.get_width() - 6
-            radius = self._rec.get_height() // 3
-            pygame.draw.circle(screen, _RED, (x - radius - 4, 4 + self._rec.get_height() // 2), radius)
-            screen.blit(self._rec, (x, 4))
-        if self.paused and self._banner is not None:
-            rect = self._banner.get_rect(center=screen.get_rect().center)
-            screen.blit(self._banner, rect)
-        if self.help_visible and self._help is not None:
-            screen.blit(self._help, (0, screen.get_height() - self._help.get_height()))
+        if overlay is not None:
+            dim(self._screen, self._game)
+            centered(self._screen, self._game, overlay)
+        self._bar.draw(self._screen, self._game.height, hud, self.clock.measured_fps(), self.clock.now(), mark)
         pygame.display.flip()
+        self.shown_ns = time.monotonic_ns()
 
     def _blit_frame(self, frame: np.ndarray) -> None:
-        assert self._screen is not None and self._frame_surface is not None
+        assert self._screen is not None and self._frame_surface is not None and self._game_view is not None
         if frame.ndim == 2:
             frame = frame[:, :, None]
         if frame.shape[2] == 1:  # grayscale: a zero-stride view, no copy
@@ -225,19 +303,5 @@ class GameWindow:
         pygame.surfarray.blit_array(self._frame_surface, frame.swapaxes(0, 1))
         if self.scale == 1:
             self._screen.blit(self._frame_surface, (0, 0))
-        else:
-            pygame.transform.scale(self._frame_surface, self._screen.get_size(), self._screen)
-
-    def _hud_surface(self, hud: HudState) -> pygame.Surface:
-        assert self._font is not None
-        now = self.clock.now()
-        # Step and fps change every tick; re-render for them only a few times a second.
-        key = (hud.env_id, hud.episode, hud.recording, hud.fps_target)
-        if self._hud is None or key != self._hud_key or now - self._hud_at >= HUD_REFRESH_S:
-            text = (
-                f"{hud.env_id}  ep {hud.episode}  step {hud.step}  return {hud.episode_return:g}  "
-                f"{self.clock.measured_fps():.0f}/{hud.fps_target:g} fps"
-            )
-            self._hud = _panel(self._font, [text], pad=3)
-            self._hud_key, self._hud_at = key, now
-        return self._hud
+        else:  # pygame's scale is nearest-neighbour: every game pixel becomes a scale×scale block
+            pygame.transform.scale(self._frame_surface, self._game.size, self._game_view)

@@ -23,14 +23,14 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import IO, Any
 
 import numpy as np
 
 from gymrec.recorder.config import PlayConfig
 from gymrec.shared.cli_errors import EXIT_INTERRUPTED
-from gymrec.shared.progress import Progress, counted
+from gymrec.recorder.tracked_source import StopRequest, TrackedSource
+from gymrec.shared.progress import Progress
 
 SEED_SPACE = 2**31 - 1
 _STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
@@ -110,22 +110,12 @@ class _Worker:
         return code
 
 
-class _StopRequest:
-    """Set by a signal handler, acted on by the code that polls it: never an exception mid-write."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def handler(self, signum: int, frame: Any) -> None:
-        self.requested = True
-
-
 def run_workers(configs: list[PlayConfig], progress: Progress) -> WorkersResult:
     """Run one worker per config until all have ended; SIGINT/SIGTERM stop them all, once."""
     events: queue.SimpleQueue[tuple[int, str | None]] = queue.SimpleQueue()
     result = WorkersResult()
     workers: list[_Worker] = []
-    stop = _StopRequest()
+    stop = StopRequest()
     # A KeyboardInterrupt could land anywhere here (even in an except clause); a flag cannot.
     previous = {sig: signal.signal(sig, stop.handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -203,43 +193,31 @@ class LineProgress:
 
 
 def _worker_main(encoded: str) -> None:
+    from gymrec.recorder.cli import _source
     from gymrec.recorder.session import Session
     from gymrec.shared.backends import make_env
 
     config = _decode(encoded)
     out = sys.stdout
-    progress = LineProgress(out)
-    stop = _StopRequest()
+    stop = StopRequest()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop: it sends SIGTERM
-    signal.signal(signal.SIGTERM, stop.handler)
+    signal.signal(signal.SIGTERM, stop.handler)  # stop at the next step, as Esc would
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked since birth (see _Worker)
+    progress = LineProgress(out)
     made = make_env(config.env_id, dict(config.env_kwargs))
+    source = None
     try:
-        session = Session(config, made)
-        session.progress = progress
-        if session.agent is not None:
-            session.agent = _stoppable(counted(session.agent, progress), stop)
-        result = session.run()
+        source = TrackedSource(_source(config, made), progress, stop)
+        result = Session(config, made, source).run()
     finally:
+        if source is not None:
+            source.close()
         made.env.close()
     progress.close()
     for path in result.sealed:
         out.write(f"sealed {path}\n")
     out.write(f"total {result.steps}\n")
     out.flush()
-
-
-def _stoppable(agent: Callable[[Any], Any], stop: _StopRequest) -> Callable[[Any], Any]:
-    """The agent, raising KeyboardInterrupt once a stop is requested: the session ends the episode
-    right there, at a step boundary, and seals it (a signal raised mid-write could tear the hand-off
-    to the writer process)."""
-
-    def act(obs: Any) -> Any:
-        if stop.requested:
-            raise KeyboardInterrupt
-        return agent(obs)
-
-    return act
 
 
 if __name__ == "__main__":

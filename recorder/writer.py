@@ -7,11 +7,13 @@ Write order (what survives a SIGKILL at any instant):
 2. Each action goes to the journal (``recorder.journal``) *before* ``env.step`` runs it, so the
    journal is never behind the env: recovery can re-simulate every step that was taken.
 3. Rows collect in a chunk buffer (a memcpy). A full chunk goes to a sink (``recorder.sinks``),
-   whose writer compresses each array's chunk into the Zarr v3 layout (temp name, then rename) and
-   then atomically replaces ``committed.json`` (``recorder.chunk_store``).
+   whose writer compresses each array's chunk into the Zarr v3 layout (temp name, then rename);
+   its sync passes fsync the journal and the chunks, and only then replace ``committed.json``
+   (``recorder.chunk_store`` documents the power-loss write order and what a power cut can cost).
 4. Sealing is the sink's last job for the episode: the last chunk and the final observation, the
-   arrays' real shapes, the final attributes, then the rename of ``.partial`` to ``.zarr``. Readers
-   see all of an episode or none of it; a crash before the rename leaves a ``.partial`` to recover.
+   arrays' real shapes, the final attributes, one fsync pass over all of it, then the rename of
+   ``.partial`` to ``.zarr`` and an fsync of the spool. Readers see all of an episode or none of it;
+   a crash before the rename leaves a ``.partial`` to recover.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from gymrec.recorder.chunk_store import ArraySpec, ChunkJob
 from gymrec.recorder.journal import Journal
 from gymrec.recorder.sinks import Failure, Sink, Slot
 from gymrec.shared import schema
+from gymrec.shared.attrs import EpisodeAttrs, utc_now
 from gymrec.shared.errors import DiskFullError, SpoolError
 from gymrec.shared.spaces import Leaf, action_leaves
-from gymrec.shared.spool import WriterLock
+from gymrec.shared.spool import WriterLock, write_owners
 
 _INFO_TYPES = (bool, int, float, np.bool_, np.integer, np.floating)
 
@@ -45,25 +48,21 @@ def _spool_failure(code: int, message: str, where: Path) -> Exception:
     return SpoolError(f"cannot write {where}: {message}", "check the spool directory")
 
 
-def utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 class EpisodeWriter:
     """The game side of one episode: the journal, the current chunk's rows, and the hand-offs."""
 
-    def __init__(self, partial: Path, lock: WriterLock, attrs: dict[str, Any], sink: Sink | None = None, *,
+    def __init__(self, partial: Path, lock: WriterLock, attrs: EpisodeAttrs, sink: Sink | None = None, *,
                  first_chunk: int = 0, journal: bool = True, backpressure: bool = False) -> None:
         self.partial = partial
         self.attrs = attrs
-        self.sealed_path = partial.with_name(schema.sealed_name(attrs["episode_id"]))
+        self.sealed_path = partial.with_name(schema.sealed_name(attrs.episode_id))
         self._lock = lock
         # Without a shared sink (recovery, tests), the episode gets a private writer thread.
         self._own_sink = sink is None
         self._sink = sink if sink is not None else Sink(process=False)
         self._block = backpressure
-        self.chunk_steps = int(attrs["chunk_steps"])
-        self._action_leaves: list[Leaf] = action_leaves(attrs["action_space"])
+        self.chunk_steps = attrs.chunk_steps
+        self._action_leaves: list[Leaf] = action_leaves(attrs.action_space)
         self._journal_format = schema.JournalFormat(tuple(self._action_leaves))
         try:
             self._journal = Journal(partial / schema.JOURNAL_NAME, self._journal_format.record_size) if journal else None
@@ -79,17 +78,18 @@ class EpisodeWriter:
         self.episode_return = 0.0
 
     @classmethod
-    def create(cls, spool: Path, attrs: dict[str, Any], sink: Sink | None = None, *,
+    def create(cls, spool: Path, attrs: EpisodeAttrs, sink: Sink | None = None, *,
                backpressure: bool = False) -> EpisodeWriter:
-        partial = spool / schema.partial_name(attrs["episode_id"])
+        partial = spool / schema.partial_name(attrs.episode_id)
         staging = spool / f".{partial.name}.creating"
         try:
-            zarr_layout.write_group(staging, attrs)
+            zarr_layout.write_group(staging, attrs.as_dict())
             for sub in (schema.OBS_GROUP, schema.HASH_GROUP, schema.ACTION_GROUP, schema.INFO_GROUP):
                 zarr_layout.write_group(staging / sub, {})
             lock = WriterLock(staging / schema.LOCK_NAME, shared=True)
             if not lock.try_acquire():  # a fresh UUID directory: only a bug could make this happen
                 raise SpoolError(f"{staging} is locked by another process")
+            write_owners(staging, [os.getpid(), *([sink.child_pid] if sink is not None and sink.child_pid else [])])
             os.rename(staging, partial)
         except OSError as e:
             raise _spool_failure(e.errno or 0, str(e), partial) from e
@@ -107,7 +107,8 @@ class EpisodeWriter:
             specs.append(ArraySpec(schema.hash_path(name), (), "<u8"))
         specs += [ArraySpec(schema.action_path(leaf.name), leaf.shape, leaf.dtype.str) for leaf in self._action_leaves]
         specs += [ArraySpec(name, (), dtype.str) for name, dtype in schema.STEP_SCALARS.items()]
-        skipped = set(self.attrs.get("info_skipped", ()))
+        specs += [ArraySpec(name, (), dtype.str) for name, dtype in schema.STEP_TIMES.items()]
+        skipped = set(self.attrs.info_skipped)
         keys = [k for k, v in sorted(info.items())
                 if k not in skipped and isinstance(v, _INFO_TYPES) and np.ndim(v) == 0]
         specs += [ArraySpec(schema.info_path(k), (), np.asarray(info[k]).dtype.str) for k in keys]
@@ -121,8 +122,9 @@ class EpisodeWriter:
             self._slot = self._sink.slot(self._specs, self.chunk_steps, block=self._block)
         return self._slot.arrays
 
-    def record(self, obs: dict[str, np.ndarray], action: dict[str, np.ndarray], info: dict[str, Any] | None = None) -> None:
-        """Journal the action chosen on ``obs``; call right before ``env.step``."""
+    def record(self, obs: dict[str, np.ndarray], action: dict[str, np.ndarray], info: dict[str, Any] | None = None,
+               times: tuple[int, int] = (0, 0)) -> None:
+        """Journal the action chosen on ``obs``; call right before ``env.step``. ``times``: (shown, decided) ns."""
         timestamp = time.time()
         if self._journal is not None:
             try:
@@ -136,6 +138,7 @@ class EpisodeWriter:
         for name, value in action.items():
             rows[schema.ACTION_GROUP + "/" + name][row] = value
         rows[schema.TIMESTAMP][row] = timestamp
+        rows[schema.SHOWN_NS][row], rows[schema.DECIDED_NS][row] = times
 
     def restore_timestamp(self, timestamp: float) -> None:
         """Recovery replays journaled steps: keep their original wall-clock times."""
@@ -181,9 +184,16 @@ class EpisodeWriter:
             self.close_without_sealing()
 
     def close_without_sealing(self) -> None:
-        """Let the sink finish what it was given, then let go: the .partial stays for recovery."""
+        """Let the sink finish and sync what it was given, then let go: the .partial stays for recovery.
+
+        The chunk in progress is not written: its steps are in the journal, which recovery replays.
+        """
         self._ended = True
+        if self._specs and self._sink.failure(str(self.partial)) is None:
+            self._sink.submit(ChunkJob(str(self.partial), self._chunk, 0, 0, self.chunk_steps, self._specs, sync=True), None)
         self._sink.wait(str(self.partial))
+        # Let go on purpose: the lock alone now says whether the episode is an orphan.
+        (self.partial / schema.OWNERS_NAME).unlink(missing_ok=True)
         if self._journal is not None:
             self._journal.close(durable=False)
         self._let_go()
@@ -207,7 +217,7 @@ class EpisodeWriter:
         seal = {**(extra or {}), "ended_at": utc_now(), "end_reason": str(end_reason), "length": self.steps,
                 "episode_return": self.episode_return}
         self._ended = True
-        self._hand_off(seal, used)
+        self._hand_off(self.attrs.updated(seal, self.partial.name).as_dict(), used)
         if wait:
             self.wait()
         return self.sealed_path

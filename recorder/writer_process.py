@@ -8,6 +8,7 @@ each episode's ``writer.lock`` shared while it writes, so recovery waits for it 
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 from multiprocessing import resource_tracker
@@ -21,6 +22,8 @@ from gymrec.recorder.chunk_store import ChunkStore
 from gymrec.recorder.sinks import SEGMENT_PREFIX, Failure, views
 from gymrec.shared import schema
 from gymrec.shared.spool import WriterLock
+
+log = logging.getLogger(__name__)
 
 
 def _attach(name: str) -> SharedMemory:
@@ -52,7 +55,9 @@ def serve(jobs: Connection, results: Connection, tag: str) -> None:
         try:
             message = jobs.recv()
         except (EOFError, OSError):
-            # The recorder died without saying goodbye: what it left running, and its slots, are ours.
+            # The recorder died without saying goodbye: make what it handed over durable, then
+            # stop what it left running and free its slots.
+            _sync_all(store)
             _kill_orphans(guarded)
             _unlink_segments(tag)
             break
@@ -71,13 +76,14 @@ def serve(jobs: Connection, results: Connection, tag: str) -> None:
                 failure = (0, "the episode was taken over by crash recovery")
         if failure is None:
             try:
-                if slot_key not in attached:
+                if slot_key is not None and slot_key not in attached:
                     attached[slot_key] = _attach(slot_key)
-                store.run(job, views(attached[slot_key].buf, layout))
+                store.run(job, views(attached[slot_key].buf, layout) if slot_key is not None else {})
             except OSError as e:
                 failure = (e.errno or 0, str(e))
         if failure is not None:
             failed[job.partial] = failure
+            store.forget(job.partial)
         if (job.seal is not None or failure is not None) and job.partial in locks:
             locks.pop(job.partial).release()
         try:
@@ -88,6 +94,14 @@ def serve(jobs: Connection, results: Connection, tag: str) -> None:
         lock.release()
     for shm in attached.values():
         shm.close()
+    store.close()
+
+
+def _sync_all(store: ChunkStore) -> None:
+    try:
+        store.sync_all()
+    except OSError as e:  # nobody is left to tell: recovery works from what is on disk
+        log.error("cannot sync the episodes a dead recorder left: %s", e)
 
 
 def _kill_orphans(guarded: list[tuple[int, float]]) -> None:

@@ -11,28 +11,21 @@ zarr reads the result.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numcodecs
 import numpy as np
-from zarr.codecs import BytesCodec, ZstdCodec
+from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.dtype import parse_data_type
 from zarr.core.group import GroupMetadata
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
-from gymrec.shared import schema
+from gymrec.shared import chunks, schema
+from gymrec.shared.fsio import atomic_write
 
-METADATA = "zarr.json"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+METADATA = schema.METADATA_NAME
 
 
 def _compact(document: bytes) -> bytes:
@@ -50,9 +43,9 @@ def array_json(length: int, row_shape: tuple[int, ...], dtype: np.dtype, chunk_s
         shape=(length, *row_shape),
         data_type=zdtype,
         chunk_grid={"name": "regular", "configuration": {"chunk_shape": (chunk_steps, *row_shape)}},
-        chunk_key_encoding={"name": "default", "configuration": {"separator": "/"}},
+        chunk_key_encoding={"name": "default", "configuration": {"separator": schema.CHUNK_SEPARATOR}},
         fill_value=zdtype.default_scalar(),
-        codecs=[BytesCodec(), ZstdCodec(level=schema.ZSTD_LEVEL)],
+        codecs=[BytesCodec(), ZstdCodec(level=schema.ZSTD_LEVEL), Crc32cCodec()],
         attributes={},
         dimension_names=None,
     )
@@ -61,22 +54,23 @@ def array_json(length: int, row_shape: tuple[int, ...], dtype: np.dtype, chunk_s
 
 def write_group(path: Path, attributes: dict[str, Any]) -> None:
     path.mkdir(exist_ok=True)
-    atomic_write(path / METADATA, group_json(attributes))
+    atomic_write(path / METADATA, group_json(attributes), durable=False)
 
 
 def write_array_metadata(path: Path, length: int, row_shape: tuple[int, ...], dtype: np.dtype, chunk_steps: int) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    atomic_write(path / METADATA, array_json(length, row_shape, dtype, chunk_steps))
+    atomic_write(path / METADATA, array_json(length, row_shape, dtype, chunk_steps), durable=False)
 
 
 class ChunkEncoder:
-    """Encodes one chunk exactly as zarr's ``[bytes, zstd]`` codec pipeline would."""
+    """Encodes one chunk exactly as zarr's ``[bytes, zstd, crc32c]`` codec pipeline would."""
 
     def __init__(self) -> None:
         self._codec = numcodecs.Zstd(level=schema.ZSTD_LEVEL)
 
-    def write(self, array_dir: Path, chunk_index: int, rows: np.ndarray) -> None:
-        target = schema.chunk_file(array_dir, chunk_index, rows.ndim)
-        target.parent.mkdir(parents=True, exist_ok=True)
+    def write(self, array_dir: Path, chunk_index: int, rows: np.ndarray) -> Path:
+        """Write the chunk (temp name, rename) and return its path; its fsync is the caller's."""
+        target = chunks.chunk_file(array_dir, chunk_index, rows.ndim, schema.CHUNK_SEPARATOR)
         # zarr's bytes codec stores little-endian; every dtype gymrec records is native little-endian here.
-        atomic_write(target, self._codec.encode(np.ascontiguousarray(rows)))
+        atomic_write(target, chunks.with_crc(self._codec.encode(np.ascontiguousarray(rows))), durable=False)
+        return target

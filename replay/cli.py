@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from gymrec.recorder.recovery import format_report, recover_orphans
 from gymrec.replay.select import Job, Selection, jobs, spool_to_recover
 from gymrec.replay.verify import EnvPool, Result, Summary, VerifyOptions, verify
 from gymrec.shared.cli_errors import OneLineCommand, cli_edge, configure_logging
@@ -35,15 +36,7 @@ def _warn(line: str) -> None:
 
 
 def _recover(spool: Path) -> None:
-    try:
-        from gymrec.recorder.recovery import recover_orphans
-    except ImportError:  # replay installed without the recorder: nothing to recover with
-        return
-    for r in recover_orphans(spool):
-        if r.sealed is not None:
-            click.echo(f"recovered {r.sealed.name}: {r.checked_steps} steps checked, {r.rebuilt_steps} rebuilt", err=True)
-        else:
-            _warn(f"could not recover {r.partial.name}: {r.error}")
+    click.echo(format_report(recover_orphans(spool)), err=True, nl=False)
 
 
 def _one(job: Job, config: ReplayConfig, envs: EnvPool) -> Result | None:
@@ -126,6 +119,10 @@ def main(episode: str | None, spool: Path | None, repo_id: str | None, local_dir
     configure_logging(verbose)
     if no_verify and not render:
         raise click.UsageError("--no-verify only makes sense with --render")
+    if render:  # before any episode is opened: a window nobody sees verifies nothing a person could watch
+        from gymrec.shared.display import require_display
+
+        require_display("--render would show nobody anything", "or replay without --render")
     token = os.environ.get("HF_TOKEN") or None
     if repo_id and token is None:
         from huggingface_hub import get_token

@@ -39,7 +39,8 @@ from gymrec.shared.errors import (
     RepoIdError,
     RepoNotFoundError,
 )
-from gymrec.shared.schema import check_attrs, row_hash
+from gymrec.shared.attrs import EpisodeAttrs
+from gymrec.shared.schema import row_hash
 from gymrec.uploader import layout
 
 MAX_INDEX_DIGITS = 6  # a key of at most this many digits is an index, not an id prefix
@@ -164,17 +165,19 @@ class DatasetSource(EpisodeSource):
         self.files = files
         self.where = f"{files.where}:{episode_id}"
         try:
-            self.attrs: dict[str, Any] = json.loads(files.fetch(layout.meta_path(episode_id)).read_text())
+            meta = json.loads(files.fetch(layout.meta_path(episode_id)).read_text())
         except (ValueError, UnicodeDecodeError) as e:
             raise CorruptEpisodeError(f"{self.where}: unreadable {layout.meta_path(episode_id)}") from e
-        check_attrs(self.attrs, self.where, sealed=True, expected_id=episode_id)
-        self.image_key = str(self.attrs["image_key"])
-        data_file = str(self.attrs.get("data_file") or layout.data_path(self.env_id, episode_id))
+        self.attrs = EpisodeAttrs.from_dict(meta, self.where, sealed=True, expected_id=episode_id)
+        self.image_key = self.attrs.image_key
+        # The dataset's own meta fields (file names, final values) are not episode attributes.
+        self.meta: dict[str, Any] = self.attrs.extra
+        data_file = str(self.meta.get("data_file") or layout.data_path(self.env_id, episode_id))
         try:
             self.table: pa.Table = pq.read_table(files.fetch(data_file))
         except (pa.ArrowException, OSError) as e:
             raise CorruptEpisodeError(f"{self.where}: {data_file} is not readable parquet ({e})") from e
-        self._final_file = str(self.attrs.get("final_observation_file") or layout.final_obs_path(episode_id))
+        self._final_file = str(self.meta.get("final_observation_file") or layout.final_obs_path(episode_id))
 
     def _column(self, name: str) -> pa.ChunkedArray:
         if name not in self.table.column_names:
@@ -185,15 +188,15 @@ class DatasetSource(EpisodeSource):
         return np.asarray(self._column(name).to_pylist(), dtype=dtype).reshape(-1, *shape)
 
     def steps(self) -> RecordedSteps:
-        desc = self.attrs["action_space"]
+        desc = self.attrs.action_space
         hashes: dict[str, list[int]] = {}
         for leaf in self.obs_leaves:
             if leaf.name == self.image_key:
                 rows = self._column(layout.OBS_HASH_COLUMN).to_pylist()
-                final = self.attrs.get("final_observation_hash")
+                final = self.meta.get("final_observation_hash")
             else:  # small leaves are stored as values: hash them as the spool would
                 rows = [row_hash(r) for r in self._leaf_rows(leaf.name, leaf.dtype, leaf.shape)]
-                final_value = self.attrs.get(f"{layout.FINAL_PREFIX}{leaf.name}")
+                final_value = self.meta.get(f"{layout.FINAL_PREFIX}{leaf.name}")
                 final = None if final_value is None else row_hash(np.asarray(final_value, dtype=leaf.dtype).reshape(leaf.shape))
             if final is None:
                 raise CorruptEpisodeError(f"{self.where}: the meta has no final value for {leaf.name!r}", "the dataset is damaged")
@@ -224,7 +227,7 @@ class DatasetSource(EpisodeSource):
             if leaf.name == self.image_key:
                 out[leaf.name] = self._image_at(t, leaf.shape, leaf.dtype)
             elif t == self.length:
-                out[leaf.name] = np.asarray(self.attrs[f"{layout.FINAL_PREFIX}{leaf.name}"], dtype=leaf.dtype).reshape(leaf.shape)
+                out[leaf.name] = np.asarray(self.meta[f"{layout.FINAL_PREFIX}{leaf.name}"], dtype=leaf.dtype).reshape(leaf.shape)
             else:
                 out[leaf.name] = np.asarray(self._column(leaf.name)[t].as_py(), dtype=leaf.dtype).reshape(leaf.shape)
         return out

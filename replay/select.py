@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gymrec.replay.dataset import DatasetSource, Files, HubFiles, LocalFiles, is_dataset_dir, resolve_ids
 from gymrec.replay.sources import EpisodeSource, SpoolSource, spool_all, spool_episode
+from gymrec.shared import schema
 from gymrec.shared.errors import AmbiguousEpisodeError, DatasetError, EpisodeNotFoundError
 from gymrec.shared.spool import check_spool
 
@@ -52,7 +53,7 @@ def spool_to_recover(sel: Selection) -> Path | None:
         return None
     if sel.key is not None and Path(sel.key).is_dir():
         key = Path(sel.key)
-        if is_dataset_dir(key) or (key / "zarr.json").exists() or not sel.all_:
+        if is_dataset_dir(key) or (key / schema.METADATA_NAME).exists() or not sel.all_:
             return None
         return key
     return sel.spool if sel.spool.is_dir() else None
@@ -71,7 +72,7 @@ def jobs(sel: Selection) -> list[Job]:
         return _dataset_jobs(LocalFiles(Path(sel.key)), None, sel.all_)
     if sel.key is not None and not sel.all_:
         path = Path(sel.key)
-        if not (path.is_dir() and (path / "zarr.json").exists()):
+        if not (path.is_dir() and (path / schema.METADATA_NAME).exists()):
             check_spool(sel.spool, create=False)
         found = spool_episode(sel.spool, sel.key)
         return [Job(found.name, partial(SpoolSource, found), explicit=True)]

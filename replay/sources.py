@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from gymrec.shared import schema
+from gymrec.shared.attrs import EpisodeAttrs
 from gymrec.shared.episode import Episode
 from gymrec.shared.errors import CorruptEpisodeError
 from gymrec.shared.schema import EndReason
@@ -37,28 +38,28 @@ class RecordedSteps:
 class EpisodeSource(abc.ABC):
     """One recorded episode, wherever it is stored."""
 
-    attrs: dict[str, Any]
+    attrs: EpisodeAttrs
     where: str  # what a user would pass to name it again (a path, or repo:id)
 
     @property
     def id(self) -> str:
-        return str(self.attrs["episode_id"])
+        return self.attrs.episode_id
 
     @property
     def env_id(self) -> str:
-        return str(self.attrs["env_id"])
+        return self.attrs.env_id
 
     @property
     def length(self) -> int:
-        return int(self.attrs["length"])
+        return int(self.attrs.length or 0)
 
     @property
     def end_reason(self) -> str:
-        return str(self.attrs.get("end_reason", ""))
+        return self.attrs.end_reason or ""
 
     @property
     def obs_leaves(self) -> list[Leaf]:
-        return obs_leaves(self.attrs["observation_space"])
+        return obs_leaves(self.attrs.observation_space)
 
     @abc.abstractmethod
     def steps(self) -> RecordedSteps:
@@ -87,14 +88,14 @@ class SpoolSource(EpisodeSource):
         self.episode.require_steps()
         self.attrs = self.episode.attrs
         self.where = str(path)
-        self.chunk = int(self.attrs.get("chunk_steps", schema.CHUNK_STEPS))
+        self.chunk = self.attrs.chunk_steps
 
     def _rows(self, name: str, count: int, dtype: np.dtype, shape: tuple[int, ...] = ()) -> np.ndarray:
         return self.episode.rows(name, count, dtype, shape)
 
     def steps(self) -> RecordedSteps:
         ep = self.episode
-        desc = self.attrs["action_space"]
+        desc = self.attrs.action_space
         leaves = {
             leaf.name: self._rows(schema.action_path(leaf.name), ep.length, leaf.dtype, leaf.shape)
             for leaf in ep.action_leaves

@@ -21,7 +21,8 @@ import numpy as np
 
 from gymrec.replay.diff import compare, is_image, write_png
 from gymrec.replay.sources import EpisodeSource, RecordedSteps
-from gymrec.shared.backends import MadeEnv, backend_named, make_env
+from gymrec.shared.attrs import EpisodeAttrs, make_env_for
+from gymrec.shared.backends import MadeEnv, backend_named
 from gymrec.shared.schema import row_hash
 from gymrec.shared.spaces import OBS_LEAF, split_observation
 
@@ -61,19 +62,15 @@ class Result:
     steps_run: int = 0
 
 
-def version_warnings(attrs: dict[str, Any]) -> list[str]:
+def version_warnings(attrs: EpisodeAttrs) -> list[str]:
     """One line per env package whose installed version differs from the recorded one."""
-    recorded = attrs.get("versions") or {}
-    installed = backend_named(str(attrs["backend"])).versions()
+    recorded = attrs.versions
+    installed = backend_named(attrs.backend).versions()
     return [
         f"{name} {installed[name]} is installed but the episode was recorded with {recorded[name]}"
         for name in CHECKED_VERSIONS
         if name in recorded and name in installed and str(recorded[name]) != str(installed[name])
     ]
-
-
-def make_recorded_env(attrs: dict[str, Any]) -> MadeEnv:
-    return make_env(str(attrs["env_id"]), dict(attrs.get("env_kwargs") or {}), str(attrs["backend"]))
 
 
 class EnvPool:
@@ -87,14 +84,14 @@ class EnvPool:
     def __init__(self) -> None:
         self._made: dict[str, MadeEnv] = {}
 
-    def get(self, attrs: dict[str, Any]) -> MadeEnv:
-        key = json.dumps([attrs["env_id"], attrs.get("env_kwargs") or {}, attrs["backend"]], sort_keys=True)
+    def get(self, attrs: EpisodeAttrs) -> MadeEnv:
+        key = json.dumps([attrs.env_id, attrs.env_kwargs, attrs.backend], sort_keys=True)
         made = self._made.get(key)
         if made is None:
-            if attrs["backend"] == "retro":
+            if attrs.backend == "retro":
                 for other in [k for k, m in self._made.items() if m.backend == "retro"]:
                     self._made.pop(other).env.close()
-            made = self._made[key] = make_recorded_env(attrs)
+            made = self._made[key] = make_env_for(attrs)
         return made
 
     def close(self) -> None:
@@ -184,7 +181,7 @@ def run(source: EpisodeSource, steps: RecordedSteps, made: MadeEnv, checker: Che
     actions = steps.actions
     check_obs, check_outcome = checker.obs, checker.outcome
     step = env.step
-    started = made.starter.restart(source.attrs)
+    started = made.starter.restart(source.attrs.seed, source.attrs.start_state)
     if started.note:
         warn(f"{source.id[:8]}: {started.note}")
     obs = started.obs

@@ -79,7 +79,12 @@ class ActionResolver(ABC):
         }
 
     def help_lines(self) -> list[str]:
-        lines = [f"{key}: {effect}" for key, effect in self._effects.items()]
-        if self._missing:
-            lines.append(f"not in this game: {', '.join(self._missing)}")
+        keys = {k: v for k, v in self._effects.items() if not k.startswith("pad ")}
+        pad = {k.removeprefix("pad "): v for k, v in self._effects.items() if k.startswith("pad ")}
+        lines = [f"{key}: {effect}" for key, effect in keys.items()]
+        if pad:  # one line: a pad's dozen inputs would otherwise double the panel
+            lines.append("gamepad: " + ", ".join(f"{k} {v}" for k, v in pad.items()))
+        missing = [k for k in self._missing if not k.startswith("pad ")]
+        if missing:
+            lines.append(f"not in this game: {', '.join(missing)}")
         return lines

@@ -110,15 +110,15 @@ class AleStarter:
             raise ValueError("it does not decode to the state that was saved")
         return data
 
-    def restart(self, attrs: Mapping[str, Any]) -> Started:
-        saved = attrs.get("start_state")
-        if not isinstance(saved, Mapping):  # recorded before start states existed: seeded every episode
-            obs, info = self.env.reset(seed=int(attrs["seed"]))
+    def restart(self, seed: int, start_state: Mapping[str, Any] | None) -> Started:
+        saved = start_state
+        if saved is None:  # recorded before start states existed: seeded every episode
+            obs, info = self.env.reset(seed=seed)
             return Started(obs, info)
         try:
             data = self._decode(saved)
         except (ValueError, KeyError, TypeError, RuntimeError) as e:
-            return self._fall_back(attrs, saved, str(e))
+            return self._fall_back(seed, saved, str(e))
         self.env.reset()  # the wrappers' own state (time limit, order enforcing), and sticky's last action
         self.ale.restoreState(ale_py.ALEState(data))
         _set_np_random(self.env, saved["np_random"])
@@ -126,11 +126,11 @@ class AleStarter:
         unwrapped: Any = self.env.unwrapped
         return Started(unwrapped._get_obs(), unwrapped._get_info())
 
-    def _fall_back(self, attrs: Mapping[str, Any], saved: Mapping[str, Any], why: str) -> Started:
+    def _fall_back(self, seed: int, saved: Mapping[str, Any], why: str) -> Started:
         if not saved.get("seeded"):
             raise StartStateError(
                 f"the episode's start state cannot be restored: {why}",
                 f"install ale-py {saved.get('ale_py')} to replay it (only a session's first episode replays from its seed)",
             )
-        obs, info = self.env.reset(seed=int(attrs["seed"]))
+        obs, info = self.env.reset(seed=seed)
         return Started(obs, info, note=f"the start state cannot be restored ({why}); replaying from the seed, which is exact for this episode")

@@ -51,13 +51,14 @@ class Started:
 class EpisodeStarter(Protocol):
     """How one env begins an episode when recording, and begins a recorded one again.
 
-    ``restart`` makes any recorded episode start exactly as it did, whatever the env ran before,
-    so that replay and recovery reuse one env and every episode still replays alone.
+    ``restart`` makes a recorded episode start exactly as it did (from its recorded seed and
+    ``start_state`` attribute), whatever the env ran before: replay and recovery reuse one env, and
+    every episode still replays alone.
     """
 
     def start(self, seed: int) -> Started: ...
 
-    def restart(self, attrs: Mapping[str, Any]) -> Started: ...
+    def restart(self, seed: int, start_state: Mapping[str, Any] | None) -> Started: ...
 
 
 class SeededStarter:
@@ -70,8 +71,8 @@ class SeededStarter:
         obs, info = self.env.reset(seed=seed)
         return Started(obs, info)
 
-    def restart(self, attrs: Mapping[str, Any]) -> Started:
-        obs, info = self.env.reset(seed=int(attrs["seed"]))
+    def restart(self, seed: int, start_state: Mapping[str, Any] | None) -> Started:
+        obs, info = self.env.reset(seed=seed)
         return Started(obs, info)
 
 
@@ -280,10 +281,32 @@ def resolve(env_id: str) -> Backend:
         backend = cls()
         if backend.owns(env_id) and env_id in backend.ids():
             return backend
-    known = list(all_ids())
-    close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.6)
+    close = suggestions(env_id, list(all_ids()))
     hint = f"did you mean {', '.join(close)}?" if close else "run 'gymrec-play --list' to see every id"
     raise UnknownEnvError(f"unknown env id {env_id!r}", hint)
+
+
+_VERSION = re.compile(r"-v(\d+)$")
+
+
+def _family(env_id: str) -> tuple[str, int]:
+    """(the game's name without namespace or version, lowercased; the version): ALE/Breakout-v5 -> (breakout, 5)."""
+    name = env_id.rsplit("/", 1)[-1]
+    match = _VERSION.search(name)
+    version = int(match.group(1)) if match else -1
+    return (name[: match.start()] if match else name).lower(), version
+
+
+def suggestions(query: str, known: list[str], n: int = 3) -> list[str]:
+    """The ids closest to ``query``, newest version first: "breakout" suggests ALE/Breakout-v5 before
+    Breakout-v4 and Breakout-v0, which ale-py keeps only to reproduce old results."""
+    families: dict[str, list[tuple[int, str]]] = {}
+    for env_id in known:
+        family, version = _family(env_id)
+        families.setdefault(family, []).append((version, env_id))
+    close = difflib.get_close_matches(_family(query)[0], list(families), n=n, cutoff=0.6)
+    found = [env_id for family in close for _, env_id in sorted(families[family], key=lambda v: (-v[0], v[1]))]
+    return (found or difflib.get_close_matches(query, known, n=n, cutoff=0.6))[:n]
 
 
 def list_envs(filter_text: str = "") -> list[EnvEntry]:

@@ -12,6 +12,11 @@ from types import MappingProxyType
 from typing import Any
 
 MODIFIERS = frozenset({"shift", "ctrl", "alt"})
+# Game controller inputs in SDL's standard layout (recorder.gamepad maps SDL's buttons to these).
+PAD_NAMES = frozenset({
+    "pad a", "pad b", "pad x", "pad y", "pad up", "pad down", "pad left", "pad right", "pad lb", "pad rb",
+    "pad start", "pad back", "pad stick up", "pad stick down", "pad stick left", "pad stick right",
+})
 # gymrec's own controls; recorder.input treats them as commands, so no keymap may bind them.
 RESERVED_KEYS: Mapping[str, str] = MappingProxyType(
     {"escape": "quit", "p": "pause", "backspace": "discard", "f1": "help"}

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numcodecs
 import numpy as np
 import zarr
 import zarr.errors
 
 from gymrec.shared import schema
-from gymrec.shared.errors import CorruptEpisodeError, EmptyEpisodeError, EpisodeNotFoundError
+from gymrec.shared.attrs import EpisodeAttrs
+from gymrec.shared.chunks import ArrayMeta
+from gymrec.shared.errors import ChunkCorruptError, CorruptEpisodeError, EmptyEpisodeError, EpisodeNotFoundError
 from gymrec.shared.spaces import Leaf, action_leaves, decode_action, obs_leaves
 
 
@@ -57,14 +58,15 @@ class Episode:
             raise EpisodeNotFoundError(f"no episode at {path}", "check the path or run 'gymrec-uploader status'")
         try:
             self.group = zarr.open_group(str(path), mode="r")
-            self.attrs: dict[str, Any] = dict(self.group.attrs)
+            raw = dict(self.group.attrs)
         except (zarr.errors.GroupNotFoundError, FileNotFoundError, ValueError, json.JSONDecodeError) as e:
             raise CorruptEpisodeError(f"{where}: not a readable Zarr group ({e})", "the episode is damaged") from e
         sealed = trusted_length is None
-        schema.check_attrs(self.attrs, where, sealed=sealed, expected_id=schema.id_from_name(path.name))
-        self.length = int(self.attrs["length"]) if sealed else int(trusted_length or 0)
-        self.obs_leaves: list[Leaf] = obs_leaves(self.attrs["observation_space"])
-        self.action_leaves: list[Leaf] = action_leaves(self.attrs["action_space"])
+        self.attrs = EpisodeAttrs.from_dict(raw, where, sealed=sealed, expected_id=schema.id_from_name(path.name))
+        self.length = int(self.attrs.length or 0) if sealed else int(trusted_length or 0)
+        self.obs_leaves: list[Leaf] = obs_leaves(self.attrs.observation_space)
+        self.action_leaves: list[Leaf] = action_leaves(self.attrs.action_space)
+        self._metas: dict[str, ArrayMeta] = {}
         info = self.group.get(schema.INFO_GROUP)
         self.info_keys: list[str] = sorted(info.keys()) if isinstance(info, zarr.Group) else []
         if sealed:
@@ -72,20 +74,18 @@ class Episode:
 
     @property
     def id(self) -> str:
-        return str(self.attrs["episode_id"])
+        return self.attrs.episode_id
 
     @property
     def end_reason(self) -> str:
-        return str(self.attrs.get("end_reason", ""))
+        return self.attrs.end_reason or ""
 
-    def _array(self, name: str) -> zarr.Array:
-        try:
-            node = self.group[name]
-        except KeyError as e:
-            raise CorruptEpisodeError(f"{self.path.name}: array {name!r} is missing", "the episode is damaged") from e
-        if not isinstance(node, zarr.Array):
-            raise CorruptEpisodeError(f"{self.path.name}: {name!r} is not an array")
-        return node
+    def meta(self, name: str) -> ArrayMeta:
+        """Array ``name``'s stored layout (read once per array)."""
+        found = self._metas.get(name)
+        if found is None:
+            found = self._metas[name] = ArrayMeta.read(self.path / name, self.path.name, name)
+        return found
 
     def _check_shapes(self) -> None:
         if self.length == 0:
@@ -96,28 +96,23 @@ class Episode:
         expected |= {schema.hash_path(leaf.name): (self.length + 1,) for leaf in self.obs_leaves}
         expected |= {schema.action_path(leaf.name): (self.length, *leaf.shape) for leaf in self.action_leaves}
         expected |= {name: (self.length,) for name in schema.STEP_SCALARS}
-        chunk = int(self.attrs["chunk_steps"])
         for name, shape in expected.items():
-            actual = self._array(name).shape
-            if tuple(actual) != shape:
-                raise CorruptEpisodeError(f"{self.path.name}: array {name!r} has shape {actual}, expected {shape}")
+            meta = self.meta(name)
+            if meta.shape != shape:
+                raise CorruptEpisodeError(f"{self.path.name}: array {name!r} has shape {meta.shape}, expected {shape}")
             # zarr reads a missing chunk as fill zeros: a truncated copy must fail, not read as blank frames.
-            for index in range(-(-shape[0] // chunk)):
-                if not schema.chunk_file(self.path / name, index, len(shape)).is_file():
-                    raise CorruptEpisodeError(f"{self.path.name}: chunk {index} of {name!r} is missing",
-                                              "the episode is truncated")
+            for index in range(-(-shape[0] // meta.chunk_rows)):
+                if not meta.chunk_file(index).is_file():
+                    raise ChunkCorruptError(self.path.name, name, index,
+                                            (index * meta.chunk_rows, (index + 1) * meta.chunk_rows), "is missing")
 
     def require_steps(self) -> None:
         if self.length == 0:
             raise EmptyEpisodeError(f"{self.path.name}: the episode has no steps", "nothing to upload or replay")
 
     def _read(self, name: str, start: int, stop: int) -> np.ndarray:
-        try:
-            return np.asarray(self._array(name)[start:stop])
-        except CorruptEpisodeError:
-            raise
-        except (RuntimeError, ValueError, OSError, KeyError, TypeError) as e:  # what zarr/numcodecs raise on a damaged chunk
-            raise CorruptEpisodeError(f"{self.path.name}: cannot read {name!r} rows {start}..{stop} ({e})") from e
+        """Rows [start, stop) of array ``name``, every chunk checksum-verified (ChunkCorruptError)."""
+        return self.meta(name).read_rows(start, stop, self.path.name, name)
 
     def rows(self, name: str, count: int, dtype: np.dtype, shape: tuple[int, ...] = ()) -> np.ndarray:
         """Rows [0, count) of a small per-step array, decoded straight from its chunk files.
@@ -125,18 +120,7 @@ class Episode:
         Replay reads whole actions/rewards in bulk: zarr's per-call overhead (milliseconds) would be
         a tenth of a short episode's replay time, and each chunk is plain zstd of C-order rows.
         """
-        chunk = int(self.attrs["chunk_steps"])
-        codec = numcodecs.Zstd()
-        parts = []
-        for index in range(-(-count // chunk)):
-            path = schema.chunk_file(self.path / name, index, len(shape) + 1)
-            try:
-                raw = codec.decode(path.read_bytes())
-                parts.append(np.frombuffer(raw, dtype=dtype).reshape(chunk, *shape))
-            except (OSError, RuntimeError, ValueError) as e:
-                raise CorruptEpisodeError(f"{self.path.name}: chunk {index} of {name!r} is unreadable ({e})",
-                                          "the episode is damaged") from e
-        return np.concatenate(parts)[:count] if parts else np.empty((0, *shape), dtype)
+        return self._read(name, 0, count).astype(dtype, copy=False).reshape(-1, *shape)
 
     def obs(self, leaf: str, start: int, stop: int) -> np.ndarray:
         return self._read(schema.obs_path(leaf), start, stop)
@@ -169,5 +153,5 @@ class Episode:
     def actions(self) -> list[Any]:
         """Every step's native action, decoded (small: actions are a few bytes a step)."""
         leaves = {leaf.name: self._read(schema.action_path(leaf.name), 0, self.length) for leaf in self.action_leaves}
-        desc = self.attrs["action_space"]
+        desc = self.attrs.action_space
         return [decode_action(desc, {k: v[t] for k, v in leaves.items()}) for t in range(self.length)]

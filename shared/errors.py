@@ -53,6 +53,16 @@ class AgentActionError(GymrecError, ValueError):
     """An agent returned an action outside the env's action space."""
 
 
+class AgentFailedError(GymrecError, RuntimeError):
+    """The agent's own code raised: the agent's error, not gymrec's (the steps before it are kept)."""
+
+
+class ReplayStoppedError(GymrecError, RuntimeError):
+    """``gymrec-replay --render`` was stopped (Esc) before the end: the rest was not verified."""
+
+    exit_code = 4
+
+
 class DisplayError(GymrecError, RuntimeError):
     """No window could be opened for interactive play."""
 
@@ -70,6 +80,21 @@ class DiskFullError(SpoolError):
 
 class CorruptEpisodeError(GymrecError, ValueError):
     """An episode on disk does not match the spool schema."""
+
+
+class ChunkCorruptError(CorruptEpisodeError):
+    """Stored data is damaged: a chunk is missing, fails its checksum or cannot be decoded.
+
+    Distinct from a divergence (the env behaving differently): the recording itself is wrong on
+    disk. ``array``, ``chunk`` and ``steps`` ([start, stop) rows of that array) say exactly where.
+    """
+
+    exit_code = 4
+
+    def __init__(self, where: str, array: str, chunk: int, steps: tuple[int, int], problem: str) -> None:
+        self.where, self.array, self.chunk, self.steps = where, array, chunk, steps
+        super().__init__(f"{where}: stored data is corrupt: chunk {chunk} of {array!r} (steps {steps[0]}..{steps[1] - 1}) "
+                         f"{problem}", "the episode is damaged; recover it from a copy or re-record it")
 
 
 class SchemaVersionError(CorruptEpisodeError):
@@ -127,8 +152,28 @@ class CommitConflictError(HubUnavailableError):
     """The repo's head moved under a ``parent_commit`` commit; re-read it and try again."""
 
 
-# --- replay -----------------------------------------------------------------------------------
+# --- export -----------------------------------------------------------------------------------
 
 
-class VersionMismatchWarning(UserWarning):
-    """Installed env packages differ from the ones an episode was recorded with."""
+class ExportError(GymrecError):
+    """``gymrec-export`` cannot produce the requested Minari dataset or video."""
+
+
+class ExportTargetExistsError(ExportError, FileExistsError):
+    """The output already exists and ``--force`` was not given; it is left untouched."""
+
+
+class MinariMissingError(ExportError, ImportError):
+    """The ``minari`` package (or the version gymrec verified as lossless) is not installed."""
+
+
+class LossyExportError(ExportError, ValueError):
+    """The export would not keep the observations bit-identical, so it is refused."""
+
+
+class ExportEnvError(ExportError, ValueError):
+    """The episodes cannot share one env spec (mixed envs or kwargs), or the env cannot be described."""
+
+
+class ExportDiskFullError(ExportError, OSError):
+    """The disk holding the export target filled up; the partial output was removed."""

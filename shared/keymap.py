@@ -17,7 +17,15 @@ This module is the public entry point; the parts live in ``shared.bindings`` (da
 from __future__ import annotations
 
 from gymrec.shared.action_resolver import ActionResolver
-from gymrec.shared.bindings import ATARI_ACTIONS, MODIFIERS, RESERVED_KEYS, Binding, Chord, Keymap, active_bindings
+from gymrec.shared.bindings import (
+    ATARI_ACTIONS,
+    MODIFIERS,
+    RESERVED_KEYS,
+    Binding,
+    Chord,
+    Keymap,
+    active_bindings,
+)
 from gymrec.shared.keymap_parse import BUILTIN_FILES, load_keymap, parse_key
 from gymrec.shared.resolvers import build_resolver
 

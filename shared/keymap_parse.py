@@ -19,13 +19,14 @@ from typing import Any
 
 import pygame
 
-from gymrec.shared.bindings import ATARI_ACTIONS, MODIFIERS, RESERVED_KEYS, Binding, Chord, Keymap
+from gymrec.shared.bindings import ATARI_ACTIONS, MODIFIERS, PAD_NAMES, RESERVED_KEYS, Binding, Chord, Keymap
 from gymrec.shared.errors import KeymapError
 
 BUILTIN_FILES: Mapping[str, str] = MappingProxyType({"ale": "atari", "vizdoom": "vizdoom", "retro": "retro"})
 
 _CHORD = re.compile(r"^((?:(?:shift|ctrl|alt)\+)*)(.+)$")
 _KEY_HINT = "use pygame key names like 'left', 'space', 'left shift', or 'alt+left'"
+_PAD_HINT = f"use one of: {', '.join(repr(n) for n in sorted(PAD_NAMES))} (no modifiers)"
 
 
 def load_keymap(backend: str, path: Path | None = None) -> Keymap:
@@ -66,7 +67,11 @@ def parse_key(raw: object, section: str, source: str) -> Chord:
     match = _CHORD.match(raw.strip().lower())
     assert match is not None  # the pattern accepts every non-empty string
     modifiers = frozenset(m for m in match.group(1).split("+") if m)
-    key = match.group(2)
+    key = " ".join(match.group(2).split())
+    if key.startswith("pad "):
+        if key not in PAD_NAMES or modifiers:
+            raise KeymapError(f"keymap {source}: unknown gamepad input {raw!r} in [{section}]", _PAD_HINT)
+        return Chord(key, modifiers)
     if key not in MODIFIERS:
         try:
             with warnings.catch_warnings():

@@ -8,8 +8,7 @@ redraws at most every ``REFRESH`` seconds.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
 REFRESH = 0.5  # seconds between redraws
 
@@ -75,16 +74,3 @@ def progress_for(stream: IO[str], total_episodes: int | None, label: str) -> Pro
         return NoProgress()
     return BarProgress(stream, total_episodes, label)
 
-
-def counted(fn: Callable[[Any], Any], progress: Progress, batch: int = 256) -> Callable[[Any], Any]:
-    """``fn`` (an agent: one call a step) that also counts its calls into ``progress``, ``batch`` at a time."""
-    pending = [0]
-
-    def call(obs: Any) -> Any:
-        pending[0] += 1
-        if pending[0] >= batch:
-            progress.steps(pending[0])
-            pending[0] = 0
-        return fn(obs)
-
-    return call

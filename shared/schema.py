@@ -7,17 +7,20 @@ A spool directory holds one directory per episode::
 
 Inside, an episode is a Zarr v3 group::
 
-    zarr.json                  group attributes (see ``REQUIRED_ATTRS`` / ``SEAL_ATTRS``)
+    zarr.json                  group attributes (``shared.attrs.EpisodeAttrs``)
     obs/<leaf>                 (T+1, ...)  observation t is the one action t was chosen on; row T is final
     hash/<leaf>                (T+1,) uint64, xxh3-64 of each observation row's raw bytes (C order)
     action/<leaf>              (T, ...)    native actions, one array per leaf (see shared.spaces)
     reward                     (T,) float64
     terminated, truncated      (T,) bool
     timestamp                  (T,) float64, wall-clock seconds when action t was applied
+    shown_ns, decided_ns       (T,) int64, time.monotonic_ns() when frame t was on screen and when
+                               action t was sampled (0: no window); optional, absent in older episodes
     info/<key>                 (T,)        numeric scalar info values, where the env gives them
     journal.bin                every step's action, stored before the step runs (removed once sealed)
     committed.json             {"steps": n}: rows [0, n) of every array are on disk; trust only this
     writer.lock                flock held by the live writer; free means the writer is gone
+    owners.json                the recorder's and writer process's pids: alive (even stopped) means not orphaned
 
 All arrays are chunked along axis 0 only, ``CHUNK_STEPS`` rows a chunk, compressed with zstd. The
 arrays' own shape metadata is set only at sealing: after a kill it is not to be trusted.
@@ -31,24 +34,27 @@ import uuid
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 import numpy as np
 import xxhash
 
 from gymrec.shared.spaces import Leaf
 
-SCHEMA_VERSION = 1
+# 2: every chunk carries a crc32c (zarr's codec) and flat chunk keys; see shared.chunks. 1 still reads.
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
+CHUNK_SEPARATOR = "."  # new episodes' chunk keys: c.<i>.0.0 (version 1 episodes use "/")
 CHUNK_STEPS = 64
 ZSTD_LEVEL = 3
 
+METADATA_NAME = "zarr.json"  # a Zarr v3 node's metadata document (group or array)
 PARTIAL_SUFFIX = ".partial"
 SEALED_SUFFIX = ".zarr"
 JOURNAL_NAME = "journal.bin"
 COMMITTED_NAME = "committed.json"
 LOCK_NAME = "writer.lock"
+OWNERS_NAME = "owners.json"  # {"host", "owners": [{"pid", "started"}]}: the processes writing it
 
 OBS_GROUP = "obs"
 HASH_GROUP = "hash"
@@ -68,32 +74,20 @@ class EndReason(enum.StrEnum):
     RECOVERED = "recovered"
 
 
-# Written when the episode starts: enough to re-simulate it from the journal after a crash.
-REQUIRED_ATTRS = (
-    "schema_version",
-    "episode_id",
-    "env_id",
-    "env_kwargs",
-    "backend",
-    "seed",
-    "action_space",
-    "observation_space",
-    "image_key",
-    "fps",
-    "versions",
-    "collector",
-    "player",
-    "started_at",
-    "chunk_steps",
-)
-# Added at sealing.
-SEAL_ATTRS = ("ended_at", "end_reason", "length", "episode_return")
-
 STEP_SCALARS: Mapping[str, np.dtype] = MappingProxyType({
     REWARD: np.dtype(np.float64),
     TERMINATED: np.dtype(np.bool_),
     TRUNCATED: np.dtype(np.bool_),
     TIMESTAMP: np.dtype(np.float64),
+})
+
+
+SHOWN_NS = "shown_ns"
+DECIDED_NS = "decided_ns"
+# Optional per-step arrays (readers must not require them): the player's timing, see recorder.input_log.
+STEP_TIMES: Mapping[str, np.dtype] = MappingProxyType({
+    SHOWN_NS: np.dtype(np.int64),
+    DECIDED_NS: np.dtype(np.int64),
 })
 
 
@@ -116,11 +110,6 @@ def action_path(leaf: str) -> str:
 
 def info_path(key: str) -> str:
     return f"{INFO_GROUP}/{key}"
-
-
-def chunk_file(array_dir: Path, chunk_index: int, ndim: int) -> Path:
-    """Where Zarr v3's default chunk key encoding keeps chunk ``chunk_index`` along axis 0."""
-    return array_dir.joinpath("c", str(chunk_index), *(["0"] * (ndim - 1)))
 
 
 def sealed_name(episode_id: str) -> str:
@@ -182,35 +171,12 @@ def id_from_name(name: str) -> str | None:
     None for a directory a person renamed (a copy to replay, say): then only the id's form is checked.
     """
     stem = name.split(".", 1)[0]
-    return stem if _is_uuid(stem) else None
+    return stem if is_uuid(stem) else None
 
 
-def _is_uuid(text: str) -> bool:
+def is_uuid(text: object) -> bool:
+    """The one UUID check: episode ids name directories, files and repo paths."""
     try:
-        return str(uuid.UUID(text)) == text
+        return isinstance(text, str) and str(uuid.UUID(text)) == text
     except ValueError:
         return False
-
-
-def check_attrs(attrs: dict[str, Any], where: str, sealed: bool, expected_id: str | None = None) -> None:
-    """Raise CorruptEpisodeError / SchemaVersionError unless ``attrs`` follow this schema."""
-    from gymrec.shared.errors import CorruptEpisodeError, SchemaVersionError
-
-    version = attrs.get("schema_version")
-    if version is None:
-        raise CorruptEpisodeError(f"{where}: not a gymrec episode (no schema_version attribute)")
-    if version != SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"{where}: schema_version {version!r} is not supported (this gymrec reads {SCHEMA_VERSION})",
-            "upgrade gymrec, or use the gymrec version that recorded it",
-        )
-    needed = REQUIRED_ATTRS + (SEAL_ATTRS if sealed else ())
-    missing = [key for key in needed if key not in attrs]
-    if missing:
-        raise CorruptEpisodeError(f"{where}: missing attribute(s) {', '.join(missing)}", "the episode is damaged")
-    # The id names files in datasets and repos: it must be the UUID the directory is named after,
-    # never a path ("../../x") smuggled in through a damaged or hostile zarr.json.
-    episode_id = attrs["episode_id"]
-    if not (isinstance(episode_id, str) and _is_uuid(episode_id) and expected_id in (None, episode_id)):
-        raise CorruptEpisodeError(f"{where}: episode_id {episode_id!r} is not this episode's UUID",
-                                  "the episode is damaged")

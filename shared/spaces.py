@@ -113,6 +113,33 @@ def encode_action(desc: dict[str, Any], action: Any) -> dict[str, np.ndarray]:
         ) from e
 
 
+def action_problem(space: gym.Space, action: Any) -> str | None:
+    """Why ``action`` is not an action of ``space``, or None if it is.
+
+    ``space.contains`` plus exact dtypes: gymnasium's Box and MultiBinary accept any castable array
+    (a float array of 0/1 for MultiBinary), but what is journaled must be what the env was given,
+    so an array must already have the space's dtype (any integer dtype for Discrete).
+    """
+    if isinstance(space, gym.spaces.Dict):
+        if not isinstance(action, dict) or set(action) != set(space.spaces):
+            return f"a Dict action needs exactly the keys {sorted(space.spaces)}"
+        for key, sub in space.spaces.items():
+            problem = action_problem(sub, action[key])
+            if problem is not None:
+                return f"{key}: {problem}"
+        return None
+    if isinstance(action, np.ndarray | np.generic) and space.dtype is not None:
+        want = np.dtype(space.dtype)
+        exact = action.dtype.kind in "iu" if isinstance(space, gym.spaces.Discrete) else action.dtype == want
+        if not exact:
+            return f"dtype {action.dtype} is not {want}"
+    try:
+        inside = bool(space.contains(action))
+    except (TypeError, ValueError, IndexError) as e:  # contains() of some spaces raises on alien values
+        return f"{type(e).__name__}: {e}"
+    return None if inside else f"outside {space}"
+
+
 def _cast(value: np.ndarray, leaf: Leaf) -> np.ndarray:
     if value.shape != leaf.shape:
         raise ValueError(f"shape {value.shape} != {leaf.shape}")

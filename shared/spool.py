@@ -8,17 +8,23 @@ guess, that nobody is writing: that is what makes a ``.partial`` an orphan to re
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
-import uuid
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+import psutil
+
 from gymrec.shared import schema
+from gymrec.shared.fsio import atomic_write
 from gymrec.shared.errors import AmbiguousEpisodeError, EpisodeNotFoundError, SpoolError
 
 UPLOADED_AREA = "uploaded"
+# Where crash recovery moves what it cannot use (damaged chunks, unreadable episodes): never deleted.
+SET_ASIDE_AREA = "set-aside"
 UPLOADED_LOCAL_AREA = "uploaded-local"
 # Areas, besides the spool root, where sealed episodes live on (the uploader moves them there).
 SEALED_AREAS = ("", UPLOADED_AREA, UPLOADED_LOCAL_AREA)
@@ -42,10 +48,7 @@ def check_spool(path: Path, create: bool) -> Path:
 
 
 def is_episode_id(text: str) -> bool:
-    try:
-        return str(uuid.UUID(text)) == text
-    except ValueError:
-        return False
+    return schema.is_uuid(text)
 
 
 def sealed_episodes(spool: Path, area: str = "") -> list[Path]:
@@ -65,7 +68,7 @@ def partial_episodes(spool: Path) -> list[Path]:
 def find_episode(spool: Path, key: str) -> Path:
     """An episode by path, id or unique id prefix, looking in every sealed area."""
     as_path = Path(key)
-    if as_path.is_dir() and (as_path / "zarr.json").exists():
+    if as_path.is_dir() and (as_path / schema.METADATA_NAME).exists():
         return as_path
     prefix = key.lower()
     if prefix.endswith(schema.SEALED_SUFFIX):
@@ -79,8 +82,8 @@ def find_episode(spool: Path, key: str) -> Path:
     if not matches:
         raise EpisodeNotFoundError(f"no episode in {spool} matches {key!r}", "check the id, or pass --spool DIR")
     if len(matches) > 1:
-        names = ", ".join(p.stem[:13] for p in matches[:4])
-        raise AmbiguousEpisodeError(f"{key!r} matches {len(matches)} episodes ({names}, ...)", "give more of the id")
+        names = ", ".join(p.stem[:13] for p in matches[:4]) + (", ..." if len(matches) > 4 else "")
+        raise AmbiguousEpisodeError(f"{key!r} matches {len(matches)} episodes ({names})", "give more of the id")
     return matches[0]
 
 
@@ -120,10 +123,52 @@ class WriterLock:
         self.release()
 
 
+def write_owners(directory: Path, pids: list[int]) -> None:
+    """Record which processes write this episode (the recorder and its writer process).
+
+    The lock alone is not enough: the writer process takes it with its first chunk job, and a
+    stopped (SIGSTOP) writer still has jobs to run. An episode with a live owner is never an orphan.
+    """
+    owners = []
+    for pid in pids:
+        try:
+            owners.append({"pid": pid, "started": psutil.Process(pid).create_time()})
+        except psutil.Error:
+            continue
+    atomic_write(directory / schema.OWNERS_NAME, json.dumps({"host": socket.gethostname(), "owners": owners}).encode(),
+                 durable=False)
+
+
+def owner_alive(partial: Path) -> bool:
+    """Whether a process recorded as writing ``partial`` still exists here (running or stopped)."""
+    try:
+        doc = json.loads((partial / schema.OWNERS_NAME).read_bytes())
+        if doc.get("host") != socket.gethostname():
+            return False  # another machine's writer: only its lock can tell
+        owners = [(int(o["pid"]), float(o["started"])) for o in doc.get("owners", [])]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return False  # no (readable) record: the lock decides
+    for pid, started in owners:
+        try:
+            process = psutil.Process(pid)
+            if abs(process.create_time() - started) < 0.01 and process.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.Error:
+            continue
+    return False
+
+
 def orphaned(partial: Path) -> WriterLock | None:
     """The held lock if ``partial`` has no live writer (the caller then owns it), else None."""
+    if owner_alive(partial):
+        return None
     lock = WriterLock(partial / schema.LOCK_NAME)
     try:
-        return lock if lock.try_acquire() else None
+        if not lock.try_acquire():
+            return None
     except FileNotFoundError:
         return None  # sealed (renamed) between listing and locking
+    if owner_alive(partial):  # it started between the two looks
+        lock.release()
+        return None
+    return lock

@@ -39,7 +39,8 @@ def _live_children() -> set[tuple[int, float]]:
     found = set()
     for child in psutil.Process().children(recursive=True):
         try:
-            if child.status() != psutil.STATUS_ZOMBIE:
+            # multiprocessing's resource tracker is started once per interpreter and lives as long as it does.
+            if child.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(child.cmdline()):
                 found.add((child.pid, child.create_time()))
         except psutil.NoSuchProcess:
             continue

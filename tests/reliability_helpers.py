@@ -153,7 +153,7 @@ class Journaled:
 def read_journal(partial: Path) -> Journaled | None:
     """None when the episode was sealed (renamed away) while we looked."""
     try:
-        attrs = json.loads((partial / "zarr.json").read_bytes())["attributes"]
+        attrs = json.loads((partial / schema.METADATA_NAME).read_bytes())["attributes"]
         try:
             data = (partial / schema.JOURNAL_NAME).read_bytes()
         except FileNotFoundError:
@@ -193,18 +193,20 @@ def make_orphan(spool: Path, env_id: str, steps: int, seed: int) -> Path:
     from gymrec.shared.backends import make_env
     from gymrec.shared.spaces import encode_action, split_observation
 
+    from tests.recording import new_attrs
+
     made = make_env(env_id, {})
     try:
-        attrs = episode_attrs(PlayConfig(env_id=env_id, spool=spool, agent="random"), made, seed, 60.0, None)
+        attrs = new_attrs(episode_attrs(PlayConfig(env_id=env_id, spool=spool, agent="random"), made, seed, 60.0, None))
         writer = EpisodeWriter.create(spool, attrs)
         obs, info = made.env.reset(seed=seed)
         made.env.action_space.seed(seed)
         for _ in range(steps):
             action = made.env.action_space.sample()
-            writer.record(split_observation(obs), encode_action(attrs["action_space"], action), info)
+            writer.record(split_observation(obs), encode_action(attrs.action_space, action), info)
             obs, reward, terminated, truncated, info = made.env.step(action)
             writer.outcome(float(reward), bool(terminated), bool(truncated), info)
         writer.close_without_sealing()
     finally:
         made.env.close()
-    return spool / schema.partial_name(attrs["episode_id"])
+    return spool / schema.partial_name(attrs.episode_id)

@@ -116,3 +116,49 @@ def test_state_is_immutable() -> None:
     assert state == InputState()
     with pytest.raises(AttributeError):
         state.held = frozenset({"x"})  # type: ignore[misc]
+
+
+# --- game controllers (SDL's game controller events, posted: no device needed) -----------------
+
+
+def button(kind: int, which: int) -> pygame.event.Event:
+    return pygame.event.Event(kind, button=which, instance_id=0)
+
+
+def stick(axis: int, value: int) -> pygame.event.Event:
+    return pygame.event.Event(pygame.CONTROLLERAXISMOTION, axis=axis, value=value, instance_id=0)
+
+
+def test_pad_buttons_are_held_and_latched_like_keys() -> None:
+    state = feed(button(pygame.CONTROLLERBUTTONDOWN, pygame.CONTROLLER_BUTTON_A), down(pygame.K_RIGHT))
+    assert state.held == {"pad a", "right"}  # keyboard and gamepad together
+    state = feed(button(pygame.CONTROLLERBUTTONUP, pygame.CONTROLLER_BUTTON_A), state=state)
+    keys, state = take_step_keys(state)
+    assert keys == {"pad a", "right"} and state.held == {"right"}  # a tap between steps still acts once
+    assert feed(button(pygame.CONTROLLERBUTTONDOWN, pygame.CONTROLLER_BUTTON_GUIDE)) == InputState()  # unbound
+
+
+def test_left_stick_crosses_a_threshold_and_opposites_replace_each_other() -> None:
+    from gymrec.recorder.gamepad import STICK_THRESHOLD
+
+    state = feed(stick(pygame.CONTROLLER_AXIS_LEFTX, STICK_THRESHOLD - 1))
+    assert state.held == frozenset()  # inside the dead zone
+    state = feed(stick(pygame.CONTROLLER_AXIS_LEFTX, -32768), stick(pygame.CONTROLLER_AXIS_LEFTY, 32767), state=state)
+    assert state.held == {"pad stick left", "pad stick down"}
+    state = feed(stick(pygame.CONTROLLER_AXIS_LEFTX, 30000), state=state)
+    assert state.held == {"pad stick right", "pad stick down"}
+    state = feed(stick(pygame.CONTROLLER_AXIS_LEFTX, 0), stick(pygame.CONTROLLER_AXIS_RIGHTX, 30000), state=state)
+    assert state.held == {"pad stick down"}  # centred; the right stick binds nothing
+
+
+def test_unplugging_a_pad_releases_its_buttons_but_not_the_keyboard() -> None:
+    state = feed(button(pygame.CONTROLLERBUTTONDOWN, pygame.CONTROLLER_BUTTON_DPAD_UP), down(pygame.K_SPACE))
+    state = feed(pygame.event.Event(pygame.CONTROLLERDEVICEREMOVED, instance_id=0), state=state)
+    assert state.held == {"space"}
+
+
+def test_every_pad_name_is_one_the_keymaps_know() -> None:
+    from gymrec.recorder.gamepad import BUTTON_NAMES, STICK_NAMES
+    from gymrec.shared.bindings import PAD_NAMES
+
+    assert set(BUTTON_NAMES.values()) | {n for pair in STICK_NAMES.values() for n in pair} == PAD_NAMES

@@ -113,7 +113,7 @@ def test_real_key_presses_are_recorded(display: str, tmp_path: Path) -> None:
     actions = episode.actions()
     for name in ("FIRE", "LEFT", "RIGHT"):
         assert BREAKOUT_ACTIONS[name] in actions, f"{name} missing from {actions}"
-    assert episode.end_reason == "quit" and episode.attrs["collector"] == "human"
+    assert episode.end_reason == "quit" and episode.attrs.collector == "human"
 
     # The screenshot shows the game: the window's pixels, scaled back down, are one of the recorded frames.
     x, y, w, h = geometry["X"], geometry["Y"], geometry["WIDTH"], geometry["HEIGHT"]
@@ -121,7 +121,7 @@ def test_real_key_presses_are_recorded(display: str, tmp_path: Path) -> None:
     assert pixels.shape == (210 * SCALE, 160 * SCALE, 3)
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) >= 6 and (pixels.sum(axis=2) > 0).mean() > 0.05
     shown = pixels[SCALE // 2 :: SCALE, SCALE // 2 :: SCALE]
-    frames = episode.obs(episode.attrs["image_key"], 0, episode.length + 1)
+    frames = episode.obs(episode.attrs.image_key, 0, episode.length + 1)
     best = max(float((frame == shown).all(axis=2).mean()) for frame in frames)
     print(f"\nreal window: {episode.length} steps, FIRE/LEFT/RIGHT recorded, screenshot = a recorded frame at {best:.1%}")
     assert best > 0.9, f"the screenshot matches no recorded frame (best {best:.0%} of pixels)"

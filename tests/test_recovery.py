@@ -15,10 +15,12 @@ import pytest
 from gymrec.recorder.recovery import FAILED_NOTE, recover_orphans
 from gymrec.recorder.writer import EpisodeWriter
 from gymrec.shared import schema
+from gymrec.shared.attrs import EpisodeAttrs, make_env_for
 from gymrec.shared.backends import make_env
 from gymrec.shared.episode import Episode
 from gymrec.shared.spool import partial_episodes
 from tests.conftest import BIN
+from tests.recording import new_attrs
 
 
 def kill_mid_episode(env_id: str, spool: Path, cwd: Path, seed: int, min_steps: int) -> Path:
@@ -50,10 +52,10 @@ def recover_when_free(spool: Path, timeout: float = 20) -> list:  # type: ignore
 
 
 def assert_matches_simulation(episode: Episode) -> None:
-    made = make_env(episode.attrs["env_id"], episode.attrs["env_kwargs"], episode.attrs["backend"])
+    made = make_env_for(episode.attrs)
     try:
-        obs, _ = made.env.reset(seed=episode.attrs["seed"])
-        image = episode.attrs["image_key"]
+        obs, _ = made.env.reset(seed=episode.attrs.seed)
+        image = episode.attrs.image_key
         hashes = episode.hashes(image, 0, episode.length + 1)
         for t, action in enumerate(episode.actions()):
             frame = obs[image] if isinstance(obs, dict) else obs
@@ -80,16 +82,16 @@ def test_sigkill_loses_no_step(env_id: str, min_steps: int, spool: Path, workdir
     assert not partial.exists()
     episode = Episode(result.sealed)
     assert episode.end_reason == "recovered" and episode.length == journal_steps
-    assert episode.attrs["recovery"]["journal_steps"] == journal_steps
+    assert episode.attrs.recovery is not None and episode.attrs.recovery["journal_steps"] == journal_steps
     assert_matches_simulation(episode)
 
 
-def _attrs(env_id: str = "ALE/Pong-v5", seed: int = 4) -> tuple[dict, object]:
+def _attrs(env_id: str = "ALE/Pong-v5", seed: int = 4) -> tuple[EpisodeAttrs, object]:
     from gymrec.recorder.config import PlayConfig
     from gymrec.recorder.session import episode_attrs
 
     made = make_env(env_id, {})
-    attrs = episode_attrs(PlayConfig(env_id=env_id, spool=Path("."), agent="random"), made, seed, 15.0, None)
+    attrs = new_attrs(episode_attrs(PlayConfig(env_id=env_id, spool=Path("."), agent="random"), made, seed, 15.0, None))
     return attrs, made
 
 
@@ -111,7 +113,7 @@ def test_a_live_writers_episode_is_left_alone(spool: Path) -> None:
     obs, _ = _play(writer, made, 4, 70)
     assert recover_orphans(spool) == []
     writer.seal({"frame": obs}, schema.EndReason.QUIT)
-    assert Episode(spool / schema.sealed_name(attrs["episode_id"])).length == 70
+    assert Episode(spool / schema.sealed_name(attrs.episode_id)).length == 70
 
 
 def test_a_torn_journal_record_is_ignored(spool: Path) -> None:
@@ -119,7 +121,7 @@ def test_a_torn_journal_record_is_ignored(spool: Path) -> None:
     writer = EpisodeWriter.create(spool, attrs)
     _, actions = _play(writer, made, 9, 100)
     writer.close_without_sealing()  # as if killed: chunk 0 committed, 36 steps only in the journal
-    partial = spool / schema.partial_name(attrs["episode_id"])
+    partial = spool / schema.partial_name(attrs.episode_id)
     with open(partial / schema.JOURNAL_NAME, "ab") as f:
         f.write(b"\x01\x02\x03")  # half a record: the process died mid-write
     (result,) = recover_orphans(spool)
@@ -134,7 +136,7 @@ def test_an_unreproducible_episode_is_kept_with_a_note(spool: Path) -> None:
     writer = EpisodeWriter.create(spool, attrs)
     _play(writer, made, 13, 80)
     writer.close_without_sealing()
-    partial = spool / schema.partial_name(attrs["episode_id"])
+    partial = spool / schema.partial_name(attrs.episode_id)
     # Claim another seed: re-simulation now disagrees with the committed chunk.
     import zarr
 

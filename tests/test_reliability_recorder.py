@@ -49,6 +49,7 @@ from tests.reliability_helpers import (
     wait_group_gone,
 )
 from tests.replay_helpers import copy_episode, record_episode
+from tests.recording import chunk_path
 
 STRESS = os.environ.get("GYMREC_STRESS", "") == "1"
 R1_KILLS = 50 if STRESS else 12
@@ -401,11 +402,11 @@ def _edit_attrs(change: Callable[[dict[str, Any]], None]) -> Callable[[Path], No
 
 
 def _garbage_obs_chunk(episode: Path) -> None:
-    (episode / "obs" / "frame" / "c" / "1" / "0" / "0" / "0").write_bytes(b"garbage bytes, not a zstd frame")
+    chunk_path(episode, "obs/frame", 1).write_bytes(b"garbage bytes, not a zstd frame")
 
 
 def _garbage_reward_chunk(episode: Path) -> None:
-    (episode / "reward" / "c" / "1").write_bytes(b"garbage bytes, not a zstd frame")
+    chunk_path(episode, "reward", 1).write_bytes(b"garbage bytes, not a zstd frame")
 
 
 def _empty_episode(case: CaseDir) -> str:
@@ -471,9 +472,9 @@ R5_CASES = (
              ("disk", "full"), _tiny_disk),
     BadInput("play: no ENV_ID", "gymrec-play", ("--spool", "{spool}"), ("ENV_ID",)),
     BadInput("play: --seed out of range", "gymrec-play", ("ALE/Pong-v5", *PLAY, "--seed", "-5"), ("--seed",)),
-    BadInput("replay: corrupt obs chunk", "gymrec-replay", ("{target}", "--check-frames"), ("cannot read 'obs/frame'",),
+    BadInput("replay: corrupt obs chunk", "gymrec-replay", ("{target}", "--check-frames"), ("chunk 1 of 'obs/frame'", "crc32c"),
              _copy_with(_garbage_obs_chunk)),
-    BadInput("replay: corrupt reward chunk", "gymrec-replay", ("{target}",), ("'reward' is unreadable",),
+    BadInput("replay: corrupt reward chunk", "gymrec-replay", ("{target}",), ("chunk 1 of 'reward'", "crc32c"),
              _copy_with(_garbage_reward_chunk)),
     BadInput("replay: missing attribute", "gymrec-replay", ("{target}",), ("missing attribute", "seed"),
              _copy_with(_edit_attrs(lambda a: a.pop("seed")))),

@@ -45,6 +45,7 @@ from reliability_uploader_helpers import (
 from gymrec.shared import schema
 from tests.hub import FaultPlan, HubServer, running_hub
 from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX
+from tests.recording import chunk_path
 
 TOKEN = "hf_test_token"
 REPO = "tester/gymrec-reliability"
@@ -312,7 +313,7 @@ def _set_attr(key: str, value: Any) -> Callable[[Ctx], None]:
 
 
 def _corrupt_chunk(c: Ctx) -> None:
-    schema.chunk_file(c.a / "obs" / "frame", 0, 4).write_bytes(b"not zstd at all")
+    chunk_path(c.a, "obs/frame", 0).write_bytes(b"not zstd at all")
 
 
 def _add_empty(c: Ctx) -> None:

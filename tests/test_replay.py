@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -9,8 +10,10 @@ import numpy as np
 import pytest
 
 from gymrec.replay.sources import SpoolSource
-from gymrec.replay.verify import VerifyOptions, make_recorded_env, verify
+from gymrec.replay.verify import VerifyOptions, verify
+from gymrec.shared.attrs import make_env_for
 from gymrec.shared.schema import row_hash
+from tests.recording import chunk_path
 from tests.replay_helpers import (
     BIN,
     copy_episode,
@@ -64,7 +67,7 @@ def test_sticky_actions_need_the_seed(tmp_path: Path) -> None:
     episode = record_episode(tmp_path / "spool", "ALE/Pong-v5", 300, 11)
     source = SpoolSource(episode)
     assert verify(source, options(tmp_path)).status == "identical"
-    source.attrs["seed"] = 12
+    source.attrs = dataclasses.replace(source.attrs, seed=12)
     result = verify(source, options(tmp_path))
     assert result.status == "diverged" and result.divergence is not None
 
@@ -83,9 +86,9 @@ def _first_effect(episode: Path, step: int, new_action: int) -> int:
     """Independently of replay: the first observation that differs when action ``step`` changes."""
     source = SpoolSource(episode)
     steps = source.steps()
-    made = make_recorded_env(source.attrs)
+    made = make_env_for(source.attrs)
     try:
-        obs, _ = made.env.reset(seed=int(source.attrs["seed"]))
+        obs, _ = made.env.reset(seed=source.attrs.seed)
         actions = list(steps.actions)
         actions[step] = new_action
         for t, action in enumerate(actions):
@@ -176,9 +179,9 @@ def test_missing_rom_and_corrupt_chunk_exit_2(breakout: Path, tmp_path: Path) ->
     meta = rom / "zarr.json"
     meta.write_text(meta.read_text().replace("BreakoutNoFrameskip-v4", "SonicTheHedgehog-Genesis-v0").replace('"ale"', '"retro"'))
     corrupt = copy_episode(breakout, spool)
-    (corrupt / "reward" / "c" / "1").write_bytes(b"garbage, not zstd")
+    chunk_path(corrupt, "reward", 1).write_bytes(b"garbage, not zstd")
     truncated = copy_episode(breakout, spool)
-    (truncated / "hash" / "frame" / "c" / "2").unlink()
+    chunk_path(truncated, "hash/frame", 2).unlink()
     before = tree_digest(spool)
     _one_error_line(replay_cli([str(rom)]), "no ROM is installed")
     _one_error_line(replay_cli([str(corrupt)]), "unreadable")

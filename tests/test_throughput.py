@@ -22,6 +22,7 @@ from gymrec.shared import schema
 from gymrec.shared.backends import make_env
 from gymrec.shared.spaces import encode_action, split_observation
 from tests.conftest import BIN, record, run_cli
+from tests.recording import new_attrs
 from tests.replay_helpers import copy_episode
 
 
@@ -107,14 +108,14 @@ def test_recovery_restores_the_start_state_of_a_later_episode(spool: Path, tmp_p
         env.action_space.seed(2)
         for _ in range(150):  # the first episode moves ALE's RNG on
             env.step(env.action_space.sample())
-        attrs = episode_attrs(PlayConfig(env_id="ALE/Pong-v5", spool=spool, agent="random"), made, 5, 15.0, None)
         started = made.starter.start(5)
-        attrs.update(started.attrs)
+        attrs = new_attrs(episode_attrs(PlayConfig(env_id="ALE/Pong-v5", spool=spool, agent="random"), made, 5, 15.0,
+                                        None) | started.attrs)
         writer = EpisodeWriter.create(spool, attrs)
         obs, info = started.obs, started.info
         for _ in range(150):
             action = env.action_space.sample()
-            writer.record(split_observation(obs), encode_action(attrs["action_space"], action), info)
+            writer.record(split_observation(obs), encode_action(attrs.action_space, action), info)
             obs, reward, terminated, truncated, info = env.step(action)
             writer.outcome(float(reward), bool(terminated), bool(truncated), info)
         writer.close_without_sealing()

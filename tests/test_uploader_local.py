@@ -13,9 +13,11 @@ from PIL import Image
 from uploader_helpers import clean_env, record_episode, record_in_subprocess, run_uploader, spool_frames
 
 from gymrec.shared import schema
+from gymrec.shared.attrs import REQUIRED_FIELDS, SEAL_FIELDS
 from gymrec.shared.episode import Episode
 from gymrec.uploader import layout
 from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX, RECEIPT_SUFFIX, UPLOADED_LOCAL_AREA
+from tests.recording import chunk_path
 
 
 def _upload_local(spool: Path, dataset: Path, cwd: Path, *extra: str) -> str:
@@ -52,7 +54,7 @@ def _check_round_trip(dataset: Path, sealed: Path, config: str | None = None) ->
         else:
             assert np.array_equal(native, expected) and type(native) is type(expected)
     meta = json.loads((dataset / layout.meta_path(eid)).read_text())
-    for key in (*schema.REQUIRED_ATTRS, *schema.SEAL_ATTRS):
+    for key in (*REQUIRED_FIELDS, *SEAL_FIELDS):
         assert meta[key] == attrs[key], key
     assert meta["data_file"] == layout.data_path(attrs["env_id"], eid)
     final_png = np.asarray(Image.open(dataset / meta["final_observation_file"]))
@@ -129,7 +131,7 @@ def test_discarded_empty_and_corrupt(tmp_path: Path, spool: Path) -> None:
     good = record_episode(spool, "BreakoutNoFrameskip-v4", 70, seed=1)
     discarded = record_episode(spool, "BreakoutNoFrameskip-v4", 70, seed=2, end_reason="discarded")
     corrupt = record_episode(spool, "BreakoutNoFrameskip-v4", 70, seed=3)
-    chunk = schema.chunk_file(corrupt / "obs" / "frame", 0, 4)
+    chunk = chunk_path(corrupt, "obs/frame", 0)
     chunk.write_bytes(b"not zstd at all")
     dataset = tmp_path / "dataset"
     out = _upload_local(spool, dataset, tmp_path)

@@ -9,7 +9,8 @@ import pygame
 import pytest
 
 from gymrec.recorder.clock import FixedRateClock
-from gymrec.recorder.window import GameWindow, HudState
+from gymrec.recorder.controllers import EndChoice
+from gymrec.recorder.window import BAR_HEIGHT, GameWindow, HudState
 from gymrec.shared.errors import DisplayError
 
 HUD = HudState(fps_target=1000, step=0, episode_return=0.0, episode=1, recording=False, env_id="Test-v0")
@@ -136,20 +137,35 @@ def test_quit_during_pause_quits(open_window: Callable[..., GameWindow]) -> None
     assert tick.quit and not window.paused
 
 
-def test_f1_toggles_help_without_affecting_keys(open_window: Callable[..., GameWindow]) -> None:
-    window = open_window()
+def test_f1_opens_help_which_pauses_the_game(open_window: Callable[..., GameWindow]) -> None:
+    seen: list[tuple[bool, bool]] = []
+
+    def hook() -> None:
+        if window.help_visible:
+            seen.append((window.paused, window.help_visible))
+            if len(seen) == 2:
+                press(pygame.K_SPACE)  # pressed while reading the help: must not act
+            if len(seen) == 3:
+                press(pygame.K_F1)
+
+    window = open_window(clock=_HookClock(hook))
     frame = np.full((210, 160, 3), 200, np.uint8)
     window.next_tick(frame, HUD)
-    corner = screen().get_at((5, 415))
     press(pygame.K_F1)
     post(pygame.KEYDOWN, pygame.K_LEFT)
     tick = window.next_tick(frame, HUD)
-    assert window.help_visible and tick.keys == {"left"}
-    assert screen().get_at((5, 415)) != corner  # the panel covers the bottom-left
-    press(pygame.K_F1)
-    assert window.next_tick(frame, HUD).keys == {"left"}
-    assert not window.help_visible
-    assert screen().get_at((5, 415)) == corner
+    assert seen == [(True, True)] * 3  # the game waited while the help was up
+    assert tick.paused_for > 0 and tick.keys == {"left"} and not window.help_visible and not window.paused
+
+
+def _game_pixels(window: GameWindow) -> np.ndarray:
+    area = window.game_area
+    return pygame.surfarray.array3d(screen()).swapaxes(0, 1)[area.top : area.bottom, area.left : area.right]
+
+
+def _scaled(frame: np.ndarray, scale: int) -> np.ndarray:
+    rgb = np.broadcast_to(frame.reshape(*frame.shape[:2], -1), (*frame.shape[:2], 3))
+    return np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
 
 
 @pytest.mark.parametrize(
@@ -165,9 +181,17 @@ def test_frames_are_scaled_into_the_window(
 ) -> None:
     window = open_window(shape=frame.shape)
     window.next_tick(frame, HUD)
-    assert screen().get_size() == (320, 420)
+    assert screen().get_size() == (320, 420 + BAR_HEIGHT)  # the status bar adds its height, nothing else
+    assert window.game_area == pygame.Rect(0, 0, 320, 420)
     assert tuple(screen().get_at((200, 300)))[:3] == rgb
     assert tuple(screen().get_at((319, 419)))[:3] == rgb
+
+
+def test_the_game_area_is_the_frame_pixel_for_pixel_while_recording(open_window: Callable[..., GameWindow]) -> None:
+    frame = np.random.default_rng(0).integers(0, 256, (210, 160, 3), dtype=np.uint8)
+    window = open_window()
+    window.next_tick(frame, HudState(1000, 5, 1.5, 1, True, "Test-v0"))
+    assert np.array_equal(_game_pixels(window), _scaled(frame, 2))  # no HUD, no REC mark over the game
 
 
 def test_frame_orientation_survives_the_transpose(open_window: Callable[..., GameWindow]) -> None:
@@ -178,28 +202,133 @@ def test_frame_orientation_survives_the_transpose(open_window: Callable[..., Gam
     assert tuple(screen().get_at((160, 300)))[:3] == (0, 0, 0)
 
 
-def _red_pixels_top_right(surface: pygame.Surface) -> int:
-    area = pygame.surfarray.array3d(surface)[-80:, :30]
+def _bar_pixels(window: GameWindow) -> np.ndarray:
+    return pygame.surfarray.array3d(screen()).swapaxes(0, 1)[window.game_area.bottom :]
+
+
+def _red_in_bar(window: GameWindow) -> int:
+    area = _bar_pixels(window)[:, -80:]
     return int(((area[..., 0] > 200) & (area[..., 1] < 80)).sum())
 
 
-def test_rec_mark_only_while_recording(open_window: Callable[..., GameWindow]) -> None:
+def _amber_in_bar(window: GameWindow) -> int:
+    area = _bar_pixels(window)[:, -80:]
+    return int(((area[..., 0] > 200) & (area[..., 1] > 140) & (area[..., 2] < 100)).sum())
+
+
+def test_rec_mark_in_the_status_bar_only_while_recording(open_window: Callable[..., GameWindow]) -> None:
     window = open_window()
     window.next_tick(FRAME, HUD)
-    assert _red_pixels_top_right(screen()) == 0
+    assert _red_in_bar(window) == 0
     window.next_tick(FRAME, HudState(1000, 5, 1.5, 1, True, "Test-v0"))
-    assert _red_pixels_top_right(screen()) > 20
+    assert _red_in_bar(window) > 20
+
+
+def test_pause_dims_the_game_and_the_bar_says_paused(open_window: Callable[..., GameWindow]) -> None:
+    frame = np.full((210, 160, 3), 200, np.uint8)
+    looks: list[tuple[float, int, int]] = []
+
+    def hook() -> None:
+        if window.paused:
+            looks.append((float(_game_pixels(window).mean()), _red_in_bar(window), _amber_in_bar(window)))
+            if len(looks) == 2:
+                press(pygame.K_p)
+
+    window = open_window(clock=_HookClock(hook))
+    recording = HudState(1000, 5, 1.5, 1, True, "Test-v0")
+    window.next_tick(frame, recording)
+    press(pygame.K_p)
+    window.next_tick(frame, recording)
+    mean, red, amber = looks[-1]
+    assert mean < 150 and red == 0 and amber > 20  # dimmed; PAUSED (amber) instead of REC (red)
+    assert np.array_equal(_game_pixels(window), _scaled(frame, 2)) and _red_in_bar(window) > 20
 
 
 def test_hud_text_is_not_rerendered_every_tick(open_window: Callable[..., GameWindow]) -> None:
     window = open_window()
     window.next_tick(FRAME, HUD)
-    first = window._hud
+    assert window._bar is not None
+    first = window._bar._text
     for step in range(1, 5):
         window.next_tick(FRAME, HudState(1000, step, 0.0, 1, False, "Test-v0"))
-    assert window._hud is first
+    assert window._bar._text is first
     window.next_tick(FRAME, HudState(1000, 5, 0.0, 2, False, "Test-v0"))  # a new episode shows at once
-    assert window._hud is not first
+    assert window._bar._text is not first
+
+
+class _CountingClock(FixedRateClock):
+    """A real 1 kHz clock that posts scripted events before wait number N."""
+
+    def __init__(self, script: dict[int, list[pygame.event.Event]]) -> None:
+        super().__init__(1000)
+        self.script = script
+        self.waits = 0
+
+    def wait(self) -> float:
+        for event in self.script.get(self.waits, []):
+            pygame.event.post(event)
+        self.waits += 1
+        return super().wait()
+
+
+def down_event(key: int) -> pygame.event.Event:
+    return pygame.event.Event(pygame.KEYDOWN, key=key)
+
+
+def up_event(key: int) -> pygame.event.Event:
+    return pygame.event.Event(pygame.KEYUP, key=key)
+
+
+def test_start_gate_waits_for_a_game_key_and_ignores_commands(open_window: Callable[..., GameWindow]) -> None:
+    clock = _CountingClock({2: [down_event(pygame.K_p), up_event(pygame.K_p)],
+                            3: [down_event(pygame.K_F1), down_event(pygame.K_BACKSPACE)],
+                            5: [down_event(pygame.K_SPACE)]})
+    window = open_window(clock=clock)
+    assert window.wait_for_start(FRAME, HUD, notice="episode 1 discarded")
+    assert clock.waits == 6 and not window.paused and not window.help_visible
+    tick = window.next_tick(FRAME, HUD)
+    assert tick.keys == {"space"} and not tick.discard  # held from the gate on; the start press itself is spent
+
+
+def test_start_gate_escape_quits(open_window: Callable[..., GameWindow]) -> None:
+    window = open_window(clock=_CountingClock({1: [down_event(pygame.K_ESCAPE)]}))
+    assert not window.wait_for_start(FRAME, HUD)
+
+
+@pytest.mark.parametrize(("keys", "expected"), [
+    ([pygame.K_n], EndChoice(discard=False, quit=False)),
+    ([pygame.K_BACKSPACE, pygame.K_n], EndChoice(discard=True, quit=False)),
+    ([pygame.K_BACKSPACE, pygame.K_ESCAPE], EndChoice(discard=True, quit=True)),
+    ([pygame.K_ESCAPE], EndChoice(discard=False, quit=True)),
+])
+def test_episode_summary_choices(open_window: Callable[..., GameWindow], keys: list[int], expected: EndChoice) -> None:
+    script = {2 + 2 * i: [down_event(key), up_event(key)] for i, key in enumerate(keys)}
+    window = open_window(clock=_CountingClock(script))
+    assert window.episode_over(FRAME, HUD, ["episode 1 over (terminated)", "return 3"]) == expected
+
+
+def test_step_mode_waits_for_input(open_window: Callable[..., GameWindow]) -> None:
+    clock = _CountingClock({4: [down_event(pygame.K_RIGHT), up_event(pygame.K_RIGHT)]})
+    window = open_window(clock=clock)
+    tick = window.next_tick(FRAME, HUD, wait_for_input=True)
+    assert tick.keys == {"right"} and clock.waits == 5
+    assert 0 < tick.shown_ns <= window.shown_ns  # the frame's first showing, not its last
+
+
+def test_input_log_keeps_every_event_with_monotonic_times(open_window: Callable[..., GameWindow]) -> None:
+    window = open_window()
+    window.input_log.clear()
+    press(pygame.K_LEFT)
+    window.next_tick(FRAME, HUD)
+    pygame.event.post(pygame.event.Event(pygame.CONTROLLERBUTTONDOWN, button=pygame.CONTROLLER_BUTTON_A, instance_id=3))
+    pygame.event.post(pygame.event.Event(pygame.CONTROLLERAXISMOTION, axis=pygame.CONTROLLER_AXIS_LEFTX, value=-20000,
+                                         instance_id=3))
+    window.next_tick(FRAME, HUD)
+    log = window.input_log.to_attrs(origin_ns=window.input_log.t_ns[0])
+    assert [log["kinds"][k] for k in log["kind"]] == ["key_down", "key_up", "button_down", "axis"]
+    assert log["code"][:2] == [pygame.K_LEFT, pygame.K_LEFT] and log["value"][2:] == [3, -20000]
+    assert log["t_ns"] == sorted(log["t_ns"]) and log["t_ns"][0] == 0
+    assert window.input_log.presses() == 2
 
 
 def test_no_display_is_a_one_line_display_error(monkeypatch: pytest.MonkeyPatch) -> None:

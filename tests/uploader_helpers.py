@@ -45,10 +45,10 @@ def run_uploader(args: list[str], cwd: Path, env: dict[str, str], timeout: float
 def spool_frames(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(every step's image observation, the final one, the attributes) of a sealed episode."""
     episode = Episode(path)
-    key = episode.attrs["image_key"]
+    key = episode.attrs.image_key
     frames = episode.obs(key, 0, episode.length)
     final = episode.obs(key, episode.length, episode.length + 1)[0]
-    return frames, final, episode.attrs
+    return frames, final, episode.attrs.as_dict()
 
 
 def read_json(path: Path) -> Any:

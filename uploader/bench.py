@@ -63,7 +63,7 @@ def record_breakout(spool: Path, steps: int, seed: int = 0, serve: bool = False)
 
 def bench_p4(spool: Path, workers: int | None = None) -> dict[str, float]:
     """Convert every Breakout episode in ``spool``: dataset bytes per frame (all files) and frames/s."""
-    episodes = [Episode(p) for p in sealed_episodes(spool) if Episode(p).attrs["env_id"] == BREAKOUT]
+    episodes = [Episode(p) for p in sealed_episodes(spool) if Episode(p).attrs.env_id == BREAKOUT]
     if not episodes:
         episodes = [Episode(p) for p in record_breakout(spool, 5000, serve=True)]
     options = ConvertOptions() if workers is None else ConvertOptions(workers=workers)

@@ -105,7 +105,7 @@ def features_for(episode: Episode) -> datasets.Features:
         "step": datasets.Value("int64"),
         layout.OBS_COLUMN: datasets.Image(),
         layout.OBS_HASH_COLUMN: datasets.Value("uint64"),
-        layout.ACTION_COLUMN: layout.action_feature(attrs["action_space"]),
+        layout.ACTION_COLUMN: layout.action_feature(attrs.action_space),
         "reward": datasets.Value("float64"),
         "terminated": datasets.Value("bool"),
         "truncated": datasets.Value("bool"),
@@ -121,7 +121,7 @@ def features_for(episode: Episode) -> datasets.Features:
 
 
 def _image_leaf(episode: Episode) -> Leaf:
-    key = episode.attrs["image_key"]
+    key = episode.attrs.image_key
     for leaf in episode.obs_leaves:
         if leaf.name == key:
             return leaf
@@ -129,7 +129,7 @@ def _image_leaf(episode: Episode) -> Leaf:
 
 
 def _extra_leaves(episode: Episode) -> list[Leaf]:
-    key = episode.attrs["image_key"]
+    key = episode.attrs.image_key
     return [leaf for leaf in episode.obs_leaves if leaf.name != key]
 
 
@@ -174,7 +174,7 @@ def _record_batch(episode: Episode, batch: StepBatch, images: list[bytes], schem
         "step": pa.array(np.arange(batch.start, batch.stop, dtype=np.int64)),
         layout.OBS_COLUMN: obs_struct,
         layout.OBS_HASH_COLUMN: pa.array(episode.hashes(image_leaf.name, batch.start, batch.stop).astype(np.uint64)),
-        layout.ACTION_COLUMN: layout.encode_action_column(episode.attrs["action_space"], batch.action),
+        layout.ACTION_COLUMN: layout.encode_action_column(episode.attrs.action_space, batch.action),
         "reward": pa.array(batch.reward.astype(np.float64)),
         "terminated": pa.array(batch.terminated.astype(np.bool_)),
         "truncated": pa.array(batch.truncated.astype(np.bool_)),
@@ -218,7 +218,7 @@ def convert_episode(episode: Episode, root: Path, options: ConvertOptions) -> Co
     """Write the episode's parquet, meta json, final observation and an env preview under ``root``."""
     episode.require_steps()
     attrs = episode.attrs
-    env_id, eid = str(attrs["env_id"]), episode.id
+    env_id, eid = attrs.env_id, episode.id
     slug = layout.env_slug(env_id)
     leaf = _image_leaf(episode)
     fmt = image_format(leaf)
@@ -244,7 +244,7 @@ def convert_episode(episode: Episode, root: Path, options: ConvertOptions) -> Co
     final_image = final[leaf.name]
     Image.fromarray(final_image.reshape(final_image.shape[:2]) if fmt == PNG else final_image).save(root / files.final_file, "PNG")
     _strip(previews).save(root / files.preview_file, "PNG")
-    meta = dict(attrs) | {
+    meta = attrs.as_dict() | {
         "env_slug": slug,
         "data_file": files.data_file,
         "observation_format": fmt,

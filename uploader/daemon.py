@@ -48,7 +48,7 @@ class RunSummary:
 
 def episode_attrs(path: Path) -> dict[str, Any]:
     """An episode's attributes without opening it as Zarr (cheap enough for every rescan)."""
-    return dict(json.loads((path / "zarr.json").read_text()).get("attributes", {}))
+    return dict(json.loads((path / schema.METADATA_NAME).read_text()).get("attributes", {}))
 
 
 def skip_reason(attrs: dict[str, Any]) -> str | None:
@@ -204,7 +204,7 @@ class Uploader:
         eid = claim.episode_id
         try:
             episode = Episode(claim.path)
-            if skip_reason(episode.attrs) is not None:
+            if skip_reason(episode.attrs.as_dict()) is not None:
                 claim.release()
                 return
             work = self._work_dir(eid)
@@ -286,8 +286,8 @@ class Uploader:
     def _receipt(self, receipt: Receipt, episode: Episode) -> dict[str, Any]:
         return receipt.as_dict() | {
             "episode_id": episode.id,
-            "env_id": episode.attrs["env_id"],
-            "env_slug": layout.env_slug(str(episode.attrs["env_id"])),
+            "env_id": episode.attrs.env_id,
+            "env_slug": layout.env_slug(episode.attrs.env_id),
             "length": episode.length,
             "endpoint": self.config.endpoint if self.pusher is not None else None,
         }

@@ -1,0 +1,204 @@
+"""Where a session's actions come from: one ``ActionSource`` protocol, a human and an agent controller.
+
+The session asks its source to ``begin`` each episode (the human's start gate), for one ``Choice``
+per step, and what to do when the episode ``finish``es (the human's summary: next, discard, quit);
+it never knows whether a person at a window or a function chose. The human controller turns the
+window's keys into actions through the keymap resolver and keeps the episode's input log and
+quality fields; the agent controller calls the agent and, when it plays in a window, still honours
+Esc and Backspace. An agent's own exceptions become ``AgentFailedError`` where the agent is loaded,
+at the CLI edge (``recorder.cli``), so the session can seal the good steps and blame the agent.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gymrec.recorder.agents import Agent
+from gymrec.recorder.quality import QualityTracker
+from gymrec.shared.schema import EndReason
+
+if TYPE_CHECKING:  # pygame is imported only when a window exists: headless agents never load it
+    import numpy as np
+
+    from gymrec.recorder.statusbar import HudState
+    from gymrec.recorder.window import GameWindow, TickInput
+    from gymrec.shared.action_resolver import ActionResolver
+
+
+@dataclass(frozen=True)
+class StepView:
+    """What a source may show about the step it is asked to act on."""
+
+    frame: np.ndarray  # the picture a person sees (the observation's image leaf)
+    step: int
+    episode_return: float
+    episode: int  # 1-based, counting kept episodes
+    env_id: str
+    fps_target: float
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One step's answer: an action to take, or an end to the episode instead of a step."""
+
+    action: Any = None
+    stop: EndReason | None = None  # QUIT or DISCARDED: no action is taken
+    shown_ns: int = 0  # time.monotonic_ns() when the frame was on screen (0: no window)
+    decided_ns: int = 0  # time.monotonic_ns() when the action was sampled
+
+
+@dataclass(frozen=True)
+class EndChoice:
+    """What to do with an episode that ended by itself (terminated or truncated)."""
+
+    discard: bool = False
+    quit: bool = False
+
+
+class ActionSource(Protocol):
+    """Something that chooses the actions of a session."""
+
+    @property
+    def collector(self) -> str:
+        """Who chooses: ``human``, ``random`` or the agent's ``MODULE:CALLABLE``."""
+        ...
+
+    @property
+    def keymap(self) -> dict[str, Any] | None:
+        """The keymap stored with each episode (None when no person plays)."""
+        ...
+
+    def begin(self, view: StepView) -> bool:
+        """Before the first step of an episode; False: the player quit instead of starting."""
+        ...
+
+    def act(self, obs: Any, view: StepView) -> Choice:
+        """The action for ``obs`` (the native observation), or a stop."""
+        ...
+
+    def finish(self, view: StepView, end: EndReason) -> EndChoice:
+        """The episode ended by itself on ``view`` (its final frame): keep it or not, and go on or not."""
+        ...
+
+    def sealing_attrs(self) -> dict[str, Any]:
+        """Attributes to store with the episode when it is sealed (input log, quality fields)."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the window, if there is one."""
+        ...
+
+
+def _stop_of(tick: TickInput) -> EndReason | None:
+    if tick.quit:
+        return EndReason.QUIT
+    if tick.discard:
+        return EndReason.DISCARDED
+    return None
+
+
+def _hud(view: StepView, recording: bool) -> HudState:
+    from gymrec.recorder.statusbar import HudState
+
+    return HudState(fps_target=view.fps_target, step=view.step, episode_return=view.episode_return,
+                    episode=view.episode, recording=recording, env_id=view.env_id)
+
+
+class HumanController:
+    """A person at the window: held keys and buttons, resolved by the keymap into the native action.
+
+    ``step_mode``: the env advances only when the player presses or holds a game key or button
+    (any unbound key steps with no action), for careful frame-by-frame demonstrations.
+    """
+
+    collector = "human"
+
+    def __init__(self, window: GameWindow, resolver: ActionResolver, keymap: dict[str, Any] | None,
+                 step_mode: bool = False) -> None:
+        self.window = window
+        self.resolver = resolver
+        self._keymap = keymap
+        self.step_mode = step_mode
+        self._notice = ""
+        self._quality = QualityTracker(fps=1.0)
+        self._origin_ns = 0
+
+    @property
+    def keymap(self) -> dict[str, Any] | None:
+        return self._keymap
+
+    def close(self) -> None:
+        self.window.close()
+
+    def begin(self, view: StepView) -> bool:
+        self._quality = QualityTracker(fps=view.fps_target)
+        started = self.window.wait_for_start(view.frame, _hud(view, recording=False), self._notice)
+        self._notice = ""
+        self._origin_ns = time.monotonic_ns()
+        return started
+
+    def act(self, obs: Any, view: StepView) -> Choice:
+        tick = self.window.next_tick(view.frame, _hud(view, recording=True), wait_for_input=self.step_mode)
+        stop = _stop_of(tick)
+        if stop is not None:
+            if stop == EndReason.DISCARDED:
+                self._notice = f"episode {view.episode} discarded"
+            return Choice(stop=stop, shown_ns=tick.shown_ns, decided_ns=time.monotonic_ns())
+        self._quality.step(bool(tick.keys), tick.paused_for)
+        return Choice(self.resolver(tick.keys), shown_ns=tick.shown_ns, decided_ns=time.monotonic_ns())
+
+    def finish(self, view: StepView, end: EndReason) -> EndChoice:
+        minutes, seconds = divmod(view.step / view.fps_target, 60)
+        summary = [f"episode {view.episode} over ({end})",
+                   f"return {view.episode_return:g}    length {view.step} steps    time {int(minutes)}:{seconds:04.1f}"]
+        choice = self.window.episode_over(view.frame, _hud(view, recording=False), summary)
+        if choice.discard:
+            self._notice = f"episode {view.episode} discarded"
+        return choice
+
+    def sealing_attrs(self) -> dict[str, Any]:
+        log = self.window.input_log
+        self._quality.presses = log.presses()
+        clock = self.window.clock
+        return {**self._quality.fields(clock.late_ticks, clock.worst_late),
+                "input_log": log.to_attrs(self._origin_ns)}
+
+
+class AgentController:
+    """A function from observation to action; with a window, shown at the console's pace."""
+
+    keymap = None
+
+    def __init__(self, agent: Agent, name: str, window: GameWindow | None = None) -> None:
+        self.agent = agent
+        self.name = name
+        self.window = window
+
+    @property
+    def collector(self) -> str:
+        return self.name
+
+    def close(self) -> None:
+        if self.window is not None:
+            self.window.close()
+
+    def begin(self, view: StepView) -> bool:
+        return True  # an agent needs no start gate: nobody has to get ready
+
+    def act(self, obs: Any, view: StepView) -> Choice:
+        shown = 0
+        if self.window is not None:
+            tick = self.window.next_tick(view.frame, _hud(view, recording=True))
+            shown = tick.shown_ns
+            stop = _stop_of(tick)
+            if stop is not None:
+                return Choice(stop=stop, shown_ns=shown, decided_ns=shown)
+        return Choice(self.agent(obs), shown_ns=shown, decided_ns=time.monotonic_ns())
+
+    def finish(self, view: StepView, end: EndReason) -> EndChoice:
+        return EndChoice()
+
+    def sealing_attrs(self) -> dict[str, Any]:
+        return {}

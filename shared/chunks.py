@@ -1,0 +1,118 @@
+"""One stored chunk file: where it lies, how it is encoded, and how a read proves it intact.
+
+gymrec writes Zarr v3 arrays itself (``recorder.zarr_layout``) and reads its own chunks back in bulk
+(``shared.episode``), so both sides share this module. Each array's ``zarr.json`` says how its
+chunks are stored; the reader follows that document, not the episode's schema version, exactly as
+zarr does:
+
+- schema_version 1: codecs ``[bytes, zstd]``, chunk keys ``c/<i>/0/0...`` (a directory per chunk).
+- schema_version 2: codecs ``[bytes, zstd, crc32c]``, chunk keys ``c.<i>.0.0...`` (one flat file).
+  The crc32c (Castagnoli, 4 bytes little-endian, appended to the zstd frame) is zarr's own codec,
+  so plain ``zarr.open`` verifies it too. Flat keys cut the directories a chunk creates from
+  ``ndim`` to 0, and with them the directory fsyncs a durable chunk costs (``recorder.chunk_store``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import google_crc32c
+import numcodecs
+import numpy as np
+
+from gymrec.shared import schema
+from gymrec.shared.errors import ChunkCorruptError, CorruptEpisodeError
+
+CRC_SIZE = 4
+CRC32C_CODEC = "crc32c"
+
+
+def crc32c(data: bytes | memoryview) -> int:
+    return int(google_crc32c.value(bytes(data)))
+
+
+def with_crc(data: bytes) -> bytes:
+    """``data`` followed by its crc32c, as zarr's ``crc32c`` codec stores it."""
+    return data + crc32c(data).to_bytes(CRC_SIZE, "little")
+
+
+def chunk_file(array_dir: Path, index: int, ndim: int, separator: str) -> Path:
+    """Where Zarr v3's default chunk key encoding keeps chunk ``index`` along axis 0."""
+    parts = ["c", str(index), *(["0"] * (ndim - 1))]
+    return array_dir / separator.join(parts) if separator == "." else array_dir.joinpath(*parts)
+
+
+@dataclass(frozen=True)
+class ArrayMeta:
+    """What a reader needs of one array's ``zarr.json``: dtype, row shape, chunking, codecs."""
+
+    path: Path
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    chunk_rows: int
+    separator: str
+    checksum: bool
+
+    @classmethod
+    def read(cls, path: Path, where: str, name: str) -> ArrayMeta:
+        try:
+            doc: dict[str, Any] = json.loads((path / schema.METADATA_NAME).read_bytes())
+            codecs = [c["name"] if isinstance(c, dict) else str(c) for c in doc["codecs"]]
+            encoding = doc.get("chunk_key_encoding", {}).get("configuration", {})
+            return cls(
+                path=path,
+                dtype=np.dtype(doc["data_type"]),
+                shape=tuple(int(n) for n in doc["shape"]),
+                chunk_rows=int(doc["chunk_grid"]["configuration"]["chunk_shape"][0]),
+                separator=str(encoding.get("separator", "/")),
+                checksum=CRC32C_CODEC in codecs,
+            )
+        except FileNotFoundError as e:
+            raise CorruptEpisodeError(f"{where}: array {name!r} is missing", "the episode is damaged") from e
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+            raise CorruptEpisodeError(f"{where}: the metadata of array {name!r} is unreadable ({e})",
+                                      "the episode is damaged") from e
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        return self.shape[1:]
+
+    def chunk_file(self, index: int) -> Path:
+        return chunk_file(self.path, index, len(self.shape), self.separator)
+
+    def decode(self, data: bytes, index: int, where: str, name: str) -> np.ndarray:
+        """One chunk's rows; ChunkCorruptError when its checksum or its decoding fails."""
+        rows = (index * self.chunk_rows, (index + 1) * self.chunk_rows)
+        if self.checksum:
+            if len(data) < CRC_SIZE or crc32c(data[:-CRC_SIZE]) != int.from_bytes(data[-CRC_SIZE:], "little"):
+                raise ChunkCorruptError(where, name, index, rows, "fails its crc32c checksum")
+            data = data[:-CRC_SIZE]
+        try:
+            raw = numcodecs.Zstd().decode(data)
+            return np.frombuffer(raw, dtype=self.dtype).reshape(self.chunk_rows, *self.row_shape)
+        except (RuntimeError, ValueError, TypeError) as e:
+            raise ChunkCorruptError(where, name, index, rows, f"cannot be decoded ({e})") from e
+
+    def read_chunk(self, index: int, where: str, name: str) -> np.ndarray:
+        try:
+            data = self.chunk_file(index).read_bytes()
+        except FileNotFoundError as e:
+            start = index * self.chunk_rows
+            raise ChunkCorruptError(where, name, index, (start, start + self.chunk_rows), "is missing") from e
+        except OSError as e:
+            start = index * self.chunk_rows
+            raise ChunkCorruptError(where, name, index, (start, start + self.chunk_rows), f"is unreadable ({e})") from e
+        return self.decode(data, index, where, name)
+
+    def read_rows(self, start: int, stop: int, where: str, name: str) -> np.ndarray:
+        """Rows [start, stop), decoded chunk by chunk from the files (no zarr call, no fill values)."""
+        if stop <= start:
+            return np.empty((0, *self.row_shape), self.dtype)
+        first, last = start // self.chunk_rows, (stop - 1) // self.chunk_rows
+        parts = [self.read_chunk(i, where, name) for i in range(first, last + 1)]
+        joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        offset = first * self.chunk_rows
+        return joined[start - offset : stop - offset]

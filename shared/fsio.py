@@ -1,0 +1,55 @@
+"""Durable file writes: the one atomic-write helper, and directory fsyncs.
+
+A rename is atomic but not durable: after a power cut the directory may still hold the old name,
+and the new file may be there with no data in it. So, as zarr's ``storage/_local.py`` does: write a
+temp file in the same directory, fsync it, rename it over the target, then fsync the directory
+that holds both names. After ``atomic_write`` returns, a power cut leaves either the old content or
+the new, whole.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the names in directory ``path`` (creations, renames, unlinks) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
+    """Replace ``path`` with ``data``: readers see the old bytes or the new, never a mix.
+
+    ``durable=False`` skips both fsyncs, for files whose durability a later, wider fsync provides
+    (the recorder's chunk files are fsynced in one pass before the marker that counts them).
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if durable:
+        fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str, durable: bool = True) -> None:
+    atomic_write(path, text.encode(), durable)
