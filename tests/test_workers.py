@@ -30,7 +30,7 @@ def _fingerprint(spool: Path) -> list[tuple[int, int, str]]:
     out = []
     for path in spool.glob("*" + SEALED_SUFFIX):
         episode = Episode(path)
-        out.append((int(episode.attrs["seed"]), episode.length, json.dumps([int(a) for a in episode.actions()])))
+        out.append((episode.attrs.seed, episode.length, json.dumps([int(a) for a in episode.actions()])))
     return sorted(out)
 
 
