@@ -186,8 +186,8 @@ def test_progress_shows_on_a_terminal_only(tmp_path: Path, spool: Path) -> None:
 def test_bench_rows_run_through_the_cli(tmp_path: Path, spool: Path) -> None:
     from bench import cli_bench
 
-    rate, steps = cli_bench.record(spool, tmp_path, episodes=2)
-    assert steps > 0 and rate > 0
-    assert cli_bench.replay(spool, tmp_path, steps) > 0
-    assert cli_bench.plain_loop(tmp_path, episodes=1) > 0
+    recorded = cli_bench.record(spool, tmp_path, episodes=2)
+    assert recorded.steps > 0 and recorded.rate > 0 and recorded.cpu > 0
+    assert cli_bench.replay(spool, tmp_path, recorded.steps).rate > 0
+    assert cli_bench.plain_loop(tmp_path, episodes=1).steps > 0
     assert len(list(spool.glob("*" + schema.SEALED_SUFFIX))) == 2
