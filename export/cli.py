@@ -34,10 +34,10 @@ def _progress() -> ProgressFactory:
     if not sys.stderr.isatty():
         return silent
 
-    def bar(total: int, desc: str) -> Progress:
+    def bar(total: int, desc: str, unit: str) -> Progress:
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=desc, unit="frame" if desc != "episodes" else "ep", leave=False, file=sys.stderr)
+        return tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr)
 
     return bar
 

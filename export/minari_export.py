@@ -214,7 +214,7 @@ def export_minari(jobs: Sequence[Job], config: MinariConfig, progress: ProgressF
     minari = load_minari()
     target = dataset_path(config)
     skipped = 0
-    bar = progress(len(jobs), "episodes")
+    bar = progress(len(jobs), "episodes", "episode")
     try:
         with staged(target, config.force) as tmp:
             writer = _DatasetWriter(tmp, config, minari)

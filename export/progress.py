@@ -12,8 +12,8 @@ class Progress(Protocol):
     def close(self) -> None: ...
 
 
-# (total, description) -> a bar; the CLI decides whether it draws anything.
-ProgressFactory = Callable[[int, str], Progress]
+# (total, description, unit) -> a bar; the CLI decides whether it draws anything.
+ProgressFactory = Callable[[int, str, str], Progress]
 
 
 class Silent:
@@ -26,5 +26,5 @@ class Silent:
         return None
 
 
-def silent(total: int, desc: str) -> Progress:
+def silent(total: int, desc: str, unit: str) -> Progress:
     return Silent()

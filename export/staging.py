@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gymrec.shared.errors import ExportDiskFullError, ExportTargetExistsError
+from gymrec.shared.fsio import fsync_dir, fsync_file
 
 NO_SPACE = "No space left on device"  # pyarrow and ffmpeg report ENOSPC in the text, not always in errno
 
@@ -30,22 +31,14 @@ def is_disk_full(e: BaseException) -> bool:
     return isinstance(e, OSError) and (e.errno == errno.ENOSPC or NO_SPACE in str(e))
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(path: Path) -> None:
     if path.is_file():
-        _fsync(path)
+        fsync_file(path)
         return
     for folder, _, files in os.walk(path):
         for name in files:
-            _fsync(Path(folder) / name)
-        _fsync(Path(folder))
+            fsync_file(Path(folder) / name)
+        fsync_dir(Path(folder))
 
 
 def _remove(path: Path) -> None:
@@ -80,7 +73,7 @@ def staged(target: Path, force: bool) -> Iterator[Path]:
         yield tmp
         _fsync_tree(tmp)
         _publish(tmp, target, force)
-        _fsync(target.parent)
+        fsync_dir(target.parent)
     except OSError as e:
         if is_disk_full(e):
             raise ExportDiskFullError(f"the disk holding {target.parent} is full",

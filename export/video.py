@@ -111,7 +111,7 @@ def encode(source: EpisodeSource, out: Path, options: VideoOptions, progress: Pr
     info = info_of(source)
     first = game_frame(source.observation(0), info)
     composer = Composer(first.shape[0], first.shape[1], options)
-    bar = progress(source.length + 1, info.episode_id[:8])
+    bar = progress(source.length + 1, info.episode_id[:8], "frame")
     frames = 0
     try:
         with staged(out, options.force) as tmp:

@@ -20,8 +20,8 @@ from gymrec.shared.spool import check_spool
 if TYPE_CHECKING:
     from gymrec.replay.dataset import Files
 
-# replay.dataset imports datasets, pyarrow and pandas (~1.5 s of start-up): only for datasets,
-# so that replaying the spool starts as fast as the recorder.
+# replay.dataset imports datasets, pyarrow and pandas (~1 s of start-up): only for datasets, so
+# that replaying the spool starts as fast as the recorder.
 
 
 @dataclass(frozen=True)
@@ -53,14 +53,15 @@ def _is_dataset_dir(path: Path) -> bool:
 
 
 def _dataset_jobs(files: Files, key: str | None, all_: bool) -> list[Job]:
-    from gymrec.replay.dataset import DatasetSource, resolve_ids
+    from gymrec.replay.dataset import DatasetIndex, DatasetSource, resolve_ids
 
-    ids = resolve_ids(files, key, all_)
+    index = DatasetIndex(files)
+    ids = resolve_ids(index, key, all_)
     if not all_ and key is None and len(ids) != 1:
         raise AmbiguousEpisodeError(
             f"{files.where} holds {len(ids)} episodes", "pass --all, or an episode id or index with --local-dir"
         )
-    return [Job(i, partial(DatasetSource, files, i), explicit=not all_) for i in ids]
+    return [Job(i, partial(DatasetSource, index, i), explicit=not all_) for i in ids]
 
 
 def spool_to_recover(sel: Selection) -> Path | None:

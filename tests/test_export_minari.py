@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -16,14 +17,15 @@ from tests.export_helpers import export_cli, one_line_error, recorded_frames, to
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 ALE, DOOM, RETRO = "ALE/Breakout-v5", "VizdoomBasic-v1", "Airstriker-Genesis-v0"
+FIRST_SEED = MappingProxyType({ALE: 3, DOOM: 4})  # the --seed of each recording session
 
 
 @pytest.fixture(scope="module")
 def spool(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One ALE and one VizDoom episode, recorded by the real CLI (VizDoom from a temporary CWD)."""
+    """Two ALE episodes (the second with a derived seed) and one VizDoom episode, recorded by the real CLI."""
     root = tmp_path_factory.mktemp("export-spool")
     cwd = tmp_path_factory.mktemp("export-cwd")
-    record(ALE, root, cwd, 150, 3, "--player", "alice")
+    record(ALE, root, cwd, 120, 3, "--player", "alice", "--episodes", "2")
     record(DOOM, root, cwd, 120, 4, "--player", "bob")
     return root
 
@@ -49,9 +51,21 @@ def _same(a: Any, b: Any) -> bool:
     return bool(np.array_equal(a, b))
 
 
-def _episode_of(spool: Path, env_id: str) -> Path:
-    (found,) = [p for p in spool.glob("*.zarr") if SpoolSource(p).env_id == env_id]
-    return found
+def _episodes_of(spool: Path, env_id: str) -> dict[str, Path]:
+    """episode id -> path, for every recorded episode of ``env_id``."""
+    return {p.stem: p for p in spool.glob("*.zarr") if SpoolSource(p).env_id == env_id}
+
+
+def _first_of(spool: Path, env_id: str) -> Path:
+    """The session's first episode: the one reset with the --seed given."""
+    return next(p for p in _episodes_of(spool, env_id).values() if SpoolSource(p).attrs.seed == FIRST_SEED[env_id])
+
+
+def _exported_ids(dataset_id: str) -> list[str]:
+    import minari
+
+    dataset = minari.load_dataset(dataset_id)
+    return [m["gymrec_episode_id"] for m in dataset.storage.get_episode_metadata(dataset.episode_indices)]
 
 
 def replay_through_minari(dataset_id: str) -> list[tuple[int, int]]:
@@ -84,18 +98,21 @@ def test_export_reproduces_through_recover_environment(env_id: str, spool: Path,
     dataset_id = "gymrec/" + env_id.split("/")[-1].lower()
     proc = export_cli("minari", str(spool), dataset_id, "--env", env_id, cwd=workdir, env=_env(minari_path))
     assert proc.returncode == 0, proc.stderr
-    assert "1 episode(s)" in proc.stdout and "1 skipped" in proc.stdout
+    ours = _episodes_of(spool, env_id)
+    others = len(list(spool.glob("*.zarr"))) - len(ours)
+    assert f"{len(ours)} episode(s)" in proc.stdout and f"{others} skipped" in proc.stdout
     assert replay_through_minari(dataset_id) == []
 
     import minari
 
     dataset = minari.load_dataset(dataset_id)
-    episode = next(dataset.iterate_episodes())
-    recorded = recorded_frames(_episode_of(spool, env_id))
-    stored = episode.observations if isinstance(episode.observations, dict) else {"frame": episode.observations}
-    for leaf, frames in recorded.items():  # bit-identical to the recording, not only to a replay
-        assert stored[leaf].dtype == frames[0].dtype and len(stored[leaf]) == len(frames)
-        assert all(np.array_equal(s, f) for s, f in zip(stored[leaf], frames, strict=True))
+    assert sorted(_exported_ids(dataset_id)) == sorted(ours)
+    for episode_id, episode in zip(_exported_ids(dataset_id), dataset.iterate_episodes(), strict=True):
+        recorded = recorded_frames(ours[episode_id])
+        stored = episode.observations if isinstance(episode.observations, dict) else {"frame": episode.observations}
+        for leaf, frames in recorded.items():  # bit-identical to the recording, not only to a replay
+            assert stored[leaf].dtype == frames[0].dtype and len(stored[leaf]) == len(frames)
+            assert all(np.array_equal(s, f) for s, f in zip(stored[leaf], frames, strict=True))
     assert dataset.storage.metadata["jpeg_encoding"] is False
 
 
@@ -105,16 +122,18 @@ def test_metadata_seed_algorithm_requirements_and_no_author_by_default(spool: Pa
 
     assert export_cli("minari", str(spool), "gymrec/ale-v0", "--env", ALE, cwd=workdir,
                       env=_env(minari_path)).returncode == 0
-    source = SpoolSource(_episode_of(spool, ALE))
+    source = SpoolSource(_first_of(spool, ALE))
     meta = minari.load_dataset("gymrec/ale-v0").storage.metadata
     assert meta["algorithm_name"] == "random"
     assert "author" not in meta  # the player did not opt in
     versions = source.attrs.versions
     assert meta["requirements"] == [f"gymnasium=={versions['gymnasium']}", f"ale-py=={versions['ale-py']}"]
     assert json.loads(meta["env_spec"])["kwargs"]["render_mode"] == "rgb_array"
-    (episode_meta,) = minari.load_dataset("gymrec/ale-v0").storage.get_episode_metadata([0])
-    assert episode_meta["seed"] == source.attrs.seed == 3
-    assert episode_meta["gymrec_episode_id"] == source.id
+    dataset = minari.load_dataset("gymrec/ale-v0")
+    episode_metas = list(dataset.storage.get_episode_metadata(dataset.episode_indices))
+    recorded_seeds = {i: SpoolSource(p).attrs.seed for i, p in _episodes_of(spool, ALE).items()}
+    assert {m["gymrec_episode_id"]: m["seed"] for m in episode_metas} == recorded_seeds
+    assert recorded_seeds[source.id] == 3 and len(set(recorded_seeds.values())) == 2
 
     assert export_cli("minari", str(spool), "gymrec/ale-credited-v0", "--env", ALE, "--author", cwd=workdir,
                       env=_env(minari_path)).returncode == 0
@@ -185,12 +204,14 @@ def test_a_lossy_store_is_refused(spool: Path, minari_path: Path, workdir: Path)
     from gymrec.shared.errors import LossyExportError
 
     assert export_cli("minari", str(spool), "check-v0", "--env", ALE, cwd=workdir, env=_env(minari_path)).returncode == 0
-    steps = SpoolSource(_episode_of(spool, ALE)).steps()
+    episodes = _episodes_of(spool, ALE)
+    hashes = [SpoolSource(episodes[i]).steps().obs_hashes for i in _exported_ids("check-v0")]
     data = minari_path / "check-v0" / "data"
-    _check_lossless(data, [steps.obs_hashes], load_minari())  # the real hashes pass
-    tampered = {"frame": [*steps.obs_hashes["frame"][:40], steps.obs_hashes["frame"][40] ^ 1, *steps.obs_hashes["frame"][41:]]}
-    with pytest.raises(LossyExportError, match="step 40"):
-        _check_lossless(data, [tampered], load_minari())
+    _check_lossless(data, hashes, load_minari())  # the real hashes pass
+    frame = hashes[1]["frame"]
+    tampered = [hashes[0], {"frame": [*frame[:40], frame[40] ^ 1, *frame[41:]]}]
+    with pytest.raises(LossyExportError, match="episode 1 at step 40"):
+        _check_lossless(data, tampered, load_minari())
 
 
 def test_retro_exports_and_recovers(tmp_path: Path, minari_path: Path, workdir: Path) -> None:
