@@ -2,17 +2,21 @@
 
 ale-py 0.12's ``reset(seed=...)`` reloads the ROM (~100 ms, 45 % of a recording's time); a plain
 ``reset()`` costs ~5 ms. So a session seeds its first episode only and resets the later ones plainly.
-Each episode then stores its start: the emulator state right after its reset and the env's own
+Each episode stores its start: the emulator state right after its reset and the env's own
 ``np_random`` (it draws the stochastic frameskips of v0/v4 ids; nothing else in ``AtariEnv`` reads
-it). Replay restores both after a plain reset, so every episode replays alone, in any env.
+it). Replay and recovery restore both after a plain reset, so every episode replays alone, in any
+env, whatever ran in it before.
 
-Size, measured on Breakout: ``cloneState(include_rng=True)`` serialises to 14.4 KB, 6.6 KB zstd'd,
-about 10 B a frame on a random-play episode; P3 (<= 160 B/frame, 159 measured) cannot pay that.
-- The emulator part of a post-reset state differs from a fresh env's post-reset state in 3 bytes
-  (frame counters): XOR'd against that reference and zstd'd it is 34 B.
-- ALE's RNG only decides sticky actions. With ``repeat_action_probability == 0`` (v0/v4 ids) it is
-  drawn but never changes an outcome, so it is stored only when the env is sticky (v5: ~6.6 KB, the
-  RNG's 624 words as text, with no reference to XOR against: a fresh env's RNG is random).
+Only for envs without sticky actions (``repeat_action_probability == 0``: v0/v4 ids): there ALE's
+RNG is drawn but never changes an outcome, and a post-reset emulator state differs from any other
+post-reset state in 3 bytes (frame counters), so the start is canonical and the recorded seed stays
+exact for every episode (what a Minari export's ``recover_environment`` relies on). ``np_random`` is
+reseeded from the episode's seed exactly as ``AtariEnv.seed_game`` does. Sticky envs (v5) keep
+``reset(seed)`` every episode (``SeededStarter``): their start depends on ALE's RNG, which only a ROM
+reload seeds, and storing it instead (6.6 KB an episode, measured) would leave the seed inexact.
+
+Size, measured on Breakout: ``cloneState`` serialises to 7.7 KB (14.4 KB with the RNG); XOR'd
+against a fresh env's post-reset state and zstd'd it is 34 B, so P3 (<= 160 B/frame) is untouched.
 A hash of the serialised state proves the decoded state before it is restored.
 """
 
@@ -25,6 +29,7 @@ from typing import Any
 
 import ale_py
 import gymnasium as gym
+from gymnasium.utils import seeding
 import numcodecs
 import numpy as np
 import xxhash
@@ -58,6 +63,12 @@ def _np_random_state(env: gym.Env) -> dict[str, Any]:
             "has_uint32": int(state["has_uint32"]), "uinteger": int(state["uinteger"])}
 
 
+def _seed_np_random(env: gym.Env, seed: int) -> None:
+    """What ``AtariEnv.seed_game(seed)`` does to ``np_random``, without its ROM reload."""
+    np_seed = int(np.random.SeedSequence(seed).generate_state(n_words=2)[0])
+    env.unwrapped.np_random = seeding.np_random(np_seed)[0]
+
+
 def _set_np_random(env: gym.Env, saved: Mapping[str, Any]) -> None:
     generator = np.random.Generator(getattr(np.random, str(saved["bit_generator"]))())
     generator.bit_generator.state = {
@@ -67,13 +78,17 @@ def _set_np_random(env: gym.Env, saved: Mapping[str, Any]) -> None:
     env.unwrapped.np_random = generator
 
 
+def is_sticky(env: gym.Env) -> bool:
+    return float(env.unwrapped.ale.getFloat("repeat_action_probability")) > 0.0  # type: ignore[attr-defined]
+
+
 class AleStarter:
     """Seeds the first episode it starts, resets the others plainly; restores a stored start."""
 
     def __init__(self, env: gym.Env) -> None:
         self.env = env
         self.ale = env.unwrapped.ale  # type: ignore[attr-defined]
-        self.sticky = float(self.ale.getFloat("repeat_action_probability")) > 0.0
+        self.sticky = is_sticky(env)  # AleBackend uses SeededStarter then; kept so a state decodes anyway
         self.version = _version()
         self._seeded = False
         # Made once per env, before any episode: the same procedure gives the same bytes in replay.
@@ -82,7 +97,11 @@ class AleStarter:
 
     def start(self, seed: int) -> Started:
         seeded = not self._seeded
-        obs, info = self.env.reset(seed=seed) if seeded else self.env.reset()
+        if seeded:
+            obs, info = self.env.reset(seed=seed)
+        else:
+            obs, info = self.env.reset()
+            _seed_np_random(self.env, seed)
         self._seeded = True
         data = bytes(self.ale.cloneState(include_rng=self.sticky).serialize())
         codec = XOR_ZSTD if not self.sticky and len(data) == len(self.reference) else ZSTD

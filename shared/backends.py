@@ -62,7 +62,8 @@ class EpisodeStarter(Protocol):
 
 
 class SeededStarter:
-    """``reset(seed=...)`` every episode: VizDoom (2 ms) and stable-retro (0.8 ms) reseed cheaply."""
+    """``reset(seed=...)`` every episode: VizDoom (2 ms) and stable-retro (0.8 ms) reseed cheaply;
+    ALE with sticky actions (v5) pays its ROM reload (~100 ms) to keep every seed exact."""
 
     def __init__(self, env: gym.Env) -> None:
         self.env = env
@@ -176,9 +177,10 @@ class AleBackend(Backend):
         return env_id.startswith("ALE/") or env_id in self.ids()
 
     def starter(self, env: gym.Env) -> EpisodeStarter:
-        from gymrec.shared.ale_start import AleStarter  # imports numcodecs: only for ALE envs
+        from gymrec.shared.ale_start import AleStarter, is_sticky  # imports numcodecs: only for ALE envs
 
-        return AleStarter(env)
+        # Sticky actions make the start depend on ALE's RNG, which only reset(seed)'s ROM reload seeds.
+        return SeededStarter(env) if is_sticky(env) else AleStarter(env)
 
     def native_fps(self, env: gym.Env, spec_kwargs: dict[str, Any]) -> tuple[float, float]:
         skip = spec_kwargs.get("frameskip", 1)
