@@ -54,6 +54,12 @@ def uploader_rows() -> list[Row]:
     return uploader_bench.rows()
 
 
+def rewind_rows() -> list[Row]:
+    from bench import rewind_bench
+
+    return rewind_bench.rows()
+
+
 def export_rows() -> list[Row]:
     from bench import export_bench
 
@@ -67,6 +73,7 @@ SUITES: Mapping[str, Callable[[], list[Row]]] = MappingProxyType({
     "P6": recorder_bench.p6_recorder,
     "P4": uploader_rows,
     "E1": export_rows,
+    "R1": rewind_rows,
 })
 # P3 comes with P1 (same recording); P7 and the uploader's P6 come with P4; E2/E3 (video) with E1.
 ALIASES: Mapping[str, str] = MappingProxyType({"P3": "P1", "P7": "P4", "E2": "E1", "E3": "E1"})

@@ -82,11 +82,11 @@ def _guarded(agent: Agent, name: str) -> Agent:
 
 
 def _source(config: PlayConfig, made: Any) -> ActionSource:
-    """Who plays: a person at a window, or an agent (in a window unless --headless).
+    """Who plays: a person at a window, an agent (in a window unless --headless), or both (--takeover).
 
     Imported lazily so headless agent runs never load pygame.
     """
-    from gymrec.recorder.controllers import AgentController, HumanController
+    from gymrec.recorder.controllers import AgentController, HumanController, TakeoverController
 
     agent = None if config.human else _guarded(load_agent(config.agent, made.env.action_space, config.seed), config.agent)
     if config.headless:
@@ -96,19 +96,20 @@ def _source(config: PlayConfig, made: Any) -> ActionSource:
     from gymrec.shared.keymap import build_resolver, load_keymap
 
     resolver = keymap_dict = None
-    help_lines: list[str] = []
-    if agent is None:
+    if config.human or config.takeover:
         keymap = load_keymap(made.backend, config.keymap_path)
         resolver = build_resolver(keymap, made.env)
         keymap_dict = {"source": keymap.source, "bindings": keymap.to_dict(), "resolved": resolver.describe()}
-        help_lines = resolver.help_lines()
     fps = config.fps or made.native_fps
-    window = GameWindow(title=f"gymrec - {made.env_id}", fps=fps, scale=config.scale, help_lines=help_lines)
+    window = GameWindow(title=f"gymrec - {made.env_id}", fps=fps, scale=config.scale,
+                        help_lines=resolver.help_lines() if resolver is not None else [])
     window.open(_frame_shape(made.env.observation_space))
-    if resolver is not None:
+    if resolver is None:
+        assert agent is not None
+        return AgentController(agent, config.agent, window)
+    if agent is None:
         return HumanController(window, resolver, keymap_dict, step_mode=config.step_mode)
-    assert agent is not None
-    return AgentController(agent, config.agent, window)
+    return TakeoverController(window, resolver, keymap_dict, agent, config.agent)
 
 
 def _play(config: PlayConfig) -> None:
@@ -159,14 +160,15 @@ def _frame_shape(space: Any) -> tuple[int, ...]:
 @click.option("--env-kwarg", "env_kwargs", multiple=True, metavar="KEY=VALUE", help="Extra gymnasium.make kwarg.")
 @click.option("--keymap", "keymap_path", type=click.Path(path_type=Path), help="A keymap TOML file.")
 @click.option("--player", default="", help="Player name stored with each episode.")
+@click.option("--takeover", is_flag=True, help="With --agent: the agent plays in the window; T takes control and gives it back.")
 @click.option("--step-mode", is_flag=True, help="The game advances only while you press or hold a key or button.")
 @click.option("--publish-host", is_flag=True, help="Store this machine's hostname with each episode (it identifies it).")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress.")
 @cli_edge(PROG)
 def main(env_id: str | None, list_envs_flag: bool, installed: bool, fps: float | None, scale: int, seed: int | None,
          episodes: int | None, max_steps: int | None, spool: Path | None, agent: str, headless: bool,
-         env_kwargs: tuple[str, ...], keymap_path: Path | None, player: str, step_mode: bool, publish_host: bool,
-         verbose: bool) -> None:
+         env_kwargs: tuple[str, ...], keymap_path: Path | None, player: str, takeover: bool, step_mode: bool,
+         publish_host: bool, verbose: bool) -> None:
     """Play ENV_ID and record every episode into the spool.
 
     \b
@@ -176,6 +178,7 @@ def main(env_id: str | None, list_envs_flag: bool, installed: bool, fps: float |
       P                   pause / resume
       Backspace           discard this episode
       F1                  help: what each key does in this game (pauses)
+      T                   with --takeover: take control from the agent, or give it back
     At the end of an episode: any key for the next one, Backspace to discard it, Esc to quit.
     Game controllers work alongside the keyboard (d-pad, left stick, A/B/X/Y, shoulders, start/select).
     """
@@ -190,6 +193,8 @@ def main(env_id: str | None, list_envs_flag: bool, installed: bool, fps: float |
         raise click.UsageError("give an ENV_ID; gymrec-play --list shows them")
     if headless and agent == HUMAN:
         raise BadAgentError("--headless needs an agent: a human cannot play without a window", "add --agent random")
+    if takeover and (agent == HUMAN or headless):
+        raise click.UsageError("--takeover needs an --agent playing in a window (not --headless) to take over from")
     if step_mode and (agent != HUMAN or headless):
         raise click.UsageError("--step-mode is for human play: the game waits for your key presses")
     if keymap_path is not None and not keymap_path.is_file():
@@ -211,6 +216,7 @@ def main(env_id: str | None, list_envs_flag: bool, installed: bool, fps: float |
         player=player or os.environ.get("USER", ""),
         step_mode=step_mode,
         publish_host=publish_host,
+        takeover=takeover,
     )
     # SIGTERM stops like Esc: the episode is sealed, not left for recovery.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

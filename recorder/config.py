@@ -29,6 +29,7 @@ class PlayConfig:
     player: str = ""
     step_mode: bool = False  # the env advances only when the player acts
     publish_host: bool = False  # store the machine's hostname with each episode
+    takeover: bool = False  # the agent plays in the window; T hands control to the human and back
 
     @property
     def human(self) -> bool:

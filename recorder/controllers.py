@@ -12,6 +12,7 @@ at the CLI edge (``recorder.cli``), so the session can seal the good steps and b
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -47,6 +48,8 @@ class Choice:
     stop: EndReason | None = None  # QUIT or DISCARDED: no action is taken
     shown_ns: int = 0  # time.monotonic_ns() when the frame was on screen (0: no window)
     decided_ns: int = 0  # time.monotonic_ns() when the action was sampled
+    actor: str = ""  # who chose it (schema.ACTORS); "" is the session's own collector
+    rewind: bool = False  # instead of an action: the player wants to rewind (hold R)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,12 @@ class ActionSource(Protocol):
         """Attributes to store with the episode when it is sealed (input log, quality fields)."""
         ...
 
+    def rewind(self, frames: Iterator[tuple[int, np.ndarray]], view: StepView,
+               view_at: Callable[[int], StepView]) -> int | None:
+        """Show ``frames`` going back from ``view`` while the player rewinds; the step to resume from
+        (``view.step``: no rewind), or None if the player quit."""
+        ...
+
     def close(self) -> None:
         """Let go of the window, if there is one."""
         ...
@@ -99,11 +108,11 @@ def _stop_of(tick: TickInput) -> EndReason | None:
     return None
 
 
-def _hud(view: StepView, recording: bool) -> HudState:
+def _hud(view: StepView, recording: bool, actor: str = "") -> HudState:
     from gymrec.recorder.statusbar import HudState
 
     return HudState(fps_target=view.fps_target, step=view.step, episode_return=view.episode_return,
-                    episode=view.episode, recording=recording, env_id=view.env_id)
+                    episode=view.episode, recording=recording, env_id=view.env_id, actor=actor)
 
 
 class HumanController:
@@ -112,8 +121,6 @@ class HumanController:
     ``step_mode``: the env advances only when the player presses or holds a game key or button
     (any unbound key steps with no action), for careful frame-by-frame demonstrations.
     """
-
-    collector = "human"
 
     def __init__(self, window: GameWindow, resolver: ActionResolver, keymap: dict[str, Any] | None,
                  step_mode: bool = False) -> None:
@@ -124,6 +131,10 @@ class HumanController:
         self._notice = ""
         self._quality = QualityTracker(fps=1.0)
         self._origin_ns = 0
+
+    @property
+    def collector(self) -> str:
+        return "human"
 
     @property
     def keymap(self) -> dict[str, Any] | None:
@@ -146,8 +157,15 @@ class HumanController:
             if stop == EndReason.DISCARDED:
                 self._notice = f"episode {view.episode} discarded"
             return Choice(stop=stop, shown_ns=tick.shown_ns, decided_ns=time.monotonic_ns())
+        if tick.rewind:
+            return Choice(rewind=True, shown_ns=tick.shown_ns)
         self._quality.step(bool(tick.keys), tick.paused_for)
         return Choice(self.resolver(tick.keys), shown_ns=tick.shown_ns, decided_ns=time.monotonic_ns())
+
+    def rewind(self, frames: Iterator[tuple[int, np.ndarray]], view: StepView,
+               view_at: Callable[[int], StepView]) -> int | None:
+        return self.window.rewind_view(frames, view.step, view.frame,
+                                       lambda step: _hud(view_at(step), recording=False))
 
     def finish(self, view: StepView, end: EndReason) -> EndChoice:
         minutes, seconds = divmod(view.step / view.fps_target, 60)
@@ -164,6 +182,49 @@ class HumanController:
         clock = self.window.clock
         return {**self._quality.fields(clock.late_ticks, clock.worst_late),
                 "input_log": log.to_attrs(self._origin_ns)}
+
+
+class TakeoverController(HumanController):
+    """``--takeover``: the agent plays in the window; T hands control to the player and back.
+
+    Every step records who chose it (``Choice.actor``), so HG-DAgger-style correction data (where
+    the human intervened, and what they did) comes straight out of the episode.
+    """
+
+    def __init__(self, window: GameWindow, resolver: ActionResolver, keymap: dict[str, Any] | None,
+                 agent: Agent, name: str) -> None:
+        super().__init__(window, resolver, keymap)
+        self.agent = agent
+        self.name = name
+        self.human_in_control = False
+
+    @property
+    def collector(self) -> str:
+        return self.name
+
+    def begin(self, view: StepView) -> bool:
+        self.human_in_control = False  # every episode starts with the agent in control
+        return super().begin(view)
+
+    def act(self, obs: Any, view: StepView) -> Choice:
+        actor = "human" if self.human_in_control else "agent"
+        tick = self.window.next_tick(view.frame, _hud(view, recording=True, actor=actor))
+        stop = _stop_of(tick)
+        if stop is not None:
+            if stop == EndReason.DISCARDED:
+                self._notice = f"episode {view.episode} discarded"
+            return Choice(stop=stop, shown_ns=tick.shown_ns, decided_ns=time.monotonic_ns())
+        if tick.rewind:
+            return Choice(rewind=True, shown_ns=tick.shown_ns)
+        if tick.toggle:
+            self.human_in_control = not self.human_in_control
+            actor = "human" if self.human_in_control else "agent"
+        self._quality.step(bool(tick.keys), tick.paused_for)
+        action = self.resolver(tick.keys) if self.human_in_control else self.agent(obs)
+        return Choice(action, shown_ns=tick.shown_ns, decided_ns=time.monotonic_ns(), actor=actor)
+
+    def sealing_attrs(self) -> dict[str, Any]:
+        return {**super().sealing_attrs(), "takeover": True}
 
 
 class AgentController:
@@ -202,3 +263,7 @@ class AgentController:
 
     def sealing_attrs(self) -> dict[str, Any]:
         return {}
+
+    def rewind(self, frames: Iterator[tuple[int, np.ndarray]], view: StepView,
+               view_at: Callable[[int], StepView]) -> int | None:
+        return view.step  # an agent never asks to rewind

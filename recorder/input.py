@@ -33,10 +33,12 @@ class Commands:
     pause: bool = False  # toggle
     discard: bool = False
     help: bool = False  # toggle
+    takeover: bool = False  # toggle: who is in control, the agent or the player (--takeover)
+    rewind: bool = False  # R went down: rewind while it is held (``InputState.rewinding``)
 
     @property
     def any(self) -> bool:
-        return self.quit or self.pause or self.discard or self.help
+        return self.quit or self.pause or self.discard or self.help or self.takeover or self.rewind
 
 
 NO_COMMANDS = Commands()
@@ -55,6 +57,9 @@ class InputState:
     pause: bool = False
     discard: bool = False
     help: bool = False
+    takeover: bool = False
+    rewind: bool = False
+    rewinding: bool = False  # R is held
 
 
 def key_name(event: pygame.event.Event) -> str:
@@ -70,6 +75,10 @@ def _command(state: InputState, command: str) -> InputState:
         return dataclasses.replace(state, pause=not state.pause)
     if command == "discard":
         return dataclasses.replace(state, discard=True)
+    if command == "rewind":
+        return dataclasses.replace(state, rewind=True, rewinding=True)
+    if command == "takeover":
+        return dataclasses.replace(state, takeover=not state.takeover)
     return dataclasses.replace(state, help=not state.help)
 
 
@@ -81,7 +90,7 @@ def process_event(state: InputState, event: pygame.event.Event) -> InputState:
     if kind == pygame.WINDOWFOCUSLOST:
         # KEYUPs for keys released while another window has focus never arrive; forget them all
         # rather than run into a wall forever. Latches stay: those presses really happened.
-        return dataclasses.replace(state, held=frozenset())
+        return dataclasses.replace(state, held=frozenset(), rewinding=False)
     if kind in _PAD_EVENTS:
         return _pad_event(state, event)
     if kind not in (pygame.KEYDOWN, pygame.KEYUP):
@@ -91,7 +100,9 @@ def process_event(state: InputState, event: pygame.event.Event) -> InputState:
         return state
     command = RESERVED_KEYS.get(name)
     if command is not None:
-        return _command(state, command) if kind == pygame.KEYDOWN else state
+        if kind == pygame.KEYDOWN:
+            return _command(state, command)
+        return dataclasses.replace(state, rewinding=False) if command == "rewind" and state.rewinding else state
     if kind == pygame.KEYDOWN:
         return dataclasses.replace(state, held=state.held | {name}, latched=state.latched | {name})
     if name not in state.held:
@@ -136,7 +147,9 @@ def take_step_keys(state: InputState) -> tuple[frozenset[str], InputState]:
 
 def take_commands(state: InputState) -> tuple[Commands, InputState]:
     """The pending commands and the state with them cleared."""
-    commands = Commands(quit=state.quit, pause=state.pause, discard=state.discard, help=state.help)
+    commands = Commands(quit=state.quit, pause=state.pause, discard=state.discard, help=state.help,
+                        takeover=state.takeover, rewind=state.rewind)
     if not commands.any:
         return NO_COMMANDS, state
-    return commands, dataclasses.replace(state, quit=False, pause=False, discard=False, help=False)
+    return commands, dataclasses.replace(state, quit=False, pause=False, discard=False, help=False, takeover=False,
+                                         rewind=False)

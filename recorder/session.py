@@ -6,11 +6,14 @@ action, check it against the action space, journal it, step the env, hand the ou
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -19,6 +22,7 @@ import psutil
 from gymrec.recorder.agents import load_agent
 from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.controllers import ActionSource, AgentController, StepView
+from gymrec.recorder.rewind import Rewinder
 from gymrec.recorder.sinks import Sink
 from gymrec.recorder.writer import EpisodeWriter
 from gymrec.shared import schema
@@ -29,8 +33,18 @@ from gymrec.shared.schema import EndReason
 from gymrec.shared.spaces import action_problem, describe_space, encode_action, image_key, split_observation
 
 log = logging.getLogger(__name__)
+ACTOR_CODES = MappingProxyType({name: code for code, name in enumerate(schema.ACTORS)})
 SEED_SPACE = 2**31 - 1
 MAX_SEALING = 2
+
+
+@dataclass(frozen=True)
+class Branch:
+    """Where the next episode branches off: the parent, its seed, and the actions it keeps."""
+
+    parent: str
+    seed: int
+    actions: tuple[Any, ...]
 
 
 @dataclass
@@ -87,6 +101,12 @@ class Session:
         self._seeds = np.random.default_rng(config.seed)
         self._spaces = (describe_space(made.env.action_space), describe_space(made.env.observation_space))
         self._guarded = False
+        self._actor = "human" if config.human else "agent"
+        # Rewind is for people: snapshots cost memory (~47 MB an hour) no agent run needs.
+        img_key = image_key(self._spaces[1])
+        self._rewinder = (Rewinder(made.env, lambda obs: split_observation(obs)[img_key])
+                          if config.human else None)
+        self._branch: Branch | None = None
 
     def _next_seed(self, first: bool) -> int:
         if first and self.config.seed is not None:
@@ -105,9 +125,10 @@ class Session:
         started = 0
         try:
             while self.config.episodes is None or episode < self.config.episodes:
-                seed = self._next_seed(first=started == 0)
+                branch, self._branch = self._branch, None
+                seed = branch.seed if branch is not None else self._next_seed(first=started == 0)
                 started += 1
-                end, writer, stop = self._episode(seed, episode, sink)
+                end, writer, stop = self._episode(seed, episode, sink, branch)
                 sealing.append(writer)
                 result.steps += writer.steps
                 # Sealing runs on each episode's writer thread while the next episode plays; bound it.
@@ -115,7 +136,7 @@ class Session:
                     result.sealed.append(sealing.pop(0).wait())
                 if stop:
                     break
-                if end != EndReason.DISCARDED:
+                if end not in (EndReason.DISCARDED, EndReason.BRANCHED):  # a branch goes on with the episode
                     episode += 1
         finally:
             for writer in sealing:
@@ -126,11 +147,14 @@ class Session:
         return StepView(split_observation(obs)[img_key], writer.steps, writer.episode_return, number + 1,
                         self.made.env_id, self.fps)
 
-    def _episode(self, seed: int, number: int, sink: Sink) -> tuple[EndReason, EpisodeWriter, bool]:
-        """Play one episode; (how it ended, its writer, whether the session stops after it)."""
+    def _episode(self, seed: int, number: int, sink: Sink,
+                 branch: Branch | None = None) -> tuple[EndReason, EpisodeWriter, bool]:
+        """Play one episode (a ``branch`` of the last one, after a rewind); (how it ended, its writer,
+        whether the session stops after it)."""
         env = self.made.env
+        lineage = {} if branch is None else {"parent_episode_id": branch.parent, "branch_step": len(branch.actions)}
         attrs = EpisodeAttrs.from_dict(episode_attrs(self.config, self.made, seed, self.fps, self.source.keymap,
-                                                     self._spaces), "the new episode", sealed=False)
+                                                     self._spaces) | lineage, "the new episode", sealed=False)
         obs, info = env.reset(seed=seed)
         if not self._guarded:  # engines (VizDoom) exist once the env is first reset
             sink.guard(_children_except(sink))
@@ -143,7 +167,11 @@ class Session:
         # (journal + committed chunks) to crash recovery.
         with writer:
             try:
-                if not self.source.begin(self._view(obs, writer, number, attrs.image_key)):
+                if self._rewinder is not None:
+                    self._rewinder.begin(seed, obs)
+                if branch is not None:  # the parent's steps up to the branch point, re-simulated
+                    obs, info = self._copy_prefix(branch.actions, obs, info, writer, attrs)
+                if branch is None and not self.source.begin(self._view(obs, writer, number, attrs.image_key)):
                     end: EndReason = EndReason.QUIT
                 else:
                     end, extra, obs = self._steps(obs, info, writer, number, attrs)
@@ -178,11 +206,27 @@ class Session:
             choice = self.source.act(obs, view)
             if choice.stop is not None:
                 return choice.stop, {}, obs
+            if choice.rewind and self._rewinder is not None:
+                rewinder = self._rewinder
+                target = self.source.rewind(rewinder.frames_back(writer.steps), view,
+                                            functools.partial(_at_step, view))
+                if target is None:
+                    return EndReason.QUIT, {}, obs
+                if target < writer.steps:
+                    self._branch = Branch(attrs.episode_id, attrs.seed, tuple(rewinder.actions[:target]))
+                    return EndReason.BRANCHED, {"branched_at": target}, obs
+                obs, info = rewinder.restore_to(target)  # released where it started: play on
+                continue
+            if choice.rewind:
+                continue
             action = choice.action
             self._check(action, writer.steps)
-            writer.record(leaves, encode_action(action_desc, action), info, (choice.shown_ns, choice.decided_ns))
+            actor = ACTOR_CODES[choice.actor or self._actor]
+            writer.record(leaves, encode_action(action_desc, action), info, (choice.shown_ns, choice.decided_ns), actor)
             obs, reward, terminated, truncated, info = env.step(action)
             writer.outcome(float(reward), bool(terminated), bool(truncated), info)
+            if self._rewinder is not None:
+                self._rewinder.stepped(action, obs)
             if terminated:
                 return EndReason.TERMINATED, {}, obs
             if truncated:
@@ -196,6 +240,19 @@ class Session:
             end, extra = EndReason.DISCARDED, {**extra, "discarded_because": "no steps were played"}
         return writer.seal(split_observation(obs), end, extra, wait=wait)
 
+    def _copy_prefix(self, actions: tuple[Any, ...], obs: Any, info: dict[str, Any], writer: EpisodeWriter,
+                     attrs: EpisodeAttrs) -> tuple[Any, dict[str, Any]]:
+        """Re-simulate a branch's inherited actions from reset(seed), recorded as ``copied``: the branch
+        then replays bit-exactly on its own, like any episode."""
+        copied = ACTOR_CODES["copied"]
+        for action in actions:
+            writer.record(split_observation(obs), encode_action(attrs.action_space, action), info, (0, 0), copied)
+            obs, reward, terminated, truncated, info = self.made.env.step(action)
+            writer.outcome(float(reward), bool(terminated), bool(truncated), info)
+            if self._rewinder is not None:
+                self._rewinder.stepped(action, obs)
+        return obs, info
+
     def _check(self, action: Any, step: int) -> None:
         """Refuse an action outside the action space before the journal (and so recovery) sees it."""
         space = self.made.env.action_space
@@ -207,6 +264,10 @@ class Session:
                 f"{who} chose {_short(action)} at step {step}, which does not fit the action space {space}{detail}",
                 f"return an action from env.action_space; the {step} steps before it are sealed",
             )
+
+
+def _at_step(view: StepView, step: int) -> StepView:
+    return dataclasses.replace(view, step=step)
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -51,6 +51,7 @@ REC = Mark("REC", RED, dot=True)
 PAUSED = Mark("PAUSED", AMBER)
 READY = Mark("READY", GREY)
 ENDED = Mark("ENDED", GREY)
+REWIND = Mark("<< REWIND", AMBER)
 SHOWING = Mark("", GREY)  # an agent in a window that records nothing of note: no mark
 
 
@@ -81,7 +82,7 @@ class StatusBar:
     def text_surface(self, hud: HudState, fps: float, now: float) -> pygame.Surface:
         key = (hud.env_id, hud.episode, hud.recording, hud.fps_target, hud.actor)
         if self._text is None or key != self._key or now - self._at >= REFRESH_S:
-            actor = f"  {hud.actor} in control" if hud.actor else ""
+            actor = f"  {hud.actor.upper()}" if hud.actor else ""  # who is in control (--takeover)
             text = (f"{hud.env_id}  ep {hud.episode}  step {hud.step}  return {hud.episode_return:g}  "
                     f"{fps:.0f}/{hud.fps_target:g} fps{actor}")
             self._text = self.font.render(text, True, WHITE)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -39,6 +40,7 @@ from gymrec.recorder.statusbar import (
     PAUSED,
     READY,
     REC,
+    REWIND,
     HudState,
     Mark,
     StatusBar,
@@ -52,7 +54,9 @@ __all__ = ["BAR_HEIGHT", "EndChoice", "GameWindow", "HudState", "TickInput"]
 
 log = logging.getLogger(__name__)
 
-CONTROL_LINES = ("Esc: quit    P: pause    Backspace: discard episode    F1: help (pauses)",)
+CONTROL_LINES = ("Esc: quit    P: pause    Backspace: discard episode    F1: help (pauses)",
+                 "hold R: rewind; play on from there (the rest becomes a branch episode)",
+                 "T (with --takeover): take control from the agent, or give it back")
 START_LINE = "press any key or button to start"
 
 
@@ -63,6 +67,8 @@ class TickInput:
     discard: bool
     paused_for: float  # seconds this call spent paused (pause or help)
     shown_ns: int = 0  # time.monotonic_ns() when this frame was first on screen
+    toggle: bool = False  # T was pressed (an odd number of times): hand control to the other side
+    rewind: bool = False  # R went down: the caller runs ``rewind_view`` instead of a step
 
 
 class GameWindow:
@@ -182,11 +188,12 @@ class GameWindow:
         """
         if self._screen is None:
             raise RuntimeError("GameWindow.next_tick() before open()")
-        discard, paused_for, shown = False, 0.0, 0
+        discard, paused_for, shown, toggle = False, 0.0, 0, False
         while True:
             self.clock.wait()
             while (commands := self._poll()).any:
                 discard = discard or commands.discard
+                toggle = toggle != commands.takeover
                 if (commands.pause or commands.help) and not commands.quit:
                     waited, quit_, discarded = self._pause(frame, hud, with_help=commands.help)
                     paused_for += waited
@@ -195,12 +202,14 @@ class GameWindow:
                         return TickInput(self._take_keys(), True, discard, paused_for, shown or self.shown_ns)
                 if commands.quit:
                     return TickInput(self._take_keys(), True, discard, paused_for, shown or self.shown_ns)
+                if commands.rewind and not discard:
+                    return TickInput(self._take_keys(), False, False, paused_for, shown or self.shown_ns, rewind=True)
             if discard:
                 return TickInput(self._take_keys(), False, True, paused_for, shown or self.shown_ns)
             self._render(frame, hud, REC if hud.recording else READY)
             shown = shown or self.shown_ns
-            if not wait_for_input or self._state.held or self._state.latched:
-                return TickInput(self._take_keys(), False, False, paused_for, shown)
+            if not wait_for_input or self._state.held or self._state.latched or toggle:
+                return TickInput(self._take_keys(), False, False, paused_for, shown, toggle)
 
     def _take_keys(self) -> frozenset[str]:
         keys, self._state = take_step_keys(self._state)
@@ -223,11 +232,33 @@ class GameWindow:
                         return self.clock.now() - started, commands.quit, commands.discard
                     if commands.pause or (commands.help and self.help_visible):
                         return self.clock.now() - started, False, False
-                    self.help_visible = True
+                    self.help_visible = self.help_visible or commands.help
                 # Presses during the pause must not act on the first step after it.
                 self._drop_latches()
         finally:
             self.paused = self.help_visible = False
+
+    def rewind_view(self, frames: Iterator[tuple[int, np.ndarray]], current: int, frame: np.ndarray,
+                    hud_of: Callable[[int], HudState]) -> int | None:
+        """While R is held, show ``frames`` (step, frame), one per tick: the game running backwards.
+
+        Returns the step on screen when R is released (``current`` if none was shown), None if the
+        player quit meanwhile.
+        """
+        step, shown = current, frame
+        while True:
+            if self._state.rewinding:
+                found = next(frames, None)
+                if found is not None:
+                    step, shown = found
+            self._render(shown, hud_of(step), REWIND)
+            self.clock.wait()
+            while (commands := self._poll()).any:
+                if commands.quit:
+                    return None
+            if not self._state.rewinding:
+                self._drop_latches()
+                return step
 
     def wait_for_start(self, frame: np.ndarray, hud: HudState, notice: str = "") -> bool:
         """Show ``frame`` dimmed with "press any key or button to start"; False if the player quit.

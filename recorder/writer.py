@@ -123,8 +123,11 @@ class EpisodeWriter:
         return self._slot.arrays
 
     def record(self, obs: dict[str, np.ndarray], action: dict[str, np.ndarray], info: dict[str, Any] | None = None,
-               times: tuple[int, int] = (0, 0)) -> None:
-        """Journal the action chosen on ``obs``; call right before ``env.step``. ``times``: (shown, decided) ns."""
+               times: tuple[int, int] = (0, 0), actor: int = 0) -> None:
+        """Journal the action chosen on ``obs``; call right before ``env.step``.
+
+        ``times``: (shown, decided) monotonic ns; ``actor``: an index into ``schema.ACTORS``.
+        """
         timestamp = time.time()
         if self._journal is not None:
             try:
@@ -139,6 +142,7 @@ class EpisodeWriter:
             rows[schema.ACTION_GROUP + "/" + name][row] = value
         rows[schema.TIMESTAMP][row] = timestamp
         rows[schema.SHOWN_NS][row], rows[schema.DECIDED_NS][row] = times
+        rows[schema.ACTOR][row] = actor
 
     def restore_timestamp(self, timestamp: float) -> None:
         """Recovery replays journaled steps: keep their original wall-clock times."""

@@ -81,6 +81,12 @@ class EpisodeAttrs:
     late_frames: int | None = None
     worst_late_ms: float | None = None
     input_log: JsonDict | None = None
+    # Rewind: a parent is sealed as branched at ``branched_at``; its branch replays the parent's first
+    # ``branch_step`` actions (actor ``copied``) and plays on from there.
+    branched_at: int | None = None
+    parent_episode_id: str | None = None
+    branch_step: int | None = None
+    takeover: bool | None = None  # --takeover: the agent played until the human took control (see ``actor``)
     # Keys this gymrec does not know (a newer writer's, or a dataset's meta fields): kept verbatim.
     extra: JsonDict = field(default_factory=dict)
 

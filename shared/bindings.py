@@ -19,7 +19,7 @@ PAD_NAMES = frozenset({
 })
 # gymrec's own controls; recorder.input treats them as commands, so no keymap may bind them.
 RESERVED_KEYS: Mapping[str, str] = MappingProxyType(
-    {"escape": "quit", "p": "pause", "backspace": "discard", "f1": "help"}
+    {"escape": "quit", "p": "pause", "backspace": "discard", "f1": "help", "t": "takeover", "r": "rewind"}
 )
 ATARI_ACTIONS = (
     "NOOP", "FIRE", "UP", "RIGHT", "LEFT", "DOWN", "UPRIGHT", "UPLEFT", "DOWNRIGHT", "DOWNLEFT",

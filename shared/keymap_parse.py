@@ -83,7 +83,7 @@ def parse_key(raw: object, section: str, source: str) -> Chord:
     if key in RESERVED_KEYS:
         raise KeymapError(
             f"keymap {source}: key {raw!r} in [{section}] is reserved for gymrec's {RESERVED_KEYS[key]} command",
-            "bind another key; Esc, P, Backspace and F1 are gymrec's",
+            "bind another key; Esc, P, Backspace, F1, T and R are gymrec's",
         )
     return Chord(key, modifiers)
 

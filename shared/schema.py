@@ -16,6 +16,7 @@ Inside, an episode is a Zarr v3 group::
     timestamp                  (T,) float64, wall-clock seconds when action t was applied
     shown_ns, decided_ns       (T,) int64, time.monotonic_ns() when frame t was on screen and when
                                action t was sampled (0: no window); optional, absent in older episodes
+    actor                      (T,) uint8, who chose action t: an index into ``ACTORS``; optional
     info/<key>                 (T,)        numeric scalar info values, where the env gives them
     journal.bin                every step's action, stored before the step runs (removed once sealed)
     committed.json             {"steps": n, "crc32c"}: rows [0, n) are durable (recovery still checks the chunks)
@@ -74,6 +75,7 @@ class EndReason(enum.StrEnum):
     QUIT = "quit"
     DISCARDED = "discarded"
     RECOVERED = "recovered"
+    BRANCHED = "branched"  # the player rewound and played on: the rest is a branch episode
 
 
 STEP_SCALARS: Mapping[str, np.dtype] = MappingProxyType({
@@ -86,10 +88,14 @@ STEP_SCALARS: Mapping[str, np.dtype] = MappingProxyType({
 
 SHOWN_NS = "shown_ns"
 DECIDED_NS = "decided_ns"
-# Optional per-step arrays (readers must not require them): the player's timing, see recorder.input_log.
+ACTOR = "actor"
+ACTORS = ("human", "agent", "copied")  # the values of ``actor``: copied is a branch's inherited prefix
+# Optional per-step arrays (readers must not require them): the player's timing (see
+# recorder.input_log) and who chose each action (human, or the agent with --takeover).
 STEP_TIMES: Mapping[str, np.dtype] = MappingProxyType({
     SHOWN_NS: np.dtype(np.int64),
     DECIDED_NS: np.dtype(np.int64),
+    ACTOR: np.dtype(np.uint8),
 })
 
 

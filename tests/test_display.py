@@ -66,3 +66,9 @@ def test_play_help_lists_the_in_game_keys(workdir: Path) -> None:
     assert proc.returncode == 0
     for needle in ("press", "Esc", "Backspace", "F1", "pause", "Game controllers", "--step-mode", "--publish-host"):
         assert needle in proc.stdout, needle
+
+
+@pytest.mark.parametrize("args", [["--takeover"], ["--takeover", "--agent", "random", "--headless"]])
+def test_takeover_needs_an_agent_in_a_window(args: list[str], spool: Path, workdir: Path) -> None:
+    proc = run_cli("gymrec-play", "ALE/Pong-v5", *args, "--spool", str(spool), cwd=workdir)
+    assert_one_line_error(proc, "--takeover")

@@ -167,3 +167,39 @@ def test_step_mode_advances_only_when_the_player_acts(spool: Path) -> None:
     assert [BREAKOUT[a] for a in episode.actions()] == ["RIGHT", "NOOP"]  # an unbound key steps with no action
     shown, decided = times(episode)
     assert (decided > shown).all()  # each frame stayed up until the press
+
+
+def test_takeover_hands_control_back_and_forth_and_records_who_chose(spool: Path) -> None:
+    from gymrec.recorder.controllers import TakeoverController
+    from gymrec.shared.schema import ACTORS
+
+    made = make_env("BreakoutNoFrameskip-v4", {})
+    config = PlayConfig(env_id="BreakoutNoFrameskip-v4", spool=spool, seed=4, fps=1000.0, player="tester",
+                        agent="tests:always_fire", takeover=True)
+    keymap = load_keymap(made.backend)
+    resolver = build_resolver(keymap, made.env)
+    script: Script = {
+        0: tap(pygame.K_n),  # the gate; then the agent plays
+        3: tap(pygame.K_t),  # T: the player takes control (no key held: NOOP)
+        4: [(DOWN, pygame.K_RIGHT)],
+        5: [(UP, pygame.K_RIGHT), (DOWN, pygame.K_t), (UP, pygame.K_t)],  # and gives it back
+        7: [(DOWN, pygame.K_ESCAPE)],
+    }
+    window = GameWindow(title="test", fps=1000.0, scale=1, help_lines=[], clock=ScriptedClock(script))
+    window.open((210, 160, 3))
+    pygame.event.clear()
+    source = TakeoverController(window, resolver, {"source": keymap.source}, lambda _obs: 1, "tests:always_fire")
+    try:
+        (episode,) = [Episode(p) for p in Session(config, made, source).run().sealed]
+    finally:
+        source.close()
+        made.env.close()
+    assert [BREAKOUT[a] for a in episode.actions()] == ["FIRE", "FIRE", "NOOP", "RIGHT", "FIRE", "FIRE"]
+    actors = zarr.open_group(str(episode.path), mode="r")["actor"][:]
+    assert [ACTORS[a] for a in actors] == ["agent", "agent", "human", "human", "agent", "agent"]
+    assert episode.attrs.takeover is True and episode.attrs.collector == "tests:always_fire"
+
+
+def test_plain_human_play_records_every_step_as_human(spool: Path) -> None:
+    (episode,) = play("BreakoutNoFrameskip-v4", {0: tap(pygame.K_n), 3: [(DOWN, pygame.K_ESCAPE)]}, spool)
+    assert zarr.open_group(str(episode.path), mode="r")["actor"][:].tolist() == [0, 0]
