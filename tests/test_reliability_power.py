@@ -104,8 +104,12 @@ class Campaign:
 
         Few episodes a cut: recovery, replay and the uploader's restart then take seconds, not minutes."""
         if moment == "recording":  # mid-game, once the writer has synced a prefix, or before it has
-            target = 0 if (index // len(MOMENTS)) % 2 == 0 else self.rng.randint(1, 1500)
-            return 2, lambda: any(committed_steps(p) >= target for p in spool.glob("*" + schema.PARTIAL_SUFFIX)), 1.0
+            # A random Pong game lasts >= ~2,500 steps: a target and jitter this small cut inside it.
+            target = 0 if (index // len(MOMENTS)) % 2 == 0 else self.rng.randint(1, 1000)
+
+            def synced() -> bool:
+                return any(committed_steps(p) >= target for p in spool.glob("*" + schema.PARTIAL_SUFFIX))
+            return 2, synced, 1.0 if target == 0 else 0.5
         if moment == "sealing":
             count = self.rng.randint(1, 3)
             return count + 2, lambda: _sealed_anywhere(spool) >= count, 0.02
