@@ -136,7 +136,7 @@ def _config_section(name: str, c: dict[str, Any], target: Target) -> list[str]:
         "| `timestamp` | float64 | wall-clock seconds (Unix) when action t was applied |",
         "| `shown_ns` | int64 or null | monotonic ns when observation t was on screen (null: no window, or not recorded) |",
         "| `decided_ns` | int64 or null | monotonic ns when action t was sampled from the player's input (null: as above) |",
-        f"| `actor` | ClassLabel {list(ACTORS)} or null | who chose action t (see "Timing and lineage"; null: not recorded) |{extra}{info}",
+        f"| `actor` | ClassLabel {list(ACTORS)} or null | who chose action t (see 'Timing and lineage'; null: not recorded) |{extra}{info}",
         "",
         *_quality(c),
         "Action encoding:",
