@@ -8,11 +8,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -20,32 +18,9 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
-from bench import recorder_bench  # noqa: E402
+from bench import cli_bench, recorder_bench  # noqa: E402
 
 Row = dict[str, Any]
-
-
-def _breakout_episode(spool: Path, steps: int = 2_000) -> Path:
-    from gymrec.recorder.config import PlayConfig
-    from gymrec.recorder.session import Session
-    from gymrec.shared.backends import make_env
-
-    made = make_env("BreakoutNoFrameskip-v4", {})
-    config = PlayConfig(env_id="BreakoutNoFrameskip-v4", spool=spool, seed=5, agent="random", headless=True,
-                        episodes=1, max_steps=steps)
-    (path,) = Session(config, made).run().sealed
-    made.env.close()
-    return path
-
-
-def p5() -> list[Row]:
-    from gymrec.replay.bench import bench_p5
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = bench_p5(_breakout_episode(Path(tmp)))
-    return [{"id": "P5", "what": "replay-verify / raw env.step (Breakout NoFrameskip, spool)", "value": out["ratio"],
-             "fmt": "{:.3f}", "target": ">= 0.9", "ok": out["ratio"] >= 0.9,
-             "note": f"{out['verify_steps_per_s']:,.0f} vs {out['raw_steps_per_s']:,.0f} steps/s, {int(out['steps'])} steps"}]
 
 
 def uploader_rows() -> list[Row]:
@@ -67,16 +42,17 @@ def export_rows() -> list[Row]:
 
 
 SUITES: Mapping[str, Callable[[], list[Row]]] = MappingProxyType({
-    "P1": recorder_bench.p1_p3,
+    "P1": cli_bench.p1_p5,
+    "P3": recorder_bench.p3,
     "P2": recorder_bench.p2,
-    "P5": p5,
+    "P11": cli_bench.p11,
     "P6": recorder_bench.p6_recorder,
     "P4": uploader_rows,
     "E1": export_rows,
     "R1": rewind_rows,
 })
-# P3 comes with P1 (same recording); P7 and the uploader's P6 come with P4; E2/E3 (video) with E1.
-ALIASES: Mapping[str, str] = MappingProxyType({"P3": "P1", "P7": "P4", "E2": "E1", "E3": "E1"})
+# P5 comes with P1 (it replays P1's recording); P7 and the uploader's P6 come with P4; E2/E3 (video) with E1.
+ALIASES: Mapping[str, str] = MappingProxyType({"P5": "P1", "P7": "P4", "E2": "E1", "E3": "E1"})
 
 
 def main(argv: list[str]) -> int:
@@ -88,8 +64,7 @@ def main(argv: list[str]) -> int:
         print(f"running {key} ...", file=sys.stderr, flush=True)
         rows += SUITES[key]()
         print(f"  {key} took {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    order = {"P1": 1, "P2": 2, "P3": 3, "P4": 4, "P5": 5, "P6": 6, "P7": 7}
-    rows.sort(key=lambda r: order.get(r["id"][:2], 9))
+    rows.sort(key=lambda r: (r["id"][0], int(r["id"][1:])))
     print(f"{'id':<4} {'measure':<58} {'value':>10} {'target':>8}  ok    note")
     for r in rows:
         value = r["fmt"].format(r["value"]) if isinstance(r["value"], int | float) else str(r["value"])

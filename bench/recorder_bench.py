@@ -1,9 +1,8 @@
-"""Recorder measurements: P1 (recording vs raw speed), P2 (60 Hz pacing), P3 (bytes/frame), P6 (RSS)."""
+"""Recorder measurements in-process: P2 (60 Hz pacing), P3 (bytes/frame), P6 (RSS). P1 is in cli_bench."""
 
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,45 +18,19 @@ from gymrec.shared.episode import Episode
 BREAKOUT = "BreakoutNoFrameskip-v4"
 
 
-def _raw_steps_per_s(env_id: str, episodes: list[Episode]) -> float:
-    made = make_env(env_id, {})
-    env = made.env
-    plans = [(e.attrs.seed, e.actions()) for e in episodes]
-    steps = 0
-    start = time.perf_counter()
-    for seed, actions in plans:
-        env.reset(seed=seed)
-        for action in actions:
-            env.step(action)
-        steps += len(actions)
-    elapsed = time.perf_counter() - start
-    env.close()
-    return steps / elapsed
-
-
-def p1_p3(episodes: int = 80) -> list[dict[str, Any]]:
-    """Headless random agent on Breakout through the real Session vs raw env.step, same actions."""
+def p3(episodes: int = 80) -> list[dict[str, Any]]:
+    """Spool bytes per frame of a headless random agent on Breakout through the real Session."""
     with tempfile.TemporaryDirectory() as tmp:
         spool = Path(tmp)
         made = make_env(BREAKOUT, {})
         config = PlayConfig(env_id=BREAKOUT, spool=spool, seed=1, agent="random", headless=True, episodes=episodes)
-        start = time.perf_counter()
-        result = Session(config, made).run()
-        elapsed = time.perf_counter() - start
-        recorded, sealed = result.steps, result.sealed
+        sealed = Session(config, made).run().sealed
         made.env.close()
-        episodes = [Episode(p) for p in sealed]
-        rec_rate = recorded / elapsed
-        raw_rate = _raw_steps_per_s(BREAKOUT, episodes)
+        frames = sum(Episode(p).length + 1 for p in sealed)
         size = sum(f.stat().st_size for f in spool.rglob("*") if f.is_file())
-        frames = sum(e.length + 1 for e in episodes)
-    return [
-        {"id": "P1", "what": "recording / raw env.step (Breakout NoFrameskip, random)", "value": rec_rate / raw_rate,
-         "fmt": "{:.3f}", "target": ">= 0.8", "ok": rec_rate / raw_rate >= 0.8,
-         "note": f"{rec_rate:,.0f} vs {raw_rate:,.0f} steps/s, {recorded:,} steps, {len(episodes)} episodes"},
-        {"id": "P3", "what": "spool bytes per frame (Breakout)", "value": size / frames, "fmt": "{:.0f}",
-         "target": "<= 160", "ok": size / frames <= 160, "note": f"{size / 1e6:.1f} MB for {frames:,} frames, all files"},
-    ]
+    return [{"id": "P3", "what": "spool bytes per frame (Breakout)", "value": size / frames, "fmt": "{:.0f}",
+             "target": "<= 160", "ok": size / frames <= 160,
+             "note": f"{size / 1e6:.1f} MB for {frames:,} frames in {len(sealed)} episodes, all files"}]
 
 
 class _LatenessClock(FixedRateClock):

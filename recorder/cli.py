@@ -19,6 +19,7 @@ from gymrec.shared.backends import list_envs, make_env
 from gymrec.shared.cli_errors import OneLineCommand, cli_edge, configure_logging
 from gymrec.shared.errors import AgentFailedError, BadAgentError
 from gymrec.shared.paths import default_spool
+from gymrec.shared.progress import progress_for
 from gymrec.shared.spool import check_spool
 
 PROG = "gymrec-play"
@@ -112,6 +113,35 @@ def _source(config: PlayConfig, made: Any) -> ActionSource:
     return TakeoverController(window, resolver, keymap_dict, agent, config.agent)
 
 
+def _recover(config: PlayConfig) -> Path:
+    spool = check_spool(config.spool, create=True)
+    click.echo(format_report(recover_orphans(spool)), err=True, nl=False)
+    return spool
+
+
+def _play_workers(config: PlayConfig, workers: int) -> None:
+    """``--workers N`` (N > 1): agents only, headless, each worker its own process (``recorder.workers``)."""
+    from gymrec.recorder.workers import plan, run_workers
+
+    spool = _recover(config)
+    configs = plan(config, workers)
+    progress = progress_for(sys.stderr, config.episodes, PROG)
+    try:
+        result = run_workers(configs, progress)
+    finally:
+        progress.close()
+    if result.interrupted:
+        _recover(config)  # a worker that could not stop at a step left its episode: finish it now
+    if result.failed:
+        code, stderr = result.failed[0]
+        click.echo(stderr.rstrip("\n"), err=True)  # the worker's own one-line error
+        raise SystemExit(code)
+    for path in result.sealed:
+        click.echo(str(path))
+    click.echo(f"{len(result.sealed)} episode(s), {result.steps} steps recorded in {spool} by {len(configs)} workers",
+               err=True)
+
+
 def _play(config: PlayConfig) -> None:
     from gymrec.recorder.session import Session
 
@@ -120,12 +150,15 @@ def _play(config: PlayConfig) -> None:
 
         who = "nobody could see the game" if config.human else "nobody could watch the agent"
         require_display(who, "to record an agent without a display, add --headless --agent random")
-    spool = check_spool(config.spool, create=True)
-    click.echo(format_report(recover_orphans(spool)), err=True, nl=False)
+    spool = _recover(config)
     made = make_env(config.env_id, dict(config.env_kwargs))
     source: ActionSource | None = None
     try:
         source = _source(config, made)
+        if not config.human:  # steps/s, episodes and ETA on a terminal (shared.progress)
+            from gymrec.recorder.tracked_source import TrackedSource
+
+            source = TrackedSource(source, progress_for(sys.stderr, config.episodes, PROG))
         result = Session(config, made, source).run()
     finally:
         if source is not None:
@@ -163,12 +196,13 @@ def _frame_shape(space: Any) -> tuple[int, ...]:
 @click.option("--takeover", is_flag=True, help="With --agent: the agent plays in the window; T takes control and gives it back.")
 @click.option("--step-mode", is_flag=True, help="The game advances only while you press or hold a key or button.")
 @click.option("--publish-host", is_flag=True, help="Store this machine's hostname with each episode (it identifies it).")
+@click.option("--workers", type=click.IntRange(1, 64), help="Record with N processes (agents only), each its own env and seed.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress.")
 @cli_edge(PROG)
 def main(env_id: str | None, list_envs_flag: bool, installed: bool, fps: float | None, scale: int, seed: int | None,
          episodes: int | None, max_steps: int | None, spool: Path | None, agent: str, headless: bool,
          env_kwargs: tuple[str, ...], keymap_path: Path | None, player: str, takeover: bool, step_mode: bool,
-         publish_host: bool, verbose: bool) -> None:
+         publish_host: bool, workers: int | None, verbose: bool) -> None:
     """Play ENV_ID and record every episode into the spool.
 
     \b
@@ -197,6 +231,9 @@ def main(env_id: str | None, list_envs_flag: bool, installed: bool, fps: float |
         raise click.UsageError("--takeover needs an --agent playing in a window (not --headless) to take over from")
     if step_mode and (agent != HUMAN or headless):
         raise click.UsageError("--step-mode is for human play: the game waits for your key presses")
+    if workers is not None and agent == HUMAN:
+        raise BadAgentError("--workers records with agents: a human plays one game at a time",
+                            "add --agent random, or drop --workers")
     if keymap_path is not None and not keymap_path.is_file():
         from gymrec.shared.errors import KeymapError
 
@@ -220,7 +257,10 @@ def main(env_id: str | None, list_envs_flag: bool, installed: bool, fps: float |
     )
     # SIGTERM stops like Esc: the episode is sealed, not left for recovery.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    _play(config)
+    if workers is not None and workers > 1:
+        _play_workers(config, workers)
+    else:
+        _play(config)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from gymrec.recorder.salvage import Survivors, set_aside_unusable, survey
 from gymrec.recorder.writer import EpisodeWriter
 from gymrec.shared import schema
 from gymrec.shared.attrs import make_env_for, utc_now
+from gymrec.shared.backends import EpisodeStarter
 from gymrec.shared.episode import Episode
 from gymrec.shared.errors import CorruptEpisodeError, GymrecError, RecoveryError, SchemaVersionError
 from gymrec.shared.spaces import decode_action, encode_action, split_observation
@@ -84,16 +85,18 @@ def recover(partial: Path, lock: WriterLock) -> Recovered:
         stack.callback(lock.release)  # idempotent: sealing releases it too
         orphan = _load(partial)
         attrs = orphan.disk.attrs
-        env = stack.enter_context(contextlib.closing(make_env_for(attrs).env))
+        made = make_env_for(attrs)
+        env = stack.enter_context(contextlib.closing(made.env))
         first_chunk = orphan.verified // attrs.chunk_steps
         set_aside_unusable(orphan.disk, orphan.survivors, first_chunk)
         writer = stack.enter_context(EpisodeWriter(partial, lock, attrs, first_chunk=first_chunk, journal=False,
                                                    backpressure=True))
-        return _resimulate(orphan, env, writer, first_chunk * attrs.chunk_steps)
+        return _resimulate(orphan, made.starter, env, writer, first_chunk * attrs.chunk_steps)
     raise AssertionError("unreachable")  # for type checkers: ExitStack does not swallow exceptions
 
 
-def _resimulate(orphan: _Orphan, env: Any, writer: EpisodeWriter, rewrite_from: int) -> Recovered:
+def _resimulate(orphan: _Orphan, starter: EpisodeStarter, env: Any, writer: EpisodeWriter,
+                rewrite_from: int) -> Recovered:
     """Step the env through every action; check rows [0, verified), (re)write rows from ``rewrite_from``.
 
     Rows in [rewrite_from, verified) are both: the chunk they share with newer rows is written
@@ -106,7 +109,8 @@ def _resimulate(orphan: _Orphan, env: Any, writer: EpisodeWriter, rewrite_from: 
     attrs = orphan.disk.attrs
     desc = attrs.action_space
     stamps = orphan.survivors.timestamps
-    obs, info = env.reset(seed=attrs.seed)
+    started = starter.restart(attrs.seed, attrs.start_state)  # the stored start state (ALE) or the seed
+    obs, info = started.obs, started.info
     for t, action in enumerate(orphan.actions()):
         leaves = split_observation(obs)
         if t < verified:

@@ -46,6 +46,8 @@ class Rewinder:
     image: Callable[[Any], np.ndarray]  # native observation -> the picture a person sees
     seed: int = 0
     actions: list[Any] = field(default_factory=list)
+    # Back to the episode's start (the session's EpisodeStarter.restart; by default reset(seed)).
+    restart: Callable[[], tuple[Any, dict[str, Any]]] | None = None
     _snapshots: dict[int, _Snapshot] = field(default_factory=dict)
 
     @property
@@ -66,9 +68,10 @@ class Rewinder:
         # Level 6: one frame every EVERY steps, so the ~1 ms it costs is nothing; it saves a third over level 1.
         self._snapshots[step] = _Snapshot(state, zlib.compress(frame.tobytes(), 6), frame.shape, frame.dtype.str, size)
 
-    def begin(self, seed: int, obs: Any) -> None:
-        """A new episode after ``reset(seed=seed)`` returned ``obs``."""
+    def begin(self, seed: int, obs: Any, restart: Callable[[], tuple[Any, dict[str, Any]]] | None = None) -> None:
+        """A new episode that started on ``obs``; ``restart`` gets back there (default: ``reset(seed)``)."""
         self.seed = seed
+        self.restart = restart
         self.actions = []
         self._snapshots = {}
         # Step 0: an ALE state where one is exact (restoring it takes 0.1 ms; reset(seed) reloads the ROM,
@@ -89,10 +92,16 @@ class Rewinder:
     def _restore(self, step: int) -> np.ndarray:
         snap = self._snapshots[step]
         if snap.state is None:
-            self.env.reset(seed=self.seed)
+            self._start()
         else:
             self._ale.restoreState(snap.state)
         return np.frombuffer(zlib.decompress(snap.frame), dtype=np.dtype(snap.dtype)).reshape(snap.shape)
+
+    def _start(self) -> tuple[Any, dict[str, Any]]:
+        if self.restart is not None:
+            return self.restart()
+        obs, info = self.env.reset(seed=self.seed)
+        return obs, info
 
     def _base(self, step: int) -> int:
         return max(s for s in self._snapshots if s <= step)
@@ -118,9 +127,8 @@ class Rewinder:
 
     def restore_to(self, step: int) -> tuple[Any, dict[str, Any]]:
         """Put the env back at ``step`` (its state after ``step`` actions); (observation, info) there."""
-        if step == 0:  # an observation no env.step returns: only reset(seed) gives it back
-            obs, info = self.env.reset(seed=self.seed)
-            return obs, info
+        if step == 0:  # an observation no env.step returns: only the episode's start gives it back
+            return self._start()
         # From the snapshot strictly before ``step``: the last env.step gives the observation itself
         # (restoring an ALE state does not restore its screen).
         start = self._base(step - 1)

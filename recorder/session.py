@@ -45,6 +45,7 @@ class Branch:
     parent: str
     seed: int
     actions: tuple[Any, ...]
+    start_state: dict[str, Any] | None = None  # the parent's (shared.ale_start): the branch starts as it did
 
 
 @dataclass
@@ -151,11 +152,15 @@ class Session:
                  branch: Branch | None = None) -> tuple[EndReason, EpisodeWriter, bool]:
         """Play one episode (a ``branch`` of the last one, after a rewind); (how it ended, its writer,
         whether the session stops after it)."""
-        env = self.made.env
         lineage = {} if branch is None else {"parent_episode_id": branch.parent, "branch_step": len(branch.actions)}
+        # ALE resets without reloading the ROM and stores the start state instead (shared.backends);
+        # a branch starts exactly as its parent did.
+        starter = self.made.starter
+        started = starter.start(seed) if branch is None else starter.restart(seed, branch.start_state)
+        obs, info = started.obs, started.info
+        start = started.attrs if branch is None else {"start_state": branch.start_state} if branch.start_state else {}
         attrs = EpisodeAttrs.from_dict(episode_attrs(self.config, self.made, seed, self.fps, self.source.keymap,
-                                                     self._spaces) | lineage, "the new episode", sealed=False)
-        obs, info = env.reset(seed=seed)
+                                                     self._spaces) | lineage | start, "the new episode", sealed=False)
         if not self._guarded:  # engines (VizDoom) exist once the env is first reset
             sink.guard(_children_except(sink))
             self._guarded = True
@@ -168,7 +173,7 @@ class Session:
         with writer:
             try:
                 if self._rewinder is not None:
-                    self._rewinder.begin(seed, obs)
+                    self._rewinder.begin(seed, obs, functools.partial(_restart, self.made, seed, attrs.start_state))
                 if branch is not None:  # the parent's steps up to the branch point, re-simulated
                     obs, info = self._copy_prefix(branch.actions, obs, info, writer, attrs)
                 if branch is None and not self.source.begin(self._view(obs, writer, number, attrs.image_key)):
@@ -213,7 +218,7 @@ class Session:
                 if target is None:
                     return EndReason.QUIT, {}, obs
                 if target < writer.steps:
-                    self._branch = Branch(attrs.episode_id, attrs.seed, tuple(rewinder.actions[:target]))
+                    self._branch = Branch(attrs.episode_id, attrs.seed, tuple(rewinder.actions[:target]), attrs.start_state)
                     return EndReason.BRANCHED, {"branched_at": target}, obs
                 obs, info = rewinder.restore_to(target)  # released where it started: play on
                 continue
@@ -264,6 +269,12 @@ class Session:
                 f"{who} chose {_short(action)} at step {step}, which does not fit the action space {space}{detail}",
                 f"return an action from env.action_space; the {step} steps before it are sealed",
             )
+
+
+def _restart(made: MadeEnv, seed: int, start_state: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    """The env back at the start of an episode that began from ``seed`` and ``start_state``."""
+    started = made.starter.restart(seed, start_state)
+    return started.obs, started.info
 
 
 def _at_step(view: StepView, step: int) -> StepView:

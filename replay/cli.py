@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +12,12 @@ import click
 
 from gymrec.recorder.recovery import format_report, recover_orphans
 from gymrec.replay.select import Job, Selection, jobs, spool_to_recover
-from gymrec.replay.verify import Result, Summary, VerifyOptions, verify
+from gymrec.replay.verify import EnvPool, Result, Summary, VerifyOptions, verify
 from gymrec.shared.cli_errors import OneLineCommand, cli_edge, configure_logging
 from gymrec.shared.credentials import HubAccess, hub_access
 from gymrec.shared.errors import GymrecError
 from gymrec.shared.paths import default_spool
+from gymrec.shared.progress import NoProgress, progress_for
 from gymrec.shared.schema import EndReason
 
 PROG = "gymrec-replay"
@@ -38,7 +40,7 @@ def _recover(spool: Path) -> None:
     click.echo(format_report(recover_orphans(spool)), err=True, nl=False)
 
 
-def _one(job: Job, config: ReplayConfig) -> Result | None:
+def _one(job: Job, config: ReplayConfig, envs: EnvPool) -> Result | None:
     source = job.open()
     if not job.explicit and source.end_reason == EndReason.DISCARDED:
         return None
@@ -46,7 +48,7 @@ def _one(job: Job, config: ReplayConfig) -> Result | None:
         from gymrec.replay.render import show
 
         return show(source, config.options, fps=config.fps, verify=config.verify, warn=_warn)
-    return verify(source, config.options, warn=_warn)
+    return verify(source, config.options, warn=_warn, envs=envs)
 
 
 def _table(results: list[Result]) -> str:
@@ -70,16 +72,23 @@ def run(config: ReplayConfig) -> int:
     todo = jobs(config.selection)
     single = len(todo) == 1 and not config.selection.all_
     summary = Summary()
-    for job in todo:
-        try:
-            result = _one(job, config)
-        except GymrecError as e:
-            if single:
-                raise
-            _warn(f"{job.label}: {e}")
-            result = Result(job.label.removesuffix(".zarr"), "?", 0, "error", 0.0, error=str(e).split(" (")[0])
-        if result is not None:
-            summary.results.append(result)
+    shown = config.selection.all_ and not config.render
+    progress = progress_for(sys.stderr, len(todo), PROG) if shown else NoProgress()
+    # One env per (env id, kwargs) for the whole run: making one costs ~120 ms (ALE).
+    with EnvPool() as envs:
+        for job in todo:
+            try:
+                result = _one(job, config, envs)
+            except GymrecError as e:
+                if single:
+                    raise
+                _warn(f"{job.label}: {e}")
+                result = Result(job.label.removesuffix(".zarr"), "?", 0, "error", 0.0, error=str(e).split(" (")[0])
+            if result is not None:
+                summary.results.append(result)
+                progress.steps(result.steps_run)
+            progress.episode()
+    progress.close()
     if not summary.results:
         click.echo("no episodes to replay", err=True)
     else:

@@ -1,8 +1,8 @@
 """Episodes in gymrec's dataset layout (``shared.layout``, format 2): a local directory or a Hub repo.
 
 Reading one episode fetches only what holds it: ``meta/info.json`` (the format check), the index
-shards (one small parquet per upload batch and config) and the one data shard holding its rows, of
-which only the row groups overlapping the episode are decoded. A Hub repo works for anyone's public
+shards (one small parquet per upload batch and config) and, of the one data shard holding its rows,
+only the parquet footer and the row groups overlapping the episode (HTTP range reads on the Hub). A Hub repo works for anyone's public
 dataset; the token is optional.
 """
 
@@ -13,12 +13,12 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub import HfApi, HfFileSystem, hf_hub_download
 from PIL import Image
 
 from gymrec.replay.hub_errors import hub_call
@@ -46,6 +46,9 @@ class Files(Protocol):
     def where(self) -> str: ...
 
     def fetch(self, path_in_repo: str) -> Path: ...
+
+    def open(self, path_in_repo: str) -> BinaryIO:
+        """A seekable reader of one file: a Hub file is read by byte ranges, never downloaded whole."""
 
     def info(self) -> dict[str, Any]: ...
 
@@ -84,6 +87,9 @@ class LocalFiles:
         if not path.is_file():
             raise CorruptEpisodeError(f"{self.root}: {path_in_repo} is missing", "the dataset is incomplete")
         return path
+
+    def open(self, path_in_repo: str) -> BinaryIO:
+        return self.fetch(path_in_repo).open("rb")
 
     def info(self) -> dict[str, Any]:
         path = self.root / layout.INFO_PATH
@@ -124,6 +130,15 @@ class HubFiles:
         try:
             return self._download(path_in_repo)
         except EntryNotFoundError as e:
+            raise CorruptEpisodeError(f"{self.repo_id}: {path_in_repo} is missing", "the dataset is incomplete") from e
+
+    def open(self, path_in_repo: str) -> BinaryIO:
+        """HTTP range reads through ``HfFileSystem``: a parquet reader fetches the footer and its row groups only."""
+        fs = HfFileSystem(endpoint=self.endpoint, token=self.token)
+        try:
+            with hub_call(self.repo_id, self.endpoint):
+                return cast(BinaryIO, fs.open(f"datasets/{self.repo_id}/{path_in_repo}", "rb", block_size=1 << 20))
+        except (EntryNotFoundError, FileNotFoundError) as e:
             raise CorruptEpisodeError(f"{self.repo_id}: {path_in_repo} is missing", "the dataset is incomplete") from e
 
     def _tree(self, folder: str, recursive: bool) -> list[str]:
@@ -228,10 +243,10 @@ def _decode_image(data: bytes, shape: tuple[int, ...], dtype: np.dtype, where: s
         raise CorruptEpisodeError(f"{where}: an observation image cannot be decoded ({e})") from e
 
 
-def _episode_rows(path: Path, entry: IndexEntry, where: str) -> pa.Table:
-    """Rows [row_start, row_start + row_count) of a data shard, decoding only the row groups holding them."""
+def _episode_rows(source: BinaryIO, entry: IndexEntry, where: str) -> pa.Table:
+    """Rows [row_start, row_start + row_count) of a data shard, reading only the row groups holding them."""
     try:
-        shard = pq.ParquetFile(path)
+        shard = pq.ParquetFile(source)
         groups, first, offset = [], None, 0
         stop = entry.row_start + entry.row_count
         for i in range(shard.metadata.num_row_groups):
@@ -271,7 +286,8 @@ class DatasetSource(EpisodeSource):
         self._final_png: bytes = final["bytes"] if isinstance(final, dict) else final
         self._final_hash = row[layout.INDEX_FINAL_HASH_COLUMN]
         entry = index.entries[episode_id]
-        self.table: pa.Table = _episode_rows(index.files.fetch(entry.data_file), entry, self.where)
+        with index.files.open(entry.data_file) as shard:
+            self.table: pa.Table = _episode_rows(shard, entry, self.where)
 
     def _column(self, name: str) -> pa.ChunkedArray:
         if name not in self.table.column_names:

@@ -139,7 +139,7 @@ def show(
     checker = Checker(source, steps, options) if steps is not None else None
     live = None
     if made is not None:
-        live, _ = made.env.reset(seed=source.attrs.seed)
+        live = made.starter.restart(source.attrs.seed, source.attrs.start_state).obs
     shape = next(leaf.shape for leaf in source.obs_leaves if leaf.name == image_key)
     viewer = Viewer(shape, 2 if verify else 1, f"gymrec-replay {source.id[:8]} {source.env_id}")
     period = 1.0 / float(fps or source.attrs.fps or 60.0)

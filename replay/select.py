@@ -10,20 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gymrec.replay.dataset import (
-    DatasetIndex,
-    DatasetSource,
-    Files,
-    HubFiles,
-    LocalFiles,
-    is_dataset_dir,
-    resolve_ids,
-)
 from gymrec.replay.sources import EpisodeSource, SpoolSource, spool_all, spool_episode
 from gymrec.shared import schema
 from gymrec.shared.errors import AmbiguousEpisodeError, DatasetError, EpisodeNotFoundError
 from gymrec.shared.spool import check_spool
+
+if TYPE_CHECKING:
+    from gymrec.replay.dataset import Files
+
+# replay.dataset imports datasets, pyarrow and pandas (~1 s of start-up): only for datasets, so
+# that replaying the spool starts as fast as the recorder.
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,17 @@ class Job:
     explicit: bool
 
 
+def _is_dataset_dir(path: Path) -> bool:
+    if not path.is_dir() or (path / schema.METADATA_NAME).exists():  # a spool or an episode
+        return False
+    from gymrec.replay.dataset import is_dataset_dir
+
+    return is_dataset_dir(path)
+
+
 def _dataset_jobs(files: Files, key: str | None, all_: bool) -> list[Job]:
+    from gymrec.replay.dataset import DatasetIndex, DatasetSource, resolve_ids
+
     index = DatasetIndex(files)
     ids = resolve_ids(index, key, all_)
     if not all_ and key is None and len(ids) != 1:
@@ -62,7 +70,7 @@ def spool_to_recover(sel: Selection) -> Path | None:
         return None
     if sel.key is not None and Path(sel.key).is_dir():
         key = Path(sel.key)
-        if is_dataset_dir(key) or (key / schema.METADATA_NAME).exists() or not sel.all_:
+        if (key / schema.METADATA_NAME).exists() or not sel.all_ or _is_dataset_dir(key):
             return None
         return key
     return sel.spool if sel.spool.is_dir() else None
@@ -72,12 +80,18 @@ def jobs(sel: Selection) -> list[Job]:
     if sel.key is None and not sel.all_:
         raise EpisodeNotFoundError("no episode given", "pass an episode id, prefix or path, or --all")
     if sel.repo_id:
+        from gymrec.replay.dataset import HubFiles
+
         return _dataset_jobs(HubFiles(sel.repo_id, sel.endpoint, sel.token, sel.local_dir), sel.key, sel.all_)
     if sel.local_dir:
+        from gymrec.replay.dataset import LocalFiles, is_dataset_dir
+
         if not is_dataset_dir(sel.local_dir):
             raise DatasetError(f"{sel.local_dir} is not a gymrec dataset directory", "pass the folder holding meta/ and data/")
         return _dataset_jobs(LocalFiles(sel.local_dir), sel.key, sel.all_)
-    if sel.key is not None and is_dataset_dir(Path(sel.key)):
+    if sel.key is not None and _is_dataset_dir(Path(sel.key)):
+        from gymrec.replay.dataset import LocalFiles
+
         return _dataset_jobs(LocalFiles(Path(sel.key)), None, sel.all_)
     if sel.key is not None and not sel.all_:
         path = Path(sel.key)

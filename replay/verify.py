@@ -1,12 +1,15 @@
 """Re-run a recorded episode and prove it bit-exact, or say where it first diverges.
 
-The env is made from the recorded id, kwargs and backend, reset with the recorded seed and stepped
-with the recorded actions. Per step the hot loop costs one xxh3 of the observation and three
+The env is made from the recorded id, kwargs and backend (once per process for each: see
+``EnvPool``), started as recorded (the stored start state for ALE, else the seed; see
+``shared.backends.EpisodeStarter``) and stepped with the recorded actions. Per step the hot loop costs one xxh3 of the observation and three
 scalar comparisons against lists read in bulk up front; frames are decoded only on a mismatch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -68,6 +71,38 @@ def version_warnings(attrs: EpisodeAttrs) -> list[str]:
         for name in CHECKED_VERSIONS
         if name in recorded and name in installed and str(recorded[name]) != str(installed[name])
     ]
+
+
+class EnvPool:
+    """One env per (env id, kwargs, backend), reused across episodes (``--all``, any sources).
+
+    Making an ALE env costs ~120 ms, a quarter of a short episode's replay. Starters make every
+    episode start as recorded whatever the env ran before. stable-retro allows one emulator per
+    process, so making a retro env first closes the other retro envs.
+    """
+
+    def __init__(self) -> None:
+        self._made: dict[str, MadeEnv] = {}
+
+    def get(self, attrs: EpisodeAttrs) -> MadeEnv:
+        key = json.dumps([attrs.env_id, attrs.env_kwargs, attrs.backend], sort_keys=True)
+        made = self._made.get(key)
+        if made is None:
+            if attrs.backend == "retro":
+                for other in [k for k, m in self._made.items() if m.backend == "retro"]:
+                    self._made.pop(other).env.close()
+            made = self._made[key] = make_env_for(attrs)
+        return made
+
+    def close(self) -> None:
+        while self._made:
+            self._made.popitem()[1].env.close()
+
+    def __enter__(self) -> EnvPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _field(leaf: str, single: bool) -> str:
@@ -139,13 +174,17 @@ class Checker:
         return -1
 
 
-def run(source: EpisodeSource, steps: RecordedSteps, made: MadeEnv, checker: Checker) -> tuple[Divergence | None, int]:
+def run(source: EpisodeSource, steps: RecordedSteps, made: MadeEnv, checker: Checker,
+        warn: Callable[[str], None] = log.warning) -> tuple[Divergence | None, int]:
     """The hot loop: (first divergence or None, steps stepped)."""
     env = made.env
     actions = steps.actions
     check_obs, check_outcome = checker.obs, checker.outcome
     step = env.step
-    obs, _ = env.reset(seed=source.attrs.seed)
+    started = made.starter.restart(source.attrs.seed, source.attrs.start_state)
+    if started.note:
+        warn(f"{source.id[:8]}: {started.note}")
+    obs = started.obs
     for t in range(source.length):
         divergence = check_obs(t, obs)
         if divergence is not None:
@@ -168,8 +207,9 @@ def verify(
     source: EpisodeSource,
     options: VerifyOptions,
     warn: Callable[[str], None] = log.warning,
+    envs: EnvPool | None = None,
 ) -> Result:
-    """Verify one episode end to end; the env is closed before returning (one retro emulator a process)."""
+    """Verify one episode end to end, in an env from ``envs`` (without one: a private env, closed after)."""
     started = time.perf_counter()
     warnings = version_warnings(source.attrs)
     for line in warnings:
@@ -178,11 +218,9 @@ def verify(
     checker = Checker(source, steps, options)
     if options.check_frames:
         checker.forced = checker.first_bad_stored_frame()
-    made = make_env_for(source.attrs)
-    try:
-        divergence, ran = run(source, steps, made, checker)
-    finally:
-        made.env.close()
+    with contextlib.ExitStack() as stack:
+        pool = envs if envs is not None else stack.enter_context(EnvPool())
+        divergence, ran = run(source, steps, pool.get(source.attrs), checker, warn)
     return Result(
         episode_id=source.id,
         env_id=source.env_id,

@@ -73,6 +73,8 @@ class EpisodeAttrs:
     discarded_because: str | None = None
     discarded_after: str | None = None  # how an episode ended that the player discarded on its summary
     recovery: JsonDict | None = None
+    # How the episode began, where the seed alone does not say (ALE: shared.ale_start).
+    start_state: JsonDict | None = None
     # Human play, computed at sealing (recorder.quality, recorder.input_log); None for agents.
     active_fraction: float | None = None
     inputs_per_minute: float | None = None

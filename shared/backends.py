@@ -12,9 +12,10 @@ import importlib
 import importlib.metadata
 import platform
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 
@@ -38,6 +39,45 @@ class EnvEntry:
 
 
 @dataclass(frozen=True)
+class Started:
+    """An episode's first observation and info; ``attrs`` go into the episode, ``note`` to the user."""
+
+    obs: Any
+    info: dict[str, Any]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
+
+
+class EpisodeStarter(Protocol):
+    """How one env begins an episode when recording, and begins a recorded one again.
+
+    ``restart`` makes a recorded episode start exactly as it did (from its recorded seed and
+    ``start_state`` attribute), whatever the env ran before: replay and recovery reuse one env, and
+    every episode still replays alone.
+    """
+
+    def start(self, seed: int) -> Started: ...
+
+    def restart(self, seed: int, start_state: Mapping[str, Any] | None) -> Started: ...
+
+
+class SeededStarter:
+    """``reset(seed=...)`` every episode: VizDoom (2 ms) and stable-retro (0.8 ms) reseed cheaply;
+    ALE with sticky actions (v5) pays its ROM reload (~100 ms) to keep every seed exact."""
+
+    def __init__(self, env: gym.Env) -> None:
+        self.env = env
+
+    def start(self, seed: int) -> Started:
+        obs, info = self.env.reset(seed=seed)
+        return Started(obs, info)
+
+    def restart(self, seed: int, start_state: Mapping[str, Any] | None) -> Started:
+        obs, info = self.env.reset(seed=seed)
+        return Started(obs, info)
+
+
+@dataclass(frozen=True)
 class MadeEnv:
     """What was made, as recorded in every episode: enough to make the same env again."""
 
@@ -48,6 +88,7 @@ class MadeEnv:
     spec_kwargs: dict[str, Any]
     versions: dict[str, str]
     native_fps: float
+    starter: EpisodeStarter
     frameskip: float = field(default=1.0)
     history_info: tuple[str, ...] = ()
 
@@ -90,6 +131,9 @@ class Backend:
     def make_raw(self, env_id: str, kwargs: dict[str, Any]) -> gym.Env:
         return gym.make(env_id, render_mode="rgb_array", **kwargs)
 
+    def starter(self, env: gym.Env) -> EpisodeStarter:
+        return SeededStarter(env)
+
     def native_fps(self, env: gym.Env, spec_kwargs: dict[str, Any]) -> tuple[float, float]:
         """(true-speed steps per second, frames advanced per step)."""
         raise NotImplementedError
@@ -131,6 +175,12 @@ class AleBackend(Backend):
 
     def owns(self, env_id: str) -> bool:
         return env_id.startswith("ALE/") or env_id in self.ids()
+
+    def starter(self, env: gym.Env) -> EpisodeStarter:
+        from gymrec.shared.ale_start import AleStarter, is_sticky  # imports numcodecs: only for ALE envs
+
+        # Sticky actions make the start depend on ALE's RNG, which only reset(seed)'s ROM reload seeds.
+        return SeededStarter(env) if is_sticky(env) else AleStarter(env)
 
     def native_fps(self, env: gym.Env, spec_kwargs: dict[str, Any]) -> tuple[float, float]:
         skip = spec_kwargs.get("frameskip", 1)
@@ -290,6 +340,7 @@ def make_env(env_id: str, kwargs: dict[str, Any], backend_name: str | None = Non
         spec_kwargs=_jsonable(spec_kwargs),
         versions=backend.versions(),
         native_fps=fps,
+        starter=backend.starter(env),
         frameskip=frameskip,
         history_info=backend.history_info,
     )

@@ -2,7 +2,7 @@
 
 Chunks carry theirs inside (zarr's ``crc32c`` codec, ``shared.chunks``). JSON files cannot: zarr
 rejects unknown keys in ``zarr.json``. So sealing writes ``checksums.json``, the crc32c of the
-episode's metadata files (every array's and sub-group's ``zarr.json``) plus one
+episode's array metadata (every array's ``zarr.json``: shape, dtype, codecs) plus one
 of its own listing, and readers of a sealed episode check them; ``committed.json`` also carries its
 own. The episode's attributes (its top ``zarr.json``) are left out on purpose: copies and tools
 rewrite them, so they are validated field by field (``shared.attrs``) instead.

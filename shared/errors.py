@@ -134,6 +134,14 @@ class AmbiguousEpisodeError(GymrecError, LookupError):
     """An id prefix matches more than one episode."""
 
 
+class EpisodeBusyError(GymrecError, RuntimeError):
+    """Another live process holds the episode (it is still being written or recovered)."""
+
+
+class StartStateError(GymrecError, RuntimeError):
+    """An episode's stored start state cannot be restored here, and its seed is not exact."""
+
+
 class RecoveryError(GymrecError, RuntimeError):
     """Re-simulating an orphaned episode did not reproduce the chunks already on disk."""
 

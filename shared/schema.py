@@ -20,7 +20,7 @@ Inside, an episode is a Zarr v3 group::
     info/<key>                 (T,)        numeric scalar info values, where the env gives them
     journal.bin                every step's action, stored before the step runs (removed once sealed)
     committed.json             {"steps": n, "crc32c"}: rows [0, n) are durable (recovery still checks the chunks)
-    checksums.json             sealed only: crc32c of the arrays' and sub-groups' zarr.json (shared.checksums)
+    checksums.json             sealed only: crc32c of every array's zarr.json (shared.checksums)
     writer.lock                flock held by the live writer; free means the writer is gone
     owners.json                the recorder's and writer process's pids: alive (even stopped) means not orphaned
 

@@ -6,11 +6,15 @@ recorder's own state, so what it measures is what a crash really leaves behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
+import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +25,26 @@ from gymrec.shared.spaces import action_leaves
 from tests.conftest import BIN
 
 POLL_S = 0.0005
+
+
+@contextlib.contextmanager
+def xvfb_display() -> Iterator[str | None]:
+    """An Xvfb display for cases that need a visible window (human play), or None without Xvfb."""
+    if shutil.which("Xvfb") is None:
+        yield None
+        return
+    read_fd, write_fd = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+                              pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    try:
+        ready, _, _ = select.select([read_fd], [], [], 15)
+        number = os.read(read_fd, 64).decode().strip() if ready else ""
+        yield f":{number}" if number else None
+    finally:
+        os.close(read_fd)
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:

@@ -190,8 +190,9 @@ def _writer_of(recorder: psutil.Process) -> psutil.Process:
 def test_a_stopped_writer_keeps_its_episode_from_recovery(tmp_path: Path) -> None:
     """Issue 13.6: SIGSTOP the writer, SIGKILL the recorder: the orphan was recovered under it."""
     spool = tmp_path / "spool"
-    recorder = subprocess.Popen([str(BIN / "gymrec-play"), ENV, "--agent", "random", "--headless", "--seed", "2",
-                                 "--max-steps", "1000000", "--spool", str(spool)], cwd=tmp_path,
+    # One long episode (random Pong lasts thousands of steps): exactly one .partial while it plays.
+    recorder = subprocess.Popen([str(BIN / "gymrec-play"), "PongNoFrameskip-v4", "--agent", "random", "--headless",
+                                 "--seed", "2", "--episodes", "1", "--spool", str(spool)], cwd=tmp_path,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 start_new_session=True)
     writer = None
@@ -205,7 +206,7 @@ def test_a_stopped_writer_keeps_its_episode_from_recovery(tmp_path: Path) -> Non
         recorder.wait()
         (partial,) = spool.glob("*" + schema.PARTIAL_SUFFIX)
         proc = _replay_all(spool, tmp_path)
-        assert "recovered" not in proc.stderr and partial.is_dir(), "a stopped writer's episode is not an orphan"
+        assert "recovered" not in proc.stderr and partial.is_dir(), f"a stopped writer's episode is no orphan: {proc.stderr}"
         writer.send_signal(signal.SIGCONT)
         writer.wait(60)
         assert recorder.stderr is not None and b"Traceback" not in recorder.stderr.read()

@@ -48,6 +48,7 @@ from tests.reliability_helpers import (
     snapshot,
     start,
     wait_group_gone,
+    xvfb_display,
 )
 from tests.replay_helpers import copy_episode, record_episode
 
@@ -457,6 +458,7 @@ class BadInput:
     needles: tuple[str, ...] = ()
     prepare: Callable[[CaseDir], str] = _nothing
     expect: str = "error"  # or "recovered": the run succeeds and seals what survived
+    display: bool = False  # human play: refused without a visible display, so it runs under Xvfb
 
 
 PLAY = ("--agent", "random", "--headless", "--spool", "{spool}")
@@ -466,12 +468,12 @@ R5_CASES = (
     BadInput("malformed --env-kwarg", "gymrec-play", ("ALE/Pong-v5", *PLAY, "--env-kwarg", "frameskip"), ("KEY=VALUE",)),
     BadInput("unknown --env-kwarg", "gymrec-play", ("ALE/Pong-v5", *PLAY, "--env-kwarg", "bogus=1"), ("bogus",)),
     BadInput("keymap: unknown key", "gymrec-play", ("ALE/Pong-v5", "--spool", "{spool}", "--keymap", "{target}"),
-             ("unknown key 'foo'",), _keymap("[bindings]\nfoo = 'UP'\n")),
+             ("unknown key 'foo'",), _keymap("[bindings]\nfoo = 'UP'\n"), display=True),
     BadInput("keymap: unknown ALE action", "gymrec-play", ("ALE/Pong-v5", "--spool", "{spool}", "--keymap", "{target}"),
-             ("unknown Atari action 'JUMP'",), _keymap("[bindings]\nup = 'JUMP'\n")),
+             ("unknown Atari action 'JUMP'",), _keymap("[bindings]\nup = 'JUMP'\n"), display=True),
     BadInput("keymap: unknown VizDoom button", "gymrec-play",
              ("VizdoomBasic-v1", "--spool", "{spool}", "--keymap", "{target}"),
-             ("unknown VizDoom button 'WALK'",), _keymap("[bindings]\nup = 'WALK'\n")),
+             ("unknown VizDoom button 'WALK'",), _keymap("[bindings]\nup = 'WALK'\n"), display=True),
     BadInput("keymap: missing file", "gymrec-play", ("ALE/Pong-v5", "--spool", "{spool}", "--keymap", "nope.toml"),
              ("does not exist",)),
     BadInput("unknown agent", "gymrec-play", ("ALE/Pong-v5", "--agent", "randum", "--headless", "--spool", "{spool}"),
@@ -514,12 +516,15 @@ def base_episode(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return record_episode(tmp_path_factory.mktemp("r5base") / "spool", "BreakoutNoFrameskip-v4", 150, 1)
 
 
-def _run_case(case: BadInput, where: CaseDir) -> list[str]:
+def _run_case(case: BadInput, where: CaseDir, display: str | None) -> list[str]:
     """The problems found with one case (empty: it behaved)."""
+    if case.display and display is None:
+        raise Unavailable("needs a display and Xvfb is not available")
+    env = {"DISPLAY": display, "SDL_VIDEODRIVER": "x11"} if case.display and display else None
     target = case.prepare(where)
     args = [a.replace("{spool}", str(where.spool)).replace("{target}", target) for a in case.args]
     before = snapshot(where.root)
-    proc = run_cli(case.tool, *args, cwd=where.cwd, timeout=120)
+    proc = run_cli(case.tool, *args, cwd=where.cwd, env=env, timeout=120)
     after = snapshot(where.root)
     if case.expect == "recovered":
         # The orphan is meant to change (it is sealed); everything else must not.
@@ -541,26 +546,31 @@ def _run_case(case: BadInput, where: CaseDir) -> list[str]:
     return problems
 
 
+def _r5_case(i: int, case: BadInput, base_episode: Path, tmp_path: Path, display: str | None,
+             failures: dict[str, list[str]], skipped: dict[str, str]) -> None:
+    root = tmp_path / f"case{i}"
+    (root / "spool").mkdir(parents=True)
+    where = CaseDir(root, root / "spool", root / "spool" / base_episode.name, tmp_path / f"cwd{i}")
+    where.cwd.mkdir()
+    shutil.copytree(base_episode, where.base)
+    try:
+        problems = _run_case(case, where, display)
+    except Unavailable as e:
+        skipped[case.name] = str(e)
+        return
+    finally:
+        where.unmount()
+    if problems:
+        failures[case.name] = problems
+
+
 def test_r5_bad_inputs_give_one_line_and_change_nothing(base_episode: Path, tmp_path: Path) -> None:
     failures: dict[str, list[str]] = {}
     skipped: dict[str, str] = {}
-    spool_changes = 0
-    for i, case in enumerate(R5_CASES):
-        root = tmp_path / f"case{i}"
-        (root / "spool").mkdir(parents=True)
-        where = CaseDir(root, root / "spool", root / "spool" / base_episode.name, tmp_path / f"cwd{i}")
-        where.cwd.mkdir()
-        shutil.copytree(base_episode, where.base)
-        try:
-            problems = _run_case(case, where)
-        except Unavailable as e:
-            skipped[case.name] = str(e)
-            continue
-        finally:
-            where.unmount()
-        spool_changes += any("pre-existing" in p for p in problems)
-        if problems:
-            failures[case.name] = problems
+    with xvfb_display() as display:
+        for i, case in enumerate(R5_CASES):
+            _r5_case(i, case, base_episode, tmp_path, display, failures, skipped)
+    spool_changes = sum(any("pre-existing" in p for p in problems) for problems in failures.values())
     ran = len(R5_CASES) - len(skipped)
     errors = sum(c.expect == "error" and c.name not in failures and c.name not in skipped for c in R5_CASES)
     print(f"\nR5: {ran} cases, {errors} one-line errors, {ran - errors - len(failures)} recovered as designed, "

@@ -91,6 +91,9 @@ def test_hub_dataset_gives_the_spool_results(recorded: dict[str, Path], hub: obj
     spool = replay_cli(["--spool", str(recorded["spool"]), "--all"])
     assert out.returncode == 1, out.stderr
     assert _results(out.stdout) == _results(spool.stdout)
+    # only the index shards were downloaded; the data shard was read by byte ranges
+    cached = [str(p) for p in (tmp_path / "hf").rglob("*.parquet")]
+    assert cached and all("/meta/episodes/" in p for p in cached), cached
     ids = sorted([recorded["good"].stem, recorded["bad"].stem])
     index = f"#{ids.index(recorded['good'].stem)}"
     assert replay_cli([*args, index], env=env).returncode == 0
@@ -144,9 +147,11 @@ def test_render_keys(recorded: dict[str, Path], tmp_path: Path, monkeypatch: pyt
         _post_keys(pygame.K_ESCAPE)
         controls.poll()
         assert controls.quit
-        _post_keys(pygame.K_ESCAPE)  # Esc while playing: the window closes after the first frame
-        result = show(SpoolSource(recorded["good"]), VerifyOptions(diff_dir=tmp_path), fps=30.0, verify=True)
-        assert result.status == "stopped" and result.steps_run == 0
+        _post_keys(pygame.K_ESCAPE)  # Esc while playing: the window closes after the first frame, unverified
+        from gymrec.shared.errors import ReplayStoppedError
+
+        with pytest.raises(ReplayStoppedError, match="stopped at step 0"):
+            show(SpoolSource(recorded["good"]), VerifyOptions(diff_dir=tmp_path), fps=30.0, verify=True)
     finally:
         pygame.quit()
 

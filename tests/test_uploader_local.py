@@ -313,3 +313,19 @@ def test_compact_merges_shards_and_keeps_every_episode(tmp_path: Path, spool: Pa
     assert replayed.returncode == 0 and replayed.stdout.count("identical") == 3, replayed.stdout + replayed.stderr
     again = run_uploader(["compact", "--local-dir", str(dataset)], tmp_path, clean_env(HOME=str(tmp_path)))
     assert again.returncode == 0 and "0 shards merged" in again.stdout
+
+
+def test_a_frame_that_does_not_match_its_hash_is_quarantined(tmp_path: Path, spool: Path) -> None:
+    from tests.replay_helpers import read_row, rewrite_rows
+
+    good = record_episode(spool, "BreakoutNoFrameskip-v4", 40, seed=1)
+    bad = record_episode(spool, "BreakoutNoFrameskip-v4", 40, seed=2)
+    frame = np.asarray(read_row(bad, "obs/frame", 7)).copy()
+    frame[0, 0, 0] ^= 1  # one flipped bit, stored as a valid chunk: only the hash can tell
+    rewrite_rows(bad, "obs/frame", 7, frame)
+    dataset = tmp_path / "dataset"
+    out = _upload_local(spool, dataset, tmp_path)
+    assert out.startswith("1 uploaded") and "1 quarantined" in out
+    assert set(local_index(dataset)) == {good.stem}
+    reason = (spool / QUARANTINE_AREA / (bad.stem + REASON_SUFFIX)).read_text()
+    assert "step 7 of obs/frame does not match its stored hash" in reason

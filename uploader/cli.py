@@ -72,6 +72,8 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
         # watchdog logs an ERROR when an event lands as its observer stops (e.g. a claim released on
         # a revoked token): stderr must stay one line.
         logging.getLogger("watchdog").setLevel(logging.CRITICAL)
+        # huggingface_hub logs each of its own HTTP retries; ours say what matters once (GYMREC_DEBUG shows them)
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     if verbose:  # our own story only: client libraries' debug logs are noise (GYMREC_DEBUG=1 shows them)
         for name in ("uploader", "recorder"):
             logging.getLogger(name).setLevel(logging.INFO)
@@ -119,7 +121,9 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
         f"{len(summary.quarantined)} quarantined, {len(summary.failed)} failed"
     )
     if summary.failed and once:
-        raise HubUnavailableError(f"{len(summary.failed)} episode(s) could not be uploaded and stay queued", "run again later")
+        target = (config.endpoint or "https://huggingface.co") if config.hub else str(config.local_dir)
+        raise HubUnavailableError(f"{len(summary.failed)} episode(s) could not be uploaded to {target} and stay queued",
+                                  "run again later")  # fmt: skip
 
 
 @main.command()

@@ -31,7 +31,6 @@ import mfusepy
 
 from tests.powercut.disk import CutReport, Disk
 
-log = logging.getLogger("powercut")
 UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2  # utimensat(2)
 
 
