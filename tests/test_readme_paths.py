@@ -71,9 +71,10 @@ def test_a_changed_final_observation_is_reported_as_final(sealed: Path, tmp_path
 
 
 def test_box_and_multidiscrete_actions_round_trip_through_the_dataset(tmp_path: Path, workdir: Path) -> None:
-    """Deathmatch has delta buttons (a Box); max_buttons_pressed=0 makes its binary buttons MultiDiscrete."""
+    """Deathmatch has delta buttons (a Box); max_buttons_pressed=0 without MultiBinary makes its binary buttons MultiDiscrete."""
     spool = tmp_path / "spool"
-    (path,) = record("VizdoomDeathmatch-v1", spool, workdir, 40, 4, "--env-kwarg", "max_buttons_pressed=0")
+    (path,) = record("VizdoomDeathmatch-v1", spool, workdir, 40, 4, "--env-kwarg", "max_buttons_pressed=0",
+                     "--env-kwarg", "use_multi_binary_action_space=false")
     space = Episode(path).attrs.action_space
     assert space["type"] == "Dict", space
     assert {k: v["type"] for k, v in space["spaces"].items()} == {"binary": "MultiDiscrete", "continuous": "Box"}

@@ -192,7 +192,7 @@ def test_r2_killed_conversion_leaves_no_work_dir(tmp_path: Path, hub_at: Callabl
 # --- R3: Hub faults, then a revoked token -------------------------------------------------------------
 
 FAULTS = ("500", "503", "429", "drop", "drop_after")
-RETRY_AFTER_S = 1
+RETRY_AFTER_S = 3  # longer than the first retry's own backoff (base_delay 1 s), so only honouring it passes
 
 
 def _retry_after_waits(log: list[tuple[float, str, str | None]]) -> list[float]:
@@ -210,7 +210,9 @@ def test_r3_hub_faults_then_revoked_token(tmp_path: Path, hub_at: Callable[[str]
     hub = hub_at(TOKEN)
     env |= {"HF_TOKEN": TOKEN}
     hub.faults = FaultPlan(rate=0.3, kinds=FAULTS, only_writes=True, seed=3, retry_after=RETRY_AFTER_S)
-    for kind in FAULTS:  # each kind surely happens once, on the request every upload makes, besides the random ones
+    # each kind surely happens once, on the request every upload makes, besides the random ones; the 429
+    # first, where the client's own backoff (<= 1 s) is shorter than the Retry-After it must wait
+    for kind in sorted(FAULTS, key=lambda k: k != "429"):
         hub.fail_next("commit", 1, kind)
     started = time.monotonic()
     runs = []
