@@ -38,6 +38,8 @@ def kill_mid_episode(env_id: str, spool: Path, cwd: Path, seed: int, min_steps: 
             time.sleep(0.005)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
+        if proc.poll() is None:  # an assert above failed: don't leave the recording running
+            proc.kill()
         proc.wait()
     (partial,) = partial_episodes(spool)
     return partial

@@ -196,10 +196,10 @@ RETRY_AFTER_S = 3  # longer than the first retry's own backoff (base_delay 1 s),
 
 
 def _retry_after_waits(log: list[tuple[float, str, str | None]]) -> list[float]:
-    """Seconds from each 429 on "commit" to the next commit request, as the server's clock saw them
-    (commits are made one at a time, so the next one is the retry)."""
-    commits = [(t, kind) for t, endpoint, kind in log if endpoint == "commit"]
-    return [later - t for (t, kind), (later, _) in zip(commits, commits[1:], strict=False) if kind == "429"]
+    """Seconds from each 429 on "commit" to the uploader's next request (the retry's first), as the
+    server's clock saw them: batches are pushed one at a time, so nothing else is sent in between."""
+    return [later[0] - t for (t, endpoint, kind), later in zip(log, log[1:], strict=False)
+            if endpoint == "commit" and kind == "429"]  # fmt: skip
 
 
 def test_r3_hub_faults_then_revoked_token(tmp_path: Path, hub_at: Callable[[str], HubServer]) -> None:
