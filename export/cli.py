@@ -21,6 +21,7 @@ from gymrec.export.staging import check_target
 from gymrec.export.video import VideoOptions, encode
 from gymrec.replay.select import Job, Selection, jobs
 from gymrec.shared.cli_errors import OneLineCommand, OneLineGroup, cli_edge, configure_logging
+from gymrec.shared.credentials import HubAccess, hub_access
 from gymrec.shared.errors import DatasetError, EpisodeNotFoundError
 from gymrec.shared.paths import default_spool
 from gymrec.shared.schema import EndReason
@@ -42,13 +43,9 @@ def _progress() -> ProgressFactory:
     return bar
 
 
-def _token() -> str | None:
-    # None lets huggingface_hub fall back to its login cache; export itself never imports the Hub client.
-    return os.environ.get("HF_TOKEN") or None
-
-
-def _endpoint(endpoint: str | None) -> str | None:
-    return endpoint or os.environ.get("HF_ENDPOINT") or None
+def _access(endpoint: str | None) -> HubAccess:
+    """The one token and endpoint rule every gymrec command uses (``shared.credentials``)."""
+    return hub_access(endpoint, os.environ, Path.cwd())
 
 
 def code_permalink() -> str | None:
@@ -77,8 +74,9 @@ def _source_selection(source: str, local_dir: Path | None, endpoint: str | None)
         return Selection(key=str(path), all_=True, spool=default)
     repo_id = source.removeprefix("hf://").removeprefix("datasets/")
     if REPO_ID.match(repo_id) and not path.exists():
+        access = _access(endpoint)
         return Selection(key=None, all_=True, spool=default, repo_id=repo_id, local_dir=local_dir,
-                         endpoint=_endpoint(endpoint), token=_token())
+                         endpoint=access.endpoint, token=access.token)
     raise DatasetError(f"{source} is neither a directory nor a Hub dataset id",
                        "pass a spool or dataset directory, or owner/name (hf://owner/name) for the Hub")
 
@@ -116,8 +114,9 @@ def minari_command(source: str, dataset_id: str, env_id: str | None, force: bool
 
 def _video_jobs(episode: str | None, all_dir: Path | None, spool: Path | None, repo_id: str | None,
                 local_dir: Path | None, endpoint: str | None) -> list[Job]:  # fmt: skip
+    access = _access(endpoint) if repo_id else HubAccess(None)
     selection = Selection(key=episode, all_=all_dir is not None, spool=spool or default_spool(os.environ),
-                          repo_id=repo_id, local_dir=local_dir, endpoint=_endpoint(endpoint), token=_token())
+                          repo_id=repo_id, local_dir=local_dir, endpoint=access.endpoint, token=access.token)
     return jobs(selection)
 
 

@@ -276,9 +276,6 @@ def test_r7_power_cuts_lose_no_sealed_episode_and_no_synced_step(campaign: Campa
     }, RECORDER_FINDINGS)
 
 
-@pytest.mark.xfail(strict=False, reason="issue 9 item 5, uploader side: uploader/claims.py renames (spool -> claimed/ "
-                   "-> uploaded-local/) fsync no directory, so once the spool dir is fsynced (every seal does) the old "
-                   "name is durably gone and the new one is not: the episode is lost. Remove this mark once they are")
 def test_r7_after_power_cuts_the_uploader_publishes_every_episode_exactly_once(campaign: Campaign) -> None:
     c = campaign
     _judge(c, {"episodes were uploaded": c.uploaded > 0}, UPLOADER_FINDINGS)

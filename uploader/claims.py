@@ -32,6 +32,7 @@ from typing import Any
 import psutil
 
 from gymrec.shared import schema
+from gymrec.shared.fsio import fsync_dir
 from gymrec.shared.spool import (
     UPLOADED_LOCAL_AREA,  # noqa: F401  (re-exported: the uploader's areas live here)
     is_episode_id,
@@ -104,8 +105,16 @@ class Claim:
 
 
 def _rename(source: Path, target: Path) -> bool:
+    """Move an episode between spool areas, durably: a power cut must not undo a claim or a finish.
+
+    Both directories are fsynced (``shared.fsio``): without it a cut after the rename can leave the
+    episode in neither area, or back in the queue after its receipt was written.
+    """
     try:
         os.rename(source, target)
+        fsync_dir(target.parent)
+        if source.parent != target.parent:
+            fsync_dir(source.parent)
         return True
     except FileNotFoundError:
         return False
