@@ -13,10 +13,10 @@ from gymrec.shared.errors import CorruptEpisodeError
 from gymrec.shared.spool import UPLOADED_AREA, is_episode_id, partial_episodes
 from gymrec.uploader.claims import (
     CLAIMED_AREA,
+    LOW_ACTIVITY,
     QUARANTINE_AREA,
     RECEIPT_SUFFIX,
     UPLOADED_LOCAL_AREA,
-    LOW_ACTIVITY,
     episode_attrs,
     skip_reason,
 )
