@@ -29,7 +29,7 @@ ENV = "BreakoutNoFrameskip-v4"
 CONFIG = layout.env_slug(ENV)
 HUMAN = {"active_fraction": 0.75, "inputs_per_minute": 42.5, "longest_idle_s": 3.5, "paused_s": 1.25,
          "late_frames": 2, "worst_late_ms": 17.5,
-         "input_log": {"events": [[1000, "key", "space", 1], [1900, "key", "space", 0]]}}  # fmt: skip
+         "input_log": {"origin_ns": 9_000_000, "kinds": ["key_down", "key_up"], "t_ns": [1000, 1900], "kind": [0, 1], "code": [32, 32], "value": [1, 0]}}  # fmt: skip
 T0 = 10_000_000
 
 
