@@ -28,8 +28,8 @@ from typing import IO, Any
 import numpy as np
 
 from gymrec.recorder.config import PlayConfig
-from gymrec.shared.cli_errors import EXIT_INTERRUPTED
 from gymrec.recorder.tracked_source import StopRequest, TrackedSource
+from gymrec.shared.cli_errors import EXIT_INTERRUPTED
 from gymrec.shared.progress import Progress
 
 SEED_SPACE = 2**31 - 1

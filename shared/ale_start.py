@@ -29,10 +29,10 @@ from typing import Any
 
 import ale_py
 import gymnasium as gym
-from gymnasium.utils import seeding
 import numcodecs
 import numpy as np
 import xxhash
+from gymnasium.utils import seeding
 
 from gymrec.shared.backends import Started
 from gymrec.shared.errors import StartStateError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -52,8 +53,8 @@ def run(tool: str, args: list[str], cwd: Path, env: dict[str, str], timeout: flo
 
 
 def start(tool: str, args: list[str], cwd: Path, env: dict[str, str], out: Path) -> subprocess.Popen[bytes]:
-    """A background CLI whose stdout/stderr go to ``out``.stdout / ``out``.stderr (kept for scanning)."""
-    return subprocess.Popen([str(BIN / tool), *args], cwd=cwd, env=env,
+    """A background CLI in its own process group, stdout/stderr to ``out``.stdout / ``out``.stderr (kept for scanning)."""
+    return subprocess.Popen([str(BIN / tool), *args], cwd=cwd, env=env, start_new_session=True,
                             stdout=open(f"{out}.stdout", "wb"), stderr=open(f"{out}.stderr", "wb"))  # noqa: SIM115
 
 
@@ -80,6 +81,13 @@ def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> int:
     if proc.poll() is None:
         proc.send_signal(sig)
     return proc.wait(timeout=120)
+
+
+def reap(proc: subprocess.Popen[bytes]) -> None:
+    """For ``finally``: SIGKILL whatever is left of ``proc``'s process group (started by `start`)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
 
 
 # --- the Hub side ---------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,9 +44,8 @@ REPO = "tester/episodes"
 @pytest.fixture
 def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    if not constants.HF_HUB_DISABLE_XET:
-        # huggingface_hub reads the variable at import, which may precede this fixture.
-        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    # huggingface_hub reads the variable at import: conftest sets it first; the client is never patched
+    assert constants.HF_HUB_DISABLE_XET, "huggingface_hub was imported before conftest set HF_HUB_DISABLE_XET=1"
     with running_hub(TOKEN, tmp_path) as server:
         yield server
 
@@ -276,8 +274,6 @@ def test_stop_leaves_no_threads(tmp_path: Path) -> None:
         api = _api(server)
         api.create_repo(REPO, repo_type="dataset")
         _commit(api, {"a.json": b"{}"})  # leaves keep-alive connections open in the client pool
-        started = time.monotonic()
-    assert time.monotonic() - started < 2
     alive = [t.name for t in threading.enumerate() if "hubserver" in t.name or "process_request" in t.name]
     assert alive == []
 

@@ -22,11 +22,24 @@ from gymrec.shared.spool import partial_episodes
 from tests.conftest import BIN
 from tests.recording import new_attrs
 
+PACED_AGENT = """
+import random, time
+def act(observation):  # a random player held to ~500 steps/s, so the kill lands mid-episode on any machine
+    time.sleep(0.002)
+    return random.randrange(3)
+"""
+
 
 def kill_mid_episode(env_id: str, spool: Path, cwd: Path, seed: int, min_steps: int) -> Path:
-    """Start a headless recording and SIGKILL it once ``min_steps`` steps are committed."""
-    proc = subprocess.Popen([str(BIN / "gymrec-play"), env_id, "--agent", "random", "--headless", "--seed", str(seed),
-                             "--spool", str(spool)], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """Start a headless recording and SIGKILL it once ``min_steps`` steps are committed.
+
+    The agent is paced: the writer commits at most about once a second (its sync passes), and an
+    unpaced random agent can finish a whole Pong game in about that time.
+    """
+    (cwd / "paced_agent.py").write_text(PACED_AGENT)
+    proc = subprocess.Popen([str(BIN / "gymrec-play"), env_id, "--agent", "paced_agent:act", "--headless", "--seed",
+                             str(seed), "--spool", str(spool)], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(cwd)})
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:
@@ -38,6 +51,8 @@ def kill_mid_episode(env_id: str, spool: Path, cwd: Path, seed: int, min_steps: 
             time.sleep(0.005)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
+        if proc.poll() is None:  # an assert above failed: don't leave the recording running
+            proc.kill()
         proc.wait()
     (partial,) = partial_episodes(spool)
     return partial

@@ -57,6 +57,9 @@ R1_KILLS = 50 if STRESS else 12
 R1_SEED = int(os.environ.get("GYMREC_R1_SEED", "0") or 0) or 20240605
 MOMENTS = ("chunk", "flush", "seal", "start", "recovery")
 TRIGGER_TIMEOUT_S = 60
+LANDED_WINDOWS = ("seal: before the rename", "recovery: mid-recovery")
+TOP_UPS = 8
+ENGINE_LINGER_S = 5.0  # an engine gets this long to notice its recorder died (the dedicated test's bound)
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,7 @@ class KillCampaign:
         """Orphan an episode, then SIGKILL a command while its start-up recovery works on it."""
         orphans = self.kill_play(plan, "chunk", whole_group, self.rng.randint(plan.recover_min, plan.max_target))
         # A surviving writer process holds the lock until it has drained.
-        self.leaked_engines += len(wait_group_gone(self.groups.pop()))
+        self.leaked_engines += len(wait_group_gone(self.groups.pop(), linger=ENGINE_LINGER_S))
         if not orphans:
             return
         lock = orphans[0] / schema.LOCK_NAME
@@ -183,7 +186,7 @@ class KillCampaign:
             self.landed["recovery: mid-recovery"] += 1
         sigkill(proc, True)
         self.kills["recovery"] += 1
-        self.leaked_engines += len(wait_group_gone(proc.pid))
+        self.leaked_engines += len(wait_group_gone(proc.pid, linger=ENGINE_LINGER_S))
         self.collect()
 
     def run(self, total: int) -> None:
@@ -197,8 +200,17 @@ class KillCampaign:
             else:
                 self.kill_play(plan, "chunk" if moment == "recovery" else moment, whole_group)
             i += 1
+        # Top up until a kill has really landed in each window the README names: a timing-dependent
+        # moment can be missed, and a campaign that never hit it must not pass as if it had.
+        for _ in range(TOP_UPS):
+            if all(self.landed[w] for w in LANDED_WINDOWS):
+                break
+            if not self.landed["recovery: mid-recovery"]:
+                self.kill_recovery(PLANS[0], True)
+            if not self.landed["seal: before the rename"]:
+                self.kill_play(PLANS[0], "seal", True)
         for pgid in self.groups:
-            self.leaked_engines += len(wait_group_gone(pgid))
+            self.leaked_engines += len(wait_group_gone(pgid, linger=ENGINE_LINGER_S))
 
 
 def recover_everything(spool: Path, timeout: float = 60) -> None:
@@ -251,7 +263,9 @@ def test_r1_sigkill_at_random_moments_loses_nothing(spool: Path, workdir: Path) 
           f"{len(staging)} staging dirs left, {identical}/{len(to_replay)} replays identical (seed {R1_SEED}); "
           f"{campaign.leaked_engines} VizDoom engine processes outlived their killed recorder")
 
-    assert kills >= R1_KILLS
+    missed = [w for w in LANDED_WINDOWS if not campaign.landed[w]]
+    assert not missed, f"no kill landed {missed} in {TOP_UPS} extra tries: those windows went untested"
+    assert campaign.leaked_engines == 0, f"{campaign.leaked_engines} VizDoom engines outlived their recorder by 5 s"
     assert not unreadable, unreadable
     assert not left, [(p.name, (p / FAILED_NOTE).read_text() if (p / FAILED_NOTE).exists() else "") for p in left]
     assert lost == 0
@@ -551,7 +565,6 @@ def _r5_case(i: int, case: BadInput, base_episode: Path, tmp_path: Path, display
 
 
 def test_r5_bad_inputs_give_one_line_and_change_nothing(base_episode: Path, tmp_path: Path) -> None:
-    assert len(R5_CASES) >= 17
     failures: dict[str, list[str]] = {}
     skipped: dict[str, str] = {}
     with xvfb_display() as display:
@@ -563,3 +576,6 @@ def test_r5_bad_inputs_give_one_line_and_change_nothing(base_episode: Path, tmp_
     print(f"\nR5: {ran} cases, {errors} one-line errors, {ran - errors - len(failures)} recovered as designed, "
           f"{spool_changes} spool changes, {len(failures)} failing, {len(skipped)} skipped {skipped or ''}")
     assert not failures, "\n".join(f"{name}: {'; '.join(p)}" for name, p in failures.items())
+    assert ran >= 17, f"only {ran} R5 cases ran"
+    if skipped:  # a case that could not be set up is reported, never counted as passed
+        pytest.skip(f"R5: {len(skipped)} case(s) could not be set up here: {skipped}")

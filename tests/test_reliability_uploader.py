@@ -28,6 +28,7 @@ from reliability_uploader_helpers import (
     kill,
     landing,
     quarantined_ids,
+    reap,
     record_cli,
     run,
     size,
@@ -118,11 +119,15 @@ def test_r2_uploader_kills(tmp_path: Path, hub_at: Callable[[str], HubServer]) -
         phases[phase] += 1
         work_before, upload_before, commit_req_before, commits_before = set(work_left(spool)), _upload_requests(hub), hub.stats["commit"], _commits(hub)
         proc = start("gymrec-uploader", _uploader_args(spool, hub), tmp_path, env, tmp_path / f"r2-{i}")
-        reached = _wait(_phase_reached(phase, hub, spool, work_before, upload_before, commit_req_before, commits_before),
-                        rng.uniform(0.3, 2.0) if phase == "random" else 30.0, proc)
-        time.sleep({"convert": rng.uniform(0, 0.15), "upload": rng.uniform(0, 0.05)}.get(phase, rng.uniform(0, 0.01)))
-        assert proc.poll() is None, f"the uploader exited by itself: {(tmp_path / f'r2-{i}.stderr').read_text()[-2000:]}"
-        kill(proc)
+        try:
+            reached = _wait(_phase_reached(phase, hub, spool, work_before, upload_before, commit_req_before, commits_before),
+                            rng.uniform(0.3, 2.0) if phase == "random" else 30.0, proc)
+            # a random delay inside the phase (not synchronisation: where the kill lands is what varies)
+            time.sleep({"convert": rng.uniform(0, 0.15), "upload": rng.uniform(0, 0.05)}.get(phase, rng.uniform(0, 0.01)))
+            assert proc.poll() is None, f"the uploader exited by itself: {(tmp_path / f'r2-{i}.stderr').read_text()[-2000:]}"
+            kill(proc)
+        finally:
+            reap(proc)
         if phase != "random" and not reached:
             hit["idle"] += 1
         if _commits(hub) > commits_before and len(uploaded_ids(spool)) < _commits(hub) - 1:
@@ -136,7 +141,8 @@ def test_r2_uploader_kills(tmp_path: Path, hub_at: Callable[[str], HubServer]) -
     assert "Traceback" not in drain.stderr
     duplicates, missing, orphaned = _assert_exactly_once(hub, spool, sealed, "R2")
     done = sum(phases.values())
-    assert done == kills
+    assert work_left(spool) == [], f"R2: leftover work dirs {work_left(spool)}"
+    assert sum(n for what, n in hit.items() if what != "idle") > 0, f"R2: no kill was seen to land mid-work {dict(hit)}"
     print(f"\nR2: {done} kills, {duplicates} duplicates, {missing} missing, {orphaned} orphaned claims "
           f"({len(sealed)} episodes; phases {dict(phases)}; observed {dict(hit)}; "
           f"{len(work_left(spool))} leftover work dirs; {time.monotonic() - started:.0f}s)")
@@ -171,8 +177,11 @@ def test_r2_killed_conversion_leaves_no_work_dir(tmp_path: Path, hub_at: Callabl
     hub = hub_at(TOKEN)
     env |= {"HF_TOKEN": TOKEN}
     proc = start("gymrec-uploader", _uploader_args(spool, hub), tmp_path, env, tmp_path / "killed")
-    assert _wait(lambda: bool(work_left(spool)), 60, proc), "the conversion never started"
-    kill(proc)
+    try:
+        assert _wait(lambda: bool(work_left(spool)), 60, proc), "the conversion never started"
+        kill(proc)
+    finally:
+        reap(proc)
     assert work_left(spool), "the kill came too late to leave a work dir behind"
     drain = run("gymrec-uploader", _uploader_args(spool, hub, "--once"), tmp_path, env)
     assert drain.returncode == 0, drain.stderr
@@ -183,6 +192,14 @@ def test_r2_killed_conversion_leaves_no_work_dir(tmp_path: Path, hub_at: Callabl
 # --- R3: Hub faults, then a revoked token -------------------------------------------------------------
 
 FAULTS = ("500", "503", "429", "drop", "drop_after")
+RETRY_AFTER_S = 3  # longer than the first retry's own backoff (base_delay 1 s), so only honouring it passes
+
+
+def _retry_after_waits(log: list[tuple[float, str, str | None]]) -> list[float]:
+    """Seconds from each 429 on "commit" to the uploader's next request (the retry's first), as the
+    server's clock saw them: batches are pushed one at a time, so nothing else is sent in between."""
+    return [later[0] - t for (t, endpoint, kind), later in zip(log, log[1:], strict=False)
+            if endpoint == "commit" and kind == "429"]  # fmt: skip
 
 
 def test_r3_hub_faults_then_revoked_token(tmp_path: Path, hub_at: Callable[[str], HubServer]) -> None:
@@ -192,7 +209,11 @@ def test_r3_hub_faults_then_revoked_token(tmp_path: Path, hub_at: Callable[[str]
     sealed = {p.stem for p in record_cli(spool, ENV_ID, episodes, 60, 11, tmp_path, env)}
     hub = hub_at(TOKEN)
     env |= {"HF_TOKEN": TOKEN}
-    hub.faults = FaultPlan(rate=0.3, kinds=FAULTS, only_writes=True, seed=3, retry_after=1)
+    hub.faults = FaultPlan(rate=0.3, kinds=FAULTS, only_writes=True, seed=3, retry_after=RETRY_AFTER_S)
+    # each kind surely happens once, on the request every upload makes, besides the random ones; the 429
+    # first, where the client's own backoff (<= 1 s) is shorter than the Retry-After it must wait
+    for kind in sorted(FAULTS, key=lambda k: k != "429"):
+        hub.fail_next("commit", 1, kind)
     started = time.monotonic()
     runs = []
     for _ in range(6):  # an episode whose retries all failed stays queued; the next run picks it up
@@ -208,10 +229,13 @@ def test_r3_hub_faults_then_revoked_token(tmp_path: Path, hub_at: Callable[[str]
     assert runs[-1] == 0, f"still failing after {len(runs)} runs"
     writes = sum(n for endpoint, n in stats.items() if endpoint in ("create_repo", "preupload", "lfs_batch", "lfs_upload", "lfs_verify", "commit"))
     kinds = Counter(key.split(":")[1] for key in injected.elements())
-    assert sum(kinds.values()) >= 3, injected
+    assert set(kinds) == set(FAULTS), f"fault kinds that never happened: {set(FAULTS) - set(kinds)}"
+    waits = _retry_after_waits(hub.request_log)
+    assert waits and min(waits) >= RETRY_AFTER_S * 0.95, f"Retry-After {RETRY_AFTER_S}s not waited: {waits}"
     duplicates, missing, _ = _assert_exactly_once(hub, spool, sealed, "R3")
     print(f"\nR3: {episodes} episodes through {sum(kinds.values())} injected faults in {writes} write requests "
-          f"({dict(kinds)}), {duplicates} duplicates, {missing} missing, {len(runs)} run(s), {time.monotonic() - started:.0f}s")
+          f"({dict(kinds)}), {duplicates} duplicates, {missing} missing, {len(runs)} run(s), "
+          f"Retry-After waited {min(waits):.2f}s (asked {RETRY_AFTER_S}s, {len(waits)} 429s), {time.monotonic() - started:.0f}s")
 
     # A revoked token: one line, a non-zero exit, and every new episode stays queued, untouched.
     queued = {p.stem for p in record_cli(spool, ENV_ID, 2, 40, 99, tmp_path, env)}
@@ -233,11 +257,14 @@ def test_r3_token_revoked_while_the_daemon_runs(tmp_path: Path, hub_at: Callable
     hub = hub_at(TOKEN)
     env |= {"HF_TOKEN": TOKEN}
     proc = start("gymrec-uploader", _uploader_args(spool, hub), tmp_path, env, tmp_path / "daemon")
-    assert _wait(lambda: _commits(hub) >= 2, 60, proc), "the first episode never landed"
-    hub.revoked = True
-    # a batch may have taken every waiting episode: new ones make the daemon talk to the Hub again
-    sealed |= {p.stem for p in record_cli(spool, ENV_ID, 2, 60, 22, tmp_path, env)}
-    code = proc.wait(timeout=60)  # it must stop by itself
+    try:
+        assert _wait(lambda: _commits(hub) >= 2, 60, proc), "the first episode never landed"
+        hub.revoked = True
+        # a batch may have taken every waiting episode: new ones make the daemon talk to the Hub again
+        sealed |= {p.stem for p in record_cli(spool, ENV_ID, 2, 60, 22, tmp_path, env)}
+        code = proc.wait(timeout=60)  # it must stop by itself
+    finally:
+        reap(proc)
     stderr = (tmp_path / "daemon.stderr").read_text()
     errors = [line for line in stderr_lines(stderr) if "error" in line.lower()]
     assert code != 0 and "Traceback" not in stderr, stderr
@@ -260,8 +287,9 @@ def test_r4_four_uploaders_two_recorders(tmp_path: Path, hub_at: Callable[[str],
     started = time.monotonic()
     uploaders = [start("gymrec-uploader", _uploader_args(spool, hub, "--workers", "1", "--rescan-interval", "1"),
                        tmp_path, up_env, tmp_path / f"uploader-{i}") for i in range(4)]  # fmt: skip
+    recorders: list[subprocess.Popen[bytes]] = []
     try:
-        recorders = [
+        recorders += [
             start("gymrec-play", [env_id, "--agent", "random", "--headless", "--episodes", str(per_recorder),
                                   "--max-steps", str(steps), "--seed", str(seed), "--spool", str(spool)],
                   tmp_path, env, tmp_path / f"recorder-{seed}")
@@ -276,6 +304,8 @@ def test_r4_four_uploaders_two_recorders(tmp_path: Path, hub_at: Callable[[str],
             time.sleep(0.5)
     finally:
         codes = [kill(u, signal.SIGTERM) for u in uploaders]
+        for p in [*uploaders, *recorders]:
+            reap(p)
     outs = [(tmp_path / f"uploader-{i}.stdout").read_text() for i in range(4)]
     errs = [(tmp_path / f"uploader-{i}.stderr").read_text() for i in range(4)]
     assert codes == [0, 0, 0, 0], errs

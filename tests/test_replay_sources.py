@@ -48,7 +48,8 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     from tests.hubserver import running_hub
 
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    # huggingface_hub reads the variable at import: conftest sets it first; the client is never patched
+    assert constants.HF_HUB_DISABLE_XET, "huggingface_hub was imported before conftest set HF_HUB_DISABLE_XET=1"
     with running_hub(TOKEN, tmp_path) as server:
         yield server
 

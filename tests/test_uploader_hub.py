@@ -110,7 +110,13 @@ def test_two_uploaders_race_exactly_once(tmp_path: Path, spool: Path) -> None:
         exe = Path(sys.executable).parent / "gymrec-uploader"
         args = [str(exe), "--spool", str(spool), "--once", "--repo-id", REPO, "--workers", "1"]
         procs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-        outs = [p.communicate(timeout=240) for p in procs]
+        try:
+            outs = [p.communicate(timeout=240) for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
         assert all(p.returncode == 0 for p in procs), [o[1][-1500:] for o in outs]
         uploaded = sum(int(o[0].split()[0]) for o in outs)
         assert uploaded == len(sealed)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass
 
 from .wire import Response, json_response
 
-FAULT_KINDS = ("500", "502", "503", "504", "429", "409", "drop", "drop_after")
+FAULT_KINDS = ("500", "502", "503", "504", "429", "409", "403", "drop", "drop_after", "hang")
+HANG_S = 60.0  # "hang": no answer for this long (or until the server stops), then the connection closes
 WRITE_ENDPOINTS = frozenset({"create_repo", "delete_repo", "preupload", "lfs_batch", "lfs_upload", "lfs_verify", "commit"})
 
 
@@ -22,7 +24,8 @@ class FaultPlan:
     """Random faults: each matching request fails with probability `rate`, kind drawn from `kinds`.
 
     "drop" closes the connection before handling; "drop_after" handles the request (a commit lands)
-    and then closes the connection instead of answering, like a response lost in transit.
+    and then closes the connection instead of answering, like a response lost in transit; "hang"
+    never answers (until `HANG_S` or the server stops), like a Hub that accepted the connection and stalled.
     """
 
     rate: float = 0.0
@@ -53,6 +56,8 @@ class FaultInjector:
         self._plan: FaultPlan | None = None
         self._rng = random.Random(0)
         self._queued: dict[str, deque[str]] = {}
+        self._log: list[tuple[float, str, str | None]] = []  # (server monotonic time, endpoint, fault)
+        self._released = threading.Event()
 
     @property
     def plan(self) -> FaultPlan | None:
@@ -82,7 +87,21 @@ class FaultInjector:
                 kind = self._rng.choice(plan.kinds)
             if kind is not None:
                 self._injected[f"{endpoint}:{kind}"] += 1
+            self._log.append((time.monotonic(), endpoint, kind))
             return kind
+
+    def hang(self) -> None:
+        """Stall a "hang" request's handler until `HANG_S` passed or `release` (server stop)."""
+        self._released.wait(HANG_S)
+
+    def release(self) -> None:
+        self._released.set()
+
+    @property
+    def log(self) -> list[tuple[float, str, str | None]]:
+        """Every request as the server saw it arrive: (time.monotonic(), endpoint, injected fault or None)."""
+        with self._lock:
+            return list(self._log)
 
     @property
     def retry_after(self) -> int:
@@ -102,6 +121,7 @@ class FaultInjector:
         with self._lock:
             self._stats.clear()
             self._injected.clear()
+            self._log.clear()
 
 
 def fault_response(kind: str, retry_after: int) -> Response:

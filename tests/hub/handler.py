@@ -105,7 +105,9 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
             kind = hub.draw_fault(endpoint)
-            if kind == "drop":
+            if kind in ("drop", "hang"):
+                if kind == "hang":
+                    hub.hang()
                 self.close_connection = True
                 return
             if kind is not None and kind != "drop_after":

@@ -49,6 +49,7 @@ class HubServer:
     def stop(self) -> None:
         if self._httpd is None:
             return
+        self._faults.release()  # a "hang" handler would otherwise hold server_close's join for HANG_S
         self._httpd.shutdown()
         self._httpd.close_connections()  # idle keep-alive handlers would otherwise block server_close's join
         self._httpd.server_close()
@@ -85,6 +86,14 @@ class HubServer:
     def injected(self) -> Counter[str]:
         """Faults injected, keyed "endpoint:kind"."""
         return self._faults.injected
+
+    def hang(self) -> None:
+        self._faults.hang()
+
+    @property
+    def request_log(self) -> list[tuple[float, str, str | None]]:
+        """(server time.monotonic(), endpoint, injected fault or None) per request, in arrival order."""
+        return self._faults.log
 
     def reset_stats(self) -> None:
         self._faults.reset_stats()
