@@ -27,7 +27,7 @@ from gymrec.recorder.sinks import Sink
 from gymrec.recorder.writer import EpisodeWriter
 from gymrec.shared import schema
 from gymrec.shared.attrs import EpisodeAttrs, utc_now
-from gymrec.shared.backends import MadeEnv
+from gymrec.shared.backends import MadeEnv, action_meanings
 from gymrec.shared.errors import AgentActionError, AgentFailedError, BadAgentError
 from gymrec.shared.schema import EndReason
 from gymrec.shared.spaces import action_checker, describe_space, encode_action, image_key, split_observation
@@ -82,6 +82,7 @@ def episode_attrs(config: PlayConfig, made: MadeEnv, seed: int, fps: float, keym
         "started_at": utc_now(),
         "chunk_steps": schema.CHUNK_STEPS,
         "info_skipped": list(made.history_info),
+        "action_meanings": action_meanings(made),
     }
 
 

@@ -13,6 +13,7 @@ import click
 from gymrec.recorder.recovery import format_report, recover_orphans
 from gymrec.replay.select import Job, Selection, jobs, spool_to_recover
 from gymrec.replay.verify import EnvPool, Result, Summary, VerifyOptions, verify
+from gymrec.shared.attrs import EpisodeAttrs
 from gymrec.shared.cli_errors import OneLineCommand, cli_edge, configure_logging
 from gymrec.shared.credentials import HubAccess, hub_access
 from gymrec.shared.errors import GymrecError
@@ -40,22 +41,36 @@ def _recover(spool: Path) -> None:
     click.echo(format_report(recover_orphans(spool)), err=True, nl=False)
 
 
-def _one(job: Job, config: ReplayConfig, envs: EnvPool) -> Result | None:
+def lineage(attrs: EpisodeAttrs) -> str:
+    """Where the episode came from, for the report: "branch of 1a2b3c4d at step 7", "takeover"; "" for neither."""
+    parts = []
+    if attrs.parent_episode_id is not None:
+        parts.append(f"branch of {attrs.parent_episode_id[:8]} at step {attrs.branch_step}")
+    if attrs.branched_at is not None:
+        parts.append(f"branched at step {attrs.branched_at}")
+    if attrs.takeover:
+        parts.append("takeover")
+    return ", ".join(parts)
+
+
+def _one(job: Job, config: ReplayConfig, envs: EnvPool) -> tuple[Result, str] | None:
     source = job.open()
     if not job.explicit and source.end_reason == EndReason.DISCARDED:
         return None
     if config.render:
         from gymrec.replay.render import show
 
-        return show(source, config.options, fps=config.fps, verify=config.verify, warn=_warn)
-    return verify(source, config.options, warn=_warn, envs=envs)
+        return show(source, config.options, fps=config.fps, verify=config.verify, warn=_warn), lineage(source.attrs)
+    return verify(source, config.options, warn=_warn, envs=envs), lineage(source.attrs)
 
 
-def _table(results: list[Result]) -> str:
+def _table(results: list[Result], lineages: dict[str, str]) -> str:
     rows = [("episode", "env", "steps", "result", "first divergence", "seconds")]
     for r in results:
         first = r.error or (r.divergence.line() if r.divergence else "-")
-        rows.append((r.episode_id[:8], r.env_id, str(r.length), r.status, first, f"{r.seconds:.2f}"))
+        where = lineages.get(r.episode_id, "")
+        verdict = f"{r.status} ({where})" if where else r.status
+        rows.append((r.episode_id[:8], r.env_id, str(r.length), verdict, first, f"{r.seconds:.2f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=False)) + "  " + row[-1] for row in rows]
     for r in results:
@@ -72,13 +87,17 @@ def run(config: ReplayConfig) -> int:
     todo = jobs(config.selection)
     single = len(todo) == 1 and not config.selection.all_
     summary = Summary()
+    lineages: dict[str, str] = {}
     shown = config.selection.all_ and not config.render
     progress = progress_for(sys.stderr, len(todo), PROG) if shown else NoProgress()
     # One env per (env id, kwargs) for the whole run: making one costs ~120 ms (ALE).
     with EnvPool() as envs:
         for job in todo:
             try:
-                result = _one(job, config, envs)
+                done = _one(job, config, envs)
+                result = done[0] if done is not None else None
+                if done is not None and done[1]:
+                    lineages[done[0].episode_id] = done[1]
             except GymrecError as e:
                 if single:
                     raise
@@ -92,7 +111,7 @@ def run(config: ReplayConfig) -> int:
     if not summary.results:
         click.echo("no episodes to replay", err=True)
     else:
-        click.echo(_table(summary.results))
+        click.echo(_table(summary.results, lineages))
     return summary.exit_code
 
 

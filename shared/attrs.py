@@ -62,6 +62,7 @@ class EpisodeAttrs:
     keymap: JsonDict | None = None
     host: str | None = None
     info_skipped: tuple[str, ...] = ()
+    action_meanings: tuple[str, ...] | None = None  # shared.backends.action_meanings, at recording
     # Added at sealing (``SEAL_FIELDS``).
     ended_at: str | None = None
     end_reason: str | None = None

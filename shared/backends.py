@@ -138,6 +138,10 @@ class Backend:
         """(true-speed steps per second, frames advanced per step)."""
         raise NotImplementedError
 
+    def action_meanings(self, env: gym.Env) -> tuple[str, ...] | None:
+        """What each action value (Discrete) or element (buttons) means, in the env's own words; None if unknown."""
+        return None
+
     def versions(self) -> dict[str, str]:
         return {
             "python": platform.python_version(),
@@ -182,6 +186,9 @@ class AleBackend(Backend):
         # Sticky actions make the start depend on ALE's RNG, which only reset(seed)'s ROM reload seeds.
         return SeededStarter(env) if is_sticky(env) else AleStarter(env)
 
+    def action_meanings(self, env: gym.Env) -> tuple[str, ...] | None:
+        return tuple(str(m) for m in env.unwrapped.get_action_meanings())  # type: ignore[attr-defined]
+
     def native_fps(self, env: gym.Env, spec_kwargs: dict[str, Any]) -> tuple[float, float]:
         skip = spec_kwargs.get("frameskip", 1)
         frames = sum(skip) / 2 if isinstance(skip, tuple | list) else float(skip)
@@ -222,6 +229,17 @@ class VizdoomBackend(Backend):
                         f"copy your own {wad} into {root} (VizDoom cannot ship it)",
                     )
 
+    def action_meanings(self, env: gym.Env) -> tuple[str, ...] | None:
+        """Discrete: each value's button combination ("MOVE_LEFT+ATTACK", "NOOP"); otherwise the buttons
+        in the order the action lists them (the wrapper puts delta buttons before binary ones)."""
+        raw = env.unwrapped
+        names = [b.name for b in raw.game.get_available_buttons()]  # type: ignore[attr-defined]
+        combos = getattr(raw, "button_map", None)
+        if isinstance(env.action_space, gym.spaces.Discrete) and combos is not None:
+            binary = names[len(names) - len(combos[0]):] if len(combos) else []
+            return tuple("+".join(n for n, on in zip(binary, combo, strict=True) if on) or "NOOP" for combo in combos)
+        return tuple(names)
+
     def native_fps(self, env: gym.Env, spec_kwargs: dict[str, Any]) -> tuple[float, float]:
         skip = float(getattr(env.unwrapped, "frame_skip", 1) or 1)
         return DOOM_TICS_PER_SECOND / skip, skip
@@ -253,6 +271,10 @@ class RetroBackend(Backend):
 
     def make_raw(self, env_id: str, kwargs: dict[str, Any]) -> gym.Env:
         return self._retro().make(env_id, render_mode="rgb_array", **kwargs)
+
+    def action_meanings(self, env: gym.Env) -> tuple[str, ...] | None:
+        # MultiBinary: element i is button i; stable-retro names unused slots None.
+        return tuple(str(b) if b is not None else "" for b in env.unwrapped.buttons)  # type: ignore[attr-defined]
 
     def native_fps(self, env: gym.Env, spec_kwargs: dict[str, Any]) -> tuple[float, float]:
         return float(env.metadata.get("video.frames_per_second", 60.0)), 1.0
@@ -314,6 +336,17 @@ def suggestions(query: str, known: list[str], n: int = 3) -> list[str]:
 def list_envs(filter_text: str = "") -> list[EnvEntry]:
     needle = filter_text.lower()
     return [backend.entry(env_id) for env_id, backend in sorted(all_ids().items()) if needle in env_id.lower()]
+
+
+def action_meanings(made: MadeEnv) -> tuple[str, ...] | None:
+    """The made env's action meanings (ALE ``get_action_meanings()``, VizDoom buttons, retro buttons).
+
+    A backend version without the call gives None: the episode then records none, as before.
+    """
+    try:
+        return backend_named(made.backend).action_meanings(made.env)
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return None
 
 
 def make_env(env_id: str, kwargs: dict[str, Any], backend_name: str | None = None) -> MadeEnv:

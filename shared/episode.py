@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ class StepBatch:
     truncated: np.ndarray
     timestamp: np.ndarray
     info: dict[str, np.ndarray]
+    times: dict[str, np.ndarray] = field(default_factory=dict)  # the schema.STEP_TIMES arrays the episode has
 
 
 def read_committed(path: Path) -> int:
@@ -93,6 +94,7 @@ class Episode:
         self.action_leaves: list[Leaf] = action_leaves(self.attrs.action_space)
         self._metas: dict[str, ArrayMeta] = {}
         self.info_keys: list[str] = _member_names(path / schema.INFO_GROUP)
+        self.time_keys: list[str] = [name for name in schema.STEP_TIMES if (path / name / schema.METADATA_NAME).is_file()]
         if sealed:
             check_manifest(path)
             self._check_shapes()
@@ -184,6 +186,7 @@ class Episode:
             truncated=self._read(schema.TRUNCATED, start, stop),
             timestamp=self._read(schema.TIMESTAMP, start, stop),
             info={key: self._read(schema.info_path(key), start, stop) for key in self.info_keys},
+            times={name: self._read(name, start, stop) for name in self.time_keys},
         )
 
     def batches(self, size: int = schema.CHUNK_STEPS) -> Iterator[StepBatch]:

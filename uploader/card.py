@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from gymrec.shared import layout
+from gymrec.shared.schema import ACTORS
 
 LICENSE = "cc-by-4.0"
 TASK_CATEGORIES = ("reinforcement-learning",)
@@ -92,6 +93,26 @@ def _meanings(c: dict[str, Any]) -> list[str]:
     return ["Action meanings:", "", *(f"- {label} {start + i}: `{m}`" for i, m in enumerate(meanings))]
 
 
+def _quality(c: dict[str, Any]) -> list[str]:
+    """The config's human-play summary, from info.json's summed aggregate (O(1) per config)."""
+    q = c.get("quality") or {}
+    rated = int(q.get("rated_episodes", 0))
+    lines = []
+    if rated:
+        lines += [
+            f"Human play ({plural(rated, 'episode')} with quality fields): mean active fraction "
+            f"{q['active_fraction_sum'] / rated:.2f}, mean {q['inputs_per_minute_sum'] / rated:.1f} inputs per minute, "
+            f"longest idle stretch {q['longest_idle_s_max']:.1f} s, {q['paused_s_sum']:.1f} s paused in all, "
+            f"{plural(int(q['late_frames_sum']), 'late frame')} (worst {q['worst_late_ms_max']:.1f} ms late).",
+        ]
+    else:
+        lines += ["Human play: no episode of this config carries quality fields (agents, or recorded before them)."]
+    if q.get("branch_episodes") or q.get("takeover_episodes"):
+        lines += ["", f"Lineage: {plural(int(q.get('branch_episodes', 0)), 'branch episode')}, "
+                      f"{plural(int(q.get('takeover_episodes', 0)), 'takeover episode')}."]  # fmt: skip
+    return lines + [""]
+
+
 def _config_section(name: str, c: dict[str, Any], target: Target) -> list[str]:
     extra = "".join(f"\n| `{leaf}` | list of numbers | observation leaf `{leaf}` at step t |" for leaf in c["extra_leaves"])
     info = "".join(f"\n| `info_{key}` | number | `info[{key!r}]` after step t |" for key in c["info_keys"])
@@ -112,8 +133,12 @@ def _config_section(name: str, c: dict[str, Any], target: Target) -> list[str]:
         "| `action` | see below | the action applied at step t, in the env's native form |",
         "| `reward` | float64 | reward of step t |",
         "| `terminated`, `truncated` | bool | as returned by step t |",
-        f"| `timestamp` | float64 | wall-clock seconds (Unix) when action t was applied |{extra}{info}",
+        "| `timestamp` | float64 | wall-clock seconds (Unix) when action t was applied |",
+        "| `shown_ns` | int64 or null | monotonic ns when observation t was on screen (null: no window, or not recorded) |",
+        "| `decided_ns` | int64 or null | monotonic ns when action t was sampled from the player's input (null: as above) |",
+        f"| `actor` | ClassLabel {list(ACTORS)} or null | who chose action t (see 'Timing and lineage'; null: not recorded) |{extra}{info}",
         "",
+        *_quality(c),
         "Action encoding:",
         "",
         *_action_doc(c["action_space"]),
@@ -158,8 +183,25 @@ def render(info: dict[str, Any], target: Target) -> str:
         "- `meta/episodes/<config>/<ss>/<shard>.parquet`: the index, one row per episode: seed, env id, length,",
         "  return, end reason, player, collector, versions, spaces, keymap, fps, action meanings, which data file",
         "  and rows hold it, and the final observation (after the last step) as an Image column.",
+        "  Human play adds the quality fields `active_fraction` (steps with any input / steps), `inputs_per_minute`,",
+        "  `longest_idle_s`, `paused_s`, `late_frames`, `worst_late_ms`, and `input_log` (JSON: every key, button and",
+        "  axis event with its monotonic ns time); lineage adds `parent_episode_id`, `branch_step`, `branched_at`,",
+        "  `takeover`. They are null where they do not apply (agents, older episodes).",
         "- `meta/info.json`: format version, totals and features per config; the card is rendered from it.",
         "- `meta/preview/<config>.png`: a strip of frames per config.",
+        "",
+        "## Timing and lineage",
+        "",
+        "`shown_ns` and `decided_ns` share one monotonic clock with the index's `input_log` of the same episode",
+        "(JSON columns `t_ns`, `kind`, `code`, `value`; event i happened at `origin_ns + t_ns[i]`):",
+        "`decided_ns - shown_ns` is how long observation t was on screen before action t was taken, and",
+        "`origin_ns + t_ns[i] - shown_ns` of the last step shown before event i is a reaction time.",
+        "",
+        "`actor` says who chose each action: `human` (the player), `agent` (a policy: headless agents, or the",
+        "agent's turns in a `--takeover` session, where `takeover` is true in the index) or `copied` (a branch",
+        "episode's inherited prefix). A player who rewinds and plays on seals the first episode as `branched`",
+        "(`branched_at`: the step rewound to) and records a branch episode with `parent_episode_id` and",
+        "`branch_step`: its first `branch_step` actions are the parent's, marked `copied`, so it replays on its own.",
         "",
         "## Configs and schema",
         "",

@@ -195,10 +195,20 @@ def episode_attrs(path: Path) -> dict[str, Any]:
     return dict(json.loads((path / "zarr.json").read_text()).get("attributes", {}))
 
 
-def skip_reason(attrs: dict[str, Any]) -> str | None:
-    """Why a sealed episode is never uploaded (it stays where it is), or None."""
+LOW_ACTIVITY = "low-activity"
+
+
+def skip_reason(attrs: dict[str, Any], min_active: float = 0.0) -> str | None:
+    """Why a sealed episode is never uploaded (it stays where it is), or None.
+
+    ``min_active`` (--min-active): human episodes whose ``active_fraction`` is below it are skipped;
+    episodes without the field (agents, older recordings) have nothing to judge and go up.
+    """
     if attrs.get("end_reason") == schema.EndReason.DISCARDED:
         return "discarded"
     if int(attrs.get("length", 0) or 0) == 0:
         return "empty"
+    active = attrs.get("active_fraction")
+    if min_active > 0 and isinstance(active, int | float) and not isinstance(active, bool) and active < min_active:
+        return LOW_ACTIVITY
     return None

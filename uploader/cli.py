@@ -56,6 +56,8 @@ def _install_stop(stop: threading.Event, abort: threading.Event) -> None:
 @click.option("--local-dir", type=click.Path(path_type=Path), help="Write a local dataset here instead of pushing (the default without a token).")
 @click.option("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co).")
 @click.option("--workers", type=click.IntRange(1, 256), help="Frame-encoding threads (default: the number of cores).")
+@click.option("--min-active", type=click.FloatRange(min=0.0, max=1.0), default=0.0, show_default=True,
+              help="Leave human episodes whose active fraction (steps with input / steps) is below this in the spool.")
 @click.option("--delete-after-upload", is_flag=True, help="Delete episodes from the spool once on the Hub (keeps the receipt).")
 @click.option("--stale-after", type=click.FloatRange(min=1.0), default=300.0, show_default=True, help="Seconds without heartbeat before another uploader's claim is taken over.")
 @click.option("--rescan-interval", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds between spool rescans.")
@@ -64,7 +66,7 @@ def _install_stop(stop: threading.Event, abort: threading.Event) -> None:
 @cli_edge(PROG)
 def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: bool, once: bool,
          commit_every: float, batch_episodes: int, batch_mb: float, local_dir: Path | None,
-         endpoint: str | None, workers: int | None, delete_after_upload: bool, stale_after: float,
+         endpoint: str | None, workers: int | None, min_active: float, delete_after_upload: bool, stale_after: float,
          rescan_interval: float, verbose: bool) -> None:
     """Upload sealed gymrec episodes as a Hugging Face dataset (or a local one without a token)."""
     configure_logging()
@@ -105,6 +107,7 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
         batch_episodes=batch_episodes,
         batch_bytes=int(batch_mb * (1 << 20)),
         delete_after_upload=delete_after_upload,
+        min_active=min_active,
         convert=ConvertOptions(workers=workers or max(1, os.cpu_count() or 1)),
         stale_after=stale_after,
         rescan_interval=rescan_interval,
@@ -128,12 +131,14 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
 
 @main.command()
 @click.option("--spool", "spool_opt", type=click.Path(path_type=Path), help="Spool directory.")
+@click.option("--min-active", type=click.FloatRange(min=0.0, max=1.0), default=0.0, show_default=True,
+              help="The uploader's --min-active: count the episodes it leaves in the spool as low-activity.")
 @click.pass_context
 @cli_edge(PROG)
-def status(ctx: click.Context, spool_opt: Path | None) -> None:
-    """Episodes and frames per state: waiting, claimed, uploaded, quarantined, discarded, partial."""
+def status(ctx: click.Context, spool_opt: Path | None, min_active: float) -> None:
+    """Episodes and frames per state: waiting, claimed, uploaded, quarantined, discarded, empty, low-activity, partial."""
     spool = check_spool(spool_opt or ctx.obj, create=False)
-    counts = spool_status(spool)
+    counts = spool_status(spool, min_active)
     click.echo(f"{'state':<15} {'episodes':>8} {'frames':>10}")
     for state in STATES:
         click.echo(f"{state:<15} {counts[state].episodes:>8} {counts[state].frames:>10}")

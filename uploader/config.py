@@ -44,6 +44,7 @@ class UploaderConfig:
     batch_episodes: int = 100  # ... or sooner, at this many episodes
     batch_bytes: int = 256 << 20  # ... or this much converted data
     delete_after_upload: bool = False
+    min_active: float = 0.0  # --min-active: human episodes less active than this stay in the spool (0: upload all)
     convert: ConvertOptions = field(default_factory=ConvertOptions)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     rescan_interval: float = 30.0

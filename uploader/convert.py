@@ -75,6 +75,26 @@ class Converted:
         return self.rows_file.stat().st_size + len(self.final_png)
 
 
+# The player's timing and who chose each action (schema.STEP_TIMES). Every episode gets these columns,
+# null where it has no value, so a config's schema is the same for episodes recorded before them
+# (no arrays: all null) and for headless agents (no window: the spool's 0 means "not measured").
+TIME_FEATURES = datasets.Features({
+    schema.SHOWN_NS: datasets.Value("int64"),
+    schema.DECIDED_NS: datasets.Value("int64"),
+    schema.ACTOR: datasets.ClassLabel(names=list(schema.ACTORS)),
+})  # fmt: skip
+
+
+def _time_columns(batch: StepBatch, n: int) -> dict[str, pa.Array]:
+    columns: dict[str, pa.Array] = {}
+    for name in (schema.SHOWN_NS, schema.DECIDED_NS):
+        values = batch.times.get(name)
+        columns[name] = pa.nulls(n, pa.int64()) if values is None else pa.array(values.astype(np.int64), mask=values == 0)
+    actor = batch.times.get(schema.ACTOR)
+    columns[schema.ACTOR] = pa.nulls(n, pa.int64()) if actor is None else pa.array(actor.astype(np.int64))
+    return columns
+
+
 def image_format(leaf: Leaf) -> str:
     """WebP holds RGB/RGBA losslessly; grayscale would come back as RGB, so it goes to PNG."""
     if leaf.dtype != np.uint8 or len(leaf.shape) not in (2, 3):
@@ -110,6 +130,7 @@ def features_for(episode: Episode) -> datasets.Features:
         "terminated": datasets.Value("bool"),
         "truncated": datasets.Value("bool"),
         "timestamp": datasets.Value("float64"),
+        **TIME_FEATURES,
     }
     for leaf in _extra_leaves(episode):
         fields[leaf.name] = encoding.array_feature(leaf.dtype, leaf.shape)
@@ -186,6 +207,7 @@ def _record_batch(episode: Episode, batch: StepBatch, images: list[bytes], schem
         "terminated": pa.array(batch.terminated.astype(np.bool_)),
         "truncated": pa.array(batch.truncated.astype(np.bool_)),
         "timestamp": pa.array(batch.timestamp.astype(np.float64)),
+        **_time_columns(batch, n),
     }
     for leaf in _extra_leaves(episode):
         columns[leaf.name] = encoding.array_column(batch.obs[leaf.name])

@@ -174,7 +174,7 @@ class Uploader:
         if path in self._skipped or not path.is_dir():
             return
         try:
-            reason = skip_reason(episode_attrs(path))
+            reason = skip_reason(episode_attrs(path), self.config.min_active)
         except FileNotFoundError:
             return  # claimed by someone else meanwhile
         except (ValueError, OSError) as e:
@@ -213,7 +213,7 @@ class Uploader:
         kept = False
         try:
             episode = Episode(claim.path)
-            if skip_reason(episode.attrs.as_dict()) is not None:
+            if skip_reason(episode.attrs.as_dict(), self.config.min_active) is not None:
                 return None
             work = self._work_dir(eid)
             converted = convert_episode(episode, work, self.config.convert)

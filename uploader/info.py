@@ -12,7 +12,7 @@ from typing import Any
 
 from gymrec.shared import layout
 from gymrec.shared.errors import DatasetError
-from gymrec.uploader.shards import INDEX_FEATURES, Batch, ConfigPart
+from gymrec.uploader.shards import INDEX_FEATURES, Batch, ConfigPart, add_quality
 
 
 def parse(data: bytes, where: str) -> dict[str, Any]:
@@ -65,6 +65,7 @@ def _new_config(part: ConfigPart) -> dict[str, Any]:
 def merge(info: dict[str, Any] | None, batch: Batch) -> dict[str, Any]:
     """``info`` (None: a new dataset) with ``batch`` added; ``info`` itself is not changed."""
     out = json.loads(json.dumps(info)) if info is not None else empty()
+    out["index_features"] = INDEX_FEATURES.to_dict()  # this batch's index shards carry the current columns
     for config, part in batch.parts.items():
         entry = out["configs"].setdefault(config, _new_config(part))
         entry["env_ids"] = sorted(set(entry["env_ids"]) | set(part.env_ids))
@@ -73,6 +74,7 @@ def merge(info: dict[str, Any] | None, batch: Batch) -> dict[str, Any]:
         entry["steps"] += part.steps
         entry["seconds"] = round(entry["seconds"] + part.seconds, 6)
         entry["shards"] += 1
+        entry["quality"] = add_quality(entry.get("quality", {}), part.quality)  # absent in info.json written before it
     out["configs"] = dict(sorted(out["configs"].items()))
     return out
 

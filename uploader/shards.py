@@ -41,6 +41,19 @@ INDEX_FEATURES = datasets.Features({
     "observation_space": datasets.Value("string"),  # JSON
     "keymap": datasets.Value("string"),  # JSON
     "action_meanings": datasets.List(datasets.Value("string")),
+    # Human play (null for agents and older episodes): EpisodeAttrs' quality fields and the raw input log.
+    "active_fraction": datasets.Value("float64"),
+    "inputs_per_minute": datasets.Value("float64"),
+    "longest_idle_s": datasets.Value("float64"),
+    "paused_s": datasets.Value("float64"),
+    "late_frames": datasets.Value("int64"),
+    "worst_late_ms": datasets.Value("float64"),
+    "input_log": datasets.Value("string"),  # JSON
+    # Lineage (null when the episode is neither a branch, a branched parent, nor a takeover).
+    "parent_episode_id": datasets.Value("string"),
+    "branch_step": datasets.Value("int64"),
+    "branched_at": datasets.Value("int64"),
+    "takeover": datasets.Value("bool"),
     layout.INDEX_DATA_FILE_COLUMN: datasets.Value("string"),
     layout.INDEX_ROW_START_COLUMN: datasets.Value("int64"),
     layout.INDEX_ROW_COUNT_COLUMN: datasets.Value("int64"),
@@ -66,6 +79,7 @@ class ConfigPart:
     sample: dict[str, Any]  # one episode's meta: spaces, image key, format, info columns
     features: dict[str, Any]  # the data shard's datasets features, as ``Features.to_dict()``
     preview_png: bytes
+    quality: dict[str, Any] = field(default_factory=dict)  # ``quality_totals`` of the part's episodes
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,53 @@ def _meanings(meta: dict[str, Any]) -> list[str] | None:
     return [str(v) for v in value] if isinstance(value, list) else None
 
 
+QUALITY_FIELDS = ("active_fraction", "inputs_per_minute", "longest_idle_s", "paused_s", "late_frames", "worst_late_ms")
+LINEAGE_FIELDS = ("parent_episode_id", "branch_step", "branched_at", "takeover")
+
+
+def _typed(value: Any, kind: type) -> Any:
+    """``value`` as the column's type, or None (absent, or a value of another type in a damaged attribute)."""
+    if value is None or isinstance(value, bool) != (kind is bool):
+        return None
+    if kind is float:
+        return float(value) if isinstance(value, int | float) else None
+    return value if isinstance(value, kind) else None
+
+
+def _human_fields(m: dict[str, Any]) -> dict[str, Any]:
+    kinds: dict[str, type] = {"late_frames": int, "parent_episode_id": str, "branch_step": int,
+                              "branched_at": int, "takeover": bool}  # fmt: skip
+    out = {name: _typed(m.get(name), kinds.get(name, float)) for name in QUALITY_FIELDS + LINEAGE_FIELDS}
+    log_value = m.get("input_log")
+    out["input_log"] = _json(log_value) if log_value is not None else None
+    return out
+
+
+def quality_totals(metas: list[dict[str, Any]]) -> dict[str, Any]:
+    """The per-config aggregate of the quality and lineage fields that ``meta/info.json`` keeps (summable)."""
+    human = [_human_fields(m) for m in metas]
+    rated = [h for h in human if h["active_fraction"] is not None]
+    return {
+        "rated_episodes": len(rated),
+        "active_fraction_sum": round(sum(h["active_fraction"] for h in rated), 6),
+        "inputs_per_minute_sum": round(sum(h["inputs_per_minute"] or 0.0 for h in rated), 6),
+        "longest_idle_s_max": max((h["longest_idle_s"] or 0.0 for h in rated), default=0.0),
+        "paused_s_sum": round(sum(h["paused_s"] or 0.0 for h in rated), 6),
+        "late_frames_sum": sum(h["late_frames"] or 0 for h in rated),
+        "worst_late_ms_max": max((h["worst_late_ms"] or 0.0 for h in rated), default=0.0),
+        "branch_episodes": sum(1 for h in human if h["parent_episode_id"] is not None),
+        "takeover_episodes": sum(1 for h in human if h["takeover"]),
+    }
+
+
+def add_quality(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    return {key: (max if key.endswith("_max") else _add)(total.get(key, 0), value) for key, value in part.items()}
+
+
+def _add(a: float, b: float) -> float:
+    return round(a + b, 6) if isinstance(a, float) or isinstance(b, float) else a + b
+
+
 def _index_row(c: Converted, data_file: str, row_start: int) -> dict[str, Any]:
     m = c.meta
     seed = m.get("seed")
@@ -109,7 +170,7 @@ def _index_row(c: Converted, data_file: str, row_start: int) -> dict[str, Any]:
         layout.INDEX_ROW_START_COLUMN: row_start, layout.INDEX_ROW_COUNT_COLUMN: c.length,
         layout.INDEX_FINAL_COLUMN: {"bytes": c.final_png, "path": None},
         layout.INDEX_FINAL_HASH_COLUMN: c.final_hash, layout.INDEX_FINAL_EXTRA_COLUMN: _json(c.final_extra),
-        layout.INDEX_ATTRS_COLUMN: _json(m),
+        layout.INDEX_ATTRS_COLUMN: _json(m), **_human_fields(m),
     }  # fmt: skip
 
 
@@ -157,6 +218,7 @@ def build_batch(converted: list[Converted], root: Path, options: ConvertOptions)
             env_ids=tuple(sorted({c.env_id for c in group})),
             backends=tuple(sorted({str(c.meta.get("backend", "")) for c in group})),
             sample=group[0].meta, features=group[0].features.to_dict(), preview_png=group[0].preview_png,
+            quality=quality_totals([c.meta for c in group]),
         )  # fmt: skip
     log.info("batch %s: %d episodes in %d configs", bid[:8], len(ids), len(parts))
     return Batch(bid, tuple(sorted(ids)), files, parts)

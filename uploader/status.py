@@ -13,6 +13,7 @@ from gymrec.shared.errors import CorruptEpisodeError
 from gymrec.shared.spool import UPLOADED_AREA, is_episode_id, partial_episodes
 from gymrec.uploader.claims import (
     CLAIMED_AREA,
+    LOW_ACTIVITY,
     QUARANTINE_AREA,
     RECEIPT_SUFFIX,
     UPLOADED_LOCAL_AREA,
@@ -20,7 +21,7 @@ from gymrec.uploader.claims import (
     skip_reason,
 )
 
-STATES = ("waiting", "claimed", "uploaded", "uploaded-local", "quarantined", "discarded", "empty", "partial")
+STATES = ("waiting", "claimed", "uploaded", "uploaded-local", "quarantined", "discarded", "empty", LOW_ACTIVITY, "partial")
 
 
 @dataclass
@@ -48,7 +49,8 @@ def _sealed_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix == schema.SEALED_SUFFIX and p.is_dir())
 
 
-def spool_status(spool: Path) -> dict[str, StateCount]:
+def spool_status(spool: Path, min_active: float = 0.0) -> dict[str, StateCount]:
+    """``min_active``: the uploader's --min-active, so the episodes it leaves behind count as low-activity."""
     counts = {state: StateCount() for state in STATES}
     for path in _sealed_dirs(spool):
         if not is_episode_id(path.stem):
@@ -57,7 +59,7 @@ def spool_status(spool: Path) -> dict[str, StateCount]:
             attrs: dict[str, Any] = episode_attrs(path)
         except (OSError, ValueError):
             attrs = {"length": 1}  # unreadable: waiting, and quarantined when an uploader claims it
-        counts[skip_reason(attrs) or "waiting"].add(path.stem, int(attrs.get("length", 0) or 0))
+        counts[skip_reason(attrs, min_active) or "waiting"].add(path.stem, int(attrs.get("length", 0) or 0))
     for path in _sealed_dirs(spool / CLAIMED_AREA):
         counts["claimed"].add(path.name.split(".")[0], _length(path))
     for area, state in ((UPLOADED_AREA, "uploaded"), (UPLOADED_LOCAL_AREA, "uploaded-local")):
