@@ -30,7 +30,7 @@ from gymrec.shared.attrs import EpisodeAttrs, utc_now
 from gymrec.shared.backends import MadeEnv, action_meanings
 from gymrec.shared.errors import AgentActionError, AgentFailedError, BadAgentError
 from gymrec.shared.schema import EndReason
-from gymrec.shared.spaces import action_problem, describe_space, encode_action, image_key, split_observation
+from gymrec.shared.spaces import action_checker, describe_space, encode_action, image_key, split_observation
 
 log = logging.getLogger(__name__)
 ACTOR_CODES = MappingProxyType({name: code for code, name in enumerate(schema.ACTORS)})
@@ -109,6 +109,7 @@ class Session:
         self._rewinder = (Rewinder(made.env, lambda obs: split_observation(obs)[img_key])
                           if config.human else None)
         self._branch: Branch | None = None
+        self._action_problem = action_checker(made.env.action_space)
 
     def _next_seed(self, first: bool) -> int:
         if first and self.config.seed is not None:
@@ -261,9 +262,9 @@ class Session:
 
     def _check(self, action: Any, step: int) -> None:
         """Refuse an action outside the action space before the journal (and so recovery) sees it."""
-        space = self.made.env.action_space
-        problem = action_problem(space, action)
+        problem = self._action_problem(action)
         if problem is not None:
+            space = self.made.env.action_space
             who = "the keymap" if self.config.human else f"agent {self.source.collector}"
             detail = "" if problem.startswith("outside") else f" ({problem})"
             raise AgentActionError(

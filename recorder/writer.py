@@ -37,6 +37,7 @@ from gymrec.shared.spaces import Leaf, action_leaves
 from gymrec.shared.spool import WriterLock, write_owners
 
 _INFO_TYPES = (bool, int, float, np.bool_, np.integer, np.floating)
+_OBS_PREFIX = schema.obs_path("")
 
 
 def _spool_failure(code: int, message: str, where: Path) -> Exception:
@@ -74,6 +75,11 @@ class EpisodeWriter:
         self._slot: Slot | None = None
         self._specs: tuple[ArraySpec, ...] = ()
         self._info_keys: tuple[str, ...] = ()
+        self._obs_rows: dict[str, np.ndarray] = {}
+        self._action_rows: dict[str, np.ndarray] = {}
+        self._step_rows: tuple[np.ndarray, ...] = ()
+        self._outcome_rows: tuple[np.ndarray, ...] = ()
+        self._info_rows: tuple[tuple[str, np.ndarray], ...] = ()
         self._ended = False
         self.episode_return = 0.0
 
@@ -120,7 +126,19 @@ class EpisodeWriter:
             if not self._specs:
                 self._init_rows(obs, info)
             self._slot = self._sink.slot(self._specs, self.chunk_steps, block=self._block)
+            self._bind(self._slot.arrays)
         return self._slot.arrays
+
+    def _bind(self, arrays: dict[str, np.ndarray]) -> None:
+        """The slot's arrays by leaf name, looked up once a chunk: building "obs/" + name and looking
+        it up cost ~3 us a step of the ~116 us ``record`` took per step (cProfile, Breakout)."""
+        self._obs_rows = {spec.name[len(_OBS_PREFIX):]: arrays[spec.name] for spec in self._specs
+                          if spec.name.startswith(_OBS_PREFIX)}
+        self._action_rows = {leaf.name: arrays[schema.action_path(leaf.name)] for leaf in self._action_leaves}
+        self._step_rows = (arrays[schema.TIMESTAMP], arrays[schema.SHOWN_NS], arrays[schema.DECIDED_NS],
+                           arrays[schema.ACTOR])
+        self._outcome_rows = (arrays[schema.REWARD], arrays[schema.TERMINATED], arrays[schema.TRUNCATED])
+        self._info_rows = tuple((key, arrays[schema.info_path(key)]) for key in self._info_keys)
 
     def record(self, obs: dict[str, np.ndarray], action: dict[str, np.ndarray], info: dict[str, Any] | None = None,
                times: tuple[int, int] = (0, 0), actor: int = 0) -> None:
@@ -134,15 +152,19 @@ class EpisodeWriter:
                 self._journal.append(self._journal_format.pack(timestamp, action))
             except OSError as e:
                 raise _spool_failure(e.errno or 0, str(e), self.partial / schema.JOURNAL_NAME) from e
-        rows = self._rows(obs, info or {})
+        if self._slot is None:
+            self._rows(obs, info or {})
         row = self._count
+        obs_rows = self._obs_rows
         for name, value in obs.items():
-            rows[schema.OBS_GROUP + "/" + name][row] = value
+            obs_rows[name][row] = value
+        action_rows = self._action_rows
         for name, value in action.items():
-            rows[schema.ACTION_GROUP + "/" + name][row] = value
-        rows[schema.TIMESTAMP][row] = timestamp
-        rows[schema.SHOWN_NS][row], rows[schema.DECIDED_NS][row] = times
-        rows[schema.ACTOR][row] = actor
+            action_rows[name][row] = value
+        stamps, shown, decided, actors = self._step_rows
+        stamps[row] = timestamp
+        shown[row], decided[row] = times
+        actors[row] = actor
 
     def restore_timestamp(self, timestamp: float) -> None:
         """Recovery replays journaled steps: keep their original wall-clock times."""
@@ -152,13 +174,13 @@ class EpisodeWriter:
     def outcome(self, reward: float, terminated: bool, truncated: bool, info: dict[str, Any]) -> None:
         """The result of the step just recorded; hands a full chunk to the sink."""
         assert self._slot is not None, "outcome() without record()"
-        rows = self._slot.arrays
         row = self._count
-        rows[schema.REWARD][row] = reward
-        rows[schema.TERMINATED][row] = terminated
-        rows[schema.TRUNCATED][row] = truncated
-        for key in self._info_keys:
-            rows[schema.INFO_GROUP + "/" + key][row] = info.get(key, 0)
+        rewards, terminateds, truncateds = self._outcome_rows
+        rewards[row] = reward
+        terminateds[row] = terminated
+        truncateds[row] = truncated
+        for key, column in self._info_rows:
+            column[row] = info.get(key, 0)
         self.episode_return += float(reward)
         self._count += 1
         self.steps += 1

@@ -8,6 +8,8 @@ env installed.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +140,25 @@ def action_problem(space: gym.Space, action: Any) -> str | None:
     except (TypeError, ValueError, IndexError) as e:  # contains() of some spaces raises on alien values
         return f"{type(e).__name__}: {e}"
     return None if inside else f"outside {space}"
+
+
+def action_checker(space: gym.Space) -> Callable[[Any], str | None]:
+    """``action_problem`` bound to ``space``, with the per-step common case (a Python or NumPy int64 in
+    a Discrete range: every Atari agent) answered by two int comparisons. ``space.contains`` plus the
+    dtype checks cost ~27 us a step under cProfile; anything else, and every refusal (for its
+    message), still goes through ``action_problem``.
+    """
+    if type(space) is gym.spaces.Discrete:
+        low, high = int(space.start), int(space.start) + int(space.n)
+
+        def check(action: Any) -> str | None:
+            kind = type(action)
+            if (kind is int or kind is np.int64) and low <= action < high:
+                return None
+            return action_problem(space, action)
+
+        return check
+    return functools.partial(action_problem, space)
 
 
 def _cast(value: np.ndarray, leaf: Leaf) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gymrec.shared.episode import Episode
-from gymrec.shared.spaces import action_problem
+from gymrec.shared.spaces import action_checker, action_problem
 from gymrec.shared.spool import partial_episodes
 from tests.conftest import run_cli
 from tests.test_recorder_errors import assert_one_line_error, snapshot
@@ -47,6 +47,24 @@ def test_discrete_actions_that_fit(action: object) -> None:
 @pytest.mark.parametrize("action", [-1, 4, 99, 1.0, np.float32(1), np.array([1]), "1", None, [1]])
 def test_discrete_actions_that_do_not_fit(action: object) -> None:
     assert action_problem(DISCRETE, action) is not None
+
+
+@pytest.mark.parametrize("space", [DISCRETE, gym.spaces.Discrete(3, start=-1), gym.spaces.MultiBinary(3)])
+@pytest.mark.parametrize("action", [-2, -1, 0, 1, 2, 3, 4, True, 2**70, np.int64(2), np.int64(-1), np.int64(4),
+                                    np.int32(1), np.uint8(9), np.array(2), 1.0, np.float32(1), np.array([1]),
+                                    "1", None, [1], np.zeros(3, np.int8), np.zeros(3)])
+def test_the_cached_checker_agrees_with_action_problem(space: gym.Space, action: object) -> None:
+    # The session's per-step check (action_checker) must refuse exactly what action_problem refuses,
+    # with the same message; 2**70 does not fit an int64, which contains() reports by raising.
+    try:
+        expected: object = action_problem(space, action)
+    except OverflowError:
+        expected = OverflowError
+    try:
+        got: object = action_checker(space)(action)
+    except OverflowError:
+        got = OverflowError
+    assert got == expected
 
 
 def test_exact_dtypes_and_shapes_for_arrays() -> None:

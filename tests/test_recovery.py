@@ -21,6 +21,7 @@ from gymrec.shared.episode import Episode
 from gymrec.shared.spool import partial_episodes
 from tests.conftest import BIN
 from tests.recording import new_attrs
+from tests.reliability_helpers import committed_steps
 
 PACED_AGENT = """
 import random, time
@@ -44,8 +45,8 @@ def kill_mid_episode(env_id: str, spool: Path, cwd: Path, seed: int, min_steps: 
     try:
         while time.monotonic() < deadline:
             partials = list(spool.glob("*.partial"))
-            marker = partials[0] / schema.COMMITTED_NAME if partials else None
-            if marker is not None and marker.exists() and json.loads(marker.read_text())["steps"] >= min_steps:
+            # committed_steps reads the marker safely while the writer replaces it (no exists-then-read race)
+            if partials and committed_steps(partials[0]) >= min_steps:
                 break
             assert proc.poll() is None, "the recorder finished before it could be killed"
             time.sleep(0.005)

@@ -55,6 +55,12 @@ TRIGGER_TIMEOUT_S = 90
 # The campaign runs in the first test's setup: ~15 s a cut here, so the suite-wide 300 s is too short.
 pytestmark = pytest.mark.timeout(120 + 60 * R7_CUTS)
 POLL_S = 0.01  # every poll is FUSE traffic: do not starve the processes under test
+PACED_AGENT = """
+import random, time
+def act(observation):  # a random player held to ~700 steps/s: a Pong game spans several sync passes
+    time.sleep(0.001)
+    return random.randrange(6)
+"""
 
 
 def _sealed_anywhere(spool: Path) -> int:
@@ -104,7 +110,7 @@ class Campaign:
 
         Few episodes a cut: recovery, replay and the uploader's restart then take seconds, not minutes."""
         if moment == "recording":  # mid-game, once the writer has synced a prefix, or before it has
-            # A random Pong game lasts >= ~2,500 steps: a target and jitter this small cut inside it.
+            # A random Pong game lasts >= ~2,500 steps, ~4 s paced: a target and jitter this small cut inside it.
             target = 0 if (index // len(MOMENTS)) % 2 == 0 else self.rng.randint(1, 1000)
 
             def synced() -> bool:
@@ -132,12 +138,12 @@ class Campaign:
         logs = self.cwd / f"cut{index}"
         logs.mkdir()
         episodes, ready, jitter = self._plan(moment, spool, index)
-        if moment == "recording":
-            game: tuple[str, ...] = (LONG_ENV_ID,)
+        if moment == "recording":  # paced: an unpaced random Pong game can end before the first sync pass
+            game: tuple[str, ...] = (LONG_ENV_ID, "--agent", "paced_agent:act")
         else:  # short episodes: more seals and uploads to cut around
-            game = (ENV_ID, "--max-steps", str(self.rng.randint(schema.CHUNK_STEPS + 1, 400)))
+            game = (ENV_ID, "--agent", "random", "--max-steps", str(self.rng.randint(schema.CHUNK_STEPS + 1, 400)))
         procs = [
-            self._start("gymrec-play", *game, "--agent", "random", "--headless", "--episodes", str(episodes),
+            self._start("gymrec-play", *game, "--headless", "--episodes", str(episodes),
                         "--seed", str(self.rng.randrange(2**31 - 1)), "--spool", str(spool), log=logs / "play.log"),
             self._start("gymrec-uploader", "--spool", str(spool), "--local-dir", str(dataset), "--rescan-interval", "1",
                         log=logs / "uploader.log"),
@@ -236,8 +242,9 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
     """One campaign of power cuts, judged by the two tests below."""
     root = tmp_path_factory.mktemp("r7")
     (root / "cwd").mkdir()
+    (root / "cwd" / "paced_agent.py").write_text(PACED_AGENT)
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy", "HF_HUB_DISABLE_XET": "1",
-           "HF_HOME": str(root / "hf_home"), "HF_TOKEN": "", "GYMREC_DEBUG": ""}
+           "HF_HOME": str(root / "hf_home"), "HF_TOKEN": "", "GYMREC_DEBUG": "", "PYTHONPATH": str(root / "cwd")}
     with power_cut_mount(root / "mnt", root / "powercut.log") as mount:
         campaign = Campaign(mount, root / "cwd", env, random.Random(R7_SEED))
         try:

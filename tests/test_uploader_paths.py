@@ -33,7 +33,7 @@ TOKEN = "hf_paths_token_3c9d"
 REPO = "tester/gymrec-paths"
 ENV_ID = "BreakoutNoFrameskip-v4"
 # huggingface_hub's own default request timeout is 10 s; a stalled Hub must be given up on well within this
-HANG_DEADLINE_S = 45
+HANG_DEADLINE_S = 30
 
 
 @pytest.fixture
