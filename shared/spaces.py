@@ -137,7 +137,7 @@ def action_problem(space: gym.Space, action: Any) -> str | None:
             return f"dtype {action.dtype} is not {want}"
     try:
         inside = bool(space.contains(action))
-    except (TypeError, ValueError, IndexError) as e:  # contains() of some spaces raises on alien values
+    except (TypeError, ValueError, IndexError, OverflowError) as e:  # contains() raises on alien values (2**70)
         return f"{type(e).__name__}: {e}"
     return None if inside else f"outside {space}"
 
