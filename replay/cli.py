@@ -115,6 +115,9 @@ def run(config: ReplayConfig) -> int:
     return summary.exit_code
 
 
+HUB_TIMEOUT_S = 60.0  # huggingface_hub waits forever by default; a stalled Hub must not hang replay
+
+
 @click.command("gymrec-replay", cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("episode", required=False)
 @click.option("--spool", type=click.Path(path_type=Path), help="Spool directory (default: $GYMREC_SPOOL or ~/.local/share/gymrec/spool).")
@@ -144,6 +147,10 @@ def main(episode: str | None, spool: Path | None, repo_id: str | None, local_dir
 
         require_display("--render would show nobody anything", "or replay without --render")
     access = hub_access(endpoint, os.environ, Path.cwd()) if repo_id else HubAccess(None)
+    if repo_id:
+        from gymrec.replay.hub_errors import set_request_timeout  # imports huggingface_hub: only for the Hub
+
+        set_request_timeout(HUB_TIMEOUT_S)
     config = ReplayConfig(
         selection=Selection(
             key=episode,

@@ -30,6 +30,21 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+def durable_mkdir(path: Path) -> None:
+    """``mkdir -p`` whose new directories survive a power cut: each new one's parent is fsynced.
+
+    A file renamed into a directory whose own entry was never made durable vanishes with it.
+    """
+    missing = []
+    probe = path
+    while not probe.is_dir():
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True)
+        fsync_dir(folder.parent)
+
+
 def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
     """Replace ``path`` with ``data``: readers see the old bytes or the new, never a mix.
 

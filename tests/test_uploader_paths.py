@@ -33,7 +33,7 @@ TOKEN = "hf_paths_token_3c9d"
 REPO = "tester/gymrec-paths"
 ENV_ID = "BreakoutNoFrameskip-v4"
 # huggingface_hub's own default request timeout is 10 s; a stalled Hub must be given up on well within this
-HANG_DEADLINE_S = 30
+HANG_DEADLINE_S = 90  # 6 attempts of --timeout 0.5 plus the backoff between them (~31 s); --once must end
 
 
 @pytest.fixture
@@ -151,15 +151,14 @@ def test_403_gives_one_line_and_keeps_the_episodes_queued(tmp_path: Path, hub: H
     assert waiting_ids(spool) == sealed and uploaded_ids(spool) == set() and _landed(hub) == set()
 
 
-@pytest.mark.xfail(strict=True, reason="gymrec-uploader sets no request timeout: huggingface_hub 2.4's httpx "
-                                       "client has timeout=None, so a stalled Hub stalls the uploader")  # fmt: skip
 def test_a_hung_hub_times_out_with_one_line_and_keeps_the_episode_queued(tmp_path: Path, hub: HubServer) -> None:
     spool = tmp_path / "spool"
     env = cli_env(tmp_path, HF_TOKEN=TOKEN)
     sealed = {p.stem for p in record_cli(spool, ENV_ID, 1, 40, 8, tmp_path, env)}
     hub.fail_next("commit", 20, "hang")
     try:
-        done = run("gymrec-uploader", _hub_args(spool, hub), tmp_path, env, timeout=HANG_DEADLINE_S)
+        done = run("gymrec-uploader", [*_hub_args(spool, hub), "--timeout", "0.5"], tmp_path, env,
+                   timeout=HANG_DEADLINE_S)
     except subprocess.TimeoutExpired:  # run() kills the child before raising
         pytest.fail(f"the uploader was still waiting on a hung Hub after {HANG_DEADLINE_S}s")
     lines = stderr_lines(done.stderr)

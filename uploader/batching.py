@@ -49,6 +49,7 @@ class RunSummary:
     quarantined: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     commits: int = 0
+    last_failure: str = ""  # why the last batch stayed queued: --once ends on it, in its one line
 
 
 @dataclass(frozen=True)
@@ -197,8 +198,10 @@ class Batcher:
                 self.summary.commits += 1
             manifest.remove(self.spool)
         except HubUnavailableError as e:  # the manifest stays: whoever retries asks whether the batch landed
-            log.error("%d episode(s) stay queued: %s", len(items), e)
+            if not self.config.once:  # --once says it in its closing line instead: one line, not two
+                log.error("%d episode(s) stay queued: %s", len(items), e)
             self.summary.failed += ids
+            self.summary.last_failure = e.message
         except GymrecError:  # AuthError and DiskFullError are OSErrors too: they stop the run, not one batch
             raise
         except OSError as e:

@@ -32,7 +32,7 @@ from typing import Any
 import psutil
 
 from gymrec.shared import schema
-from gymrec.shared.fsio import fsync_dir
+from gymrec.shared.fsio import durable_mkdir, fsync_dir
 from gymrec.shared.spool import (
     UPLOADED_LOCAL_AREA,  # noqa: F401  (re-exported: the uploader's areas live here)
     is_episode_id,
@@ -84,7 +84,7 @@ class Claim:
     def finish(self, receipt: dict[str, Any], area: str, delete: bool) -> Path:
         """Write the receipt, then move the episode to ``area`` (or delete it). Returns the receipt."""
         target_dir = self.spool / area
-        target_dir.mkdir(exist_ok=True)
+        durable_mkdir(target_dir)
         receipt_path = target_dir / (self.episode_id + RECEIPT_SUFFIX)
         durable_json(receipt_path, receipt)
         if delete:
@@ -97,7 +97,7 @@ class Claim:
 
     def quarantine(self, reason: str) -> Path:
         target_dir = self.spool / QUARANTINE_AREA
-        target_dir.mkdir(exist_ok=True)
+        durable_mkdir(target_dir)
         durable_write(target_dir / (self.episode_id + REASON_SUFFIX), (reason.rstrip() + "\n").encode())
         target = target_dir / schema.sealed_name(self.episode_id)
         _rename(self.path, target)
@@ -153,7 +153,7 @@ class Claimer:
     def try_claim(self, path: Path) -> Claim | None:
         """Rename ``path`` into ``claimed/``: exactly one contender wins."""
         episode_id = path.name.split(".")[0]
-        self.claimed_dir.mkdir(exist_ok=True)
+        durable_mkdir(self.claimed_dir)  # the claim rename below must not vanish with its folder
         target = self._claim_path(episode_id)
         if not _rename(path, target):
             return None

@@ -21,6 +21,7 @@ from gymrec.uploader.config import UploaderConfig, check_repo_id
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.daemon import Uploader
 from gymrec.uploader.hub import HubPusher, RetryPolicy
+from gymrec.uploader.hub_errors import set_request_timeout
 from gymrec.uploader.local import LocalWriter
 from gymrec.uploader.status import STATES, spool_status
 
@@ -61,13 +62,15 @@ def _install_stop(stop: threading.Event, abort: threading.Event) -> None:
 @click.option("--delete-after-upload", is_flag=True, help="Delete episodes from the spool once on the Hub (keeps the receipt).")
 @click.option("--stale-after", type=click.FloatRange(min=1.0), default=300.0, show_default=True, help="Seconds without heartbeat before another uploader's claim is taken over.")
 @click.option("--rescan-interval", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds between spool rescans.")
+@click.option("--timeout", type=click.FloatRange(min=0.1, max=3600.0), default=60.0, show_default=True,
+              help="Seconds a Hub request may wait for the network before it is retried.")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
 @click.pass_context
 @cli_edge(PROG)
 def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: bool, once: bool,
          commit_every: float, batch_episodes: int, batch_mb: float, local_dir: Path | None,
          endpoint: str | None, workers: int | None, min_active: float, delete_after_upload: bool, stale_after: float,
-         rescan_interval: float, verbose: bool) -> None:
+         rescan_interval: float, timeout: float, verbose: bool) -> None:
     """Upload sealed gymrec episodes as a Hugging Face dataset (or a local one without a token)."""
     configure_logging()
     if not debug_enabled():
@@ -77,7 +80,7 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
         # huggingface_hub logs each of its own HTTP retries; ours say what matters once (GYMREC_DEBUG shows them)
         logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     if verbose:  # our own story only: client libraries' debug logs are noise (GYMREC_DEBUG=1 shows them)
-        for name in ("uploader", "recorder"):
+        for name in ("gymrec.uploader", "gymrec.recorder"):
             logging.getLogger(name).setLevel(logging.INFO)
     environ = os.environ
     ctx.obj = spool or default_spool(environ)
@@ -93,6 +96,7 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
     from huggingface_hub.utils import disable_progress_bars
 
     disable_progress_bars()  # stderr is for one-line errors and our log
+    set_request_timeout(timeout)
     config = UploaderConfig(
         debug=debug_enabled(),
         spool=ctx.obj,
@@ -125,8 +129,9 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
     )
     if summary.failed and once:
         target = (config.endpoint or "https://huggingface.co") if config.hub else str(config.local_dir)
-        raise HubUnavailableError(f"{len(summary.failed)} episode(s) could not be uploaded to {target} and stay queued",
-                                  "run again later")  # fmt: skip
+        why = f" ({summary.last_failure})" if summary.last_failure else ""
+        raise HubUnavailableError(f"{len(summary.failed)} episode(s) could not be uploaded to {target} and stay "
+                                  f"queued{why}", "run again later")  # fmt: skip
 
 
 @main.command()

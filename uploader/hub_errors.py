@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 
+from huggingface_hub import get_session
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
 from gymrec.shared.hub_translate import HubClientErrors, translating
@@ -13,3 +14,11 @@ HF_ERRORS = HubClientErrors.of(HfHubHTTPError, HFValidationError, LocalEntryNotF
 
 def hub_call(what: str, endpoint: str | None) -> AbstractContextManager[None]:
     return translating(HF_ERRORS, what, endpoint)
+
+
+def set_request_timeout(seconds: float) -> None:
+    """huggingface_hub's shared HTTP client waits forever (``timeout=None``): a stalled Hub would stall us.
+
+    Called once at the CLI edge; a timeout is a transport failure, retried like a dropped connection.
+    """
+    get_session().timeout = seconds  # type: ignore[assignment]  # httpx accepts a float for every phase

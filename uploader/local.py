@@ -23,7 +23,7 @@ from filelock import FileLock
 
 from gymrec.shared import layout
 from gymrec.shared.errors import DatasetError
-from gymrec.shared.fsio import fsync_dir
+from gymrec.shared.fsio import durable_mkdir, fsync_dir
 from gymrec.uploader import card, compact, info
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.hub import Receipt
@@ -39,7 +39,7 @@ def check_local_dir(path: Path) -> Path:
     if path.exists() and not path.is_dir():
         raise DatasetError(f"the local dataset {path} is a file", "pass --local-dir DIR with a directory")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        durable_mkdir(path)
     except OSError as e:
         raise DatasetError(f"cannot create the local dataset {path}: {e.strerror}", "pass --local-dir DIR somewhere writable") from e
     return path
@@ -134,16 +134,16 @@ class LocalWriter:
                 write_card(root, current)
                 return Receipt("local", None, batch.shard_paths, batch.batch_id, already_present=True, local_dir=str(root))
             merged = info.merge(current, batch)
-            (root / layout.META_DIR).mkdir(exist_ok=True)
+            durable_mkdir(root / layout.META_DIR)
             durable_write(root / PENDING_PATH, json.dumps({"info": merged, "shards": batch.shard_paths}).encode())
             for rel, local in sorted(batch.files.items()):
                 target = root / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
+                durable_mkdir(target.parent)
                 os.replace(local, target)
                 fsync_dir(target.parent)
             for config in info.new_configs(current, batch):
                 target = root / layout.preview_path(config)
-                target.parent.mkdir(parents=True, exist_ok=True)
+                durable_mkdir(target.parent)
                 durable_write(target, batch.parts[config].preview_png)
             durable_write(root / layout.INFO_PATH, info.dumps(merged))  # this is what makes the batch count
             (root / PENDING_PATH).unlink()
@@ -181,7 +181,7 @@ class LocalWriter:
             durable_write(base / PENDING_PATH, json.dumps({"info": new_info, "shards": new_paths, "delete": deleted}).encode())
             for m in merged:
                 for rel, file in sorted(m.files.items()):
-                    (base / rel).parent.mkdir(parents=True, exist_ok=True)
+                    durable_mkdir((base / rel).parent)
                     os.replace(file, base / rel)
                     fsync_dir((base / rel).parent)
             durable_write(base / layout.INFO_PATH, info.dumps(new_info))

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gymrec.shared.fsio import atomic_write, fsync_dir
+from gymrec.shared.fsio import atomic_write, durable_mkdir, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Manifest:
 
     def write(self, spool: Path) -> Path:
         folder = spool / BATCHES_AREA
-        folder.mkdir(exist_ok=True)
+        durable_mkdir(folder)
         path = self.path(spool)
         data = asdict(self)
         durable_json(path, data)
