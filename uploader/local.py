@@ -23,7 +23,7 @@ from filelock import FileLock
 
 from gymrec.shared import layout
 from gymrec.shared.errors import DatasetError
-from gymrec.shared.fsio import durable_mkdir, fsync_dir
+from gymrec.shared.fsio import durable_mkdir, fsync_dir, fsync_file
 from gymrec.uploader import card, compact, info
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.hub import Receipt
@@ -139,6 +139,7 @@ class LocalWriter:
             for rel, local in sorted(batch.files.items()):
                 target = root / rel
                 durable_mkdir(target.parent)
+                fsync_file(local)  # the data before the name that publishes it: else a cut leaves 0 bytes
                 os.replace(local, target)
                 fsync_dir(target.parent)
             for config in info.new_configs(current, batch):
@@ -182,6 +183,7 @@ class LocalWriter:
             for m in merged:
                 for rel, file in sorted(m.files.items()):
                     durable_mkdir((base / rel).parent)
+                    fsync_file(file)
                     os.replace(file, base / rel)
                     fsync_dir((base / rel).parent)
             durable_write(base / layout.INFO_PATH, info.dumps(new_info))
