@@ -75,10 +75,10 @@ def one_line_problems(proc: subprocess.CompletedProcess[str], needles: tuple[str
 # --- processes --------------------------------------------------------------------------------------
 
 
-def start(tool: str, *args: str, cwd: Path) -> subprocess.Popen[bytes]:
+def start(tool: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """A gymrec command in its own process group, so a kill can take its writer process too."""
     return subprocess.Popen([str(BIN / tool), *args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                            stderr=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **(env or {})})
 
 
 def sigkill(proc: subprocess.Popen[bytes], whole_group: bool) -> None:

@@ -38,8 +38,8 @@ def test_an_old_episode_without_optional_fields_reads_with_defaults() -> None:
 
 
 def test_unknown_keys_are_kept_verbatim() -> None:
-    attrs = EpisodeAttrs.from_dict(_raw(start_state="abc", lineage={"parent": "p"}), "new", sealed=True)
-    assert attrs.extra == {"start_state": "abc", "lineage": {"parent": "p"}}
+    attrs = EpisodeAttrs.from_dict(_raw(future_field="abc", lineage={"parent": "p"}), "new", sealed=True)
+    assert attrs.extra == {"future_field": "abc", "lineage": {"parent": "p"}}
     assert attrs.as_dict()["lineage"] == {"parent": "p"}
 
 

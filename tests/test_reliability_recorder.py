@@ -51,6 +51,7 @@ from tests.reliability_helpers import (
     xvfb_display,
 )
 from tests.replay_helpers import copy_episode, record_episode
+from tests.test_recovery import PACED_AGENT
 
 STRESS = os.environ.get("GYMREC_STRESS", "") == "1"
 R1_KILLS = 50 if STRESS else 12
@@ -275,10 +276,19 @@ def test_r1_sigkill_at_random_moments_loses_nothing(spool: Path, workdir: Path) 
     assert campaign.journaled, "no kill left an orphan: the suite did not test recovery"
 
 
-def start_until_first_chunk(env_id: str, seed: int, spool: Path, workdir: Path) -> subprocess.Popen[bytes]:
-    """A headless recording, returned once its first chunk is committed (mid-episode from then on)."""
-    proc = start("gymrec-play", env_id, "--agent", "random", "--headless", "--seed", str(seed),
-                 "--spool", str(spool), cwd=workdir)
+def start_until_first_chunk(env_id: str, seed: int, spool: Path, workdir: Path,
+                            paced: bool = False) -> subprocess.Popen[bytes]:  # fmt: skip
+    """A headless recording, returned once its first chunk is committed (mid-episode from then on).
+
+    ``paced``: a random agent held to ~500 steps/s (``PACED_AGENT``): the writer commits about once a
+    second, and an unpaced one can finish a whole Pong game before that.
+    """
+    agent = "random"
+    if paced:
+        (workdir / "paced_agent.py").write_text(PACED_AGENT)
+        agent = "paced_agent:act"
+    proc = start("gymrec-play", env_id, "--agent", agent, "--headless", "--seed", str(seed),
+                 "--spool", str(spool), cwd=workdir, env={"PYTHONPATH": str(workdir)})
     deadline = time.monotonic() + TRIGGER_TIMEOUT_S
     while not any(committed_steps(p) >= 64 for p in partial_episodes(spool)):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -290,7 +300,7 @@ def start_until_first_chunk(env_id: str, seed: int, spool: Path, workdir: Path) 
 
 def test_a_sigkilled_doom_recorder_leaves_no_engine_process(spool: Path, workdir: Path) -> None:
     """A recorder killed alone must not leave its VizDoom engine running forever (~18 MB each)."""
-    proc = start_until_first_chunk("VizdoomMyWayHome-v1", 2, spool, workdir)
+    proc = start_until_first_chunk("VizdoomMyWayHome-v1", 2, spool, workdir, paced=True)
     try:
         engines = [pid for pid, cmd in group_members(proc.pid).items() if "vizdoom/vizdoom " in cmd]
         assert engines, "no VizDoom engine process found: the test no longer sees what it checks"
@@ -302,7 +312,7 @@ def test_a_sigkilled_doom_recorder_leaves_no_engine_process(spool: Path, workdir
 
 def test_sigterm_to_the_process_group_seals_the_episode(spool: Path, workdir: Path) -> None:
     """``timeout``, ``kill -- -PGID`` and systemd's stop signal the whole group: the writer process too."""
-    proc = start_until_first_chunk("PongNoFrameskip-v4", 4, spool, workdir)
+    proc = start_until_first_chunk("PongNoFrameskip-v4", 4, spool, workdir, paced=True)
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
