@@ -77,6 +77,9 @@ def episode_attrs(config: PlayConfig, made: MadeEnv, seed: int, fps: float, keym
         "collector": config.agent,
         "player": config.player,
         "keymap": keymap,
+        # Headless: nobody sees a frame and every step is the agent's, so no per-step timing or actor
+        # arrays (their zarr metadata and chunks cost ~2.8 B/frame of spool, P3).
+        "step_times": [] if config.headless else list(schema.STEP_TIMES),
         # The machine's name identifies the player's machine: published only when asked (--publish-host).
         **({"host": socket.gethostname()} if config.publish_host else {}),
         "started_at": utc_now(),

@@ -77,7 +77,8 @@ class EpisodeWriter:
         self._info_keys: tuple[str, ...] = ()
         self._obs_rows: dict[str, np.ndarray] = {}
         self._action_rows: dict[str, np.ndarray] = {}
-        self._step_rows: tuple[np.ndarray, ...] = ()
+        self._stamp_rows: np.ndarray = np.empty(0)
+        self._step_rows: tuple[np.ndarray | None, ...] = ()
         self._outcome_rows: tuple[np.ndarray, ...] = ()
         self._info_rows: tuple[tuple[str, np.ndarray], ...] = ()
         self._ended = False
@@ -113,7 +114,8 @@ class EpisodeWriter:
             specs.append(ArraySpec(schema.hash_path(name), (), "<u8"))
         specs += [ArraySpec(schema.action_path(leaf.name), leaf.shape, leaf.dtype.str) for leaf in self._action_leaves]
         specs += [ArraySpec(name, (), dtype.str) for name, dtype in schema.STEP_SCALARS.items()]
-        specs += [ArraySpec(name, (), dtype.str) for name, dtype in schema.STEP_TIMES.items()]
+        kept = schema.STEP_TIMES.keys() if self.attrs.step_times is None else self.attrs.step_times
+        specs += [ArraySpec(name, (), schema.STEP_TIMES[name].str) for name in kept]
         skipped = set(self.attrs.info_skipped)
         keys = [k for k, v in sorted(info.items())
                 if k not in skipped and isinstance(v, _INFO_TYPES) and np.ndim(v) == 0]
@@ -135,8 +137,8 @@ class EpisodeWriter:
         self._obs_rows = {spec.name[len(_OBS_PREFIX):]: arrays[spec.name] for spec in self._specs
                           if spec.name.startswith(_OBS_PREFIX)}
         self._action_rows = {leaf.name: arrays[schema.action_path(leaf.name)] for leaf in self._action_leaves}
-        self._step_rows = (arrays[schema.TIMESTAMP], arrays[schema.SHOWN_NS], arrays[schema.DECIDED_NS],
-                           arrays[schema.ACTOR])
+        self._stamp_rows = arrays[schema.TIMESTAMP]
+        self._step_rows = tuple(arrays.get(name) for name in (schema.SHOWN_NS, schema.DECIDED_NS, schema.ACTOR))
         self._outcome_rows = (arrays[schema.REWARD], arrays[schema.TERMINATED], arrays[schema.TRUNCATED])
         self._info_rows = tuple((key, arrays[schema.info_path(key)]) for key in self._info_keys)
 
@@ -161,10 +163,12 @@ class EpisodeWriter:
         action_rows = self._action_rows
         for name, value in action.items():
             action_rows[name][row] = value
-        stamps, shown, decided, actors = self._step_rows
-        stamps[row] = timestamp
-        shown[row], decided[row] = times
-        actors[row] = actor
+        self._stamp_rows[row] = timestamp
+        shown, decided, actors = self._step_rows
+        if shown is not None and decided is not None:
+            shown[row], decided[row] = times
+        if actors is not None:
+            actors[row] = actor
 
     def restore_timestamp(self, timestamp: float) -> None:
         """Recovery replays journaled steps: keep their original wall-clock times."""

@@ -89,6 +89,9 @@ class EpisodeAttrs:
     branched_at: int | None = None
     parent_episode_id: str | None = None
     branch_step: int | None = None
+    # The optional per-step arrays (``schema.STEP_TIMES``) this episode carries; None: all of them (older
+    # episodes). Headless agents carry none: no frame is shown, and every step is the collector's.
+    step_times: tuple[str, ...] | None = None
     takeover: bool | None = None  # --takeover: the agent played until the human took control (see ``actor``)
     # Keys this gymrec does not know (a newer writer's, or a dataset's meta fields): kept verbatim.
     extra: JsonDict = field(default_factory=dict)

@@ -39,7 +39,7 @@ def _record(spool: Path, steps: int, seed: int, extra: dict[str, Any], actors: l
     env = made.env
     try:
         env.action_space.seed(seed)
-        config = PlayConfig(env_id=ENV, spool=spool, env_kwargs=made.kwargs, seed=seed, agent="human", headless=True, player="p")
+        config = PlayConfig(env_id=ENV, spool=spool, env_kwargs=made.kwargs, seed=seed, agent="human", headless=False, player="p")
         attrs = new_attrs(episode_attrs(config, made, seed, made.native_fps, None) | extra)
         writer = EpisodeWriter.create(spool, attrs, backpressure=True)
         obs, info = env.reset(seed=seed)
@@ -95,10 +95,12 @@ def test_times_actor_quality_lineage_and_meanings_locally(tmp_path: Path, spool:
     assert [r["decided_ns"] - r["shown_ns"] for r in rows] == [40] * 6
     assert [names[r["actor"]] for r in rows] == ["copied", "copied", "human"] * 2
     assert [names[r["actor"]] for r in _rows(ds, takeover.stem.split(".")[0])] == ["agent", "human"] * 2
-    assert all(r["shown_ns"] is None and r["decided_ns"] is None and r["actor"] is None for r in _rows(ds, old.stem.split(".")[0]))
+    # No actor array (older or headless episodes): every step is the collector's, here a human's.
+    assert all(r["shown_ns"] is None and r["decided_ns"] is None and names[r["actor"]] == "human"
+               for r in _rows(ds, old.stem.split(".")[0]))
     agent_rows = _rows(ds, agent.stem.split(".")[0])
     assert len(agent_rows) == 5 and all(r["shown_ns"] is None and r["decided_ns"] is None for r in agent_rows)
-    assert all(names[r["actor"]] == "human" for r in agent_rows)  # record_episode's writer default: code 0
+    assert all(names[r["actor"]] == "agent" for r in agent_rows)  # headless: no actor array, the collector's
 
     index = local_index(dataset)
     h = index[human.stem.split(".")[0]]

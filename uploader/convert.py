@@ -85,13 +85,16 @@ TIME_FEATURES = datasets.Features({
 })  # fmt: skip
 
 
-def _time_columns(batch: StepBatch, n: int) -> dict[str, pa.Array]:
+def _time_columns(batch: StepBatch, n: int, collector: str) -> dict[str, pa.Array]:
     columns: dict[str, pa.Array] = {}
     for name in (schema.SHOWN_NS, schema.DECIDED_NS):
         values = batch.times.get(name)
         columns[name] = pa.nulls(n, pa.int64()) if values is None else pa.array(values.astype(np.int64), mask=values == 0)
     actor = batch.times.get(schema.ACTOR)
-    columns[schema.ACTOR] = pa.nulls(n, pa.int64()) if actor is None else pa.array(actor.astype(np.int64))
+    if actor is None:  # a headless agent's episode keeps no actor array: every step is its collector's
+        columns[schema.ACTOR] = pa.array(np.full(n, schema.ACTORS.index("human" if collector == "human" else "agent")))
+    else:
+        columns[schema.ACTOR] = pa.array(actor.astype(np.int64))
     return columns
 
 
@@ -207,7 +210,7 @@ def _record_batch(episode: Episode, batch: StepBatch, images: list[bytes], schem
         "terminated": pa.array(batch.terminated.astype(np.bool_)),
         "truncated": pa.array(batch.truncated.astype(np.bool_)),
         "timestamp": pa.array(batch.timestamp.astype(np.float64)),
-        **_time_columns(batch, n),
+        **_time_columns(batch, n, episode.attrs.collector),
     }
     for leaf in _extra_leaves(episode):
         columns[leaf.name] = encoding.array_column(batch.obs[leaf.name])
