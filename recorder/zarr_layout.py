@@ -46,7 +46,8 @@ def array_json(length: int, row_shape: tuple[int, ...], dtype: np.dtype, chunk_s
         chunk_grid={"name": "regular", "configuration": {"chunk_shape": (chunk_steps, *row_shape)}},
         chunk_key_encoding={"name": "default", "configuration": {"separator": schema.CHUNK_SEPARATOR}},
         fill_value=zdtype.default_scalar(),
-        codecs=[BytesCodec(), ZstdCodec(level=schema.ZSTD_LEVEL), Crc32cCodec()],
+        codecs=[BytesCodec(), ZstdCodec(level=schema.zstd_level(int(np.prod(row_shape)) * dtype.itemsize)),
+                Crc32cCodec()],
         attributes={},
         dimension_names=None,
     )
@@ -67,11 +68,12 @@ class ChunkEncoder:
     """Encodes one chunk exactly as zarr's ``[bytes, zstd, crc32c]`` codec pipeline would."""
 
     def __init__(self) -> None:
-        self._codec = numcodecs.Zstd(level=schema.ZSTD_LEVEL)
+        self._codecs = {level: numcodecs.Zstd(level=level) for level in (schema.ZSTD_LEVEL, schema.SMALL_ROW_ZSTD_LEVEL)}
 
     def write(self, array_dir: Path, chunk_index: int, rows: np.ndarray) -> Path:
         """Write the chunk (temp name, rename) and return its path; its fsync is the caller's."""
         target = chunks.chunk_file(array_dir, chunk_index, rows.ndim, schema.CHUNK_SEPARATOR)
         # zarr's bytes codec stores little-endian; every dtype gymrec records is native little-endian here.
-        atomic_write(target, with_crc(self._codec.encode(np.ascontiguousarray(rows))), durable=False)
+        codec = self._codecs[schema.zstd_level(rows[0].nbytes if len(rows) else 0)]
+        atomic_write(target, with_crc(codec.encode(np.ascontiguousarray(rows))), durable=False)
         return target

@@ -48,7 +48,16 @@ SCHEMA_VERSION = 2
 READABLE_SCHEMA_VERSIONS = (1, 2)
 CHUNK_SEPARATOR = "."  # new episodes' chunk keys: c.<i>.0.0 (version 1 episodes use "/")
 CHUNK_STEPS = 64
-ZSTD_LEVEL = 3
+ZSTD_LEVEL = 3  # observations: level 3 compresses Breakout frames at ~41k frames/s
+# Per-step scalars and actions (rows of a few bytes, 64 to a chunk): level 19 shrinks timestamps,
+# actions and frame counters by 25-40 % for microseconds of CPU a chunk, ~2.5 B/frame of spool (P3).
+SMALL_ROW_BYTES = 64
+SMALL_ROW_ZSTD_LEVEL = 19
+
+
+def zstd_level(row_bytes: int) -> int:
+    """The zstd level of an array whose rows hold ``row_bytes`` bytes."""
+    return SMALL_ROW_ZSTD_LEVEL if row_bytes <= SMALL_ROW_BYTES else ZSTD_LEVEL
 
 METADATA_NAME = "zarr.json"  # a Zarr v3 node's metadata document (group or array)
 PARTIAL_SUFFIX = ".partial"
