@@ -120,6 +120,8 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
     stop, abort = threading.Event(), threading.Event()
     _install_stop(stop, abort)
     where = "the Hub" if config.hub else str(config.local_dir)
+    if not config.hub and local_dir is None:  # say once why nothing goes to the Hub
+        where += " (no Hub token found: HF_TOKEN, ./.env or 'hf auth login'; a later run with one pushes these)"
     if not once:
         click.echo(f"{PROG}: watching {config.spool}, uploading to {where} (Ctrl-C to stop)", err=True)
     summary = Uploader(config, stop, abort).run()
