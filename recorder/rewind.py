@@ -51,9 +51,10 @@ class Rewinder:
     @property
     def _ale(self) -> Any:
         ale = getattr(self.env.unwrapped, "ale", None)
-        # Sticky actions (v5's default 0.25) repeat the previous action, which ALE 0.12's cloneState
-        # does not keep: a restored state then steps differently (measured: 60 of 202 frames of
-        # ALE/Breakout-v5 differed). Those envs re-simulate from reset(seed) instead, which is exact.
+        # Sticky actions (v5's default 0.25) depend on emulator history that ALE 0.12's cloneState does
+        # not keep: a restored state then steps differently (measured: 60 of 202 frames of
+        # ALE/Breakout-v5 differed; re-applying the previous action before restoring again fixed
+        # frames_back but not a restore after it). Those envs re-simulate from reset(seed): exact.
         if ale is None or float(ale.getFloat("repeat_action_probability")) > 0:
             return None
         return ale
