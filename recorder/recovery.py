@@ -165,8 +165,10 @@ def _set_aside_episode(partial: Path, reason: str) -> Path:
     area = partial.parent / SET_ASIDE_AREA
     area.mkdir(exist_ok=True)
     target = area / partial.name
+    while target.exists():  # set aside before under the same name: keep both
+        target = target.with_name(f"{partial.name}.{time.time_ns()}")
     os.rename(partial, target)
-    (area / (partial.name + REASON_SUFFIX)).write_text(reason + "\n")
+    (area / (target.name + REASON_SUFFIX)).write_text(reason + "\n")
     return target
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,6 +155,8 @@ def _present(meta: ArrayMeta) -> list[int]:
 def _move(partial: Path, file: Path) -> Path:
     target = partial.parent / SET_ASIDE_AREA / partial.name / file.relative_to(partial)
     target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(file, target)
+    while target.exists():  # an earlier recovery set one aside under this name: keep both
+        target = target.with_name(f"{target.name}.{time.time_ns()}")
+    os.rename(file, target)
     log.warning("%s: set aside %s (not usable)", partial.name, file.relative_to(partial))
     return target

@@ -23,32 +23,31 @@ import queue
 import secrets
 import subprocess
 import sys
+import tempfile
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
-from multiprocessing.shared_memory import SharedMemory
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from gymrec.recorder.buffers import SHM_DIR, Buffers, remove_dead
 from gymrec.recorder.chunk_store import ArraySpec, ChunkJob, ChunkStore
 
 log = logging.getLogger(__name__)
 Failure = tuple[int, str]  # (errno, message): picklable, turned into a typed error by the writer
 DIED = (0, "the writer process stopped unexpectedly")
 _ALIGN = 64
-SEGMENT_PREFIX = "gymrec_"  # + this sink's tag + slot number: the writer can find a dead recorder's slots
 
 
 @dataclass
 class Slot:
-    key: str
+    key: str  # the buffer's path for the writer process; a local name for a thread sink
     layout: tuple[tuple[str, int, tuple[int, ...], str], ...]  # (name, offset, chunk shape, dtype)
     arrays: dict[str, np.ndarray]
-    shm: SharedMemory | None = None
 
 
 def _layout(specs: tuple[ArraySpec, ...], chunk_steps: int) -> tuple[tuple[tuple[str, int, tuple[int, ...], str], ...], int]:
@@ -65,7 +64,8 @@ def views(buffer: Any, layout: tuple[tuple[str, int, tuple[int, ...], str], ...]
 
 
 class Sink:
-    def __init__(self, process: bool, max_slots: int = 8) -> None:
+    def __init__(self, process: bool, max_slots: int = 8, spill_dir: Path | None = None) -> None:
+        """``spill_dir``: where chunk buffers go when ``/dev/shm`` is too small (default: the temp dir)."""
         self._process = process
         self._max_slots = max_slots
         self._cond = threading.Condition()
@@ -73,18 +73,21 @@ class Sink:
         self._failures: dict[str, Failure] = {}
         self._free: dict[tuple[Any, ...], list[Slot]] = {}
         self._made: dict[tuple[Any, ...], int] = Counter()
-        self._shms: list[SharedMemory] = []
         self._in_flight: dict[str, tuple[Slot, tuple[Any, ...]]] = {}
         # Pid plus randomness: a recycled pid must never meet a dead recorder's slots.
         self._tag = f"{os.getpid()}_{secrets.token_hex(4)}"
+        spill = spill_dir if spill_dir is not None else Path(tempfile.gettempdir())
+        self._buffers = Buffers(self._tag, spill)
         self._closed = False
         if process:
+            remove_dead((SHM_DIR, spill))
             # A plain ``python -m`` child, not multiprocessing: spawn would re-import the caller's
             # __main__, which fails for scripts fed on stdin and is slow for big ones.
             jobs_r, jobs_w = os.pipe()
             results_r, results_w = os.pipe()
             self._child = subprocess.Popen(
-                [sys.executable, "-m", "gymrec.recorder.writer_process", str(jobs_r), str(results_w), self._tag],
+                [sys.executable, "-m", "gymrec.recorder.writer_process", str(jobs_r), str(results_w), self._tag,
+                 str(spill)],
                 pass_fds=(jobs_r, results_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             )
             os.close(jobs_r)
@@ -114,12 +117,13 @@ class Sink:
         layout, size = _layout(specs, chunk_steps)
         if not self._process:
             return Slot(f"local-{id(layout)}-{self._made[key]}", layout, views(bytearray(size), layout))
-        shm = SharedMemory(create=True, size=size, name=f"{SEGMENT_PREFIX}{self._tag}_{len(self._shms)}")
-        # Python's resource tracker would unlink our segments the moment this process dies, while
-        # the writer process still drains them; the writer removes them itself in that case.
-        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
-        self._shms.append(shm)
-        return Slot(shm.name, layout, views(shm.buf, layout), shm)
+        try:
+            buffer = self._buffers.create(size)
+        except OSError:
+            with self._cond:
+                self._made[key] -= 1
+            raise
+        return Slot(str(buffer.path), layout, views(buffer.map, layout))
 
     def _release(self, slot_key: str | None, partial: str, failure: Failure | None) -> None:
         with self._cond:
@@ -198,12 +202,9 @@ class Sink:
         self._worker.join()
         if self._process:
             self._results_in.close()
-        for shm in self._shms:
-            shm.close()
-            # unlink() unregisters from the resource tracker, which we left at creation: re-register
-            # first, or the tracker prints a KeyError traceback.
-            resource_tracker.register(shm._name, "shared_memory")  # type: ignore[attr-defined]
-            shm.unlink()
+        self._free.clear()
+        self._in_flight.clear()
+        self._buffers.close()
 
     # --- the two transports -------------------------------------------------------------------
 

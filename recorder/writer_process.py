@@ -9,45 +9,37 @@ each episode's ``writer.lock`` shared while it writes, so recovery waits for it 
 from __future__ import annotations
 
 import logging
+import mmap
 import signal
 import sys
-from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
-from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 
 import psutil
 
+from gymrec.recorder.buffers import SEGMENT_PREFIX, SHM_DIR, attach
 from gymrec.recorder.chunk_store import ChunkStore
-from gymrec.recorder.sinks import SEGMENT_PREFIX, Failure, views
+from gymrec.recorder.sinks import Failure, views
 from gymrec.shared import schema
 from gymrec.shared.spool import WriterLock
 
 log = logging.getLogger(__name__)
 
 
-def _attach(name: str) -> SharedMemory:
-    shm = SharedMemory(name=name)
-    # Python 3.11 registers an attached segment with this process's own resource tracker, which
-    # would unlink the recorder's segments when this process exits. The recorder owns them.
-    resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
-    return shm
+def _unlink_segments(tag: str, spill_dir: Path) -> None:
+    for directory in (SHM_DIR, spill_dir):
+        for path in directory.glob(f"{SEGMENT_PREFIX}{tag}_*") if directory.is_dir() else ():
+            path.unlink(missing_ok=True)
 
 
-def _unlink_segments(tag: str) -> None:
-    shm_dir = Path("/dev/shm")  # where POSIX shared memory lives on Linux
-    for path in shm_dir.glob(f"{SEGMENT_PREFIX}{tag}_*") if shm_dir.is_dir() else ():
-        path.unlink(missing_ok=True)
-
-
-def serve(jobs: Connection, results: Connection, tag: str) -> None:
+def serve(jobs: Connection, results: Connection, tag: str, spill_dir: Path) -> None:
     """Run jobs until told to stop or the recorder is gone."""
     # Ctrl-C and SIGTERM (timeout, systemd, kill -- -PGID) reach the whole group: they are the
     # recorder's to handle, and it seals through us. We stop on its message or on its death.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     store = ChunkStore()
-    attached: dict[str, SharedMemory] = {}
+    attached: dict[str, mmap.mmap] = {}
     locks: dict[str, WriterLock] = {}
     failed: dict[str, Failure] = {}
     guarded: list[tuple[int, float]] = []
@@ -59,7 +51,7 @@ def serve(jobs: Connection, results: Connection, tag: str) -> None:
             # stop what it left running and free its slots.
             _sync_all(store)
             _kill_orphans(guarded)
-            _unlink_segments(tag)
+            _unlink_segments(tag, spill_dir)
             break
         if message is None:
             break
@@ -77,8 +69,8 @@ def serve(jobs: Connection, results: Connection, tag: str) -> None:
         if failure is None:
             try:
                 if slot_key is not None and slot_key not in attached:
-                    attached[slot_key] = _attach(slot_key)
-                store.run(job, views(attached[slot_key].buf, layout) if slot_key is not None else {})
+                    attached[slot_key] = attach(slot_key)
+                store.run(job, views(attached[slot_key], layout) if slot_key is not None else {})
             except OSError as e:
                 failure = (e.errno or 0, str(e))
         if failure is not None:
@@ -92,8 +84,8 @@ def serve(jobs: Connection, results: Connection, tag: str) -> None:
             pass  # the recorder is gone; keep writing what it sent
     for lock in locks.values():
         lock.release()
-    for shm in attached.values():
-        shm.close()
+    for buffer in attached.values():
+        buffer.close()
     store.close()
 
 
@@ -115,8 +107,8 @@ def _kill_orphans(guarded: list[tuple[int, float]]) -> None:
 
 
 def main() -> None:
-    jobs_fd, results_fd, tag = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-    serve(Connection(jobs_fd, writable=False), Connection(results_fd, readable=False), tag)
+    jobs_fd, results_fd, tag, spill_dir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+    serve(Connection(jobs_fd, writable=False), Connection(results_fd, readable=False), tag, spill_dir)
 
 
 if __name__ == "__main__":

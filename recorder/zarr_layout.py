@@ -23,6 +23,7 @@ from zarr.core.group import GroupMetadata
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
 from gymrec.shared import chunks, schema
+from gymrec.shared.checksums import with_crc
 from gymrec.shared.fsio import atomic_write
 
 METADATA = schema.METADATA_NAME
@@ -72,5 +73,5 @@ class ChunkEncoder:
         """Write the chunk (temp name, rename) and return its path; its fsync is the caller's."""
         target = chunks.chunk_file(array_dir, chunk_index, rows.ndim, schema.CHUNK_SEPARATOR)
         # zarr's bytes codec stores little-endian; every dtype gymrec records is native little-endian here.
-        atomic_write(target, chunks.with_crc(self._codec.encode(np.ascontiguousarray(rows))), durable=False)
+        atomic_write(target, with_crc(self._codec.encode(np.ascontiguousarray(rows))), durable=False)
         return target

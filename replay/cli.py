@@ -13,6 +13,7 @@ from gymrec.recorder.recovery import format_report, recover_orphans
 from gymrec.replay.select import Job, Selection, jobs, spool_to_recover
 from gymrec.replay.verify import Result, Summary, VerifyOptions, verify
 from gymrec.shared.cli_errors import OneLineCommand, cli_edge, configure_logging
+from gymrec.shared.credentials import HubAccess, hub_access
 from gymrec.shared.errors import GymrecError
 from gymrec.shared.paths import default_spool
 from gymrec.shared.schema import EndReason
@@ -114,11 +115,7 @@ def main(episode: str | None, spool: Path | None, repo_id: str | None, local_dir
         from gymrec.shared.display import require_display
 
         require_display("--render would show nobody anything", "or replay without --render")
-    token = os.environ.get("HF_TOKEN") or None
-    if repo_id and token is None:
-        from huggingface_hub import get_token
-
-        token = get_token()
+    access = hub_access(endpoint, os.environ, Path.cwd()) if repo_id else HubAccess(None)
     config = ReplayConfig(
         selection=Selection(
             key=episode,
@@ -126,8 +123,8 @@ def main(episode: str | None, spool: Path | None, repo_id: str | None, local_dir
             spool=spool or default_spool(os.environ),
             repo_id=repo_id,
             local_dir=local_dir,
-            endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None,
-            token=token,
+            endpoint=access.endpoint,
+            token=access.token,
         ),
         options=VerifyOptions(diff_dir=diff_dir or Path(tempfile.gettempdir()) / "gymrec-diffs", check_frames=check_frames),
         render=render,

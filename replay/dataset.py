@@ -1,7 +1,9 @@
-"""Episodes in gymrec's dataset layout (``uploader.layout``): a local directory or a Hub repo.
+"""Episodes in gymrec's dataset layout (``shared.layout``, format 2): a local directory or a Hub repo.
 
-Only the files of the episodes asked for are read: ``meta/episodes/<id>.json``, the episode's
-parquet and its final image. A Hub repo works for anyone's public dataset; the token is optional.
+Reading one episode fetches only what holds it: ``meta/info.json`` (the format check), the index
+shards (one small parquet per upload batch and config) and the one data shard holding its rows, of
+which only the row groups overlapping the episode are decoded. A Hub repo works for anyone's public
+dataset; the token is optional.
 """
 
 from __future__ import annotations
@@ -17,33 +19,24 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from huggingface_hub import HfApi, hf_hub_download
-from huggingface_hub.errors import (
-    EntryNotFoundError,
-    HfHubHTTPError,
-    HFValidationError,
-    HTTPError,
-    LocalEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
 from PIL import Image
 
+from gymrec.replay.hub_errors import hub_call
 from gymrec.replay.sources import EpisodeSource, RecordedSteps
+from gymrec.shared import layout
+from gymrec.shared.attrs import EpisodeAttrs
 from gymrec.shared.errors import (
     AmbiguousEpisodeError,
-    AuthError,
     CorruptEpisodeError,
     DatasetError,
+    EntryNotFoundError,
     EpisodeNotFoundError,
-    HubUnavailableError,
-    RepoIdError,
-    RepoNotFoundError,
 )
-from gymrec.shared.attrs import EpisodeAttrs
 from gymrec.shared.schema import row_hash
-from gymrec.uploader import layout
 
 MAX_INDEX_DIGITS = 6  # a key of at most this many digits is an index, not an id prefix
+_INDEX_COLUMNS = ("episode_id", layout.INDEX_DATA_FILE_COLUMN, layout.INDEX_ROW_START_COLUMN,
+                  layout.INDEX_ROW_COUNT_COLUMN)  # fmt: skip
 
 
 class Files(Protocol):
@@ -54,7 +47,28 @@ class Files(Protocol):
 
     def fetch(self, path_in_repo: str) -> Path: ...
 
-    def episode_ids(self) -> list[str]: ...
+    def info(self) -> dict[str, Any]: ...
+
+    def index_files(self) -> list[str]: ...
+
+
+def _parse_info(data: bytes, where: str) -> dict[str, Any]:
+    try:
+        found = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{where}: {layout.INFO_PATH} is not valid JSON ({e})", "the dataset is damaged") from e
+    if not isinstance(found, dict):
+        raise DatasetError(f"{where}: {layout.INFO_PATH} is not a JSON object", "the dataset is damaged")
+    return found
+
+
+def _checked(found: dict[str, Any] | None, where: str, v1_files: bool) -> dict[str, Any]:
+    problem = layout.version_problem(found, where, v1_files)
+    if problem is not None:
+        raise DatasetError(problem, "use the gymrec version that wrote it")
+    if found is None:
+        raise DatasetError(f"{where} is not a gymrec dataset (no {layout.INFO_PATH})", "pass a gymrec dataset")
+    return found
 
 
 @dataclass(frozen=True)
@@ -71,12 +85,19 @@ class LocalFiles:
             raise CorruptEpisodeError(f"{self.root}: {path_in_repo} is missing", "the dataset is incomplete")
         return path
 
-    def episode_ids(self) -> list[str]:
-        folder = self.root / layout.EPISODES_DIR
-        if not folder.is_dir():
-            raise DatasetError(f"{self.root} is not a gymrec dataset (no {layout.EPISODES_DIR}/)", "pass a dataset directory")
-        ids = (layout.episode_id_of_meta(f"{layout.EPISODES_DIR}/{p.name}") for p in folder.iterdir())
-        return sorted(i for i in ids if i)
+    def info(self) -> dict[str, Any]:
+        path = self.root / layout.INFO_PATH
+        try:
+            return _checked(_parse_info(path.read_bytes(), str(path)), self.where, False)
+        except FileNotFoundError:
+            folder = self.root / layout.INDEX_DIR
+            v1 = folder.is_dir() and any(layout.is_v1_meta_path(f"{layout.INDEX_DIR}/{p.name}") for p in folder.iterdir())
+            return _checked(None, self.where, v1)
+
+    def index_files(self) -> list[str]:
+        folder = self.root / layout.INDEX_DIR
+        found = (str(p.relative_to(self.root)) for p in folder.rglob("*" + layout.SHARD_SUFFIX)) if folder.is_dir() else ()
+        return sorted(p for p in found if layout.is_index_path(p))
 
 
 @dataclass(frozen=True)
@@ -90,42 +111,91 @@ class HubFiles:
     def where(self) -> str:
         return self.repo_id
 
-    def _translate(self, e: Exception, what: str) -> Exception:
-        if isinstance(e, RepositoryNotFoundError):
-            return RepoNotFoundError(f"dataset {self.repo_id!r} does not exist or is not visible", "check --repo-id (and HF_TOKEN for a private repo)")
-        if isinstance(e, HFValidationError):
-            return RepoIdError(f"{self.repo_id!r} is not a valid repo id", "use the form owner/name")
-        if isinstance(e, LocalEntryNotFoundError):  # could not reach the Hub and nothing is cached
-            return HubUnavailableError(f"cannot reach the Hub for {self.repo_id}", "check --endpoint / HF_ENDPOINT and the network")
-        if isinstance(e, EntryNotFoundError | RevisionNotFoundError):
-            return CorruptEpisodeError(f"{self.repo_id}: {what} is missing", "the dataset is incomplete")
-        if isinstance(e, HfHubHTTPError) and e.response is not None and e.response.status_code in (401, 403):
-            return AuthError(f"the Hub refused access to {self.repo_id}", "set HF_TOKEN to a token that can read it")
-        return HubUnavailableError(f"cannot reach the Hub for {self.repo_id}: {e}", "check --endpoint / HF_ENDPOINT and the network")
-
-    def fetch(self, path_in_repo: str) -> Path:
-        try:
+    def _download(self, path_in_repo: str) -> Path:
+        with hub_call(self.repo_id, self.endpoint):
             return Path(
                 hf_hub_download(
                     self.repo_id, path_in_repo, repo_type="dataset", endpoint=self.endpoint, token=self.token,
                     local_dir=self.local_dir,
                 )  # fmt: skip
             )
-        except (HfHubHTTPError, HFValidationError, HTTPError, OSError) as e:
-            raise self._translate(e, path_in_repo) from e
 
-    def episode_ids(self) -> list[str]:
+    def fetch(self, path_in_repo: str) -> Path:
+        try:
+            return self._download(path_in_repo)
+        except EntryNotFoundError as e:
+            raise CorruptEpisodeError(f"{self.repo_id}: {path_in_repo} is missing", "the dataset is incomplete") from e
+
+    def _tree(self, folder: str, recursive: bool) -> list[str]:
         api = HfApi(endpoint=self.endpoint, token=self.token)
         try:
-            entries = list(api.list_repo_tree(self.repo_id, layout.EPISODES_DIR, repo_type="dataset"))
-        except EntryNotFoundError as e:
-            raise DatasetError(f"{self.repo_id} holds no gymrec episodes (no {layout.EPISODES_DIR}/)") from e
-        except (HfHubHTTPError, HFValidationError, HTTPError, OSError) as e:
-            raise self._translate(e, layout.EPISODES_DIR) from e
-        return sorted(i for i in (layout.episode_id_of_meta(entry.path) for entry in entries) if i)
+            with hub_call(self.repo_id, self.endpoint):
+                return [e.path for e in api.list_repo_tree(self.repo_id, folder, recursive=recursive, repo_type="dataset")]
+        except EntryNotFoundError:
+            return []
+
+    def info(self) -> dict[str, Any]:
+        try:
+            data = self._download(layout.INFO_PATH).read_bytes()
+        except EntryNotFoundError:
+            v1 = any(layout.is_v1_meta_path(p) for p in self._tree(layout.INDEX_DIR, recursive=False))
+            return _checked(None, self.where, v1)
+        return _checked(_parse_info(data, f"{self.repo_id}:{layout.INFO_PATH}"), self.where, False)
+
+    def index_files(self) -> list[str]:
+        return sorted(p for p in self._tree(layout.INDEX_DIR, recursive=True) if layout.is_index_path(p))
 
 
-def resolve_ids(files: Files, key: str | None, all_: bool) -> list[str]:
+@dataclass(frozen=True)
+class IndexEntry:
+    episode_id: str
+    index_file: str
+    data_file: str
+    row_start: int
+    row_count: int
+
+
+class DatasetIndex:
+    """Every episode's index row (without the final images, read only for the episode replayed)."""
+
+    def __init__(self, files: Files) -> None:
+        self.files = files
+        self.where = files.where
+        self.info = files.info()
+        self.entries: dict[str, IndexEntry] = {}
+        for path in files.index_files():
+            local = files.fetch(path)
+            try:
+                table = pq.read_table(local, columns=list(_INDEX_COLUMNS))
+            except (pa.ArrowException, OSError) as e:
+                raise CorruptEpisodeError(f"{self.where}: {path} is not a readable index shard ({e})") from e
+            for row in table.to_pylist():
+                eid = str(row["episode_id"])
+                if eid in self.entries:
+                    raise CorruptEpisodeError(f"{self.where}: episode {eid} is listed twice ({path})", "run gymrec-uploader compact")
+                self.entries[eid] = IndexEntry(eid, path, str(row[layout.INDEX_DATA_FILE_COLUMN]),
+                                               int(row[layout.INDEX_ROW_START_COLUMN]), int(row[layout.INDEX_ROW_COUNT_COLUMN]))  # fmt: skip
+
+    def episode_ids(self) -> list[str]:
+        return sorted(self.entries)
+
+    def row(self, episode_id: str) -> dict[str, Any]:
+        """The whole index row of one episode (its attributes and final observation included)."""
+        entry = self.entries[episode_id]
+        table = pq.read_table(self.files.fetch(entry.index_file), filters=[("episode_id", "=", episode_id)])
+        rows = table.to_pylist()
+        if len(rows) != 1:
+            raise CorruptEpisodeError(f"{self.where}: {entry.index_file} has {len(rows)} rows for {episode_id}")
+        return rows[0]
+
+
+class EpisodeIds(Protocol):
+    where: str
+
+    def episode_ids(self) -> list[str]: ...
+
+
+def resolve_ids(files: EpisodeIds, key: str | None, all_: bool) -> list[str]:
     """The episode ids a key names: an id, a unique prefix, or an index (in id order); or all of them.
 
     ``#N`` is always an index. A bare number is an index only when no episode id starts with it:
@@ -158,26 +228,50 @@ def _decode_image(data: bytes, shape: tuple[int, ...], dtype: np.dtype, where: s
         raise CorruptEpisodeError(f"{where}: an observation image cannot be decoded ({e})") from e
 
 
-class DatasetSource(EpisodeSource):
-    """One episode of a dataset; the parquet is read once, frames are decoded on demand."""
+def _episode_rows(path: Path, entry: IndexEntry, where: str) -> pa.Table:
+    """Rows [row_start, row_start + row_count) of a data shard, decoding only the row groups holding them."""
+    try:
+        shard = pq.ParquetFile(path)
+        groups, first, offset = [], None, 0
+        stop = entry.row_start + entry.row_count
+        for i in range(shard.metadata.num_row_groups):
+            size = shard.metadata.row_group(i).num_rows
+            if offset < stop and offset + size > entry.row_start:
+                groups.append(i)
+                first = offset if first is None else first
+            offset += size
+        if first is None or offset < stop:
+            raise CorruptEpisodeError(f"{where}: {entry.data_file} holds {offset} rows, the index says rows "
+                                      f"{entry.row_start}..{stop}", "the dataset is damaged")  # fmt: skip
+        table = shard.read_row_groups(groups).slice(entry.row_start - first, entry.row_count)
+    except (pa.ArrowException, OSError) as e:
+        raise CorruptEpisodeError(f"{where}: {entry.data_file} is not readable parquet ({e})") from e
+    ids = set(table.column("episode_id").unique().to_pylist()) if "episode_id" in table.column_names else set()
+    if ids != {entry.episode_id}:
+        raise CorruptEpisodeError(f"{where}: the index points at rows of {sorted(ids)[:2]} in {entry.data_file}",
+                                  "the dataset is damaged")  # fmt: skip
+    return table
 
-    def __init__(self, files: Files, episode_id: str) -> None:
-        self.files = files
-        self.where = f"{files.where}:{episode_id}"
+
+class DatasetSource(EpisodeSource):
+    """One episode of a dataset; its rows are read once, frames are decoded on demand."""
+
+    def __init__(self, index: DatasetIndex, episode_id: str) -> None:
+        self.where = f"{index.where}:{episode_id}"
+        row = index.row(episode_id)
         try:
-            meta = json.loads(files.fetch(layout.meta_path(episode_id)).read_text())
-        except (ValueError, UnicodeDecodeError) as e:
-            raise CorruptEpisodeError(f"{self.where}: unreadable {layout.meta_path(episode_id)}") from e
+            meta = json.loads(row[layout.INDEX_ATTRS_COLUMN])
+            self._final_extra: dict[str, Any] = json.loads(row[layout.INDEX_FINAL_EXTRA_COLUMN] or "{}")
+        except (ValueError, TypeError) as e:
+            raise CorruptEpisodeError(f"{self.where}: unreadable attributes in the index") from e
+        # The dataset's own fields (env_slug, observation_format, ...) land in ``extra``.
         self.attrs = EpisodeAttrs.from_dict(meta, self.where, sealed=True, expected_id=episode_id)
         self.image_key = self.attrs.image_key
-        # The dataset's own meta fields (file names, final values) are not episode attributes.
-        self.meta: dict[str, Any] = self.attrs.extra
-        data_file = str(self.meta.get("data_file") or layout.data_path(self.env_id, episode_id))
-        try:
-            self.table: pa.Table = pq.read_table(files.fetch(data_file))
-        except (pa.ArrowException, OSError) as e:
-            raise CorruptEpisodeError(f"{self.where}: {data_file} is not readable parquet ({e})") from e
-        self._final_file = str(self.meta.get("final_observation_file") or layout.final_obs_path(episode_id))
+        final = row[layout.INDEX_FINAL_COLUMN]
+        self._final_png: bytes = final["bytes"] if isinstance(final, dict) else final
+        self._final_hash = row[layout.INDEX_FINAL_HASH_COLUMN]
+        entry = index.entries[episode_id]
+        self.table: pa.Table = _episode_rows(index.files.fetch(entry.data_file), entry, self.where)
 
     def _column(self, name: str) -> pa.ChunkedArray:
         if name not in self.table.column_names:
@@ -193,10 +287,10 @@ class DatasetSource(EpisodeSource):
         for leaf in self.obs_leaves:
             if leaf.name == self.image_key:
                 rows = self._column(layout.OBS_HASH_COLUMN).to_pylist()
-                final = self.meta.get("final_observation_hash")
+                final = self._final_hash
             else:  # small leaves are stored as values: hash them as the spool would
                 rows = [row_hash(r) for r in self._leaf_rows(leaf.name, leaf.dtype, leaf.shape)]
-                final_value = self.meta.get(f"{layout.FINAL_PREFIX}{leaf.name}")
+                final_value = self._final_extra.get(leaf.name)
                 final = None if final_value is None else row_hash(np.asarray(final_value, dtype=leaf.dtype).reshape(leaf.shape))
             if final is None:
                 raise CorruptEpisodeError(f"{self.where}: the meta has no final value for {leaf.name!r}", "the dataset is damaged")
@@ -215,7 +309,7 @@ class DatasetSource(EpisodeSource):
 
     def _image_at(self, t: int, leaf_shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         if t == self.length:
-            data = self.files.fetch(self._final_file).read_bytes()
+            data = self._final_png
         else:
             cell = self._column(layout.OBS_COLUMN)[t].as_py()
             data = cell["bytes"] if isinstance(cell, dict) else cell
@@ -227,7 +321,7 @@ class DatasetSource(EpisodeSource):
             if leaf.name == self.image_key:
                 out[leaf.name] = self._image_at(t, leaf.shape, leaf.dtype)
             elif t == self.length:
-                out[leaf.name] = np.asarray(self.meta[f"{layout.FINAL_PREFIX}{leaf.name}"], dtype=leaf.dtype).reshape(leaf.shape)
+                out[leaf.name] = np.asarray(self._final_extra[leaf.name], dtype=leaf.dtype).reshape(leaf.shape)
             else:
                 out[leaf.name] = np.asarray(self._column(leaf.name)[t].as_py(), dtype=leaf.dtype).reshape(leaf.shape)
         return out
@@ -238,4 +332,5 @@ class DatasetSource(EpisodeSource):
 
 
 def is_dataset_dir(path: Path) -> bool:
-    return (path / layout.EPISODES_DIR).is_dir()
+    """A gymrec dataset directory of any format (format 1 is refused with one line when read)."""
+    return (path / layout.INFO_PATH).is_file() or (path / layout.INDEX_DIR).is_dir()

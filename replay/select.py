@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from gymrec.replay.dataset import DatasetSource, Files, HubFiles, LocalFiles, is_dataset_dir, resolve_ids
+from gymrec.replay.dataset import (
+    DatasetIndex,
+    DatasetSource,
+    Files,
+    HubFiles,
+    LocalFiles,
+    is_dataset_dir,
+    resolve_ids,
+)
 from gymrec.replay.sources import EpisodeSource, SpoolSource, spool_all, spool_episode
 from gymrec.shared import schema
 from gymrec.shared.errors import AmbiguousEpisodeError, DatasetError, EpisodeNotFoundError
@@ -39,12 +47,13 @@ class Job:
 
 
 def _dataset_jobs(files: Files, key: str | None, all_: bool) -> list[Job]:
-    ids = resolve_ids(files, key, all_)
+    index = DatasetIndex(files)
+    ids = resolve_ids(index, key, all_)
     if not all_ and key is None and len(ids) != 1:
         raise AmbiguousEpisodeError(
             f"{files.where} holds {len(ids)} episodes", "pass --all, or an episode id or index with --local-dir"
         )
-    return [Job(i, partial(DatasetSource, files, i), explicit=not all_) for i in ids]
+    return [Job(i, partial(DatasetSource, index, i), explicit=not all_) for i in ids]
 
 
 def spool_to_recover(sel: Selection) -> Path | None:

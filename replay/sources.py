@@ -86,6 +86,7 @@ class SpoolSource(EpisodeSource):
     def __init__(self, path: Path) -> None:
         self.episode = Episode(path)
         self.episode.require_steps()
+        self.episode.verify_checksums()  # frames are compared by hash only: prove the stored ones intact
         self.attrs = self.episode.attrs
         self.where = str(path)
         self.chunk = self.attrs.chunk_steps

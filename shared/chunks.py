@@ -19,24 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import google_crc32c
 import numcodecs
 import numpy as np
 
 from gymrec.shared import schema
+from gymrec.shared.checksums import CRC_SIZE, crc_ok
 from gymrec.shared.errors import ChunkCorruptError, CorruptEpisodeError
 
-CRC_SIZE = 4
 CRC32C_CODEC = "crc32c"
-
-
-def crc32c(data: bytes | memoryview) -> int:
-    return int(google_crc32c.value(bytes(data)))
-
-
-def with_crc(data: bytes) -> bytes:
-    """``data`` followed by its crc32c, as zarr's ``crc32c`` codec stores it."""
-    return data + crc32c(data).to_bytes(CRC_SIZE, "little")
 
 
 def chunk_file(array_dir: Path, index: int, ndim: int, separator: str) -> Path:
@@ -85,9 +75,9 @@ class ArrayMeta:
 
     def decode(self, data: bytes, index: int, where: str, name: str) -> np.ndarray:
         """One chunk's rows; ChunkCorruptError when its checksum or its decoding fails."""
-        rows = (index * self.chunk_rows, (index + 1) * self.chunk_rows)
+        rows = self._span(index)
         if self.checksum:
-            if len(data) < CRC_SIZE or crc32c(data[:-CRC_SIZE]) != int.from_bytes(data[-CRC_SIZE:], "little"):
+            if not crc_ok(data):
                 raise ChunkCorruptError(where, name, index, rows, "fails its crc32c checksum")
             data = data[:-CRC_SIZE]
         try:
@@ -96,16 +86,25 @@ class ArrayMeta:
         except (RuntimeError, ValueError, TypeError) as e:
             raise ChunkCorruptError(where, name, index, rows, f"cannot be decoded ({e})") from e
 
-    def read_chunk(self, index: int, where: str, name: str) -> np.ndarray:
+    def _span(self, index: int) -> tuple[int, int]:
+        return index * self.chunk_rows, (index + 1) * self.chunk_rows
+
+    def _bytes(self, index: int, where: str, name: str) -> bytes:
         try:
-            data = self.chunk_file(index).read_bytes()
+            return self.chunk_file(index).read_bytes()
         except FileNotFoundError as e:
-            start = index * self.chunk_rows
-            raise ChunkCorruptError(where, name, index, (start, start + self.chunk_rows), "is missing") from e
+            raise ChunkCorruptError(where, name, index, self._span(index), "is missing") from e
         except OSError as e:
-            start = index * self.chunk_rows
-            raise ChunkCorruptError(where, name, index, (start, start + self.chunk_rows), f"is unreadable ({e})") from e
-        return self.decode(data, index, where, name)
+            raise ChunkCorruptError(where, name, index, self._span(index), f"is unreadable ({e})") from e
+
+    def check_chunk(self, index: int, where: str, name: str) -> None:
+        """The chunk is present and, where it carries one, matches its checksum (no decoding)."""
+        data = self._bytes(index, where, name)
+        if self.checksum and not crc_ok(data):
+            raise ChunkCorruptError(where, name, index, self._span(index), "fails its crc32c checksum")
+
+    def read_chunk(self, index: int, where: str, name: str) -> np.ndarray:
+        return self.decode(self._bytes(index, where, name), index, where, name)
 
     def read_rows(self, start: int, stop: int, where: str, name: str) -> np.ndarray:
         """Rows [start, stop), decoded chunk by chunk from the files (no zarr call, no fill values)."""

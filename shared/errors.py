@@ -3,9 +3,30 @@
 Each error's ``str()`` is the one line a user sees: what is wrong, then how to fix it. The CLI edge
 (``shared.cli_errors``) turns them into that line and a non-zero exit code; nothing below the CLI
 prints or exits.
+
+The Hub part of the hierarchy (``transient`` and ``retry_after`` are class attributes, set once by
+the constructor, never patched on afterwards)::
+
+    GymrecError
+     +-- HubError                      transient=False
+     |    +-- AuthError                401, 403, or no token where one is needed
+     |    +-- RepoIdError              a malformed repo id (never sent)
+     |    +-- RepoNotFoundError        404
+     |    +-- EntryNotFoundError       404 EntryNotFound / RevisionNotFound
+     |    +-- HubUnavailableError      any other refusal; the episode stays queued
+     |         +-- HubServerError      5xx, 408, 425             transient=True
+     |         +-- HubUnreachableError no HTTP answer at all      transient=True
+     |         +-- RateLimitedError    429                        transient=True, retry_after
+     |         +-- CommitConflictError 409, 412: re-read the head and retry
+     +-- DatasetError, CredentialsError, ...
 """
 
 from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Mapping
+from typing import Protocol
 
 
 class GymrecError(Exception):
@@ -89,7 +110,7 @@ class ChunkCorruptError(CorruptEpisodeError):
     disk. ``array``, ``chunk`` and ``steps`` ([start, stop) rows of that array) say exactly where.
     """
 
-    exit_code = 4
+    exit_code = 5  # 1 diverged, 2 bad input, 3 a gymrec bug, 4 replay stopped early
 
     def __init__(self, where: str, array: str, chunk: int, steps: tuple[int, int], problem: str) -> None:
         self.where, self.array, self.chunk, self.steps = where, array, chunk, steps
@@ -118,30 +139,131 @@ class RecoveryError(GymrecError, RuntimeError):
 
 
 # --- hub / dataset ----------------------------------------------------------------------------
+#
+# ``hub_error`` below is the one table from an HTTP answer to these classes. The uploader and replay
+# each translate huggingface_hub's exceptions in one place (``uploader.hub_errors``,
+# ``replay.hub_errors``) by handing the status code, ``X-Error-Code`` and ``Retry-After`` to it.
 
 
-class AuthError(GymrecError, PermissionError):
+class HubError(GymrecError):
+    """Any failure talking to the Hub. ``transient``: retrying the same request may succeed."""
+
+    transient: bool = False
+    retry_after: float | None = None
+
+
+class AuthError(HubError, PermissionError):
     """The Hub refused the token (401/403) or no token is available where one is needed."""
 
 
-class RepoIdError(GymrecError, ValueError):
+class RepoIdError(HubError, ValueError):
     """A repo id is malformed (for example it tries a path traversal)."""
 
 
-class RepoNotFoundError(GymrecError, LookupError):
+class RepoNotFoundError(HubError, LookupError):
     """The dataset repo does not exist or is not visible with this token."""
 
 
-class HubUnavailableError(GymrecError, ConnectionError):
-    """The Hub kept failing after every retry; the episode stays queued."""
+class EntryNotFoundError(HubError, LookupError):
+    """A file or folder is not in the repo at that revision (404 with ``X-Error-Code: EntryNotFound``)."""
+
+
+class HubUnavailableError(HubError, ConnectionError):
+    """The Hub kept failing after every retry (or refused for good); the episode stays queued."""
+
+
+class HubServerError(HubUnavailableError):
+    """5xx, 408 or 425: the Hub (or a proxy) failed this request; another try may work."""
+
+    transient = True
+
+
+class HubUnreachableError(HubUnavailableError):
+    """No HTTP answer at all: DNS, a refused or dropped connection, a timeout."""
+
+    transient = True
+
+
+class RateLimitedError(HubUnavailableError):
+    """429: too many requests or commits; wait ``retry_after`` seconds (when the Hub says) and retry."""
+
+    transient = True
+
+    def __init__(self, message: str, hint: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, hint)
+        self.retry_after = retry_after
+
+
+class CommitConflictError(HubUnavailableError):
+    """409/412: the repo's head moved under a ``parent_commit`` commit; re-read it and try again."""
 
 
 class DatasetError(GymrecError, ValueError):
     """A local dataset directory is missing or not in gymrec's layout."""
 
 
-class CommitConflictError(HubUnavailableError):
-    """The repo's head moved under a ``parent_commit`` commit; re-read it and try again."""
+class CredentialsError(GymrecError, ValueError):
+    """A token source (``.env``, the login cache) is unreadable or malformed."""
+
+
+AUTH_HINT = "set HF_TOKEN (or run 'hf auth login') with a token that can access it"
+UNAVAILABLE_HINT = "check --endpoint / HF_ENDPOINT and the network; queued episodes stay queued"
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP-date Retry-After: fall back to our own backoff
+
+
+def hub_error(status: int, what: str, error_code: str | None = None, retry_after: str | None = None) -> HubError:
+    """The gymrec error for an HTTP ``status`` answered about ``what`` (a repo id, or repo:path)."""
+    if status in (401, 403):
+        return AuthError(f"the Hub refused the token for {what} (HTTP {status})", AUTH_HINT)
+    if status == 404 and error_code in ("EntryNotFound", "RevisionNotFound"):
+        return EntryNotFoundError(f"{what} is not in the repo (HTTP 404 {error_code})")
+    if status == 404:
+        return RepoNotFoundError(f"the dataset repo {what} does not exist or is not visible", AUTH_HINT)
+    if status in (409, 412):
+        return CommitConflictError(f"{what} changed while committing (HTTP {status})")
+    if status == 429:
+        return RateLimitedError(f"the Hub rate-limited {what} (HTTP 429)", UNAVAILABLE_HINT, _seconds(retry_after))
+    if status in (408, 425) or status >= 500:
+        return HubServerError(f"the Hub answered HTTP {status} for {what}", UNAVAILABLE_HINT)
+    return HubUnavailableError(f"the Hub answered HTTP {status} for {what}", UNAVAILABLE_HINT)
+
+
+class HttpResponse(Protocol):
+    """What the table needs of an HTTP response (httpx's and requests' both fit)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def from_response(response: HttpResponse | None, what: str, endpoint: str | None, cause: BaseException) -> HubError:
+    """``hub_error`` for a client's HTTP error; no response at all means the Hub was not reached."""
+    if response is None:
+        return unreachable(what, endpoint, cause)
+    headers = response.headers
+    return hub_error(response.status_code, what, headers.get("X-Error-Code"), headers.get("Retry-After"))
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection-level failures of whichever HTTP client huggingface_hub uses (httpx2, httpx, requests)."""
+    found: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "RequestException")):
+        with contextlib.suppress(ImportError, AttributeError):
+            found.append(getattr(importlib.import_module(module), name))
+    return tuple(found)
+
+
+def unreachable(what: str, endpoint: str | None, cause: BaseException) -> HubUnreachableError:
+    where = endpoint or "https://huggingface.co"
+    return HubUnreachableError(f"cannot reach the Hub at {where} for {what} ({type(cause).__name__})", UNAVAILABLE_HINT)
 
 
 # --- export -----------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ Inside, an episode is a Zarr v3 group::
     actor                      (T,) uint8, who chose action t: an index into ``ACTORS``; optional
     info/<key>                 (T,)        numeric scalar info values, where the env gives them
     journal.bin                every step's action, stored before the step runs (removed once sealed)
-    committed.json             {"steps": n}: rows [0, n) of every array are on disk; trust only this
+    committed.json             {"steps": n, "crc32c"}: rows [0, n) are durable (recovery still checks the chunks)
+    checksums.json             sealed only: crc32c of the arrays' and sub-groups' zarr.json (shared.checksums)
     writer.lock                flock held by the live writer; free means the writer is gone
     owners.json                the recorder's and writer process's pids: alive (even stopped) means not orphaned
 
@@ -55,6 +56,7 @@ SEALED_SUFFIX = ".zarr"
 JOURNAL_NAME = "journal.bin"
 COMMITTED_NAME = "committed.json"
 LOCK_NAME = "writer.lock"
+CHECKSUMS_NAME = "checksums.json"  # sealing: crc32c of every metadata file (shared.checksums)
 OWNERS_NAME = "owners.json"  # {"host", "owners": [{"pid", "started"}]}: the processes writing it
 
 OBS_GROUP = "obs"

@@ -19,8 +19,8 @@ from types import TracebackType
 import psutil
 
 from gymrec.shared import schema
-from gymrec.shared.fsio import atomic_write
 from gymrec.shared.errors import AmbiguousEpisodeError, EpisodeNotFoundError, SpoolError
+from gymrec.shared.fsio import atomic_write
 
 UPLOADED_AREA = "uploaded"
 # Where crash recovery moves what it cannot use (damaged chunks, unreadable episodes): never deleted.

@@ -192,7 +192,6 @@ def make_orphan(spool: Path, env_id: str, steps: int, seed: int) -> Path:
     from gymrec.recorder.writer import EpisodeWriter
     from gymrec.shared.backends import make_env
     from gymrec.shared.spaces import encode_action, split_observation
-
     from tests.recording import new_attrs
 
     made = make_env(env_id, {})

@@ -20,9 +20,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import yaml
 
-from gymrec.shared import schema
+from gymrec.shared import layout, schema
 from gymrec.shared.spool import UPLOADED_AREA
-from gymrec.uploader import layout
 from gymrec.uploader.claims import CLAIMED_AREA, QUARANTINE_AREA, RECEIPT_SUFFIX
 from gymrec.uploader.local import STAGING_DIR
 
@@ -88,17 +87,20 @@ def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> int:
 
 @dataclass
 class Landing:
-    """What a repo's commit history says about each episode."""
+    """What a repo's commit history and head say about each episode (dataset format 2)."""
 
-    adds: Counter[str] = field(default_factory=Counter)  # commits that wrote an episode's meta json
-    data_adds: Counter[str] = field(default_factory=Counter)  # commits that wrote its parquet
-    empty_commits: int = 0  # episode commits that added no episode at all
-    metas: dict[str, dict[str, Any]] = field(default_factory=dict)
-    rows: dict[str, int] = field(default_factory=dict)  # parquet rows per episode at the head
+    adds: Counter[str] = field(default_factory=Counter)  # commits whose new index shards list an episode
+    data_adds: Counter[str] = field(default_factory=Counter)  # commits that added a data shard (by path)
+    empty_commits: int = 0  # commits after the first that added no episode at all
+    metas: dict[str, dict[str, Any]] = field(default_factory=dict)  # attributes per episode at the head
+    listed: Counter[str] = field(default_factory=Counter)  # index rows per episode at the head
+    rows: dict[str, int] = field(default_factory=dict)  # data rows per episode at the head
     readme: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
 
     def duplicates(self) -> int:
-        return sum(n - 1 for n in self.adds.values() if n > 1) + sum(n - 1 for n in self.data_adds.values() if n > 1) + self.empty_commits
+        return (sum(n - 1 for n in self.adds.values() if n > 1) + sum(n - 1 for n in self.data_adds.values() if n > 1)
+                + sum(n - 1 for n in self.listed.values() if n > 1) + self.empty_commits)  # fmt: skip
 
     def missing(self, expected: set[str]) -> set[str]:
         return expected - set(self.metas)
@@ -107,26 +109,39 @@ class Landing:
         return set(self.metas) - expected
 
 
+def _index_ids(blob: bytes) -> list[str]:
+    return [str(x) for x in pq.read_table(io.BytesIO(blob), columns=["episode_id"]).column("episode_id").to_pylist()]
+
+
 def landing(hub: Any, repo: str) -> Landing:
     out = Landing()
     if not hub.has_repo(repo):
         return out
     commits = hub.commits(repo)
+    blobs = hub.files(repo)
     for older, newer in zip(commits, commits[1:], strict=False):
-        changed = [p for p, e in newer.files.items() if p not in older.files or older.files[p].sha256 != e.sha256]
-        metas = [layout.episode_id_of_meta(p) for p in changed if layout.episode_id_of_meta(p)]
-        data = [Path(p).stem for p in changed if p.startswith(layout.DATA_DIR + "/") and p.endswith(".parquet")]
-        out.adds.update(m for m in metas if m)
+        added = [p for p in newer.files if p not in older.files]
+        index = [p for p in added if layout.is_index_path(p)]
+        data = [p for p in added if p.startswith(layout.DATA_DIR + "/") and p.endswith(layout.SHARD_SUFFIX)]
+        ids = [eid for p in index for eid in _index_ids(hub.state.get_object(newer.files[p].sha256))]
+        out.adds.update(ids)
         out.data_adds.update(data)
-        out.empty_commits += not metas
-    files = hub.files(repo)
-    for path, blob in files.items():
-        eid = layout.episode_id_of_meta(path)
-        if eid:
-            out.metas[eid] = json.loads(blob)
-        elif path.startswith(layout.DATA_DIR + "/") and path.endswith(".parquet"):
-            out.rows[Path(path).stem] = pq.read_metadata(io.BytesIO(blob)).num_rows
-    out.readme = files.get(layout.CARD_PATH, b"").decode()
+        out.empty_commits += not ids
+    shard_rows: dict[str, int] = {}
+    for path, blob in blobs.items():
+        if layout.is_index_path(path):
+            for row in pq.read_table(io.BytesIO(blob)).to_pylist():
+                eid = row["episode_id"]
+                out.listed[eid] += 1
+                out.metas[eid] = json.loads(row["attributes"])
+                out.rows[eid] = int(row["row_count"])
+                shard_rows[row["data_file"]] = shard_rows.get(row["data_file"], 0) + int(row["row_count"])
+    for data_file, expected in shard_rows.items():
+        actual = pq.read_metadata(io.BytesIO(blobs[data_file])).num_rows if data_file in blobs else -1
+        if actual != expected:  # the index and the data shard disagree
+            out.rows[f"shard:{data_file}"] = actual
+    out.readme = blobs.get(layout.CARD_PATH, b"").decode()
+    out.info = json.loads(blobs[layout.INFO_PATH]) if layout.INFO_PATH in blobs else {}
     return out
 
 
@@ -147,20 +162,25 @@ def card_totals(readme: str) -> tuple[dict[str, Any], dict[str, tuple[int, int, 
 
 
 def card_problems(land: Landing) -> list[str]:
-    """Where the card disagrees with the metadata files it summarises (empty when it is right)."""
+    """Where the card or info.json disagree with the index they summarise (empty when they are right)."""
     front, rows = card_totals(land.readme)
     expected: dict[str, list[dict[str, Any]]] = {}
     for meta in land.metas.values():
-        expected.setdefault(meta["env_slug"], []).append(meta)
-    problems = []
+        expected.setdefault(layout.env_slug(meta["env_id"]), []).append(meta)
+    problems = [f"{k}: {v} rows in the data shard, not what the index says" for k, v in land.rows.items() if k.startswith("shard:")]
     configs = {c["config_name"]: c for c in front.get("configs", [])}
     if set(configs) != set(expected):
         problems.append(f"configs {sorted(configs)} != {sorted(expected)}")
+    if any(c.get("default") for c in configs.values()):
+        problems.append("a config is marked default")
     for slug, metas in expected.items():
         steps = sum(int(m["length"]) for m in metas)
         hours = f"{sum(int(m['length']) / float(m['fps']) for m in metas) / 3600:.3f}"
         if rows.get(slug) != (len(metas), steps, hours):
             problems.append(f"{slug}: card {rows.get(slug)} != {(len(metas), steps, hours)}")
+        entry = land.info.get("configs", {}).get(slug, {})
+        if (entry.get("episodes"), entry.get("steps")) != (len(metas), steps):
+            problems.append(f"{slug}: info.json {entry.get('episodes')}, {entry.get('steps')} != {len(metas)}, {steps}")
         if slug in configs and configs[slug]["data_files"][0]["path"] != layout.data_glob(slug):
             problems.append(f"{slug}: data_files {configs[slug]['data_files']}")
     total_steps = sum(int(m["length"]) for m in land.metas.values())
@@ -168,7 +188,9 @@ def card_problems(land: Landing) -> list[str]:
         problems.append(f"all: card {rows.get('all')} != {(len(land.metas), total_steps)}")
     for eid, meta in land.metas.items():
         if land.rows.get(eid) != int(meta["length"]):
-            problems.append(f"{eid}: parquet has {land.rows.get(eid)} rows, meta says {meta['length']}")
+            problems.append(f"{eid}: the index has {land.rows.get(eid)} rows, the attributes say {meta['length']}")
+    if land.info.get("format_version") != layout.FORMAT_VERSION:
+        problems.append(f"info.json format_version {land.info.get('format_version')!r}")
     return problems
 
 

@@ -31,6 +31,7 @@ from gymrec.shared.errors import GymrecError
 from gymrec.shared.spaces import action_leaves
 from gymrec.shared.spool import partial_episodes, sealed_episodes
 from tests.conftest import run_cli
+from tests.recording import chunk_path
 from tests.reliability_helpers import (
     POLL_S,
     Journaled,
@@ -49,7 +50,6 @@ from tests.reliability_helpers import (
     wait_group_gone,
 )
 from tests.replay_helpers import copy_episode, record_episode
-from tests.recording import chunk_path
 
 STRESS = os.environ.get("GYMREC_STRESS", "") == "1"
 R1_KILLS = 50 if STRESS else 12

@@ -43,8 +43,8 @@ from reliability_uploader_helpers import (
 )
 
 from gymrec.shared import schema
-from tests.hub import FaultPlan, HubServer, running_hub
 from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX
+from tests.hub import FaultPlan, HubServer, running_hub
 from tests.recording import chunk_path
 
 TOKEN = "hf_test_token"
@@ -68,7 +68,8 @@ def hub_at(tmp_path: Path) -> Iterator[Callable[[str], HubServer]]:
 
 
 def _uploader_args(spool: Path, hub: HubServer, *extra: str) -> list[str]:
-    return ["--spool", str(spool), "--repo-id", REPO, "--endpoint", hub.endpoint, *extra]
+    # a short commit interval: the daemon runs commit within the suites' waits (the default is 60 s)
+    return ["--spool", str(spool), "--repo-id", REPO, "--endpoint", hub.endpoint, "--commit-every", "1", *extra]
 
 
 def _assert_exactly_once(hub: HubServer, spool: Path, sealed: set[str], label: str) -> tuple[int, int, int]:
@@ -83,7 +84,7 @@ def _assert_exactly_once(hub: HubServer, spool: Path, sealed: set[str], label: s
     assert card_problems(land) == [], f"{label}: {card_problems(land)}"
     assert uploaded_ids(spool) == sealed, f"{label}: receipts for {sorted(uploaded_ids(spool) ^ sealed)} wrong"
     assert waiting_ids(spool) == set() and quarantined_ids(spool) == set()
-    assert len(hub.commits(REPO)) == 1 + len(sealed)  # the initial commit, then exactly one per episode
+    assert 1 < len(hub.commits(REPO)) <= 1 + len(sealed)  # the initial commit, then batches (none empty: see duplicates)
     return duplicates, len(missing), len(orphaned)
 
 
@@ -234,6 +235,8 @@ def test_r3_token_revoked_while_the_daemon_runs(tmp_path: Path, hub_at: Callable
     proc = start("gymrec-uploader", _uploader_args(spool, hub), tmp_path, env, tmp_path / "daemon")
     assert _wait(lambda: _commits(hub) >= 2, 60, proc), "the first episode never landed"
     hub.revoked = True
+    # a batch may have taken every waiting episode: new ones make the daemon talk to the Hub again
+    sealed |= {p.stem for p in record_cli(spool, ENV_ID, 2, 60, 22, tmp_path, env)}
     code = proc.wait(timeout=60)  # it must stop by itself
     stderr = (tmp_path / "daemon.stderr").read_text()
     errors = [line for line in stderr_lines(stderr) if "error" in line.lower()]

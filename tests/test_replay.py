@@ -13,6 +13,7 @@ import pytest
 from gymrec.replay.sources import SpoolSource
 from gymrec.replay.verify import VerifyOptions, verify
 from gymrec.shared.attrs import make_env_for
+from gymrec.shared.errors import ChunkCorruptError
 from gymrec.shared.schema import row_hash
 from tests.recording import chunk_path
 from tests.replay_helpers import (
@@ -156,8 +157,8 @@ def test_all_skips_discarded_unless_named(breakout: Path, tmp_path: Path) -> Non
     assert named.returncode == 0 and discarded.stem[:8] in named.stdout
 
 
-def _one_error_line(out: subprocess.CompletedProcess[str], needle: str) -> None:
-    assert out.returncode == 2, out.stdout + out.stderr
+def _one_error_line(out: subprocess.CompletedProcess[str], needle: str, code: int = 2) -> None:
+    assert out.returncode == code, out.stdout + out.stderr
     lines = [line for line in out.stderr.splitlines() if line.startswith("gymrec-replay")]
     assert len(lines) == 1 and needle in lines[0], out.stderr
     assert "Traceback" not in out.stderr
@@ -174,7 +175,7 @@ def test_bad_input_exits_2_and_changes_nothing(breakout: Path, tmp_path: Path) -
     assert tree_digest(spool) == before
 
 
-def test_missing_rom_and_corrupt_chunk_exit_2(breakout: Path, tmp_path: Path) -> None:
+def test_missing_rom_exits_2_and_corrupt_chunks_exit_4(breakout: Path, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     rom = copy_episode(breakout, spool)
     meta = rom / "zarr.json"
@@ -185,8 +186,8 @@ def test_missing_rom_and_corrupt_chunk_exit_2(breakout: Path, tmp_path: Path) ->
     chunk_path(truncated, "hash/frame", 2).unlink()
     before = tree_digest(spool)
     _one_error_line(replay_cli([str(rom)]), "no ROM is installed")
-    _one_error_line(replay_cli([str(corrupt)]), "unreadable")
-    _one_error_line(replay_cli([str(truncated)]), "missing")
+    _one_error_line(replay_cli([str(corrupt)]), "fails its crc32c checksum", ChunkCorruptError.exit_code)
+    _one_error_line(replay_cli([str(truncated)]), "missing", ChunkCorruptError.exit_code)
     out = replay_cli(["--spool", str(spool), "--all"])
     assert out.returncode == 2 and out.stdout.count("error") == 3
     assert tree_digest(spool) == before

@@ -9,7 +9,7 @@ import pygame
 import pytest
 from huggingface_hub import constants
 
-from gymrec.replay.dataset import DatasetSource, LocalFiles
+from gymrec.replay.dataset import DatasetIndex, DatasetSource, LocalFiles
 from gymrec.replay.render import Controls, show
 from gymrec.replay.sources import SpoolSource
 from gymrec.replay.verify import VerifyOptions, verify
@@ -21,10 +21,15 @@ TOKEN = "hf_test_token"
 
 
 def to_dataset(episodes: list[Path], root: Path) -> Path:
+    """A format-2 local dataset of ``episodes``, written by the uploader's own batch writer."""
     from gymrec.uploader.convert import ConvertOptions, convert_episode
+    from gymrec.uploader.local import LocalWriter
+    from gymrec.uploader.shards import build_batch
 
-    for episode in episodes:
-        convert_episode(Episode(episode), root, ConvertOptions(workers=1))
+    options = ConvertOptions(workers=1)
+    work = root.parent / f"{root.name}-work"
+    converted = [convert_episode(Episode(episode), work / Path(episode).stem, options) for episode in episodes]
+    LocalWriter(root).add(build_batch(converted, work / "batch", options))
     return root
 
 
@@ -65,7 +70,7 @@ def test_local_dataset_gives_the_spool_results(recorded: dict[str, Path], tmp_pa
 
 def test_dataset_frame_mismatch_decodes_the_image(recorded: dict[str, Path], tmp_path: Path) -> None:
     """A wrong hash in the dataset makes replay decode the stored WebP and compare it in full."""
-    source = DatasetSource(LocalFiles(recorded["dataset"]), recorded["good"].stem)
+    source = DatasetSource(DatasetIndex(LocalFiles(recorded["dataset"])), recorded["good"].stem)
     steps = source.steps()
     spool_steps = SpoolSource(recorded["good"]).steps()
     assert steps == spool_steps
@@ -77,7 +82,7 @@ def test_dataset_frame_mismatch_decodes_the_image(recorded: dict[str, Path], tmp
 
 def test_hub_dataset_gives_the_spool_results(recorded: dict[str, Path], hub: object, tmp_path: Path) -> None:
     root = recorded["dataset"]
-    files = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    files = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}
     hub.seed_repo("someone-else/doom-and-breakout", files)  # type: ignore[attr-defined]
     env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": ""}
     args = ["--repo-id", "someone-else/doom-and-breakout", "--endpoint", hub.endpoint]  # type: ignore[attr-defined]

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import yaml
 from hubserver import FaultPlan, running_hub
-from uploader_helpers import clean_env, record_episode, run_uploader, spool_frames
+from uploader_helpers import clean_env, index_rows_of, record_episode, run_uploader, spool_frames
 
+from gymrec.shared import layout
 from gymrec.shared.spool import UPLOADED_AREA
-from gymrec.uploader import layout
 from gymrec.uploader.claims import CLAIMED_AREA, RECEIPT_SUFFIX
 from gymrec.uploader.config import UploaderConfig
 from gymrec.uploader.convert import ConvertOptions
@@ -32,7 +32,8 @@ def _env(endpoint: str, cwd: Path, token: str = TOKEN) -> dict[str, str]:
 
 
 def _metas(files: dict[str, bytes]) -> list[dict]:
-    return [json.loads(data) for path, data in files.items() if layout.episode_id_of_meta(path)]
+    """Every index row's attributes (an episode listed twice appears twice)."""
+    return [json.loads(row["attributes"]) for rows in index_rows_of(files).values() for row in rows]
 
 
 # Process-wide pools that libraries start once and keep by design (zarr's IO loop, tqdm's monitor).
@@ -64,13 +65,17 @@ def test_upload_load_dataset_and_no_duplicates(tmp_path: Path, spool: Path) -> N
         assert done.stdout.startswith("2 uploaded")
         files = hub.files(REPO)
         commits = len(hub.commits(REPO))
-        assert commits == 3  # the initial commit, then one atomic commit per episode
+        assert commits == 2  # the initial commit, then one batch holding both episodes
         for eid in spool_data:
             receipt = json.loads((spool / UPLOADED_AREA / (eid + RECEIPT_SUFFIX)).read_text())
-            assert receipt["repo"] == REPO and receipt["commit"] in {c.oid for c in hub.commits(REPO)}
+            assert receipt["repo"] == REPO and receipt["commit"] == hub.commits(REPO)[-1].oid
             assert (spool / UPLOADED_AREA / f"{eid}.zarr").is_dir()
-            for path in (layout.data_path("BreakoutNoFrameskip-v4", eid), layout.meta_path(eid), layout.final_obs_path(eid)):
-                assert path in files
+            assert receipt["paths"] == [layout.data_path("breakoutnoframeskip-v4", receipt["batch_id"]),
+                                        layout.index_path("breakoutnoframeskip-v4", receipt["batch_id"])]
+            assert all(path in files for path in receipt["paths"])
+        assert sorted(m["episode_id"] for m in _metas(files)) == sorted(spool_data)
+        info = json.loads(files[layout.INFO_PATH])
+        assert info["format_version"] == 2 and info["configs"]["breakoutnoframeskip-v4"]["episodes"] == 2
         code = (
             "import sys, json, numpy as np, datasets\n"
             f"ds = datasets.load_dataset({REPO!r}, 'breakoutnoframeskip-v4', split='train')\n"
@@ -113,7 +118,7 @@ def test_two_uploaders_race_exactly_once(tmp_path: Path, spool: Path) -> None:
         metas = _metas(files)
         assert sorted(m["episode_id"] for m in metas) == sorted(p.stem for p in sealed)
         episode_commits = [c for c in hub.commits(REPO)[1:]]
-        assert len(episode_commits) == len(sealed)  # no empty or duplicate commits
+        assert 1 <= len(episode_commits) <= 2  # one batch per uploader at most: no empty or duplicate commits
         card = _card_totals(files)
         steps = sum(m["length"] for m in metas)
         assert f"| **all** | {len(sealed)} | {steps} |" in card
@@ -147,7 +152,7 @@ def test_daemon_watches_and_stops_cleanly(tmp_path: Path, spool: Path) -> None:
     with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
         config = UploaderConfig(
             spool=spool, local_dir=tmp_path / "unused", repo_id=REPO, endpoint=hub.endpoint, token=TOKEN,
-            convert=ConvertOptions(workers=2), rescan_interval=0.5, heartbeat_interval=0.2, nice=0,
+            convert=ConvertOptions(workers=2), rescan_interval=0.5, heartbeat_interval=0.2, nice=0, commit_every=0.5,
         )  # fmt: skip
         stop = threading.Event()
         uploader = Uploader(config, stop)
@@ -156,7 +161,7 @@ def test_daemon_watches_and_stops_cleanly(tmp_path: Path, spool: Path) -> None:
         try:
             sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 60, seed=9)
             deadline = time.monotonic() + 60
-            while layout.meta_path(sealed.stem) not in (hub.files(REPO) if hub.has_repo(REPO) else {}):
+            while sealed.stem not in index_rows_of(hub.files(REPO) if hub.has_repo(REPO) else {}):
                 assert time.monotonic() < deadline, "the daemon never uploaded the new episode"
                 time.sleep(0.2)
         finally:
@@ -176,7 +181,7 @@ def test_bad_token_stops_and_loses_nothing(tmp_path: Path, spool: Path, revoked:
         done = run_uploader(["--spool", str(spool), "--once", "--repo-id", REPO], tmp_path, _env(hub.endpoint, tmp_path, token))
         assert done.returncode != 0
         lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and "HF_TOKEN" in lines[0] and "huggingface-cli login" in lines[0], done.stderr
+        assert len(lines) == 1 and "HF_TOKEN" in lines[0] and "hf auth login" in lines[0], done.stderr
         assert token not in done.stderr + done.stdout
         assert all(p.is_dir() for p in sealed)  # still waiting, unclaimed
         assert not (spool / CLAIMED_AREA).exists() or not any((spool / CLAIMED_AREA).iterdir())
@@ -199,6 +204,26 @@ def test_dead_claim_is_taken_over(tmp_path: Path, spool: Path) -> None:
     with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
         done = run_uploader(["--spool", str(spool), "--once", "--repo-id", REPO], tmp_path, _env(hub.endpoint, tmp_path))
         assert done.returncode == 0, done.stderr
-        assert layout.meta_path(sealed.stem) in hub.files(REPO)
+        assert list(index_rows_of(hub.files(REPO))) == [sealed.stem]
     assert not a.touch()  # the old owner learns it lost the claim
     assert np.all([not any((spool / CLAIMED_AREA).iterdir())])
+
+
+def test_compact_on_the_hub_in_one_commit(tmp_path: Path, spool: Path) -> None:
+    sealed = [record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=s) for s in (1, 2, 3)]
+    with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
+        env = _env(hub.endpoint, tmp_path)
+        done = run_uploader(["--spool", str(spool), "--once", "--repo-id", REPO, "--batch-episodes", "1"], tmp_path, env)
+        assert done.returncode == 0, done.stderr
+        commits = len(hub.commits(REPO))
+        shards = [p for p in hub.files(REPO) if layout.is_index_path(p)]
+        assert len(shards) == 3
+        compacted = run_uploader(["compact", "--repo-id", REPO], tmp_path, env)
+        assert compacted.returncode == 0 and "3 shards merged into 1" in compacted.stdout, compacted.stderr
+        files = hub.files(REPO)
+        assert len(hub.commits(REPO)) == commits + 1
+        assert len([p for p in files if layout.is_index_path(p)]) == 1
+        assert sorted(m["episode_id"] for m in _metas(files)) == sorted(p.stem for p in sealed)
+        info = json.loads(files[layout.INFO_PATH])["configs"]["breakoutnoframeskip-v4"]
+        assert (info["episodes"], info["shards"]) == (3, 1)
+        assert f"| **all** | 3 | {info['steps']} |" in files["README.md"].decode()

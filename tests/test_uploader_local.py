@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -10,12 +11,19 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
-from uploader_helpers import clean_env, record_episode, record_in_subprocess, run_uploader, spool_frames
+from uploader_helpers import (
+    clean_env,
+    local_index,
+    record_episode,
+    record_in_subprocess,
+    run_uploader,
+    spool_frames,
+)
 
-from gymrec.shared import schema
+from gymrec.shared import layout, schema
 from gymrec.shared.attrs import REQUIRED_FIELDS, SEAL_FIELDS
 from gymrec.shared.episode import Episode
-from gymrec.uploader import layout
+from gymrec.uploader import encoding
 from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX, RECEIPT_SUFFIX, UPLOADED_LOCAL_AREA
 from tests.recording import chunk_path
 
@@ -53,13 +61,15 @@ def _check_round_trip(dataset: Path, sealed: Path, config: str | None = None) ->
             assert all(np.array_equal(native[k], v) for k, v in expected.items())
         else:
             assert np.array_equal(native, expected) and type(native) is type(expected)
-    meta = json.loads((dataset / layout.meta_path(eid)).read_text())
+    row = local_index(dataset)[eid]
+    meta = json.loads(row["attributes"])
     for key in (*REQUIRED_FIELDS, *SEAL_FIELDS):
         assert meta[key] == attrs[key], key
-    assert meta["data_file"] == layout.data_path(attrs["env_id"], eid)
-    final_png = np.asarray(Image.open(dataset / meta["final_observation_file"]))
+    assert row["data_file"].startswith(f"data/{layout.env_slug(attrs['env_id'])}/") and (dataset / row["data_file"]).is_file()
+    assert row["length"] == row["row_count"] == attrs["length"] and row["env_id"] == attrs["env_id"]
+    final_png = np.asarray(Image.open(io.BytesIO(row["final_observation"]["bytes"])))
     assert np.array_equal(final_png.reshape(final.shape), final)
-    assert meta["final_observation_hash"] == schema.row_hash(final)
+    assert row["final_observation_hash"] == schema.row_hash(final)
 
 
 def test_atari_round_trip_and_receipt(tmp_path: Path, spool: Path) -> None:
@@ -70,9 +80,12 @@ def test_atari_round_trip_and_receipt(tmp_path: Path, spool: Path) -> None:
     moved = spool / UPLOADED_LOCAL_AREA / sealed.name
     assert moved.is_dir() and not sealed.exists()
     receipt = json.loads((spool / UPLOADED_LOCAL_AREA / (sealed.stem + RECEIPT_SUFFIX)).read_text())
-    assert receipt["repo"] == "local" and layout.data_path("BreakoutNoFrameskip-v4", sealed.stem) in receipt["paths"]
-    _check_round_trip(dataset, moved)
+    assert receipt["repo"] == "local" and any(p.startswith("data/breakoutnoframeskip-v4/") for p in receipt["paths"])
+    assert receipt["batch_id"] and not list((spool / "batches").glob("*.json"))  # the manifest is gone after the receipt
+    _check_round_trip(dataset, moved)  # one config: datasets takes it without a name
     _check_round_trip(dataset, moved, "breakoutnoframeskip-v4")
+    info = json.loads((dataset / layout.INFO_PATH).read_text())
+    assert info["format_version"] == 2 and info["configs"]["breakoutnoframeskip-v4"]["episodes"] == 1
     assert (dataset / layout.preview_path("breakoutnoframeskip-v4")).is_file()
     # a second run finds nothing to do and changes nothing
     before = {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file() and ".lock" not in p.name}
@@ -90,8 +103,8 @@ def test_vizdoom_round_trip_with_gamevariables(tmp_path: Path, spool: Path, work
     ds = _load(dataset, "vizdoombasic-v1")
     gv = np.asarray(ds["gamevariables"], dtype=np.float32)
     assert np.array_equal(gv, episode.obs("gamevariables", 0, episode.length))
-    meta = json.loads((dataset / layout.meta_path(episode.id)).read_text())
-    assert meta["final_gamevariables"] == episode.final_obs()["gamevariables"].tolist()
+    row = local_index(dataset)[episode.id]
+    assert json.loads(row["final_extra"])["gamevariables"] == episode.final_obs()["gamevariables"].tolist()
 
 
 def test_retro_round_trip_multibinary(tmp_path: Path, spool: Path) -> None:
@@ -114,7 +127,8 @@ def test_card_yaml_and_totals_two_envs(tmp_path: Path, spool: Path, workdir: Pat
     assert front["license"] and "reinforcement-learning" in front["task_categories"]
     assert "gymrec" in front["tags"] and "vizdoom" in front["tags"]
     configs = {c["config_name"]: c for c in front["configs"]}
-    assert configs["breakoutnoframeskip-v4"]["data_files"][0]["path"] == "data/breakoutnoframeskip-v4/*.parquet"
+    assert configs["breakoutnoframeskip-v4"]["data_files"][0]["path"] == "data/breakoutnoframeskip-v4/*/*.parquet"
+    assert not any(c.get("default") for c in configs.values()) and front["task_categories"] == ["reinforcement-learning"]
     assert set(configs) == {"breakoutnoframeskip-v4", "vizdoombasic-v1"}
     atari_steps = sum(Episode(spool / UPLOADED_LOCAL_AREA / p.name).length for p in a)
     doom_steps = Episode(spool / UPLOADED_LOCAL_AREA / d.name).length
@@ -123,8 +137,9 @@ def test_card_yaml_and_totals_two_envs(tmp_path: Path, spool: Path, workdir: Pat
     assert f"| **all** | 3 | {atari_steps + doom_steps} |" in text
     hours = atari_steps / 60 / 3600
     assert f"{hours:.3f}" in text
-    assert "meta/final/<episode_id>.png" in text and "gymrec-replay <episode_id>" in text
-    assert _load(dataset).num_rows == atari_steps  # the default config
+    assert f"gymrec-replay <episode_id> --local-dir {dataset}" in text and "1 episode," in text and "2 episodes," in text
+    with pytest.raises(ValueError, match="(?i)config"):  # no silent default: datasets asks for a config
+        _load(dataset)
 
 
 def test_discarded_empty_and_corrupt(tmp_path: Path, spool: Path) -> None:
@@ -138,7 +153,7 @@ def test_discarded_empty_and_corrupt(tmp_path: Path, spool: Path) -> None:
     assert out.startswith("1 uploaded") and "1 quarantined" in out
     assert (spool / UPLOADED_LOCAL_AREA / good.name).is_dir()
     assert discarded.is_dir()  # left in place, never uploaded
-    assert not (dataset / layout.meta_path(discarded.stem)).exists()
+    assert discarded.stem not in local_index(dataset)
     assert (spool / QUARANTINE_AREA / corrupt.name).is_dir()
     reason = (spool / QUARANTINE_AREA / (corrupt.stem + REASON_SUFFIX)).read_text()
     assert "obs/frame" in reason
@@ -172,9 +187,129 @@ def test_slugs_and_action_encoding() -> None:
         "continuous": {"type": "Box", "shape": [2, 2], "dtype": "float32", "low": -1.0, "high": 1.0},
     }}  # fmt: skip
     leaves = {"binary": np.array([[1, 0, 1], [0, 0, 1]], np.int8), "continuous": np.arange(8, dtype=np.float32).reshape(2, 2, 2) / 3}
-    column = layout.encode_action_column(desc, leaves)
+    column = encoding.encode_action_column(desc, leaves)
     values = column.to_pylist()
     assert values[0]["binary"] == [1, 0, 1] and values[1]["continuous"][1] == leaves["continuous"][1][1].tolist()
     back = layout.decode_action_value(desc, values[1])
     assert back["binary"].dtype == np.int8 and np.array_equal(back["continuous"], leaves["continuous"][1])
     assert layout.decode_action_value({"type": "Discrete", "n": 4, "start": 0}, 3) == 3
+
+
+def test_batches_shards_row_groups_and_streaming(tmp_path: Path, spool: Path) -> None:
+    import pyarrow.parquet as pq
+
+    long = record_episode(spool, "BreakoutNoFrameskip-v4", 1100, seed=4)
+    short = [record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=s) for s in (5, 6)]
+    total = sum(Episode(p).length for p in (long, *short))
+    dataset = tmp_path / "dataset"
+    out = _upload_local(spool, dataset, tmp_path, "--batch-episodes", "2")
+    assert out.startswith("3 uploaded")
+    shards = sorted((dataset / "data" / "breakoutnoframeskip-v4").rglob("*.parquet"))
+    assert len(shards) == 2 and len(sorted((dataset / "meta" / "episodes").rglob("*.parquet"))) == 2
+    for shard in shards:
+        meta = pq.read_metadata(shard)
+        assert all(meta.row_group(i).num_rows <= 1000 for i in range(meta.num_row_groups))
+    info = json.loads((dataset / layout.INFO_PATH).read_text())["configs"]["breakoutnoframeskip-v4"]
+    assert (info["episodes"], info["shards"], info["steps"]) == (3, 2, total)
+    index = local_index(dataset)
+    assert set(index) == {long.stem, *(p.stem for p in short)}
+    stream = datasets.load_dataset(str(dataset), "breakoutnoframeskip-v4", split="train", streaming=True)
+    assert sum(1 for _ in stream) == total
+    # a rerun repairs a missing card
+    (dataset / "README.md").unlink()
+    assert _upload_local(spool, dataset, tmp_path).startswith("0 uploaded")
+    assert f"| **all** | 3 | {total} |" in (dataset / "README.md").read_text()
+
+
+def test_row_groups_stay_under_the_limit_across_episodes(tmp_path: Path, spool: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from gymrec.uploader.convert import ConvertOptions, convert_episode
+    from gymrec.uploader.shards import build_batch
+
+    sealed = [record_episode(spool, "BreakoutNoFrameskip-v4", 70, seed=s) for s in (1, 2)]
+    options = ConvertOptions(workers=1, row_group_rows=50)
+    converted = [convert_episode(Episode(p), tmp_path / p.stem, options) for p in sealed]
+    batch = build_batch(converted, tmp_path / "batch", options)
+    (part,) = batch.parts.values()
+    meta = pq.read_metadata(batch.files[part.data_file])
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert max(sizes) <= 50 and sum(sizes) == sum(c.length for c in converted)
+    index = pq.read_table(batch.files[part.index_file]).to_pylist()
+    table = pq.read_table(batch.files[part.data_file], columns=["episode_id", "step"])
+    for row in index:  # each index row points at exactly its episode's rows, in step order
+        rows = table.slice(row["row_start"], row["row_count"]).to_pylist()
+        assert [r["episode_id"] for r in rows] == [row["episode_id"]] * row["length"]
+        assert [r["step"] for r in rows] == list(range(row["length"]))
+
+
+@pytest.mark.parametrize(("setup", "needle"), [
+    (lambda d: (d / "meta").mkdir(parents=True) or (d / "meta" / "info.json").write_text('{"format_version": 3}'),
+     "format_version 3"),
+    (lambda d: (d / "meta" / "episodes").mkdir(parents=True) or (d / "meta" / "episodes" / "a.json").write_text("{}"),
+     "format-1"),
+])  # fmt: skip
+def test_other_format_versions_are_refused(tmp_path: Path, spool: Path, setup: object, needle: str) -> None:
+    from tests.replay_helpers import replay_cli
+
+    sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 20, seed=1)
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    setup(dataset)  # type: ignore[operator]
+    before = {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file()}
+    done = run_uploader(["--spool", str(spool), "--once", "--local-dir", str(dataset)], tmp_path, clean_env(HOME=str(tmp_path)))
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and needle in lines[0], done.stderr
+    assert sealed.is_dir() and {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file() and p.name != ".gymrec.lock"} == before
+    replayed = replay_cli(["--local-dir", str(dataset), "--all"])
+    assert replayed.returncode == 2 and needle in replayed.stderr and "Traceback" not in replayed.stderr
+
+
+def test_sigterm_commits_the_pending_batch(tmp_path: Path, spool: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from uploader_helpers import BIN
+
+    sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 40, seed=8)
+    dataset = tmp_path / "dataset"
+    args = [str(BIN / "gymrec-uploader"), "--spool", str(spool), "--local-dir", str(dataset), "--commit-every", "3600"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=clean_env(HOME=str(tmp_path)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not any((spool / "claimed").glob("*.zarr")) if (spool / "claimed").is_dir() else True:
+            assert time.monotonic() < deadline and proc.poll() is None, "the daemon never claimed the episode"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out.startswith("1 uploaded") and sealed.stem in local_index(dataset)
+
+
+def test_compact_merges_shards_and_keeps_every_episode(tmp_path: Path, spool: Path) -> None:
+    from tests.replay_helpers import replay_cli
+
+    sealed = [record_episode(spool, "BreakoutNoFrameskip-v4", 40, seed=s) for s in (1, 2, 3)]
+    dataset = tmp_path / "dataset"
+    _upload_local(spool, dataset, tmp_path, "--batch-episodes", "1")
+    before = local_index(dataset)
+    assert len(list((dataset / "data").rglob("*.parquet"))) == 3
+    done = run_uploader(["compact", "--local-dir", str(dataset)], tmp_path, clean_env(HOME=str(tmp_path)))
+    assert done.returncode == 0 and "3 shards merged into 1" in done.stdout, done.stderr
+    assert len(list((dataset / "data").rglob("*.parquet"))) == 1 and len(list((dataset / "meta" / "episodes").rglob("*.parquet"))) == 1
+    after = local_index(dataset)
+    assert set(after) == set(before) == {p.stem for p in sealed}
+    assert all(after[e]["final_observation_hash"] == before[e]["final_observation_hash"] for e in after)
+    info = json.loads((dataset / layout.INFO_PATH).read_text())["configs"]["breakoutnoframeskip-v4"]
+    assert (info["episodes"], info["shards"]) == (3, 1)
+    assert _load(dataset).num_rows == sum(Episode(spool / UPLOADED_LOCAL_AREA / p.name).length for p in sealed)
+    replayed = replay_cli(["--local-dir", str(dataset), "--all"])
+    assert replayed.returncode == 0 and replayed.stdout.count("identical") == 3, replayed.stdout + replayed.stderr
+    again = run_uploader(["compact", "--local-dir", str(dataset)], tmp_path, clean_env(HOME=str(tmp_path)))
+    assert again.returncode == 0 and "0 shards merged" in again.stdout

@@ -53,3 +53,30 @@ def spool_frames(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+def index_rows_of(files: dict[str, bytes]) -> dict[str, list[dict[str, Any]]]:
+    """{episode id: its index rows} over every index shard in ``files`` (path -> bytes); one row each when sound."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from gymrec.shared import layout
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for path, blob in sorted(files.items()):
+        if layout.is_index_path(path):
+            for row in pq.read_table(io.BytesIO(blob)).to_pylist():
+                out.setdefault(row["episode_id"], []).append(row | {"index_file": path})
+    return out
+
+
+def local_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}
+
+
+def local_index(root: Path) -> dict[str, dict[str, Any]]:
+    """{episode id: index row} of a local dataset (asserting each episode is listed once)."""
+    rows = index_rows_of(local_files(root))
+    assert all(len(v) == 1 for v in rows.values()), {k: len(v) for k, v in rows.items() if len(v) > 1}
+    return {k: v[0] for k, v in rows.items()}

@@ -1,82 +1,67 @@
-"""The dataset card (README.md), rendered from the dataset's own ``meta/episodes/*.json``.
+"""The dataset card (README.md), rendered from ``meta/info.json`` alone: O(configs), never O(episodes).
 
-It is never parsed back: every uploader regenerates it from the metadata at the head it commits on,
-so totals written by concurrent uploaders cannot drift or be lost.
+It is never parsed back: every commit re-renders it from the info.json it writes in the same commit,
+so totals written by concurrent uploaders cannot drift or be lost. No config is marked default:
+``load_dataset(repo)`` without a config name then lists the configs instead of silently returning
+one game.
 """
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 import yaml
 
-from gymrec.uploader import layout
+from gymrec.shared import layout
 
 LICENSE = "cc-by-4.0"
-TASK_CATEGORIES = ("reinforcement-learning", "robotics")
+TASK_CATEGORIES = ("reinforcement-learning",)
 
 
 @dataclass(frozen=True)
-class EnvTotals:
-    slug: str
-    env_ids: tuple[str, ...]
-    backends: tuple[str, ...]
-    episodes: int
-    steps: int
-    hours: float
-    action_space: dict[str, Any]
-    observation_space: dict[str, Any]
-    image_key: str
-    observation_format: str
-    extra_leaves: tuple[str, ...]
-    info_keys: tuple[str, ...]
+class Target:
+    """Where the dataset lives, as a reader names it: a Hub repo id or a local directory."""
+
+    name: str
+    local: bool
+
+    @property
+    def replay_flag(self) -> str:
+        return f"--local-dir {self.name}" if self.local else f"--repo-id {self.name}"
 
 
-def totals(metas: Iterable[dict[str, Any]]) -> list[EnvTotals]:
-    by_slug: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for meta in metas:
-        by_slug[meta["env_slug"]].append(meta)
-    out = []
-    for slug, group in sorted(by_slug.items()):
-        first = min(group, key=lambda m: m["episode_id"])
-        image_key = first["image_key"]
-        spaces = first["observation_space"].get("spaces", {})
-        out.append(
-            EnvTotals(
-                slug=slug,
-                env_ids=tuple(sorted({m["env_id"] for m in group})),
-                backends=tuple(sorted({m["backend"] for m in group})),
-                episodes=len(group),
-                steps=sum(int(m["length"]) for m in group),
-                hours=sum(int(m["length"]) / float(m["fps"]) for m in group if float(m["fps"]) > 0) / 3600,
-                action_space=first["action_space"],
-                observation_space=first["observation_space"],
-                image_key=image_key,
-                observation_format=first.get("observation_format", "webp"),
-                extra_leaves=tuple(k for k in spaces if k != image_key),
-                info_keys=tuple(sorted(k[len(layout.INFO_PREFIX) :] for k in first.get("info_columns", []))),
-            )
-        )
-    return out
+def project_url() -> str | None:
+    """The project's home page from the installed package metadata (None when it declares none)."""
+    try:
+        meta = metadata.metadata("gymrec")
+    except metadata.PackageNotFoundError:
+        return None
+    for entry in meta.get_all("Project-URL") or []:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() in ("homepage", "home", "source", "repository"):
+            return url.strip()
+    home = meta.get_all("Home-page") or []
+    return str(home[0]) if home else None
 
 
-def front_matter(envs: list[EnvTotals]) -> dict[str, Any]:
-    tags = ["gymrec", "gymnasium", "human-play", *sorted({b for e in envs for b in e.backends}), *(e.slug for e in envs)]
-    configs = [
-        {"config_name": e.slug, "data_files": [{"split": "train", "path": layout.data_glob(e.slug)}]}
-        | ({"default": True} if i == 0 else {})
-        for i, e in enumerate(envs)
-    ]
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def front_matter(info: dict[str, Any]) -> dict[str, Any]:
+    configs = info["configs"]
+    backends = sorted({b for c in configs.values() for b in c["backends"] if b})
+    tags = ["gymrec", "gymnasium", "human-play", *backends, *configs]
     return {
         "license": LICENSE,
         "task_categories": list(TASK_CATEGORIES),
         "tags": list(dict.fromkeys(tags)),
         "pretty_name": "gymrec recordings",
-        "configs": configs,
+        "configs": [
+            {"config_name": name, "data_files": [{"split": "train", "path": c["data_files"]}]} for name, c in configs.items()
+        ],
     }
 
 
@@ -98,21 +83,31 @@ def _action_doc(desc: dict[str, Any], indent: str = "") -> list[str]:
     return [f"{indent}- not recorded ({kind})"]
 
 
-def _env_section(env: EnvTotals, repo: str) -> list[str]:
-    extra = "".join(f"\n| `{leaf}` | list of numbers | observation leaf `{leaf}` at step t |" for leaf in env.extra_leaves)
-    info = "".join(f"\n| `info_{key}` | number | `info[{key!r}]` after step t |" for key in env.info_keys)
+def _meanings(c: dict[str, Any]) -> list[str]:
+    meanings = c.get("action_meanings")
+    if not meanings:
+        return ["Action meanings: not recorded by this gymrec version."]
+    start = int(c["action_space"].get("start", 0)) if c["action_space"]["type"] == "Discrete" else 0
+    label = "value" if c["action_space"]["type"] == "Discrete" else "element"
+    return ["Action meanings:", "", *(f"- {label} {start + i}: `{m}`" for i, m in enumerate(meanings))]
+
+
+def _config_section(name: str, c: dict[str, Any], target: Target) -> list[str]:
+    extra = "".join(f"\n| `{leaf}` | list of numbers | observation leaf `{leaf}` at step t |" for leaf in c["extra_leaves"])
+    info = "".join(f"\n| `info_{key}` | number | `info[{key!r}]` after step t |" for key in c["info_keys"])
     return [
-        f"### `{env.slug}` ({', '.join(env.env_ids)})",
+        f"### `{name}` ({', '.join(c['env_ids'])})",
         "",
-        f"![preview of {env.slug}]({layout.preview_path(env.slug)})",
+        f"![preview of {name}]({layout.preview_path(name)})",
         "",
-        f"{env.episodes} episodes, {env.steps} steps, {env.hours:.3f} hours.",
+        f"{plural(c['episodes'], 'episode')}, {plural(c['steps'], 'step')}, {c['seconds'] / 3600:.3f} hours, "
+        f"{plural(c['shards'], 'shard')}.",
         "",
         "| column | type | meaning |",
         "|---|---|---|",
-        "| `episode_id` | string | the episode (its metadata: `meta/episodes/<episode_id>.json`) |",
+        "| `episode_id` | string | the episode (its row in the index: `meta/episodes/`) |",
         "| `step` | int64 | t, from 0 |",
-        f"| `observation` | Image (lossless {env.observation_format.upper()}) | `{env.image_key}`: what the player saw when choosing action t |",
+        f"| `observation` | Image (lossless {str(c['observation_format']).upper()}) | `{c['image_key']}`: what the player saw when choosing action t |",
         "| `observation_hash` | uint64 | xxh3-64 of the raw observation array (C order), for hash-first verification |",
         "| `action` | see below | the action applied at step t, in the env's native form |",
         "| `reward` | float64 | reward of step t |",
@@ -121,70 +116,73 @@ def _env_section(env: EnvTotals, repo: str) -> list[str]:
         "",
         "Action encoding:",
         "",
-        *_action_doc(env.action_space),
+        *_action_doc(c["action_space"]),
         "",
-        f"Load: `load_dataset({repo!r}, {env.slug!r}, split='train')`.",
+        *_meanings(c),
+        "",
+        f"Load: `load_dataset({target.name!r}, {name!r}, split='train')`.",
         "",
     ]
 
 
-def render(metas: list[dict[str, Any]], repo: str) -> str:
-    """The whole card for a dataset holding ``metas`` (``repo``: the id or path shown in examples)."""
-    envs = totals(metas)
-    steps = sum(e.steps for e in envs)
-    hours = sum(e.hours for e in envs)
-    first = envs[0].slug if envs else "<env-config>"
-    header = "---\n" + yaml.safe_dump(front_matter(envs), sort_keys=False) + "---\n"
-    rows = [f"| `{e.slug}` | {e.episodes} | {e.steps} | {e.hours:.3f} |" for e in envs]
+def render(info: dict[str, Any], target: Target) -> str:
+    """The whole card for the dataset ``info`` describes."""
+    configs: dict[str, dict[str, Any]] = info["configs"]
+    episodes = sum(c["episodes"] for c in configs.values())
+    steps = sum(c["steps"] for c in configs.values())
+    hours = sum(c["seconds"] for c in configs.values()) / 3600
+    first = next(iter(configs), "<config>")
+    url = project_url()
+    gymrec = f"[gymrec]({url})" if url else "gymrec"
+    header = "---\n" + yaml.safe_dump(front_matter(info), sort_keys=False) + "---\n"
+    rows = [f"| `{name}` | {c['episodes']} | {c['steps']} | {c['seconds'] / 3600:.3f} |" for name, c in configs.items()]
     body = [
         "# gymrec recordings",
         "",
-        "People (and agents) playing Gymnasium games, recorded with [gymrec](https://github.com/): lossless",
-        "frames, exact actions, seeds and package versions, so every episode replays bit for bit.",
+        f"People (and agents) playing Gymnasium games, recorded with {gymrec}: lossless frames, exact",
+        "actions, seeds and package versions, so every episode replays bit for bit.",
         "",
         "## Totals",
         "",
         "| config | episodes | steps | hours |",
         "|---|---|---|---|",
         *rows,
-        f"| **all** | {sum(e.episodes for e in envs)} | {steps} | {hours:.3f} |",
+        f"| **all** | {episodes} | {steps} | {hours:.3f} |",
         "",
         "Hours are steps divided by each episode's recorded `fps`.",
         "",
-        "## Layout",
+        "## Layout (gymrec dataset format 2)",
         "",
-        "- `data/<config>/<episode_id>.parquet`: one row per step t of one episode.",
-        "- `meta/episodes/<episode_id>.json`: the episode's seed, env id and kwargs, package versions, keymap,",
-        "  fps, collector, player, length, return, end reason, spaces and the final observation's hash.",
-        "- `meta/final/<episode_id>.png`: the final observation (after the last step), lossless PNG. Row t holds",
-        "  the observation action t was chosen on, so the last frame of an episode is only here; non-image",
-        "  leaves of the final observation are in the metadata as `final_<leaf>`.",
+        "- `data/<config>/<ss>/<shard>.parquet`: one row per step t; each shard holds many episodes, in row",
+        "  groups of at most 1,000 rows.",
+        "- `meta/episodes/<config>/<ss>/<shard>.parquet`: the index, one row per episode: seed, env id, length,",
+        "  return, end reason, player, collector, versions, spaces, keymap, fps, action meanings, which data file",
+        "  and rows hold it, and the final observation (after the last step) as an Image column.",
+        "- `meta/info.json`: format version, totals and features per config; the card is rendered from it.",
         "- `meta/preview/<config>.png`: a strip of frames per config.",
         "",
         "## Configs and schema",
         "",
     ]
-    for env in envs:
-        body += _env_section(env, repo)
+    for name, c in configs.items():
+        body += _config_section(name, c, target)
     body += [
         "## Use",
         "",
+        "Every config is its own game; name one (there is no default config):",
+        "",
         "```python",
         "from datasets import load_dataset",
-        f"ds = load_dataset({repo!r}, {first!r}, split='train')",
-        f"stream = load_dataset({repo!r}, {first!r}, split='train', streaming=True)",
+        f"ds = load_dataset({target.name!r}, {first!r}, split='train')",
+        f"stream = load_dataset({target.name!r}, {first!r}, split='train', streaming=True)",
         "frame = ds[0]['observation']  # a PIL image, decoded losslessly",
         "```",
         "",
         "Verify that an episode replays bit-exactly in the same env (same packages as in its metadata):",
         "",
         "```",
-        f"gymrec-replay <episode_id> --repo-id {repo}",
+        f"gymrec-replay <episode_id> {target.replay_flag}",
         "```",
         "",
     ]
     return header + "\n" + "\n".join(body)
-
-
-def metas_from_json(texts: Iterable[bytes | str]) -> list[dict[str, Any]]:
-    return [json.loads(t) for t in texts]

@@ -36,6 +36,7 @@ from gymrec.shared.spool import (
     UPLOADED_LOCAL_AREA,  # noqa: F401  (re-exported: the uploader's areas live here)
     is_episode_id,
 )
+from gymrec.uploader.manifests import durable_json, durable_write
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,6 @@ def owner_is_dead_here(owner: str) -> bool:
     if match is None or match["host"] != new_owner().split("_p")[0]:
         return False  # another machine: only the heartbeat can tell
     return not psutil.pid_exists(int(match["pid"]))
-
-
-def _atomic_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -90,7 +85,7 @@ class Claim:
         target_dir = self.spool / area
         target_dir.mkdir(exist_ok=True)
         receipt_path = target_dir / (self.episode_id + RECEIPT_SUFFIX)
-        _atomic_json(receipt_path, receipt)
+        durable_json(receipt_path, receipt)
         if delete:
             doomed = self.path.with_name(f".{self.episode_id}.deleting")
             if _rename(self.path, doomed):
@@ -102,7 +97,7 @@ class Claim:
     def quarantine(self, reason: str) -> Path:
         target_dir = self.spool / QUARANTINE_AREA
         target_dir.mkdir(exist_ok=True)
-        (target_dir / (self.episode_id + REASON_SUFFIX)).write_text(reason.rstrip() + "\n")
+        durable_write(target_dir / (self.episode_id + REASON_SUFFIX), (reason.rstrip() + "\n").encode())
         target = target_dir / schema.sealed_name(self.episode_id)
         _rename(self.path, target)
         return target
@@ -184,3 +179,17 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except FileNotFoundError:
         return float("inf")
+
+
+def episode_attrs(path: Path) -> dict[str, Any]:
+    """An episode's attributes without opening it as Zarr (cheap enough for every rescan)."""
+    return dict(json.loads((path / "zarr.json").read_text()).get("attributes", {}))
+
+
+def skip_reason(attrs: dict[str, Any]) -> str | None:
+    """Why a sealed episode is never uploaded (it stays where it is), or None."""
+    if attrs.get("end_reason") == schema.EndReason.DISCARDED:
+        return "discarded"
+    if int(attrs.get("length", 0) or 0) == 0:
+        return "empty"
+    return None

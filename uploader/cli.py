@@ -5,55 +5,36 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import tempfile
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
 import click
 
 from gymrec.shared.cli_errors import OneLineGroup, cli_edge, configure_logging, debug_enabled
-from gymrec.shared.errors import HubUnavailableError
+from gymrec.shared.credentials import hub_access
+from gymrec.shared.errors import AuthError, DatasetError, HubUnavailableError
 from gymrec.shared.paths import data_dir, default_spool
 from gymrec.shared.spool import check_spool
 from gymrec.uploader.config import UploaderConfig, check_repo_id
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.daemon import Uploader
+from gymrec.uploader.hub import HubPusher, RetryPolicy
+from gymrec.uploader.local import LocalWriter
 from gymrec.uploader.status import STATES, spool_status
 
 PROG = "gymrec-uploader"
 
 
-def _dotenv_token(path: Path) -> str | None:
-    """HF_TOKEN from a ``.env`` file (python-dotenv's format, the subset that matters)."""
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError):
-        return None
-    for line in lines:
-        key, sep, value = line.strip().removeprefix("export ").partition("=")
-        if sep and key.strip() == "HF_TOKEN":
-            value = value.split(" #")[0].strip().strip("'\"")
-            return value or None
-    return None
+def _install_stop(stop: threading.Event, abort: threading.Event) -> None:
+    """First SIGTERM / Ctrl-C: commit the pending batch, then exit. Second: give up waiting, keep it queued."""
 
-
-def resolve_token(environ: Mapping[str, str], cwd: Path) -> str | None:
-    """huggingface_hub's order: HF_TOKEN, then (ours) a .env in the CWD, then the login cache."""
-    if environ.get("HF_TOKEN"):
-        return environ["HF_TOKEN"]
-    token = _dotenv_token(cwd / ".env")
-    if token:
-        return token
-    from huggingface_hub import get_token
-
-    return get_token()
-
-
-def _install_stop(stop: threading.Event) -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        if stop.is_set():
+            abort.set()
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
@@ -66,6 +47,12 @@ def _install_stop(stop: threading.Event) -> None:
 @click.option("--repo-id", help="Dataset repo for every env (default: <you>/gymrec-<env-slug>, one repo per env).")
 @click.option("--private", is_flag=True, help="Create new repos as private.")
 @click.option("--once", is_flag=True, help="Upload what is in the spool now, then exit.")
+@click.option("--commit-every", type=click.FloatRange(min=0.0, max=86400.0), default=60.0, show_default=True,
+              help="Seconds from a batch's first episode to its commit.")
+@click.option("--batch-episodes", type=click.IntRange(1, 10_000), default=100, show_default=True,
+              help="Commit sooner when a batch holds this many episodes.")
+@click.option("--batch-mb", type=click.FloatRange(min=1.0, max=100_000.0), default=256.0, show_default=True,
+              help="Commit sooner when a batch holds about this much converted data (MB).")
 @click.option("--local-dir", type=click.Path(path_type=Path), help="Write a local dataset here instead of pushing (the default without a token).")
 @click.option("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co).")
 @click.option("--workers", type=click.IntRange(1, 256), help="Frame-encoding threads (default: the number of cores).")
@@ -75,7 +62,8 @@ def _install_stop(stop: threading.Event) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
 @click.pass_context
 @cli_edge(PROG)
-def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: bool, once: bool, local_dir: Path | None,
+def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: bool, once: bool,
+         commit_every: float, batch_episodes: int, batch_mb: float, local_dir: Path | None,
          endpoint: str | None, workers: int | None, delete_after_upload: bool, stale_after: float,
          rescan_interval: float, verbose: bool) -> None:
     """Upload sealed gymrec episodes as a Hugging Face dataset (or a local one without a token)."""
@@ -91,7 +79,13 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
     ctx.obj = spool or default_spool(environ)
     if ctx.invoked_subcommand is not None:
         return
-    token = resolve_token(environ, Path.cwd())
+    repo_id = check_repo_id(repo_id) if repo_id is not None else None
+    access = hub_access(endpoint, environ, Path.cwd())
+    if (repo_id is not None or endpoint is not None) and access.token is None and local_dir is None:
+        raise AuthError(
+            f"--{'repo-id' if repo_id is not None else 'endpoint'} needs a Hub token and none was found",
+            "set HF_TOKEN, put HF_TOKEN=... in ./.env or run 'hf auth login'; or pass --local-dir DIR",
+        )
     from huggingface_hub.utils import disable_progress_bars
 
     disable_progress_bars()  # stderr is for one-line errors and our log
@@ -100,23 +94,26 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
         spool=ctx.obj,
         local_dir=local_dir or data_dir(environ) / "dataset",
         local_only=local_dir is not None,
-        repo_id=check_repo_id(repo_id) if repo_id is not None else None,
+        repo_id=repo_id,
         private=private,
-        endpoint=endpoint or environ.get("HF_ENDPOINT") or None,
-        token=token,
+        endpoint=access.endpoint,
+        token=access.token,
         once=once,
+        commit_every=commit_every,
+        batch_episodes=batch_episodes,
+        batch_bytes=int(batch_mb * (1 << 20)),
         delete_after_upload=delete_after_upload,
         convert=ConvertOptions(workers=workers or max(1, os.cpu_count() or 1)),
         stale_after=stale_after,
         rescan_interval=rescan_interval,
         heartbeat_interval=min(15.0, stale_after / 4),
     )
-    stop = threading.Event()
-    _install_stop(stop)
+    stop, abort = threading.Event(), threading.Event()
+    _install_stop(stop, abort)
     where = "the Hub" if config.hub else str(config.local_dir)
     if not once:
         click.echo(f"{PROG}: watching {config.spool}, uploading to {where} (Ctrl-C to stop)", err=True)
-    summary = Uploader(config, stop).run()
+    summary = Uploader(config, stop, abort).run()
     click.echo(
         f"{len(summary.uploaded)} uploaded to {where}, {len(summary.already)} already there, "
         f"{len(summary.quarantined)} quarantined, {len(summary.failed)} failed"
@@ -136,3 +133,41 @@ def status(ctx: click.Context, spool_opt: Path | None) -> None:
     click.echo(f"{'state':<15} {'episodes':>8} {'frames':>10}")
     for state in STATES:
         click.echo(f"{state:<15} {counts[state].episodes:>8} {counts[state].frames:>10}")
+
+
+@main.command()
+@click.option("--repo-id", help="The Hub dataset to compact.")
+@click.option("--local-dir", type=click.Path(path_type=Path), help="The local dataset to compact.")
+@click.option("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co).")
+@click.option("--target-mb", type=click.FloatRange(min=1.0, max=100_000.0), default=500.0, show_default=True,
+              help="Merge each config's small shards into files of about this size.")
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
+@cli_edge(PROG)
+def compact(repo_id: str | None, local_dir: Path | None, endpoint: str | None, target_mb: float, verbose: bool) -> None:
+    """Merge each config's small shards into large ones, in one commit (safe while others upload)."""
+    configure_logging(verbose)
+    if (repo_id is None) == (local_dir is None):
+        raise click.UsageError("pass exactly one of --repo-id ID or --local-dir DIR")
+    environ = os.environ
+    target = int(target_mb * (1 << 20))
+    options = ConvertOptions(workers=1)
+    with tempfile.TemporaryDirectory(prefix="gymrec-compact-") as tmp:
+        if local_dir is not None:
+            if not (local_dir / "meta" / "info.json").is_file():
+                raise DatasetError(f"{local_dir} is not a gymrec dataset (no meta/info.json)", "pass --local-dir DIR")
+            writer = LocalWriter(local_dir)
+            replaced, written = writer.compact_shards(target, options)
+            where = str(local_dir)
+        else:
+            repo_id = check_repo_id(str(repo_id))
+            access = hub_access(endpoint, environ, Path.cwd())
+            if access.token is None:
+                raise AuthError("compact --repo-id needs a Hub token and none was found",
+                                "set HF_TOKEN, put HF_TOKEN=... in ./.env or run 'hf auth login'")  # fmt: skip
+            from huggingface_hub.utils import disable_progress_bars
+
+            disable_progress_bars()
+            pusher = HubPusher(access.endpoint, access.token, False, RetryPolicy(), threading.Event())
+            replaced, written = pusher.compact_shards(repo_id, target, Path(tmp), options)
+            where = repo_id
+    click.echo(f"compacted {where}: {replaced} shards merged into {written}")

@@ -40,6 +40,9 @@ class UploaderConfig:
     token: str | None = field(default=None, repr=False)  # never printed, logged or written
     local_only: bool = False  # --local-dir given: write locally even when a token exists
     once: bool = False
+    commit_every: float = 60.0  # seconds from a batch's first episode to its commit
+    batch_episodes: int = 100  # ... or sooner, at this many episodes
+    batch_bytes: int = 256 << 20  # ... or this much converted data
     delete_after_upload: bool = False
     convert: ConvertOptions = field(default_factory=ConvertOptions)
     retry: RetryPolicy = field(default_factory=RetryPolicy)

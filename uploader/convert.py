@@ -1,4 +1,4 @@
-"""One sealed spool episode -> the dataset files of ``uploader.layout``, in bounded memory.
+"""One sealed spool episode -> its step rows as parquet (``shared.layout``'s columns), in bounded memory.
 
 The episode is read chunk by chunk and written as parquet row groups as it goes, so memory does not
 grow with the episode. Frames are encoded by a thread pool: Pillow's WebP and PNG encoders release
@@ -12,9 +12,7 @@ nearly identical bytes, which shrinks Atari data about five-fold.
 
 from __future__ import annotations
 
-import dataclasses
 import io
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -30,10 +28,11 @@ import pyarrow.parquet as pq
 import zarr
 from PIL import Image
 
+from gymrec.shared import layout
 from gymrec.shared.episode import Episode, StepBatch
 from gymrec.shared.errors import DatasetError
 from gymrec.shared.spaces import Leaf
-from gymrec.uploader import layout
+from gymrec.uploader import encoding
 
 log = logging.getLogger(__name__)
 
@@ -50,29 +49,30 @@ class ConvertOptions:
     # quality 100 saves 6% at ~10 frames/s. After the column's zstd the difference is noise.
     webp_method: int = 1
     webp_quality: int = 0
-    row_group_rows: int = 1024
-    row_group_bytes: int = 32 << 20
+    row_group_rows: int = layout.ROW_GROUP_ROWS
+    row_group_bytes: int = layout.ROW_GROUP_BYTES
     zstd_level: int = 6
 
 
 @dataclass(frozen=True)
 class Converted:
-    """The files of one episode, under ``root`` at their dataset paths."""
+    """One episode's step rows (a parquet file under the work dir) and what its index row needs."""
 
     episode_id: str
     env_id: str
     slug: str
-    root: Path
-    meta: dict[str, Any]
-    data_file: str
-    meta_file: str
-    final_file: str
-    preview_file: str
+    rows_file: Path
+    length: int
+    meta: dict[str, Any]  # every recorded attribute plus the derived fields below
+    features: datasets.Features
+    final_png: bytes
+    final_hash: int
+    final_extra: dict[str, Any]
+    preview_png: bytes
 
     @property
-    def episode_files(self) -> list[str]:
-        """What one episode adds to a dataset (the preview is shared per env, added only once)."""
-        return [self.data_file, self.final_file, self.meta_file]
+    def size(self) -> int:
+        return self.rows_file.stat().st_size + len(self.final_png)
 
 
 def image_format(leaf: Leaf) -> str:
@@ -105,18 +105,18 @@ def features_for(episode: Episode) -> datasets.Features:
         "step": datasets.Value("int64"),
         layout.OBS_COLUMN: datasets.Image(),
         layout.OBS_HASH_COLUMN: datasets.Value("uint64"),
-        layout.ACTION_COLUMN: layout.action_feature(attrs.action_space),
+        layout.ACTION_COLUMN: encoding.action_feature(attrs.action_space),
         "reward": datasets.Value("float64"),
         "terminated": datasets.Value("bool"),
         "truncated": datasets.Value("bool"),
         "timestamp": datasets.Value("float64"),
     }
     for leaf in _extra_leaves(episode):
-        fields[leaf.name] = layout.array_feature(leaf.dtype, leaf.shape)
+        fields[leaf.name] = encoding.array_feature(leaf.dtype, leaf.shape)
     for key in episode.info_keys:
         array = episode.group[f"info/{key}"]
         assert isinstance(array, zarr.Array)
-        fields[layout.INFO_PREFIX + key] = layout.array_feature(np.dtype(str(array.dtype)), ())
+        fields[layout.INFO_PREFIX + key] = encoding.array_feature(np.dtype(str(array.dtype)), ())
     return datasets.Features(fields)
 
 
@@ -133,11 +133,12 @@ def _extra_leaves(episode: Episode) -> list[Leaf]:
     return [leaf for leaf in episode.obs_leaves if leaf.name != key]
 
 
-class _RowGroups:
-    """Collects encoded batches and writes them as row groups of bounded size."""
+class RowGroupWriter:
+    """Writes record batches to one parquet file in row groups of at most ``row_group_rows`` rows and
+    about ``row_group_bytes`` (the dataset viewer refuses row groups over ~300 MB)."""
 
-    def __init__(self, path: Path, features: datasets.Features, options: ConvertOptions) -> None:
-        self.schema = features.arrow_schema
+    def __init__(self, path: Path, schema: pa.Schema, options: ConvertOptions) -> None:
+        self.schema = schema
         self.options = options
         self.writer = pq.ParquetWriter(
             path, self.schema, compression="zstd", compression_level=options.zstd_level, use_dictionary=False
@@ -145,18 +146,24 @@ class _RowGroups:
         self.pending: list[pa.RecordBatch] = []
         self.rows = 0
         self.bytes = 0
+        self.written = 0
 
-    def add(self, batch: pa.RecordBatch) -> None:
-        self.pending.append(batch)
-        self.rows += batch.num_rows
-        self.bytes += batch.nbytes
-        if self.rows >= self.options.row_group_rows or self.bytes >= self.options.row_group_bytes:
-            self.flush()
+    def add(self, batch: pa.RecordBatch | pa.Table) -> None:
+        for part in batch.to_batches() if isinstance(batch, pa.Table) else [batch]:
+            self.pending.append(part)
+            self.rows += part.num_rows
+            self.bytes += part.nbytes
+            if self.rows >= self.options.row_group_rows or self.bytes >= self.options.row_group_bytes:
+                self.flush()
 
     def flush(self) -> None:
         if self.pending:
             table = pa.Table.from_batches(self.pending, schema=self.schema)
-            self.writer.write_table(table, row_group_size=max(self.rows, 1))
+            per_group = self.options.row_group_rows
+            if self.bytes > self.options.row_group_bytes:
+                per_group = min(per_group, max(1, self.rows * self.options.row_group_bytes // self.bytes))
+            self.writer.write_table(table, row_group_size=per_group)
+            self.written += table.num_rows
         self.pending, self.rows, self.bytes = [], 0, 0
 
     def close(self) -> None:
@@ -174,14 +181,14 @@ def _record_batch(episode: Episode, batch: StepBatch, images: list[bytes], schem
         "step": pa.array(np.arange(batch.start, batch.stop, dtype=np.int64)),
         layout.OBS_COLUMN: obs_struct,
         layout.OBS_HASH_COLUMN: pa.array(episode.hashes(image_leaf.name, batch.start, batch.stop).astype(np.uint64)),
-        layout.ACTION_COLUMN: layout.encode_action_column(episode.attrs.action_space, batch.action),
+        layout.ACTION_COLUMN: encoding.encode_action_column(episode.attrs.action_space, batch.action),
         "reward": pa.array(batch.reward.astype(np.float64)),
         "terminated": pa.array(batch.terminated.astype(np.bool_)),
         "truncated": pa.array(batch.truncated.astype(np.bool_)),
         "timestamp": pa.array(batch.timestamp.astype(np.float64)),
     }
     for leaf in _extra_leaves(episode):
-        columns[leaf.name] = layout.array_column(batch.obs[leaf.name])
+        columns[leaf.name] = encoding.array_column(batch.obs[leaf.name])
     for key, values in batch.info.items():
         columns[layout.INFO_PREFIX + key] = pa.array(values)
     arrays = [columns[field.name].cast(field.type) for field in schema]
@@ -214,8 +221,14 @@ def _strip(frames: list[np.ndarray]) -> Image.Image:
     return strip
 
 
+def _png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
 def convert_episode(episode: Episode, root: Path, options: ConvertOptions) -> Converted:
-    """Write the episode's parquet, meta json, final observation and an env preview under ``root``."""
+    """Write the episode's step rows to ``root/<id>.parquet``; return them with its index fields."""
     episode.require_steps()
     attrs = episode.attrs
     env_id, eid = attrs.env_id, episode.id
@@ -223,16 +236,11 @@ def convert_episode(episode: Episode, root: Path, options: ConvertOptions) -> Co
     leaf = _image_leaf(episode)
     fmt = image_format(leaf)
     features = features_for(episode)
-    files = Converted(
-        episode_id=eid, env_id=env_id, slug=slug, root=root, meta={},
-        data_file=layout.data_path(env_id, eid), meta_file=layout.meta_path(eid),
-        final_file=layout.final_obs_path(eid), preview_file=layout.preview_path(slug),
-    )  # fmt: skip
-    for rel in (files.data_file, files.meta_file, files.final_file, files.preview_file):
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    rows_file = root / f"{eid}{layout.SHARD_SUFFIX}"
     wanted = _preview_steps(episode.length)
     previews: list[np.ndarray] = []
-    writer = _RowGroups(root / files.data_file, features, options)
+    writer = RowGroupWriter(rows_file, features.arrow_schema, options)
     try:
         with ThreadPoolExecutor(max(1, options.workers), thread_name_prefix="gymrec-encode") as pool:
             for batch, images in _encode_batches(episode, leaf, fmt, options, pool):
@@ -242,19 +250,18 @@ def convert_episode(episode: Episode, root: Path, options: ConvertOptions) -> Co
         writer.close()
     final = episode.final_obs()
     final_image = final[leaf.name]
-    Image.fromarray(final_image.reshape(final_image.shape[:2]) if fmt == PNG else final_image).save(root / files.final_file, "PNG")
-    _strip(previews).save(root / files.preview_file, "PNG")
+    final_png = _png(Image.fromarray(final_image.reshape(final_image.shape[:2]) if fmt == PNG else final_image))
     meta = attrs.as_dict() | {
         "env_slug": slug,
-        "data_file": files.data_file,
         "observation_format": fmt,
         "observation_shape": list(leaf.shape),
         "info_columns": [layout.INFO_PREFIX + key for key in episode.info_keys],
-        "final_observation_file": files.final_file,
-        "final_observation_hash": int(episode.hashes(leaf.name, episode.length, episode.length + 1)[0]),
     }
-    for extra in _extra_leaves(episode):
-        meta[layout.FINAL_PREFIX + extra.name] = np.asarray(final[extra.name]).tolist()
-    (root / files.meta_file).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     log.info("converted %s: %d steps (%s)", eid, episode.length, fmt)
-    return dataclasses.replace(files, meta=meta)
+    return Converted(
+        episode_id=eid, env_id=env_id, slug=slug, rows_file=rows_file, length=episode.length, meta=meta,
+        features=features, final_png=final_png,
+        final_hash=int(episode.hashes(leaf.name, episode.length, episode.length + 1)[0]),
+        final_extra={extra.name: np.asarray(final[extra.name]).tolist() for extra in _extra_leaves(episode)},
+        preview_png=_png(_strip(previews)),
+    )  # fmt: skip

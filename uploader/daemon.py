@@ -1,63 +1,45 @@
-"""The upload loop: watch the spool, claim sealed episodes, convert, push, file the receipt.
+"""The upload loop: watch the spool, claim sealed episodes, convert them, commit them in batches.
 
 The watchdog handler only enqueues paths; the thread calling ``Uploader.run`` does the work. A rescan
 at start-up and on a timer catches whatever watchdog missed (it misses events in just-created
-directories) and takes over claims of dead uploaders. A heartbeat thread keeps this process's claim
-fresh while a long episode converts or uploads. ``stop`` (set on SIGTERM / Ctrl-C) is checked between
-episodes and during retry waits: a commit in flight finishes, nothing else starts.
+directories) and takes over claims and batch manifests of dead uploaders. A heartbeat thread keeps
+this process's claims and manifests fresh while episodes wait in a batch or a long one converts.
+
+Episodes are converted as they are claimed and held (claimed, converted) until the batch is due:
+``commit_every`` seconds after its first episode, or sooner when it holds ``batch_episodes`` episodes
+or ``batch_bytes`` of data (``uploader.batching``). ``stop`` (SIGTERM / Ctrl-C) ends the loop and the
+pending batch is committed before ``run`` returns, as huggingface_hub's ``CommitScheduler`` does on
+exit; ``abort`` (a second Ctrl-C) cuts retry waits short and leaves the episodes queued.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import queue
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from watchdog.events import DirCreatedEvent, DirMovedEvent, FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from gymrec.shared import schema
 from gymrec.shared.episode import Episode
-from gymrec.shared.errors import AuthError, CorruptEpisodeError, DiskFullError, GymrecError, HubUnavailableError
-from gymrec.shared.spool import UPLOADED_AREA, UPLOADED_LOCAL_AREA, check_spool
-from gymrec.uploader import layout
-from gymrec.uploader.claims import Claim, Claimer, new_owner, owner_is_dead_here
+from gymrec.shared.errors import AuthError, CorruptEpisodeError, DatasetError, DiskFullError, GymrecError
+from gymrec.shared.spool import check_spool
+from gymrec.uploader.batching import Batcher, Pending, RunSummary
+from gymrec.uploader.claims import Claim, Claimer, episode_attrs, new_owner, owner_is_dead_here, skip_reason
 from gymrec.uploader.config import UploaderConfig
 from gymrec.uploader.convert import convert_episode
-from gymrec.uploader.hub import HubPusher, Receipt
+from gymrec.uploader.hub import HubPusher
 from gymrec.uploader.local import STAGING_DIR, LocalWriter, staging_dir
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class RunSummary:
-    uploaded: list[str] = field(default_factory=list)
-    already: list[str] = field(default_factory=list)
-    quarantined: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-
-
-def episode_attrs(path: Path) -> dict[str, Any]:
-    """An episode's attributes without opening it as Zarr (cheap enough for every rescan)."""
-    return dict(json.loads((path / schema.METADATA_NAME).read_text()).get("attributes", {}))
-
-
-def skip_reason(attrs: dict[str, Any]) -> str | None:
-    """Why a sealed episode is never uploaded (it stays where it is), or None."""
-    if attrs.get("end_reason") == schema.EndReason.DISCARDED:
-        return "discarded"
-    if int(attrs.get("length", 0) or 0) == 0:
-        return "empty"
-    return None
+__all__ = ["RunSummary", "Uploader", "episode_attrs", "skip_reason"]
 
 
 class _Enqueue(FileSystemEventHandler):
@@ -82,19 +64,20 @@ class _Enqueue(FileSystemEventHandler):
 
 
 class Uploader:
-    def __init__(self, config: UploaderConfig, stop: threading.Event) -> None:
+    def __init__(self, config: UploaderConfig, stop: threading.Event, abort: threading.Event | None = None) -> None:
         self.config = config
         self.stop = stop
+        self.abort = abort or threading.Event()
         self.spool = check_spool(config.spool, create=False)
         self.claimer = Claimer(self.spool, new_owner(), config.stale_after, include_local=config.hub)
-        self.pusher = HubPusher(config.endpoint, config.token or "", config.private, config.retry, stop) if config.hub else None
-        self.local = None if config.hub else LocalWriter(config.local_dir)
+        pusher = HubPusher(config.endpoint, config.token or "", config.private, config.retry, self.abort) if config.hub else None
+        local = None if config.hub else LocalWriter(config.local_dir)
         self.summary = RunSummary()
+        self.batcher = Batcher(config, self.spool, self.claimer, pusher, local, self.summary, self.convert)
         self._work: queue.Queue[Path | None] = queue.Queue()
         self._skipped: set[Path] = set()
         self._failed: set[str] = set()
-        self._current: Claim | None = None
-        self._current_lock = threading.Lock()
+        self._beating = threading.Event()
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -103,35 +86,46 @@ class Uploader:
             os.nice(self.config.nice)  # a recorder on this machine comes first
         except OSError:
             log.debug("cannot lower the priority")
-        if self.pusher is not None:
-            self.pusher.whoami()  # a bad token stops here, before anything is claimed
+        self.batcher.check_target()  # a bad token or a foreign dataset stops here, before anything is claimed
         self._sweep_work()
         heartbeat = threading.Thread(target=self._heartbeat, name="gymrec-uploader-heartbeat", daemon=True)
         heartbeat.start()
         observer = None
         try:
+            self.batcher.sweep_manifests()
             if self.config.once:
                 self._drain()
-                return self.summary
-            observer = Observer()
-            observer.schedule(_Enqueue(self.spool, self._work), str(self.spool), recursive=False)
-            observer.start()
-            self._rescan()
-            while not self.stop.is_set():
-                try:
-                    path = self._work.get(timeout=self.config.rescan_interval)
-                except queue.Empty:
-                    self._rescan()
-                    continue
-                if path is not None:
-                    self._offer(path)
+            else:
+                observer = Observer()
+                observer.schedule(_Enqueue(self.spool, self._work), str(self.spool), recursive=False)
+                observer.start()
+                self._loop()
+            self.batcher.flush_all()  # --once, SIGTERM, Ctrl-C: the pending batch is committed first
             return self.summary
         finally:
             self.stop.set()
             if observer is not None:
                 observer.stop()
                 observer.join()
+            self.batcher.release_all()  # anything still held (an error above) goes back to waiting
+            self._beating.set()
             heartbeat.join()
+
+    def _loop(self) -> None:
+        self._rescan()
+        next_rescan = time.monotonic() + self.config.rescan_interval
+        while not self.stop.is_set():
+            timeout = max(0.05, min(next_rescan - time.monotonic(), self.batcher.seconds_until_due()))
+            try:
+                path = self._work.get(timeout=timeout)
+            except queue.Empty:
+                path = None
+            if path is not None:
+                self._offer(path)
+            if time.monotonic() >= next_rescan:
+                self._rescan()
+                next_rescan = time.monotonic() + self.config.rescan_interval
+            self.batcher.flush_due()
 
     def _drain(self) -> None:
         """Everything claimable now, then return (``--once``)."""
@@ -153,6 +147,7 @@ class Uploader:
 
     def _rescan(self) -> None:
         self._recover()
+        self.batcher.sweep_manifests()
         for path in self.claimer.stale_claims():
             self._process(path, takeover=True)
         for path in self.claimer.candidates():
@@ -170,11 +165,8 @@ class Uploader:
             log.error("crash recovery failed: %s", e)
 
     def _heartbeat(self) -> None:
-        while not self.stop.wait(self.config.heartbeat_interval):
-            with self._current_lock:
-                claim = self._current
-            if claim is not None and not claim.touch():
-                log.warning("%s was taken over by another uploader", claim.episode_id)
+        while not self._beating.wait(self.config.heartbeat_interval):
+            self.batcher.touch()
 
     # --- one episode ------------------------------------------------------------------------------
 
@@ -198,56 +190,64 @@ class Uploader:
         claim = self.claimer.take_over(path) if takeover else self.claimer.try_claim(path)
         if claim is None:
             return
-        with self._current_lock:
-            self._current = claim
+        try:
+            if self.batcher.in_a_manifest(claim):
+                return  # its batch was formed before (maybe by a dead uploader): that batch is resolved instead
+            pending = self.convert(claim)
+            if pending is not None:
+                self.batcher.add(pending)
+        except (AuthError, DatasetError, DiskFullError):
+            raise  # nothing else would get through either: stop with one line
+        except Exception as e:  # the per-episode loop: one bad episode must not stop the daemon
+            log.error("uploading %s failed (%s: %s); it stays queued", claim.episode_id, type(e).__name__, e,
+                      exc_info=self.config.debug)
+            self._fail(claim.episode_id)
+
+    def convert(self, claim: Claim) -> Pending | None:
+        """Convert one claimed episode into its work dir; None when it was skipped, quarantined or failed.
+
+        Anything unexpected propagates (to ``_process``'s loop) with the claim released.
+        """
         work: Path | None = None
         eid = claim.episode_id
+        kept = False
         try:
             episode = Episode(claim.path)
             if skip_reason(episode.attrs.as_dict()) is not None:
-                claim.release()
-                return
+                return None
             work = self._work_dir(eid)
             converted = convert_episode(episode, work, self.config.convert)
-            receipt = self._publish(converted)
-            area = UPLOADED_AREA if self.pusher is not None else UPLOADED_LOCAL_AREA
-            claim.finish(self._receipt(receipt, episode), area, self.config.delete_after_upload and self.pusher is not None)
-            (self.summary.already if receipt.already_present else self.summary.uploaded).append(eid)
-        except AuthError:
-            claim.release()
-            raise
+            kept = True
+            return Pending(claim, converted, work)
         except CorruptEpisodeError as e:
             log.error("quarantined %s: %s", eid, e)
             claim.quarantine(str(e))
+            kept = True  # it moved to quarantine: nothing to release
             self.summary.quarantined.append(eid)
-        except HubUnavailableError as e:
-            log.error("%s stays queued: %s", eid, e)
-            claim.release()
+        except DatasetError as e:  # an episode gymrec cannot store (e.g. no 8-bit image): it stays where it is
+            log.error("cannot convert %s: %s; it stays queued", eid, e)
             self._fail(eid)
+        except GymrecError:  # typed errors that are OSErrors too (DiskFullError, AuthError) stop the run
+            raise
         except OSError as e:
-            claim.release()
             if e.errno == errno.ENOSPC:  # nothing else will get through either: stop with one line
-                raise DiskFullError(f"the disk is full while uploading {eid}",
+                raise DiskFullError(f"the disk is full while converting {eid}",
                                     "free some space; the episode stays queued and a rerun finds it") from e
-            log.error("uploading %s failed (%s); it stays queued", eid, e, exc_info=self.config.debug)
-            self._fail(eid)
-        except Exception as e:  # the per-episode loop: one bad episode must not stop the daemon
-            log.error("uploading %s failed (%s: %s); it stays queued", eid, type(e).__name__, e,
-                      exc_info=self.config.debug)
-            claim.release()
+            log.error("converting %s failed (%s); it stays queued", eid, e, exc_info=self.config.debug)
             self._fail(eid)
         finally:
-            with self._current_lock:
-                self._current = None
-            if work is not None:
-                shutil.rmtree(work, ignore_errors=True)
+            if not kept:
+                claim.release()
+                if work is not None:
+                    shutil.rmtree(work, ignore_errors=True)
+        return None
 
     def _fail(self, eid: str) -> None:
         self._failed.add(eid)
         self.summary.failed.append(eid)
 
     def _work_base(self) -> Path:
-        return self.local.local_dir if self.local is not None else self.spool / ".uploader-work"
+        return self.config.local_dir if not self.config.hub else self.spool / ".uploader-work"
 
     def _work_root(self) -> Path:
         return self._work_base() / STAGING_DIR
@@ -275,19 +275,3 @@ class Uploader:
                 continue
             if stale:
                 shutil.rmtree(work, ignore_errors=True)
-
-    def _publish(self, converted: Any) -> Receipt:
-        if self.local is not None:
-            return self.local.add(converted)
-        assert self.pusher is not None
-        repo_id = self.config.repo_id or f"{self.pusher.whoami()}/gymrec-{converted.slug}"
-        return self.pusher.push(converted, repo_id)
-
-    def _receipt(self, receipt: Receipt, episode: Episode) -> dict[str, Any]:
-        return receipt.as_dict() | {
-            "episode_id": episode.id,
-            "env_id": episode.attrs.env_id,
-            "env_slug": layout.env_slug(episode.attrs.env_id),
-            "length": episode.length,
-            "endpoint": self.config.endpoint if self.pusher is not None else None,
-        }

@@ -1,91 +1,49 @@
-"""Pushing converted episodes to a Hub dataset repo, exactly once, with retries.
+"""Pushing upload batches to a Hub dataset repo, exactly once, with retries.
 
-One episode is one ``create_commit`` holding its parquet, final image, metadata and the regenerated
-card, made with ``parent_commit=<head>``. Before each attempt the head is re-read: if the episode's
-``meta/episodes/<id>.json`` is already there (an earlier attempt whose response was lost, or a racing
-uploader), nothing is committed. A commit that lost a race (the head moved) fails with a conflict and
-is retried on the new head, so the card always counts every episode exactly once.
+One batch is one ``create_commit`` holding its data and index shards (one of each per config), a
+preview for each new config, ``meta/info.json`` merged with the batch and the card rendered from it,
+made with ``parent_commit=<head>``. Every attempt costs a fixed number of requests, whatever the
+repo holds: the head, one paths-info for the batch's shards (already there: an earlier attempt whose
+answer was lost, or an adopted batch; nothing is committed), info.json at the head, the upload, the
+commit. A commit that lost a race (the head moved) fails with a conflict and is retried on the new
+head, so info.json and the card count every episode exactly once.
 
-Every huggingface_hub / HTTP failure is translated into ``shared.errors`` in ``_hub_call``, here only.
+Every huggingface_hub / HTTP failure is translated into ``shared.errors`` by ``uploader.hub_errors``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
-from huggingface_hub import CommitOperationAdd, HfApi
-from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
-from gymrec.shared.errors import AuthError, CommitConflictError, GymrecError, HubUnavailableError, RepoNotFoundError
-from gymrec.uploader import card, layout
-from gymrec.uploader.convert import Converted
+from gymrec.shared import layout
+from gymrec.shared.errors import (
+    CommitConflictError,
+    DatasetError,
+    EntryNotFoundError,
+    HubError,
+    HubUnavailableError,
+)
+from gymrec.uploader import card, compact, info
+from gymrec.uploader.convert import ConvertOptions
+from gymrec.uploader.hub_errors import hub_call
+from gymrec.uploader.shards import Batch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 REPO_TYPE = "dataset"
-AUTH_HINT = "run 'huggingface-cli login' or set HF_TOKEN to a token with write access"
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """Connection-level failures of whichever HTTP client this huggingface_hub uses."""
-    found: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "RequestException")):
-        with contextlib.suppress(ImportError, AttributeError):
-            found.append(getattr(__import__(module), name))
-    return tuple(found)
-
-
-_UNREACHABLE: tuple[type[BaseException], ...] = (LocalEntryNotFoundError, *_transport_errors())
-
-
-def _retry_after(e: HfHubHTTPError) -> float | None:
-    value = e.response.headers.get("Retry-After") if e.response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _from_http(e: HfHubHTTPError, repo_id: str) -> GymrecError:
-    status = e.response.status_code if e.response is not None else 0
-    if status in (401, 403):
-        return AuthError(f"the Hub refused the token for {repo_id} (HTTP {status})", AUTH_HINT)
-    if status in (409, 412):
-        return CommitConflictError(f"{repo_id} changed while committing (HTTP {status})")
-    if status == 404:
-        return RepoNotFoundError(f"the dataset repo {repo_id} does not exist or is not visible", AUTH_HINT)
-    error = HubUnavailableError(f"the Hub answered HTTP {status} for {repo_id}", "the episode stays queued")
-    error.retry_after = _retry_after(e) if status == 429 else None  # type: ignore[attr-defined]
-    error.transient = status in (408, 425, 429) or status >= 500  # type: ignore[attr-defined]
-    return error
-
-
-@contextlib.contextmanager
-def _hub_call(repo_id: str) -> Iterator[None]:
-    """The one place huggingface_hub and HTTP errors become gymrec errors."""
-    try:
-        yield
-    except GymrecError:
-        raise
-    except HfHubHTTPError as e:
-        raise _from_http(e, repo_id) from e
-    except _UNREACHABLE as e:
-        error = HubUnavailableError(f"cannot reach the Hub for {repo_id} ({type(e).__name__})", "the episode stays queued")
-        error.transient = True  # type: ignore[attr-defined]
-        raise error from e
 
 
 def is_transient(e: BaseException) -> bool:
-    return isinstance(e, HubUnavailableError) and bool(getattr(e, "transient", False))
+    return isinstance(e, HubError) and e.transient
 
 
 @dataclass(frozen=True)
@@ -101,6 +59,7 @@ class Receipt:
     repo: str
     commit: str | None
     paths: list[str]
+    batch_id: str = ""
     already_present: bool = False
     local_dir: str | None = None
     uploaded_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -110,99 +69,182 @@ class Receipt:
 
 
 class HubPusher:
-    """Pushes episodes for one token and endpoint; remembers immutable metadata it has read."""
+    """Pushes batches for one token and endpoint. ``abort`` cuts retry waits short."""
 
-    def __init__(self, endpoint: str | None, token: str, private: bool, retry: RetryPolicy, stop: threading.Event) -> None:
+    def __init__(self, endpoint: str | None, token: str, private: bool, retry: RetryPolicy, abort: threading.Event) -> None:
         self._api = HfApi(endpoint=endpoint, token=token, library_name="gymrec")
+        self._endpoint = endpoint
         self._private = private
         self._retry = retry
-        self._stop = stop
+        self._abort = abort
         self._repos: set[str] = set()
-        self._metas: dict[tuple[str, str], dict[str, Any]] = {}
         self._user: str | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return self._endpoint or "https://huggingface.co"
 
     def whoami(self) -> str:
         if self._user is None:
-            info = self._retrying("the Hub", lambda: self._api.whoami())
-            self._user = str(info["name"])
+            whoami = self._retrying("the account check", lambda: self._api.whoami())
+            self._user = str(whoami["name"])
         return self._user
 
-    def _retrying(self, repo_id: str, action: Callable[[], T]) -> T:
+    def _retrying(self, what: str, action: Callable[[], T]) -> T:
         """``action`` with bounded exponential backoff and jitter on transient failures."""
         attempt = 0
         while True:
             try:
-                with _hub_call(repo_id):
+                with hub_call(what, self._endpoint):
                     return action()
             except HubUnavailableError as e:
                 attempt += 1
                 if not is_transient(e) or attempt >= self._retry.attempts:
                     raise
                 delay = min(self._retry.max_delay, self._retry.base_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-                delay = max(delay, getattr(e, "retry_after", None) or 0.0)
-                log.warning("%s; retry %d/%d in %.1fs", e, attempt, self._retry.attempts - 1, delay)
-                if self._stop.wait(delay):
-                    raise HubUnavailableError(f"stopped while retrying {repo_id}", "the episode stays queued") from e
+                delay = max(delay, e.retry_after or 0.0)
+                log.info("%s; retry %d/%d in %.1fs", e, attempt, self._retry.attempts - 1, delay)
+                if self._abort.wait(delay):
+                    raise HubUnavailableError(f"stopped while retrying {what}", "the episodes stay queued") from e
 
     def ensure_repo(self, repo_id: str) -> None:
         if repo_id not in self._repos:
             self._retrying(repo_id, lambda: self._api.create_repo(repo_id, repo_type=REPO_TYPE, private=self._private, exist_ok=True))
             self._repos.add(repo_id)
 
-    def _list(self, repo_id: str, folder: str, head: str) -> list[str]:
+    def head(self, repo_id: str) -> str:
+        with hub_call(repo_id, self._endpoint):
+            return str(self._api.repo_info(repo_id, repo_type=REPO_TYPE).sha)
+
+    def present(self, repo_id: str, paths: list[str], head: str) -> bool:
+        """Are all of ``paths`` in the repo at ``head``? One request, whatever the repo holds."""
+        with hub_call(repo_id, self._endpoint):
+            found = self._api.get_paths_info(repo_id, paths, revision=head, repo_type=REPO_TYPE)
+        return {entry.path for entry in found} >= set(paths)
+
+    def batch_landed(self, repo_id: str, paths: list[str]) -> str | None:
+        """The head commit when a batch's shards are there (crash recovery asks this), else None."""
+        self.ensure_repo(repo_id)
+
+        def ask() -> str | None:
+            head = self.head(repo_id)
+            return head if self.present(repo_id, paths, head) else None
+
+        return self._retrying(repo_id, ask)
+
+    def _info_at(self, repo_id: str, head: str) -> dict[str, Any] | None:
         try:
-            with _hub_call(repo_id):
-                entries = self._api.list_repo_tree(repo_id, path_in_repo=folder, revision=head, repo_type=REPO_TYPE)
-                return [entry.path for entry in entries]
-        except RepoNotFoundError as e:
-            if isinstance(e.__cause__, EntryNotFoundError):
-                return []  # the folder does not exist yet
-            raise
+            with hub_call(f"{repo_id}:{layout.INFO_PATH}", self._endpoint):
+                local = self._api.hf_hub_download(repo_id, layout.INFO_PATH, repo_type=REPO_TYPE, revision=head)
+        except EntryNotFoundError:
+            found = None
+        else:
+            found = info.parse(Path(local).read_bytes(), repo_id)
+        v1 = found is None and self._has_v1_files(repo_id, head)
+        info.check(found, repo_id, v1)
+        return found
 
-    def _meta(self, repo_id: str, path: str, head: str) -> dict[str, Any]:
-        key = (repo_id, path)
-        if key not in self._metas:
-            with _hub_call(repo_id):
-                local = self._api.hf_hub_download(repo_id, path, repo_type=REPO_TYPE, revision=head)
-            with open(local, encoding="utf-8") as f:
-                self._metas[key] = json.load(f)
-        return self._metas[key]
+    def _has_v1_files(self, repo_id: str, head: str) -> bool:
+        """Only asked when info.json is missing (a new repo): is this the old per-episode layout?"""
+        try:
+            with hub_call(repo_id, self._endpoint):
+                entries = self._api.list_repo_tree(repo_id, path_in_repo=layout.INDEX_DIR, revision=head, repo_type=REPO_TYPE)
+                return any(layout.is_v1_meta_path(entry.path) for entry in entries)
+        except EntryNotFoundError:
+            return False
 
-    def _attempt(self, converted: Converted, repo_id: str) -> Receipt:
+    def _attempt(self, batch: Batch, repo_id: str) -> Receipt:
         """One try on the current head; CommitConflictError when the head moved meanwhile."""
-        with _hub_call(repo_id):
-            head = str(self._api.repo_info(repo_id, repo_type=REPO_TYPE).sha)
-        meta_paths = self._list(repo_id, layout.EPISODES_DIR, head)
-        if converted.meta_file in meta_paths:
-            log.info("%s is already in %s at %s", converted.episode_id, repo_id, head[:8])
-            return Receipt(repo_id, head, converted.episode_files, already_present=True)
-        with ThreadPoolExecutor(8, thread_name_prefix="gymrec-meta") as pool:
-            metas = list(pool.map(lambda p: self._meta(repo_id, p, head), meta_paths))
-        readme = card.render([*metas, converted.meta], repo_id).encode()
-        paths = list(converted.episode_files)
-        if converted.preview_file not in self._list(repo_id, layout.PREVIEW_DIR, head):
-            paths.append(converted.preview_file)
-        operations = [CommitOperationAdd(path, str(converted.root / path)) for path in paths]
-        operations.append(CommitOperationAdd(layout.CARD_PATH, readme))
-        with _hub_call(repo_id):
-            info = self._api.create_commit(
+        head = self.head(repo_id)
+        if self.present(repo_id, batch.shard_paths, head):
+            log.info("batch %s is already in %s at %s", batch.batch_id[:8], repo_id, head[:8])
+            return Receipt(repo_id, head, batch.shard_paths, batch.batch_id, already_present=True)
+        current = self._info_at(repo_id, head)
+        merged = info.merge(current, batch)
+        operations = [CommitOperationAdd(path, str(local)) for path, local in sorted(batch.files.items())]
+        operations += [CommitOperationAdd(layout.preview_path(c), batch.parts[c].preview_png) for c in info.new_configs(current, batch)]
+        operations.append(CommitOperationAdd(layout.INFO_PATH, info.dumps(merged)))
+        operations.append(CommitOperationAdd(layout.CARD_PATH, card.render(merged, card.Target(repo_id, local=False)).encode()))
+        steps = sum(p.steps for p in batch.parts.values())
+        with hub_call(repo_id, self._endpoint):
+            commit = self._api.create_commit(
                 repo_id,
                 operations,
-                commit_message=f"Add episode {converted.episode_id} ({converted.env_id}, {converted.meta['length']} steps)",
+                commit_message=f"Add {card.plural(len(batch.episode_ids), 'episode')} ({steps} steps), batch {batch.batch_id}",
                 repo_type=REPO_TYPE,
                 parent_commit=head,
             )
-        log.info("committed %s to %s as %s", converted.episode_id, repo_id, info.oid[:8])
-        return Receipt(repo_id, info.oid, converted.episode_files)
+        log.info("committed batch %s (%d episodes) to %s as %s", batch.batch_id[:8], len(batch.episode_ids), repo_id, commit.oid[:8])
+        return Receipt(repo_id, commit.oid, batch.shard_paths, batch.batch_id)
 
-    def push(self, converted: Converted, repo_id: str) -> Receipt:
-        """Make the episode visible in ``repo_id`` exactly once; raises AuthError / HubUnavailableError."""
+    def push(self, batch: Batch, repo_id: str) -> Receipt:
+        """Make the batch visible in ``repo_id`` exactly once; raises AuthError / HubUnavailableError."""
         self.ensure_repo(repo_id)
         for _ in range(self._retry.max_conflicts):
             try:
-                return self._retrying(repo_id, lambda: self._attempt(converted, repo_id))
+                return self._retrying(repo_id, lambda: self._attempt(batch, repo_id))
             except CommitConflictError as e:
                 log.info("%s; re-reading the head", e)
-                if self._stop.wait(random.uniform(0.0, 0.2)):
+                if self._abort.wait(random.uniform(0.0, 0.2)):
                     break
-        raise HubUnavailableError(f"{repo_id} kept changing under every commit", "the episode stays queued")
+        raise HubUnavailableError(f"{repo_id} kept changing under every commit", "the episodes stay queued")
+
+    # --- compaction -------------------------------------------------------------------------------
+
+    def _tree_sizes(self, repo_id: str, head: str) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for folder in (layout.DATA_DIR, layout.INDEX_DIR):
+            try:
+                with hub_call(repo_id, self._endpoint):
+                    for entry in self._api.list_repo_tree(repo_id, folder, recursive=True, revision=head, repo_type=REPO_TYPE):
+                        size = getattr(entry, "size", None)
+                        if size is not None:
+                            sizes[entry.path] = int(size)
+            except EntryNotFoundError:
+                continue
+        return sizes
+
+    def compact_shards(self, repo_id: str, target_bytes: int, root: Path, options: ConvertOptions) -> tuple[int, int]:
+        """Merge small shards until none are left to merge; (shards replaced, shards written)."""
+        replaced = written = 0
+        conflicts = 0
+        while conflicts < self._retry.max_conflicts:
+            head = self.head(repo_id)
+            current = self._info_at(repo_id, head)
+            if current is None:
+                raise DatasetError(f"{repo_id} holds no gymrec dataset (no {layout.INFO_PATH})", "check --repo-id")
+            groups = compact.plan(compact.shards_of(self._tree_sizes(repo_id, head)), target_bytes)
+            chosen: list[tuple[compact.Shard, ...]] = []
+            operations_count = 0
+            for group in groups:  # a commit stays under the Hub's 100 files
+                if chosen and operations_count + 2 * len(group) + 2 > 95:
+                    break
+                chosen.append(group)
+                operations_count += 2 * len(group) + 2
+            if not chosen:
+                return replaced, written
+            local: dict[str, Path] = {}
+            for group in chosen:
+                for shard in group:
+                    for path in (shard.data_file, shard.index_file):
+                        with hub_call(f"{repo_id}:{path}", self._endpoint):
+                            local[path] = Path(self._api.hf_hub_download(repo_id, path, repo_type=REPO_TYPE, revision=head))
+            merged = [compact.merge(group, local, root, options) for group in chosen]
+            new_info = compact.updated_info(current, merged)
+            operations: list[CommitOperationAdd | CommitOperationDelete] = []
+            for m in merged:
+                operations += [CommitOperationAdd(path, str(file)) for path, file in sorted(m.files.items())]
+                operations += [CommitOperationDelete(path) for path in m.deleted]
+            operations.append(CommitOperationAdd(layout.INFO_PATH, info.dumps(new_info)))
+            operations.append(CommitOperationAdd(layout.CARD_PATH, card.render(new_info, card.Target(repo_id, local=False)).encode()))
+            olds = sum(len(m.replaces) for m in merged)
+            try:
+                with hub_call(repo_id, self._endpoint):
+                    self._api.create_commit(repo_id, operations, repo_type=REPO_TYPE, parent_commit=head,
+                                            commit_message=f"Compact {olds} shards into {len(merged)}")  # fmt: skip
+            except CommitConflictError as e:
+                conflicts += 1
+                log.info("%s; planning the compaction again", e)
+                continue
+            replaced, written = replaced + olds, written + len(merged)
+        raise HubUnavailableError(f"{repo_id} kept changing under every compaction commit", "run compact again later")

@@ -1,10 +1,13 @@
-"""No token: the same dataset layout in a local directory, loadable with ``datasets.load_dataset(PATH)``.
+"""No token: the same format-2 dataset layout in a local directory, loadable with ``load_dataset(PATH, config)``.
 
-Several uploaders may share one local dataset: a file lock serialises the "is it there already? move
-the files in, rewrite the card" step, the metadata file is moved in last (its presence means the
-episode is complete), and the card is regenerated from ``meta/episodes/*.json`` every time.
-Episodes written here move to the spool's ``uploaded-local/`` area; a later run with a token pushes
-them to the Hub from there (see ``uploader.claims``).
+Several uploaders may share one local dataset: a file lock serialises the "is the batch there
+already? move its shards in, update info.json, rewrite the card" step, as the parent-commit check
+does on the Hub. The step is journaled so that a batch counts in info.json exactly when all of its
+shards are in place: (1) ``meta/.pending.json`` = the merged info and the shard list, durably;
+(2) the shards are renamed in; (3) info.json := the merged info; (4) the journal is removed. The next
+writer first finishes a journal whose shards are all there, and drops one whose shards are not. Episodes
+written here move to the spool's ``uploaded-local/`` area; a later run with a token pushes them to
+the Hub from there (see ``uploader.claims``).
 """
 
 from __future__ import annotations
@@ -14,13 +17,18 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
+from gymrec.shared import layout
 from gymrec.shared.errors import DatasetError
-from gymrec.uploader import card, layout
-from gymrec.uploader.convert import Converted
+from gymrec.shared.fsio import fsync_dir
+from gymrec.uploader import card, compact, info
+from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.hub import Receipt
+from gymrec.uploader.manifests import durable_write
+from gymrec.uploader.shards import Batch
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".gymrec.lock"
@@ -45,38 +53,139 @@ def staging_dir(local_dir: Path, name: str) -> Path:
     return path
 
 
-def _read_metas(local_dir: Path) -> list[dict]:
-    folder = local_dir / layout.EPISODES_DIR
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+def read_info(local_dir: Path) -> dict[str, Any] | None:
+    path = local_dir / layout.INFO_PATH
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        folder = local_dir / layout.INDEX_DIR
+        v1 = folder.is_dir() and any(layout.is_v1_meta_path(f"{layout.INDEX_DIR}/{p.name}") for p in folder.iterdir())
+        info.check(None, str(local_dir), v1)
+        return None
+    found = info.parse(data, str(path))
+    info.check(found, str(local_dir))
+    return found
 
 
-def write_card(local_dir: Path) -> None:
-    text = card.render(_read_metas(local_dir), str(local_dir))
-    tmp = local_dir / f".{layout.CARD_PATH}.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, local_dir / layout.CARD_PATH)
+PENDING_PATH = f"{layout.META_DIR}/.pending.json"
+
+
+def _finish_pending(local_dir: Path) -> None:
+    """Complete or drop an interrupted step (call with the lock held)."""
+    path = local_dir / PENDING_PATH
+    try:
+        pending = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return
+    except ValueError:
+        pending = None  # torn before its fsync: step (2) never started
+    if pending is not None and all((local_dir / rel).is_file() for rel in pending["shards"]):
+        durable_write(local_dir / layout.INFO_PATH, info.dumps(pending["info"]))
+        _delete(local_dir, pending.get("delete", []))  # compaction: the shards it merged
+        log.info("finished an interrupted write to %s", local_dir)
+    elif pending is not None and pending.get("delete"):  # a compaction that did not finish: drop its new shards
+        _delete(local_dir, pending["shards"])
+    path.unlink()
+    fsync_dir(path.parent)
+
+
+def _delete(local_dir: Path, paths: list[str]) -> None:
+    for rel in paths:
+        target = local_dir / rel
+        target.unlink(missing_ok=True)
+        fsync_dir(target.parent)
+
+
+def write_card(local_dir: Path, current: dict[str, Any]) -> None:
+    text = card.render(current, card.Target(str(local_dir), local=True))
+    path = local_dir / layout.CARD_PATH
+    if not path.is_file() or path.read_text(errors="replace") != text:
+        durable_write(path, text.encode())
 
 
 class LocalWriter:
-    """Adds converted episodes to one local dataset directory."""
+    """Adds batches to one local dataset directory."""
 
     def __init__(self, local_dir: Path) -> None:
         self.local_dir = check_local_dir(local_dir)
         self._lock = FileLock(str(self.local_dir / LOCK_NAME))
 
-    def add(self, converted: Converted) -> Receipt:
+    def batch_landed(self, paths: list[str]) -> bool:
+        with self._lock:
+            _finish_pending(self.local_dir)
+            current = read_info(self.local_dir)
+            return current is not None and all((self.local_dir / p).is_file() for p in paths)
+
+    def repair_card(self) -> None:
+        """A rerun always leaves a card that matches info.json (a missing or stale one is rewritten)."""
+        with self._lock:
+            _finish_pending(self.local_dir)
+            current = read_info(self.local_dir)
+            if current is not None:
+                write_card(self.local_dir, current)
+
+    def add(self, batch: Batch) -> Receipt:
         root = self.local_dir
         with self._lock:
-            if (root / converted.meta_file).exists():
-                log.info("%s is already in %s", converted.episode_id, root)
-                return Receipt("local", None, converted.episode_files, already_present=True, local_dir=str(root))
-            moves = [converted.data_file, converted.final_file]
-            if not (root / converted.preview_file).exists():
-                moves.append(converted.preview_file)
-            moves.append(converted.meta_file)  # last: its presence says the episode is complete
-            for rel in moves:
-                (root / rel).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(converted.root / rel, root / rel)
-            write_card(root)
-        log.info("wrote %s to %s", converted.episode_id, root)
-        return Receipt("local", None, converted.episode_files, local_dir=str(root))
+            _finish_pending(root)
+            current = read_info(root)
+            if current is not None and all((root / p).is_file() for p in batch.shard_paths):
+                log.info("batch %s is already in %s", batch.batch_id[:8], root)
+                write_card(root, current)
+                return Receipt("local", None, batch.shard_paths, batch.batch_id, already_present=True, local_dir=str(root))
+            merged = info.merge(current, batch)
+            (root / layout.META_DIR).mkdir(exist_ok=True)
+            durable_write(root / PENDING_PATH, json.dumps({"info": merged, "shards": batch.shard_paths}).encode())
+            for rel, local in sorted(batch.files.items()):
+                target = root / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(local, target)
+                fsync_dir(target.parent)
+            for config in info.new_configs(current, batch):
+                target = root / layout.preview_path(config)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                durable_write(target, batch.parts[config].preview_png)
+            durable_write(root / layout.INFO_PATH, info.dumps(merged))  # this is what makes the batch count
+            (root / PENDING_PATH).unlink()
+            write_card(root, merged)
+        log.info("wrote batch %s (%d episodes) to %s", batch.batch_id[:8], len(batch.episode_ids), root)
+        return Receipt("local", None, batch.shard_paths, batch.batch_id, local_dir=str(root))
+
+    def compact_shards(self, target_bytes: int, options: ConvertOptions) -> tuple[int, int]:
+        """Merge small shards (the same plan and checks as on the Hub); (shards replaced, shards written)."""
+        base = self.local_dir
+        root = staging_dir(base, f"compact.{os.getpid()}")  # the same filesystem: the moves are renames
+        try:
+            return self._compact(root, target_bytes, options)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    def _compact(self, root: Path, target_bytes: int, options: ConvertOptions) -> tuple[int, int]:
+        base = self.local_dir
+        with self._lock:
+            _finish_pending(base)
+            current = read_info(base)
+            if current is None:
+                raise DatasetError(f"{base} holds no gymrec dataset (no {layout.INFO_PATH})", "check --local-dir")
+            sizes = {str(p.relative_to(base)): p.stat().st_size
+                     for folder in (layout.DATA_DIR, layout.INDEX_DIR) if (base / folder).is_dir()
+                     for p in (base / folder).rglob("*" + layout.SHARD_SUFFIX)}  # fmt: skip
+            groups = compact.plan(compact.shards_of(sizes), target_bytes)
+            if not groups:
+                return 0, 0
+            local = {path: base / path for group in groups for s in group for path in (s.data_file, s.index_file)}
+            merged = [compact.merge(group, local, root, options) for group in groups]
+            new_info = compact.updated_info(current, merged)
+            new_paths = sorted(p for m in merged for p in m.files)
+            deleted = sorted(p for m in merged for p in m.deleted)
+            durable_write(base / PENDING_PATH, json.dumps({"info": new_info, "shards": new_paths, "delete": deleted}).encode())
+            for m in merged:
+                for rel, file in sorted(m.files.items()):
+                    (base / rel).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(file, base / rel)
+                    fsync_dir((base / rel).parent)
+            durable_write(base / layout.INFO_PATH, info.dumps(new_info))
+            _delete(base, deleted)
+            (base / PENDING_PATH).unlink()
+            write_card(base, new_info)
+        return len(deleted) // 2, len(merged)

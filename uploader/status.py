@@ -11,8 +11,14 @@ from gymrec.shared import schema
 from gymrec.shared.episode import read_committed
 from gymrec.shared.errors import CorruptEpisodeError
 from gymrec.shared.spool import UPLOADED_AREA, is_episode_id, partial_episodes
-from gymrec.uploader.claims import CLAIMED_AREA, QUARANTINE_AREA, RECEIPT_SUFFIX, UPLOADED_LOCAL_AREA
-from gymrec.uploader.daemon import episode_attrs, skip_reason
+from gymrec.uploader.claims import (
+    CLAIMED_AREA,
+    QUARANTINE_AREA,
+    RECEIPT_SUFFIX,
+    UPLOADED_LOCAL_AREA,
+    episode_attrs,
+    skip_reason,
+)
 
 STATES = ("waiting", "claimed", "uploaded", "uploaded-local", "quarantined", "discarded", "empty", "partial")
 

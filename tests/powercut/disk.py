@@ -52,7 +52,7 @@ class CutReport:
     files_kept: int
     dirs_kept: int
     unsynced_bytes_dropped: int  # live bytes of surviving files beyond their synced state
-    entries_dropped: int  # live names that were not durable
+    entries_dropped: int  # names reachable before the cut and gone after it (or naming other inodes)
 
 
 class Disk:
@@ -239,7 +239,7 @@ class Disk:
     def power_cut(self) -> CutReport:
         """Throw away everything not durable; the disk then serves only what survived."""
         live = self.inodes
-        live_names = sum(len(n.entries) for n in live.values() if n.is_dir and n.linked)
+        live_names = self._names(live)
         kept: dict[int, Inode] = {}
         dropped_bytes = 0
         stack = [ROOT]
@@ -263,6 +263,19 @@ class Disk:
         self.synced_name = {c: (i, name) for i, n in kept.items() if n.is_dir for name, c in n.entries.items()}
         self.frozen = False
         self.counts["cuts"] += 1
-        kept_names = sum(len(n.entries) for n in kept.values() if n.is_dir)
         files = sum(not n.is_dir for n in kept.values())
-        return CutReport(files, len(kept) - files, dropped_bytes, max(0, live_names - kept_names))
+        return CutReport(files, len(kept) - files, dropped_bytes, len(live_names - self._names(kept)))
+
+    @staticmethod
+    def _names(inodes: dict[int, Inode]) -> set[tuple[int, str, int]]:
+        """(directory, name, inode) of every name reachable from the root."""
+        names: set[tuple[int, str, int]] = set()
+        stack = [ROOT]
+        while stack:
+            node = inodes[stack.pop()]
+            for name, child in node.entries.items():
+                if (node.ino, name, child) not in names:
+                    names.add((node.ino, name, child))
+                    if inodes[child].is_dir:
+                        stack.append(child)
+        return names

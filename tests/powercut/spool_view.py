@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import zarr
+
 from gymrec.shared import schema
 from gymrec.shared.spool import UPLOADED_AREA, UPLOADED_LOCAL_AREA
 from gymrec.uploader.claims import CLAIMED_AREA, QUARANTINE_AREA
-
 from tests.reliability_helpers import committed_steps, read_journal
 
 AREAS = ("", CLAIMED_AREA, UPLOADED_LOCAL_AREA, UPLOADED_AREA, QUARANTINE_AREA)
@@ -99,7 +99,9 @@ class DatasetView:
 
 
 def view_dataset(root: Path) -> DatasetView:
-    metas = {p.stem: json.loads(p.read_text()) for p in sorted((root / "meta" / "episodes").glob("*.json"))}
+    # dataset format 2: one index row per episode in meta/episodes/<config>/<ss>/<shard>.parquet
+    metas = {row["episode_id"]: row for p in sorted((root / "meta" / "episodes").rglob("*.parquet"))
+             for row in pq.read_table(p, columns=["episode_id", "length"]).to_pylist()}
     seen: Counter[tuple[str, int]] = Counter()
     rows: dict[str, int] = {}
     for data in sorted((root / "data").rglob("*.parquet")):

@@ -1,0 +1,315 @@
+"""Batches of converted episodes: when they are due, how they are committed, and their manifests.
+
+A batch is keyed by its target (a repo id, or the local dataset). It is due ``commit_every``
+seconds after its first episode arrived, or as soon as it holds ``batch_episodes`` episodes,
+``batch_bytes`` of converted data, or ``MAX_CONFIGS`` configs (each config adds two files to the
+commit, and a commit must stay under the Hub's 100 files).
+
+Exactly once: the manifest (``uploader.manifests``) is written before the commit and removed after
+the receipts. An episode that a manifest lists is only ever published as part of that manifest's
+batch: whoever claims it (this process after a failed push, or another after a crash) resolves the
+manifest instead, with one question to the target ("are its shards at the head?"), then either files
+the receipts or retries the very same batch.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gymrec.shared import layout, schema
+from gymrec.shared.errors import DiskFullError, GymrecError, HubUnavailableError
+from gymrec.shared.spool import UPLOADED_AREA, UPLOADED_LOCAL_AREA
+from gymrec.uploader import manifests
+from gymrec.uploader.claims import RECEIPT_SUFFIX, Claim, Claimer, episode_attrs, owner_is_dead_here
+from gymrec.uploader.config import UploaderConfig
+from gymrec.uploader.convert import Converted
+from gymrec.uploader.hub import HubPusher, Receipt
+from gymrec.uploader.local import LocalWriter, staging_dir
+from gymrec.uploader.manifests import Manifest
+from gymrec.uploader.shards import Batch, batch_id, build_batch
+
+log = logging.getLogger(__name__)
+
+MAX_CONFIGS = 30  # 2 files each + info.json + card + previews < the Hub's 100 files per commit
+LOCAL_PREFIX = "local:"
+
+
+@dataclass
+class RunSummary:
+    uploaded: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    commits: int = 0
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A claimed, converted episode waiting for its batch."""
+
+    claim: Claim
+    converted: Converted
+    work: Path
+
+
+class Batcher:
+    def __init__(self, config: UploaderConfig, spool: Path, claimer: Claimer, pusher: HubPusher | None,
+                 local: LocalWriter | None, summary: RunSummary, convert: Callable[[Claim], Pending | None]) -> None:
+        self.config = config
+        self.spool = spool
+        self.claimer = claimer
+        self.pusher = pusher
+        self.local = local
+        self.summary = summary
+        self.convert = convert
+        self._pending: dict[str, list[Pending]] = {}
+        self._since: dict[str, float] = {}
+        self._in_flight: list[Manifest] = []
+        self._lock = threading.Lock()  # the heartbeat thread reads the claims and manifests
+
+    # --- targets --------------------------------------------------------------------------------
+
+    def check_target(self) -> None:
+        if self.pusher is not None:
+            self.pusher.whoami()
+        elif self.local is not None:
+            self.local.repair_card()
+
+    def _target(self, converted: Converted) -> str:
+        if self.pusher is None:
+            assert self.local is not None
+            return LOCAL_PREFIX + str(self.local.local_dir)
+        return self.config.repo_id or f"{self.pusher.whoami()}/gymrec-{converted.slug}"
+
+    def _publish(self, target: str, batch: Batch) -> Receipt:
+        if target.startswith(LOCAL_PREFIX):
+            assert self.local is not None
+            return self.local.add(batch)
+        assert self.pusher is not None
+        return self.pusher.push(batch, target)
+
+    def _landed(self, manifest: Manifest) -> Receipt | None:
+        """The one question crash recovery asks: are the batch's shards at the target's head?"""
+        paths = list(manifest.shard_paths)
+        if manifest.target.startswith(LOCAL_PREFIX):
+            assert self.local is not None
+            there = self.local.batch_landed(paths)
+            return Receipt("local", None, paths, manifest.batch_id, True, str(self.local.local_dir)) if there else None
+        assert self.pusher is not None
+        head = self.pusher.batch_landed(manifest.target, paths)
+        return Receipt(manifest.target, head, paths, manifest.batch_id, already_present=True) if head else None
+
+    # --- pending episodes -----------------------------------------------------------------------
+
+    def add(self, pending: Pending) -> None:
+        target = self._target(pending.converted)
+        with self._lock:
+            self._pending.setdefault(target, []).append(pending)
+            self._since.setdefault(target, time.monotonic())
+        if self._full(target):
+            self.flush(target)
+
+    def _full(self, target: str) -> bool:
+        items = self._pending.get(target, [])
+        return (len(items) >= self.config.batch_episodes
+                or sum(p.converted.size for p in items) >= self.config.batch_bytes
+                or len({p.converted.slug for p in items}) >= MAX_CONFIGS)  # fmt: skip
+
+    def seconds_until_due(self) -> float:
+        if not self._since:
+            return float("inf")
+        return min(self._since.values()) + self.config.commit_every - time.monotonic()
+
+    def flush_due(self) -> None:
+        now = time.monotonic()
+        for target, since in list(self._since.items()):
+            if now - since >= self.config.commit_every:
+                self.flush(target)
+
+    def flush_all(self) -> None:
+        for target in list(self._pending):
+            self.flush(target)
+
+    def flush(self, target: str) -> None:
+        with self._lock:
+            items = self._pending.pop(target, [])
+            self._since.pop(target, None)
+        if items:
+            self._commit(target, items)
+
+    def touch(self) -> None:
+        """The heartbeat: keep every held claim and manifest fresh."""
+        with self._lock:
+            claims = [p.claim for items in self._pending.values() for p in items]
+            flying = list(self._in_flight)
+        for claim in claims:
+            if not claim.touch():
+                log.warning("%s was taken over by another uploader", claim.episode_id)
+        for manifest in flying:
+            manifest.touch(self.spool)
+
+    def release_all(self) -> None:
+        with self._lock:
+            items = [p for group in self._pending.values() for p in group]
+            self._pending.clear()
+            self._since.clear()
+        for p in items:
+            p.claim.release()
+            shutil.rmtree(p.work, ignore_errors=True)
+
+    # --- committing -----------------------------------------------------------------------------
+
+    def _commit(self, target: str, items: list[Pending]) -> None:
+        ids = [p.converted.episode_id for p in items]
+        bid = batch_id(ids)
+        base = self.local.local_dir if self.local is not None else self.spool / ".uploader-work"
+        root = staging_dir(base, f"batch-{bid}.{self.claimer.owner}")
+        manifest: Manifest | None = None
+        settled = False  # every claim was finished, released or left to its new owner
+        try:
+            batch = build_batch([p.converted for p in items], root, self.config.convert)
+            manifest = Manifest(bid, batch.episode_ids, tuple(batch.parts), tuple(batch.shard_paths), target,
+                                self.claimer.owner, time.time())  # fmt: skip
+            manifest.write(self.spool)  # durable BEFORE the commit
+            with self._lock:
+                self._in_flight.append(manifest)
+            lost = [p for p in items if not p.claim.touch()]
+            if lost:  # taken over while we converted: that uploader publishes them; the rest waits
+                manifest.remove(self.spool)
+                log.warning("%d episode(s) were taken over before batch %s was committed", len(lost), bid[:8])
+                for p in items:
+                    if p not in lost:
+                        p.claim.release()
+                settled = True
+                return
+            receipt = self._publish(target, batch)
+            self._finish([p.claim for p in items], receipt, already=receipt.already_present)
+            settled = True
+            if not receipt.already_present:
+                self.summary.commits += 1
+            manifest.remove(self.spool)
+        except HubUnavailableError as e:  # the manifest stays: whoever retries asks whether the batch landed
+            log.error("%d episode(s) stay queued: %s", len(items), e)
+            self.summary.failed += ids
+        except GymrecError:  # AuthError and DiskFullError are OSErrors too: they stop the run, not one batch
+            raise
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise DiskFullError("the disk is full while building a batch",
+                                    "free some space; the episodes stay queued and a rerun finds them") from e
+            log.error("committing %d episode(s) failed (%s); they stay queued", len(items), e, exc_info=self.config.debug)
+            self.summary.failed += ids
+        finally:  # AuthError, DatasetError and anything unexpected propagate with the claims released
+            if not settled:
+                self._release(items)
+            with self._lock:
+                if manifest in self._in_flight:
+                    self._in_flight.remove(manifest)
+            shutil.rmtree(root, ignore_errors=True)
+            for p in items:
+                shutil.rmtree(p.work, ignore_errors=True)
+
+    def _release(self, items: list[Pending]) -> None:
+        for p in items:
+            p.claim.release()
+
+    def _finish(self, claims: list[Claim], receipt: Receipt, already: bool) -> None:
+        hub = self.pusher is not None
+        area = UPLOADED_AREA if hub else UPLOADED_LOCAL_AREA
+        for claim in claims:
+            claim.finish(self._receipt(receipt, claim), area, self.config.delete_after_upload and hub)
+            (self.summary.already if already else self.summary.uploaded).append(claim.episode_id)
+
+    def _receipt(self, receipt: Receipt, claim: Claim) -> dict[str, Any]:
+        attrs = episode_attrs(claim.path)
+        env_id = str(attrs.get("env_id", ""))
+        return receipt.as_dict() | {
+            "episode_id": claim.episode_id,
+            "env_id": env_id,
+            "env_slug": layout.env_slug(env_id),
+            "length": int(attrs.get("length", 0) or 0),
+            "endpoint": self.config.endpoint if self.pusher is not None else None,
+        }
+
+    # --- manifests left by failed pushes and dead uploaders --------------------------------------
+
+    def _stale(self, manifest: Manifest) -> bool:
+        return owner_is_dead_here(manifest.owner) or manifests.age(self.spool, manifest) > self.config.stale_after
+
+    def in_a_manifest(self, claim: Claim) -> bool:
+        """True when ``claim`` belongs to a manifest's batch (which is then resolved, or left to its live owner)."""
+        manifest = manifests.holding(self.spool, claim.episode_id)
+        if manifest is None:
+            return False
+        if manifest.owner != self.claimer.owner:
+            adopted = manifests.adopt(self.spool, manifest, self.claimer.owner) if self._stale(manifest) else None
+            if adopted is None:  # a live uploader's batch in flight, or another adopter won
+                claim.release()
+                return True
+            log.warning("adopted batch %s of %s (its uploader stopped)", manifest.batch_id[:8], manifest.owner)
+            manifest = adopted
+        self._resolve(manifest, claim)
+        return True
+
+    def _claim_member(self, episode_id: str) -> Claim | None:
+        name = schema.sealed_name(episode_id)
+        places = [self.spool / name, self.spool / UPLOADED_LOCAL_AREA / name]
+        folder = self.spool / "claimed"
+        if folder.is_dir():
+            places += [p for p in folder.glob(f"{episode_id}.*{schema.SEALED_SUFFIX}")
+                       if p.name.split(".")[1] != self.claimer.owner]  # fmt: skip
+        for path in places:
+            if path.is_dir():
+                claim = self.claimer.try_claim(path)
+                if claim is not None:
+                    return claim
+        return None
+
+    def _resolve(self, manifest: Manifest, first: Claim) -> None:
+        claims = {first.episode_id: first}
+        for eid in manifest.episode_ids:
+            if eid not in claims:
+                claim = self._claim_member(eid)
+                if claim is not None:
+                    claims[eid] = claim
+        landed: Receipt | None = None
+        asked = False
+        try:
+            landed = self._landed(manifest)
+            asked = True
+        except HubUnavailableError as e:
+            log.error("cannot check batch %s: %s; its episodes stay queued", manifest.batch_id[:8], e)
+            self.summary.failed += list(claims)
+        finally:
+            if not asked:
+                for claim in claims.values():
+                    claim.release()
+        if not asked:
+            return
+        if landed is not None:
+            log.info("batch %s is already at %s: filing its receipts", manifest.batch_id[:8], manifest.target)
+            self._finish(list(claims.values()), landed, already=True)
+            manifest.remove(self.spool)
+            return
+        items = [p for p in (self.convert(c) for c in claims.values()) if p is not None]
+        if batch_id([p.converted.episode_id for p in items]) != manifest.batch_id:
+            manifest.remove(self.spool)  # it never landed (just checked), and the batch changed
+        if items:
+            self._commit(manifest.target, items)
+
+    def sweep_manifests(self) -> None:
+        """Remove stale manifests whose every episode already has its receipt."""
+        area = UPLOADED_AREA if self.pusher is not None else UPLOADED_LOCAL_AREA
+        for _path, manifest in manifests.listed(self.spool):
+            if manifest.owner == self.claimer.owner or not self._stale(manifest):
+                continue
+            if all((self.spool / area / (eid + RECEIPT_SUFFIX)).is_file() for eid in manifest.episode_ids):
+                manifest.remove(self.spool)

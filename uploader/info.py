@@ -1,0 +1,87 @@
+"""``meta/info.json``: the dataset's small aggregate (format version, totals per config, features).
+
+It is read at the parent commit, merged with one batch and written in the same commit as the batch's
+shards, so the totals can never drift from the data; a conflicting commit re-reads and re-merges.
+Its size is O(configs), so the card rendered from it costs the same at 10 or 10 million episodes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gymrec.shared import layout
+from gymrec.shared.errors import DatasetError
+from gymrec.uploader.shards import INDEX_FEATURES, Batch, ConfigPart
+
+
+def parse(data: bytes, where: str) -> dict[str, Any]:
+    try:
+        info = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{where}: {layout.INFO_PATH} is not valid JSON ({e})", "restore it from an earlier commit") from e
+    if not isinstance(info, dict):
+        raise DatasetError(f"{where}: {layout.INFO_PATH} is not a JSON object", "restore it from an earlier commit")
+    return info
+
+
+def check(info: dict[str, Any] | None, where: str, v1_files: bool = False) -> None:
+    problem = layout.version_problem(info, where, v1_files)
+    if problem is not None:
+        raise DatasetError(problem, "use a new --repo-id / --local-dir, or the gymrec version that wrote it")
+
+
+def empty() -> dict[str, Any]:
+    return {
+        "format_version": layout.FORMAT_VERSION,
+        "codebase": "gymrec",
+        "shard_settings": {
+            "row_group_rows": layout.ROW_GROUP_ROWS,
+            "row_group_bytes": layout.ROW_GROUP_BYTES,
+            "data_files": f"{layout.DATA_DIR}/<config>/<ss>/<shard>{layout.SHARD_SUFFIX}",
+            "index_files": f"{layout.INDEX_DIR}/<config>/<ss>/<shard>{layout.SHARD_SUFFIX}",
+        },
+        "index_features": INDEX_FEATURES.to_dict(),
+        "configs": {},
+    }
+
+
+def _new_config(part: ConfigPart) -> dict[str, Any]:
+    sample = part.sample
+    image_key = str(sample["image_key"])
+    leaves = sample["observation_space"].get("spaces", {})
+    return {
+        "env_ids": [], "backends": [], "episodes": 0, "steps": 0, "seconds": 0.0, "shards": 0,
+        "data_files": layout.data_glob(part.config), "index_files": layout.index_glob(part.config),
+        "features": part.features, "action_space": sample["action_space"],
+        "observation_space": sample["observation_space"], "image_key": image_key,
+        "observation_format": sample.get("observation_format", "webp"),
+        "extra_leaves": [k for k in leaves if k != image_key],
+        "info_keys": sorted(k[len(layout.INFO_PREFIX):] for k in sample.get("info_columns", [])),
+        "action_meanings": sample.get("action_meanings"),
+    }  # fmt: skip
+
+
+def merge(info: dict[str, Any] | None, batch: Batch) -> dict[str, Any]:
+    """``info`` (None: a new dataset) with ``batch`` added; ``info`` itself is not changed."""
+    out = json.loads(json.dumps(info)) if info is not None else empty()
+    for config, part in batch.parts.items():
+        entry = out["configs"].setdefault(config, _new_config(part))
+        entry["env_ids"] = sorted(set(entry["env_ids"]) | set(part.env_ids))
+        entry["backends"] = sorted(set(entry["backends"]) | set(part.backends))
+        entry["episodes"] += part.episodes
+        entry["steps"] += part.steps
+        entry["seconds"] = round(entry["seconds"] + part.seconds, 6)
+        entry["shards"] += 1
+    out["configs"] = dict(sorted(out["configs"].items()))
+    return out
+
+
+def new_configs(info: dict[str, Any] | None, batch: Batch) -> list[str]:
+    """Configs the batch brings for the first time (their preview image goes into the same commit)."""
+    known = set((info or {}).get("configs", {}))
+    return [c for c in batch.parts if c not in known]
+
+
+def dumps(info: dict[str, Any]) -> bytes:
+    return (json.dumps(info, indent=1, sort_keys=False, allow_nan=False) + "\n").encode()
