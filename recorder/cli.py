@@ -212,7 +212,7 @@ def main(env_id: str | None, list_envs_flag: bool, installed: bool, fps: float |
       P                   pause / resume
       Backspace           discard this episode
       F1                  help: what each key does in this game (pauses)
-      R (hold)            rewind through what was played; play on to branch from there
+      hold R              rewind; play on from there (what follows is a branch episode)
       T                   with --takeover: take control from the agent, or give it back
     At the end of an episode: any key for the next one, Backspace to discard it, Esc to quit.
     Game controllers work alongside the keyboard (d-pad, left stick, A/B/X/Y, shoulders, start/select).

@@ -53,9 +53,10 @@ class Rewinder:
     @property
     def _ale(self) -> Any:
         ale = getattr(self.env.unwrapped, "ale", None)
-        # Sticky actions (v5's default 0.25) repeat the previous action, which ALE 0.12's cloneState
-        # does not keep: a restored state then steps differently (measured: 60 of 202 frames of
-        # ALE/Breakout-v5 differed). Those envs re-simulate from reset(seed) instead, which is exact.
+        # Sticky actions (v5's default 0.25) depend on emulator history that ALE 0.12's cloneState does
+        # not keep: a restored state then steps differently (measured: 60 of 202 frames of
+        # ALE/Breakout-v5 differed; re-applying the previous action before restoring again fixed
+        # frames_back but not a restore after it). Those envs re-simulate from reset(seed): exact.
         if ale is None or float(ale.getFloat("repeat_action_probability")) > 0:
             return None
         return ale
@@ -106,11 +107,18 @@ class Rewinder:
     def _base(self, step: int) -> int:
         return max(s for s in self._snapshots if s <= step)
 
+    def _step_fn(self, start: int) -> Callable[[Any], tuple[Any, ...]]:
+        # From a restored emulator state, the env's own step: the wrappers' step counters (TimeLimit)
+        # must not count re-simulated steps, or a resumed episode would be truncated early. After
+        # reset(seed) they were reset, so there the wrapped env is right.
+        return self.env.unwrapped.step if self._snapshots[start].state is not None else self.env.step
+
     def _simulate(self, start: int, stop: int) -> list[np.ndarray]:
         """The frames of steps ``start`` .. ``stop`` - 1 (``start`` must have a snapshot)."""
         frames = [self._restore(start)]
+        step = self._step_fn(start)
         for action in self.actions[start : stop - 1]:
-            obs = self.env.step(action)[0]
+            obs = step(action)[0]
             frames.append(np.asarray(self.image(obs)))
         return frames
 
@@ -133,7 +141,8 @@ class Rewinder:
         # (restoring an ALE state does not restore its screen).
         start = self._base(step - 1)
         self._restore(start)
+        step_fn = self._step_fn(start)
         result: tuple[Any, ...] = ()
         for action in self.actions[start:step]:
-            result = self.env.step(action)
+            result = step_fn(action)
         return result[0], result[-1]

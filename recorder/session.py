@@ -1,7 +1,10 @@
 """The recording session: episodes of play, each written to its own spool entry.
 
 The frame loop stays thin: ask the action source (a person at the window, or an agent) for an
-action, check it against the action space, journal it, step the env, hand the outcome to the writer. Everything slow (compression, disk) happens on the writer thread.
+action, check it against the action space, journal it, step the env, hand the outcome to the writer.
+Everything slow (compression, disk) happens on the writer process. A player who rewinds (hold R) and
+plays on ends the episode as ``branched``; the next episode is its branch: the same seed, the
+parent's first actions re-simulated and recorded as ``copied``, then new play.
 """
 
 from __future__ import annotations

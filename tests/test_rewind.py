@@ -18,8 +18,9 @@ from gymrec.shared.spaces import split_observation
 from tests.test_play_human import DOWN, UP, play, tap
 
 
-def _played(env_id: str, steps: int, seed: int) -> tuple[Rewinder, list[np.ndarray], object]:
-    made = make_env(env_id, {})
+def _played(env_id: str, steps: int, seed: int, kwargs: dict[str, object] | None = None,
+            ) -> tuple[Rewinder, list[np.ndarray], object]:
+    made = make_env(env_id, kwargs or {})
     env = made.env
     image = lambda obs: split_observation(obs)["screen" if isinstance(obs, dict) else "frame"]  # noqa: E731
     rewinder = Rewinder(env, image)
@@ -106,3 +107,19 @@ def test_branches_replay_bit_exactly_on_vizdoom_and_retro(env_id: str, key: int,
     for episode in (parent, branch):
         result = verify(SpoolSource(episode.path), VerifyOptions(diff_dir=tmp_path))
         assert result.status == "identical", result
+
+
+def test_rewinding_does_not_count_towards_the_time_limit() -> None:
+    import gymnasium as gym
+
+    rewinder, frames, env = _played("BreakoutNoFrameskip-v4", 2 * EVERY, seed=1, kwargs={"max_episode_steps": 10_000})
+    limit = env
+    while not isinstance(limit, gym.wrappers.TimeLimit):
+        limit = limit.env  # type: ignore[attr-defined]
+    try:
+        assert limit._elapsed_steps == 2 * EVERY
+        list(rewinder.frames_back(2 * EVERY))
+        rewinder.restore_to(2 * EVERY)
+        assert limit._elapsed_steps == 2 * EVERY  # the re-simulated steps were not counted
+    finally:
+        env.close()  # type: ignore[attr-defined]
