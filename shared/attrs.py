@@ -5,7 +5,7 @@ The attributes live in the episode group's ``zarr.json`` (spool) or its ``meta/e
 reads ``attrs.seed``, ``attrs.backend`` and so on, and ``as_dict()`` gives the JSON back for the
 places that publish every attribute.
 
-Adding an attribute is one line: a field with a default (``start_state: str | None = None``). Old
+Adding an attribute is one line: a field with a default (``lineage: JsonDict | None = None``). Old
 episodes lack it and read with the default; keys this gymrec does not know are kept in ``extra``
 and written back unchanged, so an older gymrec neither rejects nor drops a newer one's attributes.
 A field without a default is required from the episode's start; ``SEAL_FIELDS`` are required once
