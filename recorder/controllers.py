@@ -150,8 +150,8 @@ class HumanController:
         self._origin_ns = time.monotonic_ns()
         return started
 
-    def act(self, obs: Any, view: StepView) -> Choice:
-        tick = self.window.next_tick(view.frame, _hud(view, recording=True), wait_for_input=self.step_mode)
+    def _interrupt(self, tick: TickInput, view: StepView) -> Choice | None:
+        """A stop (quit, discard, ...) or a rewind asked for on this tick, instead of an action."""
         stop = _stop_of(tick)
         if stop is not None:
             if stop == EndReason.DISCARDED:
@@ -159,6 +159,13 @@ class HumanController:
             return Choice(stop=stop, shown_ns=tick.shown_ns, decided_ns=time.monotonic_ns())
         if tick.rewind:
             return Choice(rewind=True, shown_ns=tick.shown_ns)
+        return None
+
+    def act(self, obs: Any, view: StepView) -> Choice:
+        tick = self.window.next_tick(view.frame, _hud(view, recording=True), wait_for_input=self.step_mode)
+        interrupt = self._interrupt(tick, view)
+        if interrupt is not None:
+            return interrupt
         self._quality.step(bool(tick.keys), tick.paused_for)
         return Choice(self.resolver(tick.keys), shown_ns=tick.shown_ns, decided_ns=time.monotonic_ns())
 
@@ -209,13 +216,9 @@ class TakeoverController(HumanController):
     def act(self, obs: Any, view: StepView) -> Choice:
         actor = "human" if self.human_in_control else "agent"
         tick = self.window.next_tick(view.frame, _hud(view, recording=True, actor=actor))
-        stop = _stop_of(tick)
-        if stop is not None:
-            if stop == EndReason.DISCARDED:
-                self._notice = f"episode {view.episode} discarded"
-            return Choice(stop=stop, shown_ns=tick.shown_ns, decided_ns=time.monotonic_ns())
-        if tick.rewind:
-            return Choice(rewind=True, shown_ns=tick.shown_ns)
+        interrupt = self._interrupt(tick, view)
+        if interrupt is not None:
+            return interrupt
         if tick.toggle:
             self.human_in_control = not self.human_in_control
             actor = "human" if self.human_in_control else "agent"

@@ -55,14 +55,6 @@ class Files(Protocol):
     def index_files(self) -> list[str]: ...
 
 
-def _parse_info(data: bytes, where: str) -> dict[str, Any]:
-    try:
-        found = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{where}: {layout.INFO_PATH} is not valid JSON ({e})", "the dataset is damaged") from e
-    if not isinstance(found, dict):
-        raise DatasetError(f"{where}: {layout.INFO_PATH} is not a JSON object", "the dataset is damaged")
-    return found
 
 
 def _checked(found: dict[str, Any] | None, where: str, v1_files: bool) -> dict[str, Any]:
@@ -94,7 +86,7 @@ class LocalFiles:
     def info(self) -> dict[str, Any]:
         path = self.root / layout.INFO_PATH
         try:
-            return _checked(_parse_info(path.read_bytes(), str(path)), self.where, False)
+            return _checked(layout.parse_info(path.read_bytes(), str(path)), self.where, False)
         except FileNotFoundError:
             folder = self.root / layout.INDEX_DIR
             v1 = folder.is_dir() and any(layout.is_v1_meta_path(f"{layout.INDEX_DIR}/{p.name}") for p in folder.iterdir())
@@ -155,7 +147,7 @@ class HubFiles:
         except EntryNotFoundError:
             v1 = any(layout.is_v1_meta_path(p) for p in self._tree(layout.INDEX_DIR, recursive=False))
             return _checked(None, self.where, v1)
-        return _checked(_parse_info(data, f"{self.repo_id}:{layout.INFO_PATH}"), self.where, False)
+        return _checked(layout.parse_info(data, f"{self.repo_id}:{layout.INFO_PATH}"), self.where, False)
 
     def index_files(self) -> list[str]:
         return sorted(p for p in self._tree(layout.INDEX_DIR, recursive=True) if layout.is_index_path(p))

@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from huggingface_hub import get_session
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
-from gymrec.shared.hub_translate import HubClientErrors, translating
+from gymrec.shared.hub_translate import HubClientErrors, set_timeout, translating
 
 HF_ERRORS = HubClientErrors.of(HfHubHTTPError, HFValidationError, LocalEntryNotFoundError)
 
@@ -16,9 +16,6 @@ def hub_call(what: str, endpoint: str | None) -> AbstractContextManager[None]:
     return translating(HF_ERRORS, what, endpoint)
 
 
-def set_request_timeout(seconds: float) -> None:
-    """huggingface_hub's shared HTTP client waits forever (``timeout=None``): a stalled Hub would stall us.
 
-    Called once at the CLI edge; a timeout is a transport failure, retried like a dropped connection.
-    """
-    get_session().timeout = seconds  # type: ignore[assignment]  # httpx accepts a float for every phase
+def set_request_timeout(seconds: float) -> None:
+    set_timeout(get_session(), seconds)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gymrec.shared.errors import GymrecError, RepoIdError, from_response, transport_errors, unreachable
 
@@ -44,3 +44,15 @@ def translating(client: HubClientErrors, what: str, endpoint: str | None) -> Ite
         raise RepoIdError(f"{what!r} is not a valid repo id", "use the form owner/name") from e
     except client.not_reached as e:
         raise unreachable(what, endpoint, e) from e
+
+
+class HasTimeout(Protocol):
+    timeout: Any
+
+
+def set_timeout(session: HasTimeout, seconds: float) -> None:
+    """huggingface_hub's shared HTTP client waits forever (``timeout=None``): a stalled Hub would stall us.
+
+    Set once at the CLI edge; a timeout is a transport failure, retried like a dropped connection.
+    """
+    session.timeout = seconds  # httpx accepts a float for every phase

@@ -28,12 +28,14 @@ Action column encoding (one value per row):
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
+from gymrec.shared.errors import DatasetError
 from gymrec.shared.spaces import ACTION_LEAF, action_leaves, decode_action
 
 FORMAT_VERSION = 2
@@ -148,3 +150,14 @@ def decode_action_value(action_space_desc: dict[str, Any], value: Any) -> Any:
         return decode_action(action_space_desc, raw)
     (leaf,) = specs
     return decode_action(action_space_desc, {ACTION_LEAF: np.asarray(value, dtype=leaf.dtype).reshape(leaf.shape)})
+
+
+def parse_info(data: bytes, where: str) -> dict[str, Any]:
+    """``meta/info.json``'s bytes as a dict, or one line saying what is wrong with it."""
+    try:
+        found = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{where}: {INFO_PATH} is not valid JSON ({e})", "the dataset is damaged") from e
+    if not isinstance(found, dict):
+        raise DatasetError(f"{where}: {INFO_PATH} is not a JSON object", "the dataset is damaged")
+    return found

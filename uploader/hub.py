@@ -139,7 +139,7 @@ class HubPusher:
         except EntryNotFoundError:
             found = None
         else:
-            found = info.parse(Path(local).read_bytes(), repo_id)
+            found = layout.parse_info(Path(local).read_bytes(), repo_id)
         v1 = found is None and self._has_v1_files(repo_id, head)
         info.check(found, repo_id, v1)
         return found

@@ -15,16 +15,6 @@ from gymrec.shared.errors import DatasetError
 from gymrec.uploader.shards import INDEX_FEATURES, Batch, ConfigPart, add_quality
 
 
-def parse(data: bytes, where: str) -> dict[str, Any]:
-    try:
-        info = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{where}: {layout.INFO_PATH} is not valid JSON ({e})", "restore it from an earlier commit") from e
-    if not isinstance(info, dict):
-        raise DatasetError(f"{where}: {layout.INFO_PATH} is not a JSON object", "restore it from an earlier commit")
-    return info
-
-
 def check(info: dict[str, Any] | None, where: str, v1_files: bool = False) -> None:
     problem = layout.version_problem(info, where, v1_files)
     if problem is not None:

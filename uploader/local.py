@@ -62,7 +62,7 @@ def read_info(local_dir: Path) -> dict[str, Any] | None:
         v1 = folder.is_dir() and any(layout.is_v1_meta_path(f"{layout.INDEX_DIR}/{p.name}") for p in folder.iterdir())
         info.check(None, str(local_dir), v1)
         return None
-    found = info.parse(data, str(path))
+    found = layout.parse_info(data, str(path))
     info.check(found, str(local_dir))
     return found
 
