@@ -17,10 +17,12 @@ Power-loss write order (a power cut loses whatever was not fsynced):
    first), and at sealing. Why not every chunk: an fsync costs ~8 ms on this machine's disk
    (measured, ext4 on virtio) and an agent fills ~80 chunks a second; fsyncs issued from a pool
    in parallel share journal commits (1,000 files in ~80 ms against ~1.7 s one by one).
-4. Sealing: the last chunk, every array's final metadata, the final attributes and
-   ``checksums.json`` are written, one sync pass fsyncs all of them (and the trimmed journal), then
-   the sealed marker is written durably, ``.partial`` is renamed to ``.zarr``, the spool dir is
-   fsynced, and only then is the journal deleted.
+4. Sealing: the last chunk, every array's final metadata, the input log's arrays and the final
+   attributes (carrying the checksums of the attributes and of every array's metadata) are
+   written, and one sync pass fsyncs all of them (and the trimmed journal). Then ``committed.json``
+   is dropped, ``.partial`` is renamed to ``.zarr`` (the rename is the sealed marker), the spool
+   dir is fsynced, and only then are the journal, ``writer.lock`` and ``owners.json`` removed and
+   the episode dir fsynced: a sealed episode is a plain Zarr hierarchy.
 
 The contract this gives: a sealed episode survives a power cut whole. Of an open episode, what
 survives is everything up to the last sync pass: at most ``SYNC_INTERVAL`` (1 s) of play plus the
@@ -30,6 +32,7 @@ chunk in progress, i.e. max(64 steps, ~1 s) -- 64 steps ~ 1.1 s in human play at
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -43,7 +46,7 @@ import numpy as np
 
 from gymrec.recorder import zarr_layout
 from gymrec.shared import schema
-from gymrec.shared.checksums import sign, write_manifest
+from gymrec.shared.checksums import sealed_attributes, sign
 from gymrec.shared.fsio import atomic_write, fsync_dir, fsync_file
 
 log = logging.getLogger(__name__)
@@ -175,28 +178,51 @@ class ChunkStore:
             zarr_layout.write_array_metadata(partial / spec.name, rows, spec.shape, np.dtype(spec.dtype), job.chunk_steps)
             state.files.add(partial / spec.name / schema.METADATA_NAME)
             state.dirs.add(partial / spec.name)
-        zarr_layout.write_group(partial, job.seal)
+        attributes = self._store_input_log(partial, job.seal, state)
+        # The arrays' metadata (shape, dtype, codecs) and the attributes themselves, in the root
+        # group's attributes: a checksums.json beside them would be a non-Zarr entry that plain zarr
+        # warns about. The sub-groups' zarr.json say nothing (~0.8 B a frame saved).
+        arrays = [spec.name for spec in job.specs] + _input_arrays(partial)
+        metadata = [f"{name}/{schema.METADATA_NAME}" for name in arrays]
+        zarr_layout.write_group(partial, sealed_attributes(attributes, partial, metadata))
         state.files.add(partial / schema.METADATA_NAME)
+        state.dirs.add(partial)
         journal = partial / schema.JOURNAL_NAME
         if job.journal_bytes >= 0 and journal.exists():
             os.truncate(journal, job.journal_bytes)
-        # The arrays' metadata (shape, dtype, codecs). The episode's own zarr.json (the attributes)
-        # is validated field by field instead: people and tools rewrite it (a copy gets a new id).
-        # committed.json signs itself; the sub-groups' zarr.json say nothing (~0.8 B a frame saved).
-        metadata = [f"{spec.name}/{schema.METADATA_NAME}" for spec in job.specs]
-        state.files.add(write_manifest(partial, metadata))
-        state.dirs.add(partial)
         self.sync(partial, state, count=False)
-        # Only once all of it is durable may the marker say the episode is whole.
-        atomic_write(partial / schema.COMMITTED_NAME, sign({"steps": length, "sealed": True}))
+        # All of it is durable: the rename is the marker now. committed.json only ever counted a
+        # .partial's steps; a crash between its unlink and the rename leaves a .partial whose
+        # chunks recovery checks one by one (it trusts no marker), so nothing is lost either way.
+        (partial / schema.COMMITTED_NAME).unlink(missing_ok=True)
         os.rename(partial, sealed)
         fsync_dir(sealed.parent)
-        # Only now, with every row durable under its final name, has the write-ahead journal done its job.
-        (sealed / schema.JOURNAL_NAME).unlink(missing_ok=True)
-        (sealed / schema.OWNERS_NAME).unlink(missing_ok=True)
+        # Only now, with every row durable under its final name, have the journal, the lock and the
+        # owners record done their job. A crash before these unlinks are durable leaves copies that
+        # nothing reads; the next recovery scan removes them (recorder.recovery).
+        for name in schema.WRITING_FILES:
+            (sealed / name).unlink(missing_ok=True)
+        fsync_dir(sealed)
         log.info("sealed %s (%d steps, %s)", sealed.name, length, job.seal["end_reason"])
+
+    def _store_input_log(self, partial: Path, seal: dict[str, Any], state: _Open) -> dict[str, Any]:
+        """The final attributes, with an input log's event columns moved out into ``input/`` arrays."""
+        events = seal.get("input_log")
+        attributes = json.loads(json.dumps(seal))  # as a reader parses them back: the checksum covers that
+        if not (isinstance(events, dict) and all(isinstance(events.get(c), list) for c in schema.INPUT_COLUMNS)):
+            return dict(attributes)
+        attributes["input_log"], written = zarr_layout.write_input_log(partial, events, self.encoder)
+        state.files.update(written)
+        state.dirs |= {partial, *(f.parent for f in written)}
+        return dict(attributes)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+
+
+def _input_arrays(root: Path) -> list[str]:
+    """The input-log arrays present (also those a recovered, once-sealed episode already had)."""
+    return [schema.input_path(c) for c in schema.INPUT_COLUMNS
+            if (root / schema.input_path(c) / schema.METADATA_NAME).is_file()]

@@ -32,7 +32,14 @@ from gymrec.shared.backends import EpisodeStarter
 from gymrec.shared.episode import Episode
 from gymrec.shared.errors import CorruptEpisodeError, GymrecError, RecoveryError, SchemaVersionError
 from gymrec.shared.spaces import decode_action, encode_action, split_observation
-from gymrec.shared.spool import SET_ASIDE_AREA, WriterLock, orphaned, partial_episodes
+from gymrec.shared.spool import (
+    SET_ASIDE_AREA,
+    WriterLock,
+    orphaned,
+    owner_alive,
+    partial_episodes,
+    sealed_episodes,
+)
 
 log = logging.getLogger(__name__)
 FAILED_NOTE = "recovery-failed.txt"
@@ -141,18 +148,62 @@ def _resimulate(orphan: _Orphan, starter: EpisodeStarter, env: Any, writer: Epis
     return Recovered(orphan.partial, sealed, verified, rebuilt)
 
 
-def _remove_dead_staging(spool: Path) -> None:
-    """``.<id>.partial.creating`` of a recorder killed mid-creation: metadata only, never a step."""
-    for staging in spool.glob(".*" + schema.PARTIAL_SUFFIX + ".creating") if spool.is_dir() else ():
+def _tidy_staging(spool: Path) -> None:
+    """``.<id>.partial.creating`` of a recorder killed while creating an episode.
+
+    Creation writes only metadata there (the journal and every chunk come after the rename to
+    ``.partial``), so one whose creator is gone and that holds nothing else is provably garbage and
+    is removed; anything else in it is set aside with a reason. One a live recorder may still be
+    building (younger than ``STAGING_GRACE``, locked, or owned by a live process) is left alone.
+    """
+    for staging in sorted(spool.glob(".*" + schema.PARTIAL_SUFFIX + schema.STAGING_SUFFIX)):
         try:
             if time.time() - staging.stat().st_mtime < STAGING_GRACE:
                 continue  # a live recorder may be between mkdir and taking its lock
-        except FileNotFoundError:
-            continue
-        lock = orphaned(staging)
-        if lock is not None:
+            if owner_alive(staging):
+                continue
+            lock = WriterLock(staging / schema.LOCK_NAME)  # created if the recorder died before its own
+            if not lock.try_acquire():
+                continue
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # renamed into place (or gone) meanwhile
+        try:
+            alien = _not_creation_files(staging)
+            if alien:
+                target = _set_aside_episode(staging, f"an interrupted episode creation holding {alien[0]}, "
+                                                     "which creation never writes")
+                log.warning("%s holds %s; moved to %s", staging.name, alien[0], target)
+            else:
+                shutil.rmtree(staging)
+                log.info("removed %s: an episode creation that never finished (no step recorded)", staging.name)
+        except OSError as e:
+            log.warning("cannot tidy %s: %s", staging.name, e)
+        finally:
             lock.release()
-            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _not_creation_files(staging: Path) -> list[str]:
+    """The files under ``staging`` that ``EpisodeWriter.create`` does not write (metadata, lock, owners)."""
+    made = {schema.METADATA_NAME, schema.LOCK_NAME, schema.OWNERS_NAME}
+    made |= {f".{name}.tmp" for name in made}  # an atomic write the kill interrupted
+    return sorted(str(f.relative_to(staging)) for f in staging.rglob("*") if not f.is_dir() and f.name not in made)
+
+
+def _tidy_sealed(spool: Path) -> None:
+    """Remove what a crash between sealing's rename and its unlinks left in a sealed episode.
+
+    Sealing makes every row durable before the rename, so a journal, lock, owners record or marker
+    in a ``.zarr`` is read by nothing; left there, plain zarr warns about each one.
+    """
+    for sealed in sealed_episodes(spool):
+        for name in schema.WRITING_FILES:
+            try:
+                (sealed / name).unlink()
+                log.info("%s: removed a leftover %s", sealed.name, name)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                log.debug("cannot remove %s/%s: %s", sealed.name, name, e)
 
 
 def format_report(results: list[Recovered]) -> str:
@@ -219,10 +270,11 @@ def recover_orphans(spool: Path) -> list[Recovered]:
             continue
         if not (partial / FAILED_NOTE).exists():
             candidates.append(partial)
-    if candidates and not os.access(spool, os.W_OK | os.X_OK):
+    if not os.access(spool, os.W_OK | os.X_OK):
         return [Recovered(p, None, 0, 0, f"the spool {spool} is read-only; recovered on a writable run")
                 for p in candidates[:1]]
-    _remove_dead_staging(spool)
+    _tidy_staging(spool)
+    _tidy_sealed(spool)
     for partial in candidates:
         result = _recover_one(partial)
         if result is not None:

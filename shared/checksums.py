@@ -1,11 +1,14 @@
-"""crc32c, the one checksum of the spool: appended to every chunk, and kept for the metadata files.
+"""crc32c, the one checksum of the spool: appended to every chunk, and kept for the metadata.
 
 Chunks carry theirs inside (zarr's ``crc32c`` codec, ``shared.chunks``). JSON files cannot: zarr
-rejects unknown keys in ``zarr.json``. So sealing writes ``checksums.json``, the crc32c of the
-episode's array metadata (every array's ``zarr.json``: shape, dtype, codecs) plus one
-of its own listing, and readers of a sealed episode check them; ``committed.json`` also carries its
-own. The episode's attributes (its top ``zarr.json``) are left out on purpose: copies and tools
-rewrite them, so they are validated field by field (``shared.attrs``) instead.
+rejects unknown keys in ``zarr.json``. So sealing stores them as the root group's attribute
+``schema.CHECKSUMS_ATTR`` (``sealed_attributes``): the crc32c of the canonical JSON of every other
+attribute, and of every array's ``zarr.json`` (shape, dtype, codecs). A separate file would do too,
+but zarr 3.1 warns about every entry of a group directory that is not a Zarr node, so a sealed
+episode holds none. Episodes sealed before that carry ``checksums.json`` (``check_manifest``), and
+no checksum of their attributes; readers still check both forms. ``committed.json`` signs itself.
+
+A tool that edits a sealed episode's attributes on purpose re-signs them (``resign``).
 """
 
 from __future__ import annotations
@@ -59,12 +62,46 @@ def verified(data: bytes, where: str) -> dict[str, Any]:
     return document
 
 
-def write_manifest(root: Path, relative: Iterable[str]) -> Path:
-    """``checksums.json``: the crc32c of each listed file under ``root`` (sealing writes it)."""
-    files = {rel: crc32c((root / rel).read_bytes()) for rel in sorted(relative)}
-    path = root / schema.CHECKSUMS_NAME
-    path.write_bytes(sign({"files": files}))
-    return path
+def _canonical_attributes(attributes: dict[str, Any]) -> bytes:
+    return json.dumps({k: v for k, v in attributes.items() if k != schema.CHECKSUMS_ATTR},
+                      sort_keys=True, separators=(",", ":")).encode()
+
+
+def sealed_attributes(attributes: dict[str, Any], root: Path, metadata: Iterable[str]) -> dict[str, Any]:
+    """``attributes`` plus ``schema.CHECKSUMS_ATTR``: their own crc32c and that of each listed file.
+
+    ``attributes`` must be as they read back from JSON (lists, not tuples): the reader hashes what
+    it parses.
+    """
+    files = {rel: crc32c((root / rel).read_bytes()) for rel in sorted(metadata)}
+    return {**attributes, schema.CHECKSUMS_ATTR: {"attributes": crc32c(_canonical_attributes(attributes)),
+                                                  "metadata": files}}
+
+
+def resign(attributes: dict[str, Any]) -> dict[str, Any]:
+    """Edited attributes with their checksum brought up to date (the metadata checksums are kept)."""
+    sums = attributes.get(schema.CHECKSUMS_ATTR)
+    if not isinstance(sums, dict):
+        return attributes
+    return {**attributes, schema.CHECKSUMS_ATTR: {**sums, "attributes": crc32c(_canonical_attributes(attributes))}}
+
+
+def check_sealed(root: Path, attributes: dict[str, Any]) -> None:
+    """Check a sealed episode's attributes and array metadata against the checksums sealing kept."""
+    sums = attributes.get(schema.CHECKSUMS_ATTR)
+    if sums is None:
+        check_manifest(root)  # sealed by an earlier gymrec
+        return
+    where = f"{root.name}/{schema.METADATA_NAME}"
+    try:
+        expected = int(sums["attributes"])
+        files = {str(rel): int(crc) for rel, crc in dict(sums["metadata"]).items()}
+    except (TypeError, KeyError, ValueError) as e:
+        raise CorruptEpisodeError(f"{where}: attribute {schema.CHECKSUMS_ATTR} is unreadable ({e})",
+                                  "the episode is damaged") from e
+    if crc32c(_canonical_attributes(attributes)) != expected:
+        raise CorruptEpisodeError(f"{where}: the attributes fail their crc32c checksum", "the episode is damaged")
+    _check_files(root, files)
 
 
 def check_manifest(root: Path) -> None:
@@ -76,7 +113,11 @@ def check_manifest(root: Path) -> None:
     except OSError as e:
         raise CorruptEpisodeError(f"{root.name}: cannot read {schema.CHECKSUMS_NAME} ({e})") from e
     document = verified(data, f"{root.name}/{schema.CHECKSUMS_NAME}")
-    for rel, expected in dict(document.get("files", {})).items():
+    _check_files(root, dict(document.get("files", {})))
+
+
+def _check_files(root: Path, files: dict[str, int]) -> None:
+    for rel, expected in files.items():
         try:
             actual = crc32c((root / rel).read_bytes())
         except OSError as e:

@@ -18,7 +18,7 @@ import zarr.errors
 
 from gymrec.shared import schema
 from gymrec.shared.attrs import EpisodeAttrs
-from gymrec.shared.checksums import check_manifest, verified
+from gymrec.shared.checksums import check_sealed, verified
 from gymrec.shared.chunks import ArrayMeta
 from gymrec.shared.errors import (
     ChunkCorruptError,
@@ -88,7 +88,9 @@ class Episode:
             raise CorruptEpisodeError(f"{where}: not a readable Zarr group: {schema.METADATA_NAME} is missing or "
                                       f"unreadable ({e})", "the episode is damaged") from e
         sealed = trusted_length is None
-        self.attrs = EpisodeAttrs.from_dict(raw, where, sealed=sealed, expected_id=schema.id_from_name(path.name))
+        # The checksums are the spool's, not the episode's: they never travel with its attributes.
+        known = {k: v for k, v in raw.items() if k != schema.CHECKSUMS_ATTR} if isinstance(raw, dict) else raw
+        self.attrs = EpisodeAttrs.from_dict(known, where, sealed=sealed, expected_id=schema.id_from_name(path.name))
         self.length = int(self.attrs.length or 0) if sealed else int(trusted_length or 0)
         self.obs_leaves: list[Leaf] = obs_leaves(self.attrs.observation_space)
         self.action_leaves: list[Leaf] = action_leaves(self.attrs.action_space)
@@ -96,7 +98,7 @@ class Episode:
         self.info_keys: list[str] = _member_names(path / schema.INFO_GROUP)
         self.time_keys: list[str] = [name for name in schema.STEP_TIMES if (path / name / schema.METADATA_NAME).is_file()]
         if sealed:
-            check_manifest(path)
+            check_sealed(path, raw)  # after the field checks, so a damaged field is named as such
             self._check_shapes()
 
     @property
@@ -148,6 +150,40 @@ class Episode:
             rows = self.length + 1 if name.startswith((schema.OBS_GROUP + "/", schema.HASH_GROUP + "/")) else self.length
             for index in range(-(-rows // meta.chunk_rows)):
                 meta.check_chunk(index, self.path.name, name)
+        for name in self._input_arrays():
+            meta = self.meta(name)
+            for index in range(-(-meta.shape[0] // meta.chunk_rows)):
+                meta.check_chunk(index, self.path.name, name)
+
+    def _input_arrays(self) -> list[str]:
+        log = self.attrs.input_log
+        if not isinstance(log, dict) or "t_ns" in log:
+            return []  # none, or stored in the attributes (episodes sealed before the input/ arrays)
+        return [schema.input_path(column) for column in schema.INPUT_COLUMNS]
+
+    def input_log(self) -> dict[str, Any] | None:
+        """The raw input log of human play, columnar (``origin_ns``, ``kinds``, ``t_ns``, ``kind``, ...).
+
+        Stored as ``input/<column>`` arrays; episodes sealed before that keep it whole in the
+        attribute, which is returned as it is. None for agents' episodes.
+        """
+        log = self.attrs.input_log
+        names = self._input_arrays()
+        if log is None or not names:
+            return log
+        where = self.path.name
+        try:
+            count = int(log["events"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CorruptEpisodeError(f"{where}: attribute input_log is unreadable ({e})", "the episode is damaged") from e
+        columns = {}
+        for name in names:
+            meta = self.meta(name)
+            if meta.shape != (count,):
+                raise CorruptEpisodeError(f"{where}: array {name!r} has shape {meta.shape}, expected ({count},)",
+                                          "the episode is damaged")
+            columns[name.rsplit("/", 1)[1]] = meta.read_rows(0, count, where, name).tolist()
+        return {k: v for k, v in log.items() if k != "events"} | columns
 
     def require_steps(self) -> None:
         if self.length == 0:

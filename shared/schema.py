@@ -18,11 +18,18 @@ Inside, an episode is a Zarr v3 group::
                                action t was sampled (0: no window); optional, absent in older episodes
     actor                      (T,) uint8, who chose action t: an index into ``ACTORS``; optional
     info/<key>                 (T,)        numeric scalar info values, where the env gives them
-    journal.bin                every step's action, stored before the step runs (removed once sealed)
+    input/<column>             (E,) human play: the raw input log, one row per event (``INPUT_COLUMNS``)
+
+Only while it is a ``.partial``, beside the Zarr nodes (sealing removes them, so a sealed episode is a
+plain Zarr hierarchy: zarr 3.1 warns about any other entry in a group)::
+
+    journal.bin                every step's action, stored before the step runs
     committed.json             {"steps": n, "crc32c"}: rows [0, n) are durable (recovery still checks the chunks)
-    checksums.json             sealed only: crc32c of every array's zarr.json (shared.checksums)
     writer.lock                flock held by the live writer; free means the writer is gone
     owners.json                the recorder's and writer process's pids: alive (even stopped) means not orphaned
+
+A sealed episode's checksums are an attribute (``CHECKSUMS_ATTR``, ``shared.checksums``); episodes
+sealed before that keep them in ``checksums.json``, which readers still check.
 
 All arrays are chunked along axis 0 only, ``CHUNK_STEPS`` rows a chunk, compressed with zstd. The
 arrays' own shape metadata is set only at sealing: after a kill it is not to be trusted.
@@ -65,8 +72,14 @@ SEALED_SUFFIX = ".zarr"
 JOURNAL_NAME = "journal.bin"
 COMMITTED_NAME = "committed.json"
 LOCK_NAME = "writer.lock"
-CHECKSUMS_NAME = "checksums.json"  # sealing: crc32c of every metadata file (shared.checksums)
+CHECKSUMS_NAME = "checksums.json"  # episodes sealed before CHECKSUMS_ATTR: crc32c of every array's metadata
 OWNERS_NAME = "owners.json"  # {"host", "owners": [{"pid", "started"}]}: the processes writing it
+# The root attribute sealing writes: {"attributes": crc32c of the other attributes, "metadata": {path: crc32c}}.
+CHECKSUMS_ATTR = "checksums"
+# What only a .partial holds. A copy in a sealed episode is what a crash between the rename and the
+# unlinks left (the sealed rows are all durable by then), so the next recovery scan removes it.
+WRITING_FILES = (JOURNAL_NAME, COMMITTED_NAME, LOCK_NAME, OWNERS_NAME)
+STAGING_SUFFIX = ".creating"  # .<id>.partial.creating: a .partial being built (recorder.writer)
 
 OBS_GROUP = "obs"
 HASH_GROUP = "hash"
@@ -76,6 +89,21 @@ REWARD = "reward"
 TERMINATED = "terminated"
 TRUNCATED = "truncated"
 TIMESTAMP = "timestamp"
+
+# The raw input log of human play (recorder.input_log), one row per event, times relative to the
+# attribute ``input_log["origin_ns"]``. Chunks of up to INPUT_CHUNK_EVENTS events (~1.8 h of play).
+INPUT_GROUP = "input"
+INPUT_COLUMNS: Mapping[str, np.dtype] = MappingProxyType({
+    "t_ns": np.dtype(np.int64),
+    "kind": np.dtype(np.uint8),
+    "code": np.dtype(np.int32),  # SDL keycodes (< 2**31), controller buttons and axes
+    "value": np.dtype(np.int32),  # axis position, or the controller's instance id
+})
+INPUT_CHUNK_EVENTS = 65_536
+
+
+def input_path(column: str) -> str:
+    return f"{INPUT_GROUP}/{column}"
 
 
 class EndReason(enum.StrEnum):

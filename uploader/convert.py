@@ -296,6 +296,9 @@ def convert_episode(episode: Episode, root: Path, options: ConvertOptions) -> Co
         "observation_shape": list(leaf.shape),
         "info_columns": [layout.INFO_PREFIX + key for key in episode.info_keys],
     }
+    events = episode.input_log()  # the spool keeps the events as arrays; the index, as one JSON column
+    if events is not None:
+        meta["input_log"] = events
     log.info("converted %s: %d steps (%s)", eid, episode.length, fmt)
     return Converted(
         episode_id=eid, env_id=env_id, slug=slug, rows_file=rows_file, length=episode.length, meta=meta,
