@@ -63,23 +63,25 @@ def verified(data: bytes, where: str) -> dict[str, Any]:
 
 
 def _canonical_attributes(attributes: dict[str, Any]) -> bytes:
-    return json.dumps({k: v for k, v in attributes.items() if k != schema.CHECKSUMS_ATTR},
-                      sort_keys=True, separators=(",", ":")).encode()
+    """Every attribute, the metadata checksums included, but not the attributes' own checksum."""
+    sums = attributes.get(schema.CHECKSUMS_ATTR)
+    rest = {**attributes, schema.CHECKSUMS_ATTR: {k: v for k, v in sums.items() if k != "attributes"}} \
+        if isinstance(sums, dict) else attributes
+    return json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()
 
 
 def sealed_attributes(attributes: dict[str, Any], root: Path, metadata: Iterable[str]) -> dict[str, Any]:
-    """``attributes`` plus ``schema.CHECKSUMS_ATTR``: their own crc32c and that of each listed file.
+    """``attributes`` plus ``schema.CHECKSUMS_ATTR``: the crc32c of each listed file, and their own.
 
     ``attributes`` must be as they read back from JSON (lists, not tuples): the reader hashes what
     it parses.
     """
     files = {rel: crc32c((root / rel).read_bytes()) for rel in sorted(metadata)}
-    return {**attributes, schema.CHECKSUMS_ATTR: {"attributes": crc32c(_canonical_attributes(attributes)),
-                                                  "metadata": files}}
+    return resign({**attributes, schema.CHECKSUMS_ATTR: {"metadata": files}})
 
 
 def resign(attributes: dict[str, Any]) -> dict[str, Any]:
-    """Edited attributes with their checksum brought up to date (the metadata checksums are kept)."""
+    """Attributes edited on purpose (a copy under a new id, say) with their checksum brought up to date."""
     sums = attributes.get(schema.CHECKSUMS_ATTR)
     if not isinstance(sums, dict):
         return attributes

@@ -20,10 +20,10 @@ from gymrec.replay.cli import lineage
 from gymrec.shared import layout, schema
 from gymrec.shared.attrs import EpisodeAttrs
 from gymrec.shared.backends import VizdoomBackend, action_meanings, make_env
-from gymrec.shared.checksums import sign, verified
 from gymrec.shared.spaces import encode_action, split_observation
 from gymrec.uploader.status import spool_status
 from tests.recording import new_attrs
+from tests.spool_versions import as_previous_version, attributes, write_attributes
 
 ENV = "BreakoutNoFrameskip-v4"
 CONFIG = layout.env_slug(ENV)
@@ -59,10 +59,10 @@ def _strip_times(sealed: Path) -> None:
     """Make ``sealed`` look recorded before the STEP_TIMES arrays existed (their checksums go too)."""
     for name in schema.STEP_TIMES:
         shutil.rmtree(sealed / name)
-    manifest = sealed / schema.CHECKSUMS_NAME
-    document = verified(manifest.read_bytes(), "test")
-    document["files"] = {k: v for k, v in document["files"].items() if k.split("/")[0] not in schema.STEP_TIMES}
-    manifest.write_bytes(sign(document))
+    attrs = attributes(sealed)
+    sums = attrs[schema.CHECKSUMS_ATTR]
+    sums["metadata"] = {k: v for k, v in sums["metadata"].items() if k.split("/")[0] not in schema.STEP_TIMES}
+    write_attributes(sealed, attrs)
 
 
 def _upload(spool: Path, dataset: Path, cwd: Path, *extra: str) -> str:
@@ -80,8 +80,10 @@ def test_times_actor_quality_lineage_and_meanings_locally(tmp_path: Path, spool:
     parent = "0b5e2d8c-6a3f-4f1e-9a57-2d9b1c3e4f50"
     human = _record(spool, 6, 1, HUMAN | {"parent_episode_id": parent, "branch_step": 2}, ["copied", "copied", "human"])
     takeover = _record(spool, 4, 2, {"takeover": True}, ["agent", "human"])
-    old = _record(spool, 3, 3, {}, ["human"])
+    old = _record(spool, 3, 3, {"input_log": HUMAN["input_log"]}, ["human"])
     _strip_times(old)
+    as_previous_version(old)  # its input log in the attributes, checksums.json beside it: users' queued spools
+    assert (human / schema.input_path("t_ns") / schema.METADATA_NAME).is_file(), "the spool keeps the events as arrays"
     agent = record_episode(spool, ENV, 5, seed=4)  # headless agent: times recorded as 0 ("not measured")
     dataset = tmp_path / "dataset"
     assert _upload(spool, dataset, tmp_path).startswith("4 uploaded")
@@ -106,6 +108,7 @@ def test_times_actor_quality_lineage_and_meanings_locally(tmp_path: Path, spool:
     h = index[human.stem.split(".")[0]]
     assert {k: h[k] for k in HUMAN if k != "input_log"} == {k: v for k, v in HUMAN.items() if k != "input_log"}
     assert json.loads(h["input_log"]) == HUMAN["input_log"]
+    assert json.loads(index[old.stem.split(".")[0]]["input_log"]) == HUMAN["input_log"]
     assert (h["parent_episode_id"], h["branch_step"], h["branched_at"], h["takeover"]) == (parent, 2, None, None)
     assert index[takeover.stem.split(".")[0]]["takeover"] is True
     a = index[agent.stem.split(".")[0]]
