@@ -15,6 +15,7 @@ import numpy as np
 import zarr
 
 from gymrec.shared import schema
+from gymrec.shared.checksums import resign
 from tests.recording import record_episode  # noqa: F401  (re-exported for the suites)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,9 +64,20 @@ def copy_episode(src: Path, dest_spool: Path, new_id: str | None = None) -> Path
     shutil.copytree(src, dest)
     meta_path = dest / "zarr.json"
     meta = json.loads(meta_path.read_text())
-    meta["attributes"]["episode_id"] = new_id
+    meta["attributes"] = resign({**meta["attributes"], "episode_id": new_id})  # a copy re-signs what it edits
     meta_path.write_text(json.dumps(meta))
     return dest
+
+
+def edit_attributes(episode: Path, *replacements: tuple[str, str]) -> None:
+    """Replace text in an episode's attributes as a tool editing them on purpose would: re-signed."""
+    meta_path = episode / "zarr.json"
+    text = meta_path.read_text()
+    for old, new in replacements:
+        text = text.replace(old, new)
+    meta = json.loads(text)
+    meta["attributes"] = resign(meta["attributes"])
+    meta_path.write_text(json.dumps(meta))
 
 
 def rewrite_rows(episode: Path, array: str, index: int, value: np.ndarray | float | int | bool) -> None:

@@ -114,7 +114,7 @@ def test_keys_become_actions_with_gate_latch_discard_help_and_quit(spool: Path) 
     assert first.attrs.inputs_per_minute > 0 and first.attrs.late_frames >= 0
 
     # The input log has every press in order; the per-step times are monotonic.
-    log = first.attrs.input_log
+    log = first.input_log()
     assert log is not None
     downs = [code for kind, code in zip(log["kind"], log["code"], strict=True) if log["kinds"][kind] == "key_down"]
     assert downs == [pygame.K_n, pygame.K_SPACE, pygame.K_RIGHT, pygame.K_LEFT, pygame.K_BACKSPACE]
@@ -155,7 +155,7 @@ def test_gamepad_and_keyboard_together(spool: Path) -> None:
     meanings = ["NOOP", "FIRE", "UP", "RIGHT", "LEFT", "DOWN", "UPRIGHT", "UPLEFT", "DOWNRIGHT", "DOWNLEFT", "UPFIRE",
                 "RIGHTFIRE", "LEFTFIRE", "DOWNFIRE", "UPRIGHTFIRE", "UPLEFTFIRE", "DOWNRIGHTFIRE", "DOWNLEFTFIRE"]
     assert [meanings[a] for a in episode.actions()] == ["FIRE", "RIGHTFIRE", "LEFT", "UP"]
-    log = episode.attrs.input_log
+    log = episode.input_log()
     assert log is not None
     assert {log["kinds"][k] for k in log["kind"]} == {"button_down", "button_up", "key_down",
                                                                       "key_up", "axis"}

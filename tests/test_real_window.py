@@ -85,7 +85,7 @@ def _find_window(display: str, play: subprocess.Popen[str], timeout: float = 20)
 
 def _events(episode: Episode) -> list[tuple[int, str, int]]:
     """The input log as (absolute monotonic ns, kind, key code)."""
-    log = episode.attrs.input_log
+    log = episode.input_log()
     assert log is not None
     return [(log["origin_ns"] + t, log["kinds"][k], code)
             for t, k, code in zip(log["t_ns"], log["kind"], log["code"], strict=True)]

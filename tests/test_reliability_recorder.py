@@ -26,6 +26,7 @@ import pytest
 
 from gymrec.recorder.recovery import FAILED_NOTE, recover_orphans
 from gymrec.shared import schema
+from gymrec.shared.checksums import resign
 from gymrec.shared.episode import Episode
 from gymrec.shared.errors import GymrecError
 from gymrec.shared.spaces import action_leaves
@@ -421,6 +422,7 @@ def _edit_attrs(change: Callable[[dict[str, Any]], None]) -> Callable[[Path], No
     def edit(episode: Path) -> None:
         meta = json.loads((episode / "zarr.json").read_text())
         change(meta["attributes"])
+        meta["attributes"] = resign(meta["attributes"])  # so the field, not the checksum, is what is wrong
         (episode / "zarr.json").write_text(json.dumps(meta))
 
     return edit

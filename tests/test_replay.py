@@ -18,6 +18,7 @@ from tests.recording import chunk_path
 from tests.replay_helpers import (
     BIN,
     copy_episode,
+    edit_attributes,
     read_row,
     record_episode,
     replay_cli,
@@ -177,8 +178,7 @@ def test_bad_input_exits_2_and_changes_nothing(breakout: Path, tmp_path: Path) -
 def test_missing_rom_exits_2_and_corrupt_chunks_exit_4(breakout: Path, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     rom = copy_episode(breakout, spool)
-    meta = rom / "zarr.json"
-    meta.write_text(meta.read_text().replace("BreakoutNoFrameskip-v4", "SonicTheHedgehog-Genesis-v0").replace('"ale"', '"retro"'))
+    edit_attributes(rom, ("BreakoutNoFrameskip-v4", "SonicTheHedgehog-Genesis-v0"), ('"ale"', '"retro"'))
     corrupt = copy_episode(breakout, spool)
     chunk_path(corrupt, "reward", 1).write_bytes(b"garbage, not zstd")
     truncated = copy_episode(breakout, spool)
@@ -194,8 +194,7 @@ def test_missing_rom_exits_2_and_corrupt_chunks_exit_4(breakout: Path, tmp_path:
 
 def test_version_mismatch_is_warned(breakout: Path, tmp_path: Path) -> None:
     copy = copy_episode(breakout, tmp_path / "spool")
-    meta = copy / "zarr.json"
-    meta.write_text(meta.read_text().replace('"ale-py": "', '"ale-py": "0.0.1-was-'))
+    edit_attributes(copy, ('"ale-py": "', '"ale-py": "0.0.1-was-'))
     out = replay_cli([str(copy)])
     assert out.returncode == 0
     assert "warning" in out.stderr and "ale-py" in out.stderr and "ale-py" in out.stdout

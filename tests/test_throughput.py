@@ -20,6 +20,7 @@ from gymrec.replay.sources import SpoolSource
 from gymrec.replay.verify import EnvPool, VerifyOptions, verify
 from gymrec.shared import schema
 from gymrec.shared.backends import make_env
+from gymrec.shared.checksums import resign
 from gymrec.shared.spaces import encode_action, split_observation
 from tests.conftest import BIN, record, run_cli
 from tests.recording import new_attrs
@@ -37,6 +38,7 @@ def _set_attrs(path: Path, **changes: object) -> None:
             meta["attributes"].pop(key, None)
         else:
             meta["attributes"][key] = value
+    meta["attributes"] = resign(meta["attributes"])  # edited on purpose: re-signed
     (path / "zarr.json").write_text(json.dumps(meta))
 
 
