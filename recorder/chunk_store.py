@@ -200,9 +200,12 @@ class ChunkStore:
         # Only now, with every row durable under its final name, have the journal, the lock and the
         # owners record done their job. A crash before these unlinks are durable leaves copies that
         # nothing reads; the next recovery scan removes them (recorder.recovery).
-        for name in schema.WRITING_FILES:
-            (sealed / name).unlink(missing_ok=True)
-        fsync_dir(sealed)
+        try:
+            for name in schema.WRITING_FILES:
+                (sealed / name).unlink(missing_ok=True)
+            fsync_dir(sealed)
+        except FileNotFoundError:
+            pass  # an uploader claimed it (a rename) this instant: the leftovers travel with it, unread
         log.info("sealed %s (%d steps, %s)", sealed.name, length, job.seal["end_reason"])
 
     def _store_input_log(self, partial: Path, seal: dict[str, Any], state: _Open) -> dict[str, Any]:

@@ -44,13 +44,15 @@ def read_fully(episode: Path, length: int) -> str:
     """Why plain zarr cannot read every row of a sealed episode ('' when it can)."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # zarr warns about gymrec's own files beside the arrays
+            warnings.simplefilter("ignore")  # a cut between sealing's rename and its unlinks leaves files zarr warns about
             group = zarr.open_group(str(episode), mode="r")
             arrays = [(n, a) for n, a in group.arrays()] + [
                 (f"{g}/{n}", a) for g, sub in group.groups() for n, a in sub.arrays()]
         if not arrays:
             return "no arrays"
         for name, array in arrays:
+            if name.startswith(schema.INPUT_GROUP + "/"):
+                continue  # one row per input event, not per step
             rows = length + 1 if name.startswith((schema.OBS_GROUP + "/", schema.HASH_GROUP + "/")) else length
             data = array[:]
             if len(data) != rows:
