@@ -4,8 +4,9 @@ Actions fold every press between two steps into one; researchers modelling human
 (Atari-HEAD measured 250-300 ms) need the presses themselves. Events are stamped with
 ``time.monotonic_ns()`` when gymrec takes them off SDL's queue, which it does every few
 milliseconds while the game loop waits for the next tick (``FixedRateClock.idle``), so a stamp is at
-most ~4 ms after the press, not a whole step. Stored columnar, relative to the episode's
-``origin_ns``, as the episode attribute ``input_log`` (see ``to_attrs``).
+most ~4 ms after the press, not a whole step. Kept columnar, relative to the episode's
+``origin_ns`` (``to_attrs``); sealing stores the columns as the episode's ``input/`` arrays
+(``recorder.zarr_layout.write_input_log``), ~170 kB an hour of play against ~1 MB as JSON.
 """
 
 from __future__ import annotations

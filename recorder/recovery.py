@@ -11,6 +11,10 @@ disagrees with the disk is left in place with a ``recovery-failed.txt`` that say
 attributes are unreadable is moved to ``set-aside`` with a reason. A failure that may be transient
 (an I/O error, a missing ROM) leaves no note, so the next run tries again. Spool entries that are
 not gymrec's (no episode id in the name) and episodes of a newer schema are skipped with a warning.
+
+The same scan tidies what crashes leave that is provably garbage: an interrupted episode creation
+(metadata only, its creator gone) and the writing files a sealed episode kept because a crash came
+between sealing's rename and its unlinks. Anything else it finds there is set aside, not deleted.
 """
 
 from __future__ import annotations

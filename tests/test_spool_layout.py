@@ -142,6 +142,20 @@ def test_a_crash_between_sealings_rename_and_its_unlinks_leaves_nothing_behind(t
         _list_with_plain_zarr(sealed)
 
 
+def test_a_crash_between_dropping_the_marker_and_the_rename_loses_nothing(human: Path, tmp_path: Path) -> None:
+    """Sealing's last durable state before the rename: final metadata, no committed.json, a .partial."""
+    spool = tmp_path / "spool"
+    partial = _copy(human, spool).rename(spool / schema.partial_name(human.name.split(".")[0]))
+    (partial / schema.LOCK_NAME).touch()
+    (result,) = recover_orphans(spool)
+    assert result.sealed is not None and (result.checked_steps, result.rebuilt_steps) == (70, 0)
+    episode = Episode(result.sealed)
+    assert episode.length == 70 and episode.input_log() == EVENTS, "the input log's arrays are kept and re-signed"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _list_with_plain_zarr(result.sealed)
+
+
 def _staging(spool: Path, age: float, extra: str | None = None, owner: int | None = None) -> Path:
     """A ``.<id>.partial.creating`` as ``EpisodeWriter.create`` leaves it when killed, ``age`` seconds old."""
     staging = spool / f".{schema.partial_name(str(uuid.uuid4()))}{schema.STAGING_SUFFIX}"
