@@ -195,6 +195,8 @@ class ChunkStore:
         # .partial's steps; a crash between its unlink and the rename leaves a .partial whose
         # chunks recovery checks one by one (it trusts no marker), so nothing is lost either way.
         (partial / schema.COMMITTED_NAME).unlink(missing_ok=True)
+        # A recovered episode that an earlier gymrec had sealed: the attribute supersedes its file.
+        (partial / schema.CHECKSUMS_NAME).unlink(missing_ok=True)
         os.rename(partial, sealed)
         fsync_dir(sealed.parent)
         # Only now, with every row durable under its final name, have the journal, the lock and the

@@ -21,6 +21,7 @@ from gymrec.shared import schema
 from gymrec.shared.episode import Episode
 from gymrec.shared.errors import ChunkCorruptError, CorruptEpisodeError
 from gymrec.shared.spool import SET_ASIDE_AREA, write_owners
+from tests.conftest import run_cli
 from tests.recording import chunk_path, new_attrs, record_episode
 from tests.spool_versions import as_previous_version, attributes, write_attributes
 
@@ -127,6 +128,14 @@ def test_episodes_sealed_by_the_previous_layout_still_read_and_upload_their_inpu
     recover_orphans(spool)
     assert sorted(p.name for p in old.iterdir() if p.is_file()) == [schema.CHECKSUMS_NAME, schema.METADATA_NAME]
     assert Episode(old).input_log() == EVENTS
+    replayed = run_cli("gymrec-replay", str(old), "--check-frames", cwd=tmp_path)
+    assert replayed.returncode == 0 and "identical" in replayed.stdout, replayed.stderr
+    # Renamed back to .partial by hand, it is re-sealed in today's layout, its input log kept.
+    partial = old.rename(spool / schema.partial_name(old.name.split(".")[0]))
+    (result,) = recover_orphans(spool)
+    assert result.sealed is not None and result.checked_steps == 70
+    assert sorted(p.name for p in result.sealed.iterdir() if p.is_file()) == [schema.METADATA_NAME]
+    assert Episode(result.sealed).input_log() == EVENTS and not partial.exists()
 
 
 def test_a_crash_between_sealings_rename_and_its_unlinks_leaves_nothing_behind(tmp_path: Path) -> None:
