@@ -101,6 +101,7 @@ def _suites(argv: list[str]) -> list[str]:
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
     wanted = _suites(argv)
+    load_start = os.getloadavg()[0]
     rows: list[Row] = []
     for key in dict.fromkeys(wanted):
         start = time.perf_counter()
@@ -108,6 +109,8 @@ def main(argv: list[str]) -> int:
         rows += SUITES[key]()
         print(f"  {key} took {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     rows.sort(key=lambda r: (r["id"][0], int(r["id"][1:])))
+    # Shared machines make timings noisy: say how busy this one was (1-minute load average).
+    print(f"{os.cpu_count()} cores, load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     print(f"{'id':<4} {'measure':<58} {'value':>10} {'target':>8}  ok    note")
     for r in rows:
         value = r["fmt"].format(r["value"]) if isinstance(r["value"], int | float) else str(r["value"])
