@@ -67,7 +67,7 @@ def _kind(path: str) -> str:
     return "other"
 
 
-def bench_p4(spool: Path, work: Path) -> dict[str, float]:
+def bench_p4(spool: Path, work: Path) -> dict[str, Any]:
     """Upload every episode in ``spool`` to a local dataset with the real uploader (``--once --local-dir``)."""
     from gymrec.uploader.config import UploaderConfig
     from gymrec.uploader.daemon import Uploader

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 
 from gymrec.shared import schema
 from gymrec.shared.episode import Episode
@@ -101,11 +100,10 @@ def play_in_window(spool: Path, seconds: float) -> tuple[list[Path], float]:
     return [Path(line) for line in out.splitlines() if line.endswith(".zarr")], cpu
 
 
-def interval_errors(path: Path, fps: float) -> tuple[np.ndarray, np.ndarray]:
+def interval_errors(episode: Episode, fps: float) -> tuple[np.ndarray, np.ndarray]:
     """|step interval - 1/fps| in ms, from ``shown_ns`` and from the wall-clock ``timestamp``."""
-    group = zarr.open_group(str(path), mode="r")
-    shown = np.asarray(group[schema.SHOWN_NS][:], dtype=np.int64)
-    stamps = np.asarray(group["timestamp"][:], dtype=np.float64)
+    shown = episode.rows(schema.SHOWN_NS, episode.length, np.dtype(np.int64))
+    stamps = episode.rows(schema.TIMESTAMP, episode.length, np.dtype(np.float64))
     period_ms = 1e3 / fps
     by_shown = np.abs(np.diff(shown[SKIP:]) / 1e6 - period_ms)
     by_stamp = np.abs(np.diff(stamps[SKIP:]) * 1e3 - period_ms)
@@ -121,7 +119,7 @@ def p2_window(seconds: float = 15.0) -> list[dict[str, Any]]:
         paths, cpu = play_in_window(Path(tmp) / "spool", seconds)
         episodes = [Episode(p) for p in paths]
         fps = episodes[0].attrs.fps
-        errors = [interval_errors(e.path, fps) for e in episodes]
+        errors = [interval_errors(e, fps) for e in episodes]
         shown, stamp = (np.concatenate([e[i] for e in errors]) for i in (0, 1))
     steps = sum(e.length for e in episodes)
     p99 = float(np.percentile(shown, 99))
