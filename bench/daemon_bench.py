@@ -49,10 +49,7 @@ def uploader_daemon(spool: Path, work: Path, hub: Any, repo: str, commit_every: 
     try:
         yield daemon
         process.send_signal(signal.SIGTERM)  # commits what is pending, then exits
-        _, status, usage = os.wait4(process.pid, 0)  # ru_maxrss of this process: KiB on Linux
-        process.returncode = os.waitstatus_to_exitcode(status)
-        daemon.peak_rss = usage.ru_maxrss * 1024
-        daemon.cpu_s = usage.ru_utime + usage.ru_stime
+        _reap(daemon, timeout=120)
         if process.returncode != 0:
             raise RuntimeError(f"gymrec-uploader exited {process.returncode}: {(work / 'uploader.log').read_text()[-2000:]}")
     finally:
@@ -60,6 +57,20 @@ def uploader_daemon(spool: Path, work: Path, hub: Any, repo: str, commit_every: 
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
+
+
+def _reap(daemon: Daemon, timeout: float) -> None:
+    """Wait for the daemon with wait4, which also gives its own peak RSS and CPU time (Popen.wait does not)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, status, usage = os.wait4(daemon.process.pid, os.WNOHANG)
+        if pid:
+            daemon.process.returncode = os.waitstatus_to_exitcode(status)
+            daemon.peak_rss = usage.ru_maxrss * 1024  # KiB on Linux
+            daemon.cpu_s = usage.ru_utime + usage.ru_stime
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"gymrec-uploader did not exit within {timeout:.0f} s of SIGTERM")
 
 
 def _niceness(daemon: Daemon) -> int:
@@ -110,9 +121,14 @@ def _seal(staged: Path, spool: Path) -> float:
     return start
 
 
-def _commit_after(hub: Any, since: float) -> float:
-    """Seconds from ``since`` to the first commit request the Hub received after it (the server's log)."""
-    return min(t for t, endpoint, _ in hub.request_log if endpoint == "commit" and t >= since) - since
+def _request_after(hub: Any, since: float, endpoint: str) -> float:
+    """Seconds from ``since`` to the first ``endpoint`` request the Hub received after it (the server's log)."""
+    return min(t for t, name, _ in hub.request_log if name == endpoint and t >= since) - since
+
+
+def _timeline(hub: Any, since: float) -> str:
+    """The batch is pushed ``--commit-every`` after its first episode is converted: when each step began."""
+    return f"push began at {_request_after(hub, since, 'preupload'):.1f} s, commit at {_request_after(hub, since, 'commit'):.1f} s"
 
 
 def p7(commit_every: float = 5.0, frames: int = 5000) -> list[dict[str, Any]]:
@@ -132,20 +148,20 @@ def p7(commit_every: float = 5.0, frames: int = 5000) -> list[dict[str, Any]]:
         with running_hub(token=TOKEN, tmp_path=work) as hub, uploader_daemon(spool, work, hub, repo, commit_every) as d:
             sealed = _seal(staged[0], spool)  # no wait for the daemon: its start-up is part of the figure
             cold = wait_visible(hub, repo, {ids[0]}, d) - sealed
-            cold_commit = _commit_after(hub, sealed)
+            cold_steps = _timeline(hub, sealed)
             sealed = _seal(staged[1], spool)
             warm = wait_visible(hub, repo, {ids[1]}, d) - sealed
-            warm_commit = _commit_after(hub, sealed)
+            warm_steps = _timeline(hub, sealed)
     target = commit_every + 10
     note = (f"nice {d.niceness} (its default), --commit-every {commit_every:g}, served Breakout, local Hub; "
             f"daemon CPU {d.cpu_s:.1f} s for both")
     return [
         {"id": "P7", "what": f"sealed -> visible, daemon started at the seal, {frames // 1000}k frames (s)",
          "value": cold, "fmt": "{:.1f}", "target": f"<= {target:g}", "ok": cold <= target,
-         "note": f"commit sent at {cold_commit:.1f} s; {note}"},
+         "note": f"{cold_steps}; {note}"},
         {"id": "P7", "what": f"sealed -> visible, daemon already watching, {frames // 1000}k frames (s)",
          "value": warm, "fmt": "{:.1f}", "target": f"<= {target:g}", "ok": warm <= target,
-         "note": f"commit sent at {warm_commit:.1f} s; {note}"},
+         "note": f"{warm_steps}; {note}"},
     ]
 
 
