@@ -1,6 +1,8 @@
 """``make bench``: measure the targets from the issues and print one table.
 
 Usage: ``python -m bench [ID ...]`` (e.g. ``python -m bench P1 P3``); no IDs runs everything.
+Exits 1 when any row misses its target. ``P2`` runs the dummy-driver loop and the real X window
+(``P2X`` alone: the window only, which needs Xvfb and xdotool).
 """
 
 from __future__ import annotations
