@@ -120,6 +120,9 @@ def check_manifest(root: Path) -> None:
 
 def _check_files(root: Path, files: dict[str, int]) -> None:
     for rel, expected in files.items():
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:  # a damaged or hostile list: stay inside
+            raise CorruptEpisodeError(f"{root.name}: the checksums name {rel!r}, outside the episode",
+                                      "the episode is damaged")
         try:
             actual = crc32c((root / rel).read_bytes())
         except OSError as e:
