@@ -10,6 +10,10 @@ Episodes are converted as they are claimed and held (claimed, converted) until t
 or ``batch_bytes`` of data (``uploader.batching``). ``stop`` (SIGTERM / Ctrl-C) ends the loop and the
 pending batch is committed before ``run`` returns, as huggingface_hub's ``CommitScheduler`` does on
 exit; ``abort`` (a second Ctrl-C) cuts retry waits short and leaves the episodes queued.
+
+A Hub that stops answering is one state (``uploader.outage``), not a retry per episode: everything
+held goes back to the spool, the daemon says so once and probes with growing backoff until it
+answers, then uploads the queue; ``--once`` ends with one line instead. It never exits for that.
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ from watchdog.observers import Observer
 
 from gymrec.shared import schema
 from gymrec.shared.episode import Episode
-from gymrec.shared.errors import AuthError, CorruptEpisodeError, DatasetError, DiskFullError, GymrecError
+from gymrec.shared.errors import (
+    AuthError,
+    CorruptEpisodeError,
+    DatasetError,
+    DiskFullError,
+    GymrecError,
+    HubUnavailableError,
+)
 from gymrec.shared.spool import check_spool
 from gymrec.uploader.batching import Batcher, Pending, RunSummary
 from gymrec.uploader.claims import Claim, Claimer, episode_attrs, new_owner, owner_is_dead_here, skip_reason
@@ -36,6 +47,8 @@ from gymrec.uploader.config import UploaderConfig
 from gymrec.uploader.convert import convert_episode
 from gymrec.uploader.hub import HubPusher
 from gymrec.uploader.local import STAGING_DIR, LocalWriter, staging_dir
+from gymrec.uploader.outage import Outage
+from gymrec.uploader.status import spool_status
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +87,7 @@ class Uploader:
         local = None if config.hub else LocalWriter(config.local_dir)
         self.summary = RunSummary()
         self.batcher = Batcher(config, self.spool, self.claimer, pusher, local, self.summary, self.convert)
+        self.outage = Outage(pusher, config.retry, stop, self.queued) if pusher is not None else None
         self._work: queue.Queue[Path | None] = queue.Queue()
         self._skipped: set[Path] = set()
         self._failed: set[str] = set()
@@ -86,7 +100,7 @@ class Uploader:
             os.nice(self.config.nice)  # a recorder on this machine comes first
         except OSError:
             log.debug("cannot lower the priority")
-        self.batcher.check_target()  # a bad token or a foreign dataset stops here, before anything is claimed
+        self._check_target()
         self._sweep_work()
         heartbeat = threading.Thread(target=self._heartbeat, name="gymrec-uploader-heartbeat", daemon=True)
         heartbeat.start()
@@ -94,13 +108,17 @@ class Uploader:
         try:
             self.batcher.sweep_manifests()
             if self.config.once:
-                self._drain()
+                if not self.hub_down():
+                    self._drain()
             else:
                 observer = Observer()
                 observer.schedule(_Enqueue(self.spool, self._work), str(self.spool), recursive=False)
                 observer.start()
                 self._loop()
-            self.batcher.flush_all()  # --once, SIGTERM, Ctrl-C: the pending batch is committed first
+            if self.hub_down():  # nothing would get through: what is held waits in the spool, unconverted
+                self.batcher.release_all()
+            else:
+                self.batcher.flush_all()  # --once, SIGTERM, Ctrl-C: the pending batch is committed first
             return self.summary
         finally:
             self.stop.set()
@@ -111,10 +129,36 @@ class Uploader:
             self._beating.set()
             heartbeat.join()
 
+    def hub_down(self) -> bool:
+        return self.outage is not None and self.outage.down is not None
+
+    def queued(self) -> int:
+        """Episodes waiting in the spool (what an outage leaves queued)."""
+        return spool_status(self.spool, self.config.min_active)["waiting"].episodes
+
+    def _check_target(self) -> None:
+        """A bad token or a foreign dataset stops here, before anything is claimed; a down Hub does not."""
+        try:
+            self.batcher.check_target()
+        except HubUnavailableError:
+            if not self.hub_down():  # a refusal, not an outage
+                raise
+
+    def _ride_out(self) -> bool:
+        """The Hub is down: release what is held, wait until it answers (False: stopped first), rescan."""
+        assert self.outage is not None
+        self.batcher.release_all()
+        if not self.outage.wait_until_up():
+            return False
+        self._rescan()
+        return True
+
     def _loop(self) -> None:
         self._rescan()
         next_rescan = time.monotonic() + self.config.rescan_interval
         while not self.stop.is_set():
+            if self.hub_down() and not self._ride_out():
+                return
             timeout = max(0.05, min(next_rescan - time.monotonic(), self.batcher.seconds_until_due()))
             try:
                 path = self._work.get(timeout=timeout)
@@ -125,7 +169,8 @@ class Uploader:
             if time.monotonic() >= next_rescan:
                 self._rescan()
                 next_rescan = time.monotonic() + self.config.rescan_interval
-            self.batcher.flush_due()
+            if not self.hub_down():
+                self.batcher.flush_due()
 
     def _drain(self) -> None:
         """Everything claimable now, then return (``--once``)."""
@@ -140,8 +185,10 @@ class Uploader:
             attempted.update(batch + stale)
             for path in stale:
                 self._process(path, takeover=True)
+            if self.hub_down():
+                return
             for path in batch:
-                if self.stop.is_set():
+                if self.stop.is_set() or self.hub_down():
                     return
                 self._offer(path)
 
@@ -187,6 +234,8 @@ class Uploader:
         self._process(path, takeover=False)
 
     def _process(self, path: Path, takeover: bool) -> None:
+        if self.hub_down():
+            return  # it stays queued; the whole queue is rescanned once the Hub answers
         claim = self.claimer.take_over(path) if takeover else self.claimer.try_claim(path)
         if claim is None:
             return
