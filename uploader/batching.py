@@ -80,7 +80,7 @@ class Batcher:
 
     def check_target(self) -> None:
         if self.pusher is not None:
-            self.pusher.whoami()
+            self.pusher.check_account()
         elif self.local is not None:
             self.local.repair_card()
 

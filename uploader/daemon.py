@@ -19,6 +19,7 @@ answers, then uploads the queue; ``--once`` ends with one line instead. It never
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import queue
@@ -32,14 +33,7 @@ from watchdog.observers import Observer
 
 from gymrec.shared import schema
 from gymrec.shared.episode import Episode
-from gymrec.shared.errors import (
-    AuthError,
-    CorruptEpisodeError,
-    DatasetError,
-    DiskFullError,
-    GymrecError,
-    HubUnavailableError,
-)
+from gymrec.shared.errors import AuthError, CorruptEpisodeError, DatasetError, DiskFullError, GymrecError
 from gymrec.shared.spool import check_spool
 from gymrec.uploader.batching import Batcher, Pending, RunSummary
 from gymrec.uploader.claims import Claim, Claimer, episode_attrs, new_owner, owner_is_dead_here, skip_reason
@@ -48,7 +42,7 @@ from gymrec.uploader.convert import convert_episode
 from gymrec.uploader.hub import HubPusher
 from gymrec.uploader.local import STAGING_DIR, LocalWriter, staging_dir
 from gymrec.uploader.outage import Outage
-from gymrec.uploader.status import spool_status
+from gymrec.uploader.status import waiting_count
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +81,8 @@ class Uploader:
         local = None if config.hub else LocalWriter(config.local_dir)
         self.summary = RunSummary()
         self.batcher = Batcher(config, self.spool, self.claimer, pusher, local, self.summary, self.convert)
-        self.outage = Outage(pusher, config.retry, stop, self.queued) if pusher is not None else None
+        queued = functools.partial(waiting_count, self.spool, config.min_active)
+        self.outage = Outage(pusher, config.retry, stop, queued) if pusher is not None else None
         self._work: queue.Queue[Path | None] = queue.Queue()
         self._skipped: set[Path] = set()
         self._failed: set[str] = set()
@@ -100,7 +95,7 @@ class Uploader:
             os.nice(self.config.nice)  # a recorder on this machine comes first
         except OSError:
             log.debug("cannot lower the priority")
-        self._check_target()
+        self.batcher.check_target()  # a bad token or a foreign dataset stops here, before anything is claimed
         self._sweep_work()
         heartbeat = threading.Thread(target=self._heartbeat, name="gymrec-uploader-heartbeat", daemon=True)
         heartbeat.start()
@@ -108,8 +103,7 @@ class Uploader:
         try:
             self.batcher.sweep_manifests()
             if self.config.once:
-                if not self.hub_down():
-                    self._drain()
+                self._drain()
             else:
                 observer = Observer()
                 observer.schedule(_Enqueue(self.spool, self._work), str(self.spool), recursive=False)
@@ -131,18 +125,6 @@ class Uploader:
 
     def hub_down(self) -> bool:
         return self.outage is not None and self.outage.down is not None
-
-    def queued(self) -> int:
-        """Episodes waiting in the spool (what an outage leaves queued)."""
-        return spool_status(self.spool, self.config.min_active)["waiting"].episodes
-
-    def _check_target(self) -> None:
-        """A bad token or a foreign dataset stops here, before anything is claimed; a down Hub does not."""
-        try:
-            self.batcher.check_target()
-        except HubUnavailableError:
-            if not self.hub_down():  # a refusal, not an outage
-                raise
 
     def _ride_out(self) -> bool:
         """The Hub is down: release what is held, wait until it answers (False: stopped first), rescan."""
@@ -175,7 +157,7 @@ class Uploader:
     def _drain(self) -> None:
         """Everything claimable now, then return (``--once``)."""
         attempted: set[Path] = set()  # a path that could not be claimed is not tried again this run
-        while not self.stop.is_set():
+        while not self.stop.is_set() and not self.hub_down():
             self._recover()
             batch = [p for p in self.claimer.candidates() if p not in self._skipped and p not in attempted
                      and p.name.split(".")[0] not in self._failed]  # fmt: skip
@@ -185,8 +167,6 @@ class Uploader:
             attempted.update(batch + stale)
             for path in stale:
                 self._process(path, takeover=True)
-            if self.hub_down():
-                return
             for path in batch:
                 if self.stop.is_set() or self.hub_down():
                     return

@@ -34,7 +34,7 @@ from gymrec.shared.errors import (
 )
 from gymrec.uploader import card, compact, info
 from gymrec.uploader.convert import ConvertOptions
-from gymrec.uploader.hub_errors import hub_call
+from gymrec.uploader.hub_errors import hub_call, offline_mode
 from gymrec.uploader.shards import Batch
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,14 @@ class HubPusher:
             self._user = str(whoami["name"])
         return self._user
 
+    def check_account(self) -> None:
+        """The start-up check: a refused token raises; a Hub that is down is only marked down (and waited out)."""
+        try:
+            self.whoami()
+        except HubUnavailableError:
+            if self._down is None:  # a refusal, not an outage
+                raise
+
     def probe(self) -> None:
         """One request, no retries: does the Hub answer again? Clears ``down`` when it does.
 
@@ -137,7 +145,8 @@ class HubPusher:
                 if not is_transient(e):
                     raise
                 delay = max(self._retry.delay(attempt), e.retry_after or 0.0)
-                if attempt >= self._retry.attempts or time.monotonic() - started + delay > self._retry.budget:
+                spent = time.monotonic() - started + delay
+                if attempt >= self._retry.attempts or spent > self._retry.budget or offline_mode(e):
                     self._down = e
                     raise
                 log.info("%s; retry %d/%d in %.1fs", e, attempt, self._retry.attempts - 1, delay)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from gymrec.shared.errors import HubUnavailableError, HubUnreachableError
 from gymrec.uploader.card import plural
 from gymrec.uploader.hub import HubPusher, RetryPolicy
+from gymrec.uploader.hub_errors import offline_mode
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ _CAUSE_CHARS = 120  # a cause longer than this is a stack of wrappers, not news
 
 def cause_of(error: HubUnavailableError) -> str:
     """What actually failed, short: ``ConnectError: [Errno 111] Connection refused`` or ``HTTP 503``."""
+    if offline_mode(error):
+        return "HF_HUB_OFFLINE is set"
     original = error.__cause__
     status = getattr(getattr(original, "response", None), "status_code", None)
     if isinstance(status, int):
