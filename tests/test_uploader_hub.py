@@ -277,6 +277,15 @@ def test_once_against_a_killed_hub_is_one_line_and_keeps_the_queue(tmp_path: Pat
     assert lines[0].startswith(f"gymrec-uploader: error: Hub at {endpoint} unreachable (ConnectError"), lines
     assert "; 3 episodes stay queued (" in lines[0] and lines[0].count(endpoint) == 1, lines
     assert waiting_ids(spool) == sealed and claims_left(spool) == [] and quarantined_ids(spool) == set()
+    # HF_HUB_OFFLINE=1: huggingface_hub sends nothing, so there is nothing to retry (-v would show a retry)
+    offline = run_uploader(["--spool", str(spool), "--once", "--repo-id", REPO, "-v"], tmp_path,
+                           _env(endpoint, tmp_path) | {"HF_HUB_OFFLINE": "1"}, timeout=60)
+    lines = stderr_lines(offline.stderr)
+    assert offline.returncode == 2 and not [line for line in lines if "; retry " in line], offline.stderr
+    assert lines[-1] == (f"gymrec-uploader: error: Hub at {endpoint} unreachable (HF_HUB_OFFLINE is set); "
+                         "3 episodes stay queued (this machine may be offline: check the network and "
+                         "--endpoint / HF_ENDPOINT, then run again)"), lines
+    assert waiting_ids(spool) == sealed and claims_left(spool) == []
 
 
 def test_once_when_the_hub_dies_mid_run_tries_one_call_not_one_per_episode(tmp_path: Path, spool: Path) -> None:
