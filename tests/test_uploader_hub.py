@@ -316,46 +316,52 @@ def test_daemon_rides_out_outages_with_one_line_per_change(tmp_path: Path, spool
         endpoint, port = hub.endpoint, int(hub.endpoint.rsplit(":", 1)[1])
         args = ["--spool", str(spool), "--repo-id", REPO, "--commit-every", "0", "--rescan-interval", "0.5",
                 "--workers", "1", *FAST_OUTAGE]  # fmt: skip
-        proc = start("gymrec-uploader", args, tmp_path, _env(endpoint, tmp_path), tmp_path / "daemon")
         err = tmp_path / "daemon.stderr"
         outage = re.escape(f"WARNING gymrec.uploader.outage: Hub at {endpoint}")
+        refused = rf"{outage} unreachable \(ConnectError: [^()]*Connection refused\); "
+        dropped = rf"{outage} unreachable \((RemoteProtocolError|ReadError): [^()]+\); "
+        retrying = "; retrying with backoff"
 
         def lines() -> list[str]:
             return [line for line in stderr_lines(err.read_text()) if not line.startswith(WATCHING)]
 
+        # 0. The Hub is down before the daemon starts: it waits (it used to exit after ~27 s).
+        hub.stop()
+        proc = start("gymrec-uploader", args, tmp_path, _env(endpoint, tmp_path), tmp_path / "daemon")
         try:
+            assert wait_for(lambda: len(lines()) >= 1, 60, poll=0.05), err.read_text()
+            assert proc.poll() is None and uploaded_ids(spool) == set()
+            hub.start(port)
             assert wait_for(lambda: uploaded_ids(spool) == first, 60, poll=0.05), err.read_text()
-            assert lines() == []
+            assert wait_for(lambda: len(lines()) >= 2, 60, poll=0.05), err.read_text()
             # 1. The Hub drops every connection (and counts them): one line, however many probes follow.
             hub.faults = FaultPlan(rate=1.0, kinds=("drop",), only_writes=False)
             expected = first | _move_in(second, spool)
-            assert wait_for(lambda: len(lines()) >= 1, 60, poll=0.05), err.read_text()
+            assert wait_for(lambda: len(lines()) >= 3, 60, poll=0.05), err.read_text()
             probes = hub.stats["whoami"]
             assert wait_for(lambda: hub.stats["whoami"] >= probes + 4, 60, poll=0.05), "the daemon stopped probing"
-            assert proc.poll() is None and len(lines()) == 1, err.read_text()
-            assert re.fullmatch(rf"{outage} unreachable \((RemoteProtocolError|ReadError): [^()]+\); "
-                                r"2 episodes stay queued; retrying with backoff", lines()[0]), lines()
+            assert proc.poll() is None and len(lines()) == 3, err.read_text()
             hub.faults = None
             assert wait_for(lambda: uploaded_ids(spool) == expected, 60, poll=0.05), err.read_text()
-            assert wait_for(lambda: len(lines()) >= 2, 60, poll=0.05), err.read_text()
-            # 2. The Hub is killed (connections refused), then restarted on the same port.
+            assert wait_for(lambda: len(lines()) >= 4, 60, poll=0.05), err.read_text()
+            # 2. The Hub is killed (connections refused) while it has work, then restarted on the same port.
             hub.stop()
             expected |= _move_in(third, spool)
-            assert wait_for(lambda: len(lines()) >= 3, 60, poll=0.05), err.read_text()
+            assert wait_for(lambda: len(lines()) >= 5, 60, poll=0.05), err.read_text()
             assert proc.poll() is None and waiting_ids(spool) == expected - uploaded_ids(spool)
             hub.start(port)
             assert wait_for(lambda: uploaded_ids(spool) == expected, 60, poll=0.05), err.read_text()
-            assert wait_for(lambda: len(lines()) >= 4, 60, poll=0.05), err.read_text()
+            assert wait_for(lambda: len(lines()) >= 6, 60, poll=0.05), err.read_text()
             proc.terminate()
             assert proc.wait(timeout=60) == 0, err.read_text()
         finally:
             reap(proc)
         final = lines()
-        assert stderr_lines(err.read_text())[1:] == final and len(final) == 4, err.read_text()
-        assert re.fullmatch(f"{outage} reachable again; uploading 2 queued episodes", final[1]), final
-        assert re.fullmatch(rf"{outage} unreachable \(ConnectError: [^()]*Connection refused\); "
-                            r"1 episode stays queued; retrying with backoff", final[2]), final
-        assert re.fullmatch(f"{outage} reachable again; uploading 1 queued episode", final[3]), final
+        assert stderr_lines(err.read_text())[1:] == final and len(final) == 6, err.read_text()
+        patterns = [refused + "2 episodes stay queued" + retrying, f"{outage} reachable again; uploading 2 queued episodes",
+                    dropped + "2 episodes stay queued" + retrying, f"{outage} reachable again; uploading 2 queued episodes",
+                    refused + "1 episode stays queued" + retrying, f"{outage} reachable again; uploading 1 queued episode"]
+        assert all(re.fullmatch(p, line) for p, line in zip(patterns, final, strict=True)), final
         landed = landing(hub, REPO)
         assert set(landed.metas) == expected and landed.duplicates() == 0
         assert all(n == 1 for n in landed.listed.values()), landed.listed
