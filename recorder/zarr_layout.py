@@ -1,11 +1,12 @@
 """Zarr v3 metadata and chunk files, written as files instead of through zarr's async store API.
 
 zarr's public write calls cost 3-25 ms each in Python (event loop hops, metadata re-reads). A short
-Atari episode lasts ~0.1 s at raw speed, so those calls alone would halve the recording rate. The
-bytes here still come from zarr itself: ``GroupMetadata`` / ``ArrayV3Metadata`` serialise the
-metadata and numcodecs' Zstd (what zarr's ZstdCodec uses) encodes the chunks. Only the I/O is ours:
-a temp file and an atomic rename, like zarr's own LocalStore. ``tests/test_recorder.py`` checks that
-zarr reads the result.
+Atari episode lasts ~0.1 s at raw speed, so those calls alone would halve the recording rate.
+numcodecs' Zstd (what zarr's ZstdCodec uses) encodes the chunks; the group and numeric-array
+metadata are spelled out exactly as zarr 3.1's ``GroupMetadata`` / ``ArrayV3Metadata`` write them
+(importing zarr cost each recorder process ~120-150 ms of start-up), and zarr itself builds any
+other dtype's. The I/O is a temp file and an atomic rename, like zarr's own LocalStore.
+``tests/test_recorder.py`` checks both documents against zarr's and that zarr reads the result.
 """
 
 from __future__ import annotations
