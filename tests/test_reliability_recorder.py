@@ -269,6 +269,11 @@ def test_r1_sigkill_at_random_moments_loses_nothing(spool: Path, workdir: Path) 
     assert not unreadable, unreadable
     assert not left, [(p.name, (p / FAILED_NOTE).read_text() if (p / FAILED_NOTE).exists() else "") for p in left]
     assert lost == 0
+    # The episode count is every journaled orphan sealed, besides those the recorders sealed themselves.
+    vanished = sorted(eid for eid in campaign.journaled if eid not in episodes)
+    assert not vanished, f"{len(vanished)} orphans have no sealed episode: {vanished[:5]}"
+    assert len(sealed) == len(episodes) >= len(campaign.journaled), (len(sealed), len(campaign.journaled))
+    assert not staging, staging
     assert not not_exact
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert identical == len(to_replay), replay.stdout
