@@ -470,8 +470,8 @@ BAD = [
     # issue 13.4: nothing in the spool blocks the rest of it
     Bad("mkdir S/backup.partial", _once("--repo-id", REPO), _alien_partial, a_goes_to="uploaded",
         warns="backup.partial is not a gymrec episode",
-        known_bug="uploader/daemon.py runs recovery at start-up and again in its first scan (lines 134 and 149), "
-                  "so --once warns twice about one alien .partial; the daemon is the daemon helper's"),
+        known_bug="uploader/daemon.py:161: --once's _drain() runs recovery on every pass (at least two), and each "
+                  "pass warns again about the same alien .partial; the daemon is the daemon helper's"),
 ]
 
 
