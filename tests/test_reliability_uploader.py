@@ -469,9 +469,7 @@ BAD = [
     Bad("episode dir not a UUID", _once("--repo-id", REPO), _rename_not_uuid, a_goes_to="untouched"),
     # issue 13.4: nothing in the spool blocks the rest of it
     Bad("mkdir S/backup.partial", _once("--repo-id", REPO), _alien_partial, a_goes_to="uploaded",
-        warns="backup.partial is not a gymrec episode",
-        known_bug="uploader/daemon.py:161: --once's _drain() runs recovery on every pass (at least two), and each "
-                  "pass warns again about the same alien .partial; the daemon is the daemon helper's"),
+        warns="backup.partial is not a gymrec episode"),
 ]
 
 
