@@ -26,14 +26,12 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gymrec.recorder.salvage import Survivors, set_aside_unusable, survey
 from gymrec.recorder.writer import EpisodeWriter
 from gymrec.shared import schema
 from gymrec.shared.attrs import make_env_for, utc_now
 from gymrec.shared.backends import EpisodeStarter
-from gymrec.shared.episode import Episode
 from gymrec.shared.errors import CorruptEpisodeError, GymrecError, RecoveryError, SchemaVersionError
 from gymrec.shared.spaces import decode_action, encode_action, split_observation
 from gymrec.shared.spool import (
@@ -44,6 +42,10 @@ from gymrec.shared.spool import (
     partial_episodes,
     sealed_episodes,
 )
+
+if TYPE_CHECKING:
+    from gymrec.recorder.salvage import Survivors
+    from gymrec.shared.episode import Episode
 
 log = logging.getLogger(__name__)
 FAILED_NOTE = "recovery-failed.txt"
@@ -86,12 +88,18 @@ class _Orphan:
 
 
 def _load(partial: Path) -> _Orphan:
+    # Imported here: they load zarr (~120 ms of every gymrec-play start-up, measured), which only an orphan needs.
+    from gymrec.recorder.salvage import survey
+    from gymrec.shared.episode import Episode
+
     survivors = survey(partial, Episode(partial, trusted_length=0))  # the attributes are validated here
     return _Orphan(partial, Episode(partial, trusted_length=survivors.verified), survivors)
 
 
 def recover(partial: Path, lock: WriterLock) -> Recovered:
     """Recover one orphan whose lock the caller holds; the lock is released on return."""
+    from gymrec.recorder.salvage import set_aside_unusable  # loads zarr: see _load
+
     with contextlib.ExitStack() as stack:
         stack.callback(lock.release)  # idempotent: sealing releases it too
         orphan = _load(partial)
