@@ -8,6 +8,7 @@ proves that every journaled step is in a sealed episode, bit for bit, and that r
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -33,7 +34,6 @@ from tests.reliability_helpers import (
     POLL_S,
     Journaled,
     changed_files,
-    committed,
     committed_steps,
     group_members,
     held_exclusive,
@@ -56,6 +56,25 @@ R1_KILLS = 50 if STRESS else 12
 R1_SEED = int(os.environ.get("GYMREC_R1_SEED", "0") or 0) or 20240605
 MOMENTS = ("chunk", "flush", "seal", "start", "recovery")
 TRIGGER_TIMEOUT_S = 60
+def _sealing_length(partial: Path) -> int | None:
+    """The length sealing is writing, once the final attributes (checksums included) precede the rename."""
+    try:
+        attrs = json.loads((partial / schema.METADATA_NAME).read_bytes())["attributes"]
+        return int(attrs["length"]) if schema.CHECKSUMS_ATTR in attrs else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # gone (renamed) meanwhile, or mid-replacement
+
+
+def _sealing(partial: Path) -> bool:
+    return _sealing_length(partial) is not None
+
+
+def _durable_steps(partial: Path) -> int:
+    """Steps on disk: committed.json's count, or the whole length once sealing is under way (an
+    unpaced game can end before its first sync pass, and sealing drops committed.json)."""
+    return max(committed_steps(partial), _sealing_length(partial) or 0)
+
+
 LANDED_WINDOWS = ("seal: before the rename", "recovery: mid-recovery")
 TOP_UPS = 8
 R5_PLAY_REPLAY_MIN = 45  # of the catalogue's cases (3 need Xvfb)
@@ -125,11 +144,11 @@ class KillCampaign:
         seen: dict[Path, int] = {}
 
         def mid_chunk() -> bool:
-            return any(committed_steps(p) >= target for p in self._new_partials(before))
+            return any(_durable_steps(p) >= target for p in self._new_partials(before))
 
         def after_flush() -> bool:
             for p in self._new_partials(before):
-                steps = committed_steps(p)
+                steps = _durable_steps(p)
                 if steps >= max(target, 1) and seen.get(p, steps) < steps:
                     return True
                 seen[p] = steps
@@ -140,8 +159,8 @@ class KillCampaign:
 
         def sealing() -> bool:
             done = sum(n.endswith(schema.SEALED_SUFFIX) for n in names(self.spool) - before)
-            if on_marker:  # the sealed marker is written before the final attributes and the rename
-                return done >= seals_first and any((committed(p) or {}).get("sealed") for p in self._new_partials(before))
+            if on_marker:  # the final attributes (with their checksums) are written, the rename not yet done
+                return done >= seals_first and any(_sealing(p) for p in self._new_partials(before))
             return done > seals_first  # right after a rename
 
         # the episode directory is being made, or has just been renamed into place (no step yet)
@@ -156,7 +175,7 @@ class KillCampaign:
         sigkill(proc, whole_group)
         self.kills[moment] += 1
         self.groups.append(proc.pid)
-        if moment == "seal" and any((committed(p) or {}).get("sealed") for p in partial_episodes(self.spool)):
+        if moment == "seal" and any(_sealing(p) for p in partial_episodes(self.spool)):
             self.landed["seal: before the rename"] += 1
         orphans = self.collect()
         if moment == "start":
