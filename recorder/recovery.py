@@ -22,10 +22,9 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gymrec.recorder.salvage import Survivors, set_aside_unusable, survey
-from gymrec.recorder.writer import EpisodeWriter
 from gymrec.shared import schema
 from gymrec.shared.attrs import make_env_for, utc_now
 from gymrec.shared.backends import EpisodeStarter
@@ -33,6 +32,9 @@ from gymrec.shared.episode import Episode
 from gymrec.shared.errors import CorruptEpisodeError, GymrecError, RecoveryError, SchemaVersionError
 from gymrec.shared.spaces import decode_action, encode_action, split_observation
 from gymrec.shared.spool import SET_ASIDE_AREA, WriterLock, orphaned, partial_episodes
+
+if TYPE_CHECKING:
+    from gymrec.recorder.writer import EpisodeWriter
 
 log = logging.getLogger(__name__)
 FAILED_NOTE = "recovery-failed.txt"
@@ -81,6 +83,9 @@ def _load(partial: Path) -> _Orphan:
 
 def recover(partial: Path, lock: WriterLock) -> Recovered:
     """Recover one orphan whose lock the caller holds; the lock is released on return."""
+    # The writer imports zarr (~150 ms): every replay and uploader start checks for orphans, few find one.
+    from gymrec.recorder.writer import EpisodeWriter
+
     with contextlib.ExitStack() as stack:
         stack.callback(lock.release)  # idempotent: sealing releases it too
         orphan = _load(partial)

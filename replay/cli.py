@@ -55,7 +55,7 @@ def lineage(attrs: EpisodeAttrs) -> str:
 
 def _one(job: Job, config: ReplayConfig, envs: EnvPool) -> tuple[Result, str] | None:
     source = job.open()
-    if not job.explicit and source.end_reason == EndReason.DISCARDED:
+    if source is None or (not job.explicit and source.end_reason == EndReason.DISCARDED):
         return None
     if config.render:
         from gymrec.replay.render import show

@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,10 +62,10 @@ class Result:
     steps_run: int = 0
 
 
-def version_warnings(attrs: EpisodeAttrs) -> list[str]:
+def version_warnings(attrs: EpisodeAttrs, installed: Mapping[str, str] | None = None) -> list[str]:
     """One line per env package whose installed version differs from the recorded one."""
     recorded = attrs.versions
-    installed = backend_named(attrs.backend).versions()
+    installed = backend_named(attrs.backend).versions() if installed is None else installed
     return [
         f"{name} {installed[name]} is installed but the episode was recorded with {recorded[name]}"
         for name in CHECKED_VERSIONS
@@ -83,6 +83,15 @@ class EnvPool:
 
     def __init__(self) -> None:
         self._made: dict[str, MadeEnv] = {}
+        self._versions: dict[str, dict[str, str]] = {}
+
+    def versions(self, backend: str) -> dict[str, str]:
+        """The installed versions of ``backend``'s packages, looked up once: importlib.metadata
+        parses every package's METADATA for each lookup, ~2.4 ms an episode for ALE's four."""
+        found = self._versions.get(backend)
+        if found is None:
+            found = self._versions[backend] = backend_named(backend).versions()
+        return found
 
     def get(self, attrs: EpisodeAttrs) -> MadeEnv:
         key = json.dumps([attrs.env_id, attrs.env_kwargs, attrs.backend], sort_keys=True)
@@ -211,15 +220,15 @@ def verify(
 ) -> Result:
     """Verify one episode end to end, in an env from ``envs`` (without one: a private env, closed after)."""
     started = time.perf_counter()
-    warnings = version_warnings(source.attrs)
-    for line in warnings:
-        warn(f"{source.id[:8]}: {line}")
-    steps = source.steps()
-    checker = Checker(source, steps, options)
-    if options.check_frames:
-        checker.forced = checker.first_bad_stored_frame()
     with contextlib.ExitStack() as stack:
         pool = envs if envs is not None else stack.enter_context(EnvPool())
+        warnings = version_warnings(source.attrs, pool.versions(source.attrs.backend))
+        for line in warnings:
+            warn(f"{source.id[:8]}: {line}")
+        steps = source.steps()
+        checker = Checker(source, steps, options)
+        if options.check_frames:
+            checker.forced = checker.first_bad_stored_frame()
         divergence, ran = run(source, steps, pool.get(source.attrs), checker, warn)
     return Result(
         episode_id=source.id,
