@@ -15,12 +15,13 @@ zarr does:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numcodecs
 import numpy as np
+from numcodecs import zstd
 
 from gymrec.shared import schema
 from gymrec.shared.checksums import CRC_SIZE, crc_ok
@@ -45,6 +46,16 @@ class ArrayMeta:
     chunk_rows: int
     separator: str
     checksum: bool
+    # Chunk i's file is ``_key_head + str(i) + _key_tail``: built as a string, ~1 us, where pathlib's
+    # joins cost ~6 us a chunk, and replay --all touches ~150 chunk files an episode (5 % of its
+    # non-emulator time, measured on Breakout).
+    _key_head: str = field(init=False, repr=False, compare=False)
+    _key_tail: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        head = os.path.join(self.path, "c") + self.separator
+        object.__setattr__(self, "_key_head", head)
+        object.__setattr__(self, "_key_tail", (self.separator + "0") * (len(self.shape) - 1))
 
     @classmethod
     def read(cls, path: Path, where: str, name: str) -> ArrayMeta:
@@ -71,7 +82,13 @@ class ArrayMeta:
         return self.shape[1:]
 
     def chunk_file(self, index: int) -> Path:
-        return chunk_file(self.path, index, len(self.shape), self.separator)
+        return Path(self._key(index))
+
+    def _key(self, index: int) -> str:
+        return f"{self._key_head}{index}{self._key_tail}"
+
+    def has_chunk(self, index: int) -> bool:
+        return os.path.isfile(self._key(index))
 
     def decode(self, data: bytes, index: int, where: str, name: str) -> np.ndarray:
         """One chunk's rows; ChunkCorruptError when its checksum or its decoding fails."""
@@ -81,7 +98,7 @@ class ArrayMeta:
                 raise ChunkCorruptError(where, name, index, rows, "fails its crc32c checksum")
             data = data[:-CRC_SIZE]
         try:
-            raw = numcodecs.Zstd().decode(data)
+            raw = zstd.decompress(data)  # what numcodecs.Zstd().decode does, less its wrapping
             return np.frombuffer(raw, dtype=self.dtype).reshape(self.chunk_rows, *self.row_shape)
         except (RuntimeError, ValueError, TypeError) as e:
             raise ChunkCorruptError(where, name, index, rows, f"cannot be decoded ({e})") from e
@@ -91,7 +108,8 @@ class ArrayMeta:
 
     def _bytes(self, index: int, where: str, name: str) -> bytes:
         try:
-            return self.chunk_file(index).read_bytes()
+            with open(self._key(index), "rb") as f:
+                return f.read()
         except FileNotFoundError as e:
             raise ChunkCorruptError(where, name, index, self._span(index), "is missing") from e
         except OSError as e:

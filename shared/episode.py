@@ -151,7 +151,7 @@ class Episode:
                 raise CorruptEpisodeError(f"{self.path.name}: array {name!r} has shape {meta.shape}, expected {shape}")
             # zarr reads a missing chunk as fill zeros: a truncated copy must fail, not read as blank frames.
             for index in range(-(-shape[0] // meta.chunk_rows)):
-                if not meta.chunk_file(index).is_file():
+                if not meta.has_chunk(index):
                     raise ChunkCorruptError(self.path.name, name, index,
                                             (index * meta.chunk_rows, (index + 1) * meta.chunk_rows), "is missing")
 
