@@ -186,15 +186,21 @@ class Checker:
 def run(source: EpisodeSource, steps: RecordedSteps, made: MadeEnv, checker: Checker,
         warn: Callable[[str], None] = log.warning) -> tuple[Divergence | None, int]:
     """The hot loop: (first divergence or None, steps stepped)."""
-    env = made.env
-    actions = steps.actions
-    check_obs, check_outcome = checker.obs, checker.outcome
-    step = env.step
     started = made.starter.restart(source.attrs.seed, source.attrs.start_state)
     if started.note:
         warn(f"{source.id[:8]}: {started.note}")
-    obs = started.obs
-    for t in range(source.length):
+    loop = _run_single if checker.single and checker.forced < 0 else _run_leaves
+    divergence, ran = loop(source.length, started.obs, steps, made.env.step, checker)
+    if divergence is not None and ran == source.length and divergence.step == source.length:
+        divergence = Divergence(divergence.step, f"final {divergence.field}", *_rest(divergence))
+    return divergence, ran
+
+
+def _run_leaves(length: int, obs: Any, steps: RecordedSteps, step: Callable[[Any], Any],
+                checker: Checker) -> tuple[Divergence | None, int]:
+    actions = steps.actions
+    check_obs, check_outcome = checker.obs, checker.outcome
+    for t in range(length):
         divergence = check_obs(t, obs)
         if divergence is not None:
             return divergence, t
@@ -202,10 +208,27 @@ def run(source: EpisodeSource, steps: RecordedSteps, made: MadeEnv, checker: Che
         divergence = check_outcome(t, reward, terminated, truncated)
         if divergence is not None:
             return divergence, t + 1
-    divergence = check_obs(source.length, obs)
-    if divergence is not None:
-        divergence = Divergence(divergence.step, f"final {divergence.field}", *_rest(divergence))
-    return divergence, source.length
+    return check_obs(length, obs), length
+
+
+def _run_single(length: int, obs: Any, steps: RecordedSteps, step: Callable[[Any], Any],
+                checker: Checker) -> tuple[Divergence | None, int]:
+    """``_run_leaves`` for a one-leaf observation, its checks inlined (~1.5 us a step of method
+    calls and conversions, ~1 % of a Breakout replay). Any inequality here goes to the Checker,
+    which decides, so this loop can only defer a verdict, never pass a step the Checker would fail."""
+    actions, hashes = steps.actions, steps.obs_hashes[OBS_LEAF]
+    rewards, terminateds, truncateds = steps.reward, steps.terminated, steps.truncated
+    for t in range(length):
+        if row_hash(obs) != hashes[t]:
+            divergence = checker.obs(t, obs)
+            if divergence is not None:
+                return divergence, t
+        obs, reward, terminated, truncated, _ = step(actions[t])
+        if reward != rewards[t] or terminated != terminateds[t] or truncated != truncateds[t]:
+            divergence = checker.outcome(t, reward, terminated, truncated)
+            if divergence is not None:
+                return divergence, t + 1
+    return checker.obs(length, obs), length
 
 
 def _rest(d: Divergence) -> tuple[str, int | None, float | None, Path | None]:
