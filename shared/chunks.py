@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numcodecs import zstd
 
 from gymrec.shared import schema
 from gymrec.shared.checksums import CRC_SIZE, crc_ok
@@ -53,6 +52,8 @@ class ZstdFrames:
     def decompress(self, data: bytes, size: int) -> bytes:
         """``data``'s content; ``size`` bounds it where a frame does not record its own."""
         if self._context is None:
+            from numcodecs import zstd  # ~30 ms to import (it scans every installed package's entry points)
+
             return bytes(zstd.decompress(data))
         return self._context.decompress(data, max_output_size=size)
 
