@@ -1,6 +1,8 @@
 """``make bench``: measure the targets from the issues and print one table.
 
 Usage: ``python -m bench [ID ...]`` (e.g. ``python -m bench P1 P3``); no IDs runs everything.
+Exits 1 when any row misses its target. ``P2`` runs the dummy-driver loop and the real X window
+(``P2X`` alone: the window only, which needs Xvfb and xdotool).
 """
 
 from __future__ import annotations
@@ -29,6 +31,36 @@ def uploader_rows() -> list[Row]:
     return uploader_bench.rows()
 
 
+def p6_rows() -> list[Row]:
+    """The recorder's half records the moving session the uploader daemon's half then uploads."""
+    import tempfile
+    from pathlib import Path
+
+    from bench import daemon_bench
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spool = Path(tmp) / "spool"
+        return recorder_bench.p6_recorder(spool) + daemon_bench.p6_uploader(spool, Path(tmp))
+
+
+def p7_rows() -> list[Row]:
+    from bench import daemon_bench
+
+    return daemon_bench.p7()
+
+
+def p2_window_rows() -> list[Row]:
+    from bench import window_bench
+
+    return window_bench.p2_window()
+
+
+def scale_rows() -> list[Row]:
+    from bench import scale_bench
+
+    return scale_bench.scale_rows()
+
+
 def rewind_rows() -> list[Row]:
     from bench import rewind_bench
 
@@ -45,19 +77,33 @@ SUITES: Mapping[str, Callable[[], list[Row]]] = MappingProxyType({
     "P1": cli_bench.p1_p5,
     "P3": recorder_bench.p3,
     "P2": recorder_bench.p2,
+    "P2X": p2_window_rows,
     "P11": cli_bench.p11,
-    "P6": recorder_bench.p6_recorder,
+    "P6": p6_rows,
     "P4": uploader_rows,
+    "P7": p7_rows,
+    "P8": scale_rows,
     "E1": export_rows,
     "R1": rewind_rows,
 })
-# P5 comes with P1 (it replays P1's recording); P7 and the uploader's P6 come with P4; E2/E3 (video) with E1.
-ALIASES: Mapping[str, str] = MappingProxyType({"P5": "P1", "P7": "P4", "E2": "E1", "E3": "E1"})
+# P5 comes with P1 (it replays P1's recording); P9 and the read speed with P8; E2/E3 (video) with E1.
+# P2X is P2 in a real X window (Xvfb); ``P2`` runs both.
+ALIASES: Mapping[str, str] = MappingProxyType({"P5": "P1", "P9": "P8", "READ": "P8", "E2": "E1", "E3": "E1"})
+WITH: Mapping[str, tuple[str, ...]] = MappingProxyType({"P2": ("P2", "P2X")})
+
+
+def _suites(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    for arg in argv:
+        key = ALIASES.get(arg.upper(), arg.upper())
+        out += WITH.get(key, (key,))
+    return out or list(SUITES)
 
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
-    wanted = [ALIASES.get(a.upper(), a.upper()) for a in argv] or list(SUITES)
+    wanted = _suites(argv)
+    load_start = os.getloadavg()[0]
     rows: list[Row] = []
     for key in dict.fromkeys(wanted):
         start = time.perf_counter()
@@ -65,6 +111,8 @@ def main(argv: list[str]) -> int:
         rows += SUITES[key]()
         print(f"  {key} took {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     rows.sort(key=lambda r: (r["id"][0], int(r["id"][1:])))
+    # Shared machines make timings noisy: say how busy this one was (1-minute load average).
+    print(f"{os.cpu_count()} cores, load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     print(f"{'id':<4} {'measure':<58} {'value':>10} {'target':>8}  ok    note")
     for r in rows:
         value = r["fmt"].format(r["value"]) if isinstance(r["value"], int | float) else str(r["value"])

@@ -1,8 +1,12 @@
-"""Recorder measurements in-process: P2 (60 Hz pacing), P3 (bytes/frame), P6 (RSS). P1 is in cli_bench."""
+"""Recorder measurements in-process: P2 (60 Hz pacing, dummy driver), P3 (bytes/frame), P6 (RSS).
+
+P1 is in cli_bench, P2's real-window variant in window_bench, P6's uploader half in daemon_bench.
+"""
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +15,9 @@ import psutil
 
 from gymrec.recorder.clock import FixedRateClock
 from gymrec.recorder.config import PlayConfig
+from gymrec.recorder.controllers import AgentController
 from gymrec.recorder.session import Session
-from gymrec.shared.backends import make_env
+from gymrec.shared.backends import MadeEnv, make_env
 from gymrec.shared.episode import Episode
 
 BREAKOUT = "BreakoutNoFrameskip-v4"
@@ -95,30 +100,85 @@ def p2(ticks: int = 900, fps: float = 60.0) -> list[dict[str, Any]]:
     ]
 
 
-def p6_recorder(steps: int = 100_000) -> list[dict[str, Any]]:
-    """RSS growth between step 10k and 100k of one long Breakout episode (FIRE never pressed)."""
-    proc = psutil.Process()
-    samples: dict[int, int] = {}
+class BallTracker:
+    """Breakout played on: FIRE serves the ball, then the paddle follows it (read from the console's RAM).
 
-    class NoFire:
-        def __init__(self) -> None:
-            self.n = 0
-            self.rng = np.random.default_rng(0)
+    Every frame moves (ball, paddle, bricks breaking), unlike a policy that never serves. It still
+    misses now and then, so a game lasts ~5-8k steps and a 100k-step session is a dozen games.
+    """
 
-        def __call__(self, _obs: Any) -> int:
-            self.n += 1
-            if self.n in (10_000, steps):
-                samples[self.n] = proc.memory_info().rss
-            return int(self.rng.choice([0, 2, 3]))  # the ball is never served: the episode never ends
+    BALL_X, BALL_Y, PADDLE_X = 99, 101, 72  # RAM addresses; paddle x == ball x - 9 centres the paddle
 
-    with tempfile.TemporaryDirectory() as tmp:
-        made = make_env(BREAKOUT, {})
-        config = PlayConfig(env_id=BREAKOUT, spool=Path(tmp), seed=3, agent="random", headless=True, episodes=1,
-                            max_steps=steps)
-        session = Session(config, made)
-        session.agent = NoFire()
-        result = session.run()
+    def __init__(self, made: MadeEnv, seed: int, on_step: Callable[[int], None] | None = None) -> None:
+        self.ale = made.env.unwrapped.ale  # type: ignore[attr-defined]
+        self.rng = np.random.default_rng(seed)
+        self.on_step = on_step
+        self.n = 0
+
+    def __call__(self, _obs: Any) -> int:
+        self.n += 1
+        if self.on_step is not None:
+            self.on_step(self.n)
+        ram = self.ale.getRAM()
+        if ram[self.BALL_Y] == 0:
+            return 1  # FIRE: serve
+        target = int(ram[self.BALL_X]) - 9 + int(self.rng.integers(-3, 4))
+        paddle = int(ram[self.PADDLE_X])
+        return 2 if paddle < target - 1 else 3 if paddle > target + 1 else 0  # RIGHT, LEFT, NOOP
+
+
+def record_moving(spool: Path, steps: int, seed: int = 3,
+                  on_step: Callable[[int], None] | None = None) -> list[Path]:
+    """``steps`` steps of served, moving Breakout through the real Session and its writer process."""
+    spool.mkdir(parents=True, exist_ok=True)
+    made = make_env(BREAKOUT, {})
+    try:
+        config = PlayConfig(env_id=BREAKOUT, spool=spool, seed=seed, agent="random", headless=True, episodes=None)
+        tracker = BallTracker(made, seed, on_step)
+        source = AgentController(_until(tracker, steps), "bench:ball-tracker")
+        return Session(config, made, source).run().sealed
+    finally:
         made.env.close()
-    growth = (samples.get(steps, 0) - samples.get(10_000, 0)) / 2**20
-    return [{"id": "P6", "what": "recorder RSS growth, step 10k -> 100k (MB)", "value": growth, "fmt": "{:.1f}",
-             "target": "< 20", "ok": growth < 20, "note": f"{result.steps:,} steps in one episode"}]
+
+
+def _until(agent: BallTracker, steps: int) -> Callable[[Any], int]:
+    """The tracker, with a Ctrl-C after ``steps`` steps: the session seals the game in play and stops."""
+
+    def act(obs: Any) -> int:
+        if agent.n >= steps:
+            raise KeyboardInterrupt
+        return agent(obs)
+
+    return act
+
+
+def _tree_rss(proc: psutil.Process) -> dict[str, int]:
+    """RSS of the recorder and of its writer process (the child that holds and compresses the chunks)."""
+    children = [c for c in proc.children() if "writer_process" in " ".join(c.cmdline())]
+    return {"recorder": proc.memory_info().rss, "writer": sum(c.memory_info().rss for c in children)}
+
+
+def p6_recorder(spool: Path, steps: int = 100_000) -> list[dict[str, Any]]:
+    """RSS growth, recorder + writer process, between step 10k and 100k of one session of moving Breakout."""
+    proc = psutil.Process()
+    samples: dict[int, dict[str, int]] = {}
+    peak = 0
+
+    def sample(n: int) -> None:
+        nonlocal peak
+        if n % 1000 == 0 or n in (10_000, steps):
+            rss = _tree_rss(proc)
+            peak = max(peak, sum(rss.values()))
+            if n in (10_000, steps):
+                samples[n] = rss
+
+    sealed = record_moving(spool, steps, on_step=sample)
+    if set(samples) != {10_000, steps} or not samples[steps]["writer"]:
+        raise RuntimeError(f"P6: RSS samples missing at steps 10k/{steps} (got {sorted(samples)})")
+    grew = {k: (samples[steps][k] - samples[10_000][k]) / 2**20 for k in ("recorder", "writer")}
+    growth = sum(grew.values())
+    frames = sum(Episode(p).length for p in sealed)
+    return [{"id": "P6", "what": "recorder + writer RSS growth, step 10k -> 100k (MB)", "value": growth,
+             "fmt": "{:.1f}", "target": "< 20", "ok": growth < 20,
+             "note": f"recorder {grew['recorder']:+.1f}, writer {grew['writer']:+.1f}; peak sum {peak / 2**20:.0f} MB; "
+                     f"{frames:,} steps of served Breakout in {len(sealed)} games"}]

@@ -1,39 +1,30 @@
-"""Uploader measurements for ``make bench`` (the bench package prints the table).
+"""P4 for ``make bench``: what the dataset gains per frame, and how fast the uploader converts.
 
-- P4: dataset bytes per frame and conversion frames/s on Breakout random play.
-- P6: peak RSS (MB) of a process converting one 100k-frame episode.
-- P7: seconds from an episode being sealed to its commit being visible on the local test Hub.
+Bytes count every file the uploader writes for the episodes: data shards, index shards,
+``meta/info.json``, the card ``README.md`` and the previews (a local dataset: the same layout the
+Hub gets). Speed is the uploader's whole ``--once`` run (claim, convert, write, index, card) and,
+beside it, conversion alone, the figure this row reported before.
+P6's uploader half and P7 are in daemon_bench; P8, P9 and the read speed in scale_bench.
 """
 
 from __future__ import annotations
 
-import resource
-import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from gymrec.shared.episode import Episode
 from gymrec.shared.spool import sealed_episodes
 from gymrec.uploader.convert import ConvertOptions, convert_episode
 
 BREAKOUT = "BreakoutNoFrameskip-v4"
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def record_breakout(spool: Path, steps: int, seed: int = 0, serve: bool = False) -> list[Path]:
-    """Real, replayable Breakout episodes through the recorder's own Session.
-
-    ``serve=True``: random play, whole games (each ends when the lives run out) until ``steps``
-    frames are recorded. ``serve=False``: one episode of exactly ``steps`` steps from a random
-    policy that never presses FIRE, so the ball is never served and the game never ends.
-    """
+def record_breakout(spool: Path, steps: int, seed: int = 0) -> list[Path]:
+    """Whole games of random Breakout play (FIRE included: the ball moves) through the recorder's
+    own Session, each ending when its lives run out, until ``steps`` frames are recorded."""
     from gymrec.recorder.config import PlayConfig
     from gymrec.recorder.session import Session
     from gymrec.shared.backends import make_env
@@ -41,274 +32,80 @@ def record_breakout(spool: Path, steps: int, seed: int = 0, serve: bool = False)
     spool.mkdir(parents=True, exist_ok=True)
     made = make_env(BREAKOUT, {})
     try:
-        if serve:
-            paths: list[Path] = []
-            total = 0
-            while total < steps:
-                config = PlayConfig(env_id=BREAKOUT, spool=spool, seed=seed + len(paths), agent="random",
-                                    headless=True, episodes=1, max_steps=steps - total)
-                result = Session(config, made).run()
-                paths += result.sealed
-                total += result.steps
-            return paths
-        config = PlayConfig(env_id=BREAKOUT, spool=spool, seed=seed, agent="random", headless=True, episodes=1,
-                            max_steps=steps)
-        session = Session(config, made)
-        rng = np.random.default_rng(seed)
-        session.agent = lambda _obs: int(rng.choice([0, 2, 3]))  # NOOP, RIGHT, LEFT: never FIRE
-        return session.run().sealed
+        paths: list[Path] = []
+        total = 0
+        while total < steps:
+            config = PlayConfig(env_id=BREAKOUT, spool=spool, seed=seed + len(paths), agent="random",
+                                headless=True, episodes=1, max_steps=steps - total)
+            result = Session(config, made).run()
+            paths += result.sealed
+            total += result.steps
+        return paths
     finally:
         made.env.close()
 
 
-def bench_p4(spool: Path, workers: int | None = None) -> dict[str, float]:
-    """Convert every Breakout episode in ``spool``: dataset bytes per frame (all files) and frames/s."""
-    episodes = [Episode(p) for p in sealed_episodes(spool) if Episode(p).attrs.env_id == BREAKOUT]
-    if not episodes:
-        episodes = [Episode(p) for p in record_breakout(spool, 5000, serve=True)]
-    options = ConvertOptions() if workers is None else ConvertOptions(workers=workers)
-    size = frames = 0
+def _conversion_only(episodes: list[Episode], options: ConvertOptions) -> float:
+    """Frames/s of ``convert_episode`` alone (the step rows and the final image; no dataset files)."""
     seconds = 0.0
     with tempfile.TemporaryDirectory() as out:
         for episode in episodes:
             start = time.perf_counter()
-            converted = convert_episode(episode, Path(out) / episode.id, options)
+            convert_episode(episode, Path(out) / episode.id, options)
             seconds += time.perf_counter() - start
-            size += converted.size  # its step rows and its final image (the index row holds the image)
-            frames += episode.length
-    return {"bytes_per_frame": size / frames, "frames_per_s": frames / seconds, "frames": frames,
-            "episodes": len(episodes)}
+    return sum(e.length for e in episodes) / seconds
 
 
-def bench_p6(spool: Path, frames: int = 100_000) -> float:
-    """Peak RSS (MB) of a fresh process converting one ``frames``-step Breakout episode."""
-    found = [p for p in sealed_episodes(spool) if Episode(p).length >= frames]
-    path = found[0] if found else record_breakout(spool, frames)[0]
-    with tempfile.TemporaryDirectory() as out:
-        code = (
-            "from pathlib import Path; from gymrec.shared.episode import Episode; "
-            "from gymrec.uploader.convert import ConvertOptions, convert_episode; "
-            f"convert_episode(Episode(Path({str(path.resolve())!r})), Path({out!r}), ConvertOptions())"
-        )
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(peak, before) / 1024.0  # ru_maxrss is in KiB on Linux
-
-
-def bench_p7(work: Path, frames: int = 5000, commit_every: float = 5.0) -> float:
-    """Seconds from sealing a ``frames``-step episode to its batch being visible on the local Hub."""
-    from gymrec.uploader.config import UploaderConfig
-    from gymrec.uploader.daemon import Uploader
-    from tests.hub import running_hub  # the suite's Hub-compatible server
-
-    spool = work / "spool"
-    spool.mkdir(parents=True, exist_ok=True)
-    staging = work / "staging"
-    (sealed,) = record_breakout(staging, frames)  # recorded aside, then moved in: the seal is the rename
-    token, repo = "hf_bench_token", "bench/gymrec-p7"
-    with running_hub(token=token, tmp_path=work) as hub:
-        config = UploaderConfig(spool=spool, local_dir=work / "unused", repo_id=repo, endpoint=hub.endpoint,
-                                token=token, rescan_interval=5.0, nice=0, commit_every=commit_every)  # fmt: skip
-        stop = threading.Event()
-        uploader = Uploader(config, stop)
-        runner = threading.Thread(target=uploader.run, name="gymrec-bench-daemon")
-        runner.start()
-        try:
-            time.sleep(1.0)  # the watcher is up
-            target = spool / sealed.name
-            start = time.perf_counter()
-            shutil.move(str(sealed), str(target))
-            while not (hub.has_repo(repo) and sealed.stem in _indexed(hub, repo)):
-                if time.perf_counter() - start > 180:
-                    raise TimeoutError("P7: the episode never became visible")
-                time.sleep(0.05)
-            return time.perf_counter() - start
-        finally:
-            stop.set()
-            runner.join()
-
-
-def _indexed(hub: Any, repo: str) -> set[str]:
-    """Episode ids in the index shards at the head."""
-    import io
-
-    import pyarrow.parquet as pq
-
+def _kind(path: str) -> str:
+    """Which part of the dataset a file is, for the note."""
     from gymrec.shared import layout
 
-    out: set[str] = set()
-    for path, blob in hub.files(repo).items():
-        if layout.is_index_path(path):
-            out |= set(pq.read_table(io.BytesIO(blob), columns=["episode_id"]).column("episode_id").to_pylist())
-    return out
+    for prefix, kind in ((layout.INDEX_DIR, "index"), (layout.PREVIEW_DIR, "previews"), (layout.DATA_DIR, "data"),
+                         (layout.INFO_PATH, "info.json"), (layout.CARD_PATH, "card")):
+        if path.startswith(prefix):
+            return kind
+    return "other"
 
 
-# --- P8, P9, read speed: dataset format 2 at scale ------------------------------------------------
-
-SCALE_ENVS = ("BreakoutNoFrameskip-v4", "PongNoFrameskip-v4")
-
-
-def _template(spool: Path, env_id: str, steps: int, seed: int) -> Path:
-    from gymrec.recorder.config import PlayConfig
-    from gymrec.recorder.session import Session
-    from gymrec.shared.backends import make_env
-
-    made = make_env(env_id, {})
-    try:
-        config = PlayConfig(env_id=env_id, spool=spool, seed=seed, agent="random", headless=True, episodes=1,
-                            max_steps=steps)  # fmt: skip
-        (path,) = Session(config, made).run().sealed
-        return path
-    finally:
-        made.env.close()
-
-
-def backlog(spool: Path, episodes: int, steps: int = 3) -> list[Path]:
-    """A backlogged spool of ``episodes`` short episodes of two envs: two real recordings, cloned.
-
-    A clone is the recording under a fresh UUID (the attributes' id rewritten): a valid, replayable
-    episode, made in milliseconds instead of a recorder's start-up per episode.
-    """
-    import json
-    import uuid
-
-    (spool / ".templates").mkdir(parents=True, exist_ok=True)
-    templates = [_template(spool / ".templates", env_id, steps, seed) for seed, env_id in enumerate(SCALE_ENVS)]
-    out = []
-    for i in range(episodes):
-        new_id = str(uuid.uuid4())
-        dest = spool / f"{new_id}.zarr"
-        shutil.copytree(templates[i % len(templates)], dest)
-        meta = json.loads((dest / "zarr.json").read_text())
-        meta["attributes"]["episode_id"] = new_id
-        (dest / "zarr.json").write_text(json.dumps(meta))
-        out.append(dest)
-    shutil.rmtree(spool / ".templates")
-    return out
-
-
-def _upload_once(spool: Path, work: Path, hub: Any, repo: str, token: str) -> dict[str, Any]:
+def bench_p4(spool: Path, work: Path) -> dict[str, Any]:
+    """Upload every episode in ``spool`` to a local dataset with the real uploader (``--once --local-dir``)."""
     from gymrec.uploader.config import UploaderConfig
-    from gymrec.uploader.convert import ConvertOptions
     from gymrec.uploader.daemon import Uploader
 
-    hub.reset_stats()
-    config = UploaderConfig(spool=spool, local_dir=work / "unused", repo_id=repo, endpoint=hub.endpoint, token=token,
-                            once=True, nice=0, convert=ConvertOptions(workers=2))  # fmt: skip
-    start = time.perf_counter()
+    episodes = [Episode(p) for p in sealed_episodes(spool)]
+    frames = sum(e.length for e in episodes)
+    options = ConvertOptions()
+    conversion = _conversion_only(episodes, options)
+    dataset = work / "dataset"
+    # nice=0: this runs in the bench's own process, which os.nice would lower for good.
+    config = UploaderConfig(spool=spool, local_dir=dataset, local_only=True, once=True, nice=0, convert=options)
+    start, cpu = time.perf_counter(), time.process_time()
     summary = Uploader(config, threading.Event()).run()
-    seconds = time.perf_counter() - start
-    return {"requests": sum(hub.stats.values()), "commits": summary.commits, "seconds": seconds,
-            "episodes": len(summary.uploaded), "failed": len(summary.failed)}
-
-
-def _folders(paths: list[str]) -> int:
-    """The most entries (files and sub-folders) any one folder of the repo holds."""
-    from collections import Counter
-
-    entries: Counter[str] = Counter()
-    seen: set[str] = set()
-    for path in paths:
-        parts = path.split("/")
-        for depth in range(len(parts)):
-            node = "/".join(parts[: depth + 1])
-            if node not in seen:
-                seen.add(node)
-                entries["/".join(parts[:depth])] += 1
-    return max(entries.values())
-
-
-def bench_scale(work: Path, episodes: int = 1000, fresh: int = 20) -> dict[str, Any]:
-    """P8 (a backlog of ``episodes``), P9 (``fresh`` more into repos of 10 and ``episodes``), read speed."""
-    from huggingface_hub.utils import disable_progress_bars
-
-    from tests.hub import running_hub
-
-    disable_progress_bars()
-    token = "hf_bench_token"
-    out: dict[str, Any] = {}
-    with running_hub(token=token, tmp_path=work) as hub:
-        backlog(work / "p8", episodes)
-        p8 = _upload_once(work / "p8", work, hub, "bench/p8", token)
-        files = list(hub.files("bench/p8"))
-        out["p8"] = p8 | {"files": len(files), "largest_folder": _folders(files), "total_commits": len(hub.commits("bench/p8"))}
-        backlog(work / "small", 10)
-        _upload_once(work / "small", work, hub, "bench/p9-small", token)
-        for name, repo in (("p9_small", "bench/p9-small"), ("p9_large", "bench/p8")):
-            backlog(work / name, fresh)
-            out[name] = _upload_once(work / name, work, hub, repo, token)
-        out["read"] = bench_read(hub, "bench/p8", work)
-    return out
-
-
-def bench_read(hub: Any, repo: str, work: Path) -> dict[str, float]:
-    """``load_dataset`` of every config plus every frame as numpy, in frames/s (a fresh subprocess)."""
-    import json
-
-    code = (
-        "import json, sys, time, numpy as np, datasets\n"
-        "start = time.perf_counter(); frames = 0\n"
-        f"for config in {list(layout_configs())!r}:\n"
-        f"    ds = datasets.load_dataset({repo!r}, config, split='train')\n"
-        "    for row in ds: frames += np.asarray(row['observation']).shape[0] > 0\n"
-        "json.dump({'frames': frames, 'seconds': time.perf_counter() - start}, sys.stdout)\n"
-    )
-    env = {**__import__("os").environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": "hf_bench_token",
-           "HF_HOME": str(work / "read-hf-home"), "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"read bench failed: {done.stderr[-2000:]}")
-    result = json.loads(done.stdout)
-    return {"frames": result["frames"], "frames_per_s": result["frames"] / result["seconds"]}
-
-
-def layout_configs() -> list[str]:
-    from gymrec.shared import layout
-
-    return [layout.env_slug(e) for e in SCALE_ENVS]
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    if len(summary.uploaded) != len(episodes) or summary.failed:
+        raise RuntimeError(f"P4: {len(summary.uploaded)} of {len(episodes)} episodes uploaded, {len(summary.failed)} failed")
+    files = [f for f in dataset.rglob("*") if f.is_file()]
+    by_kind: dict[str, int] = {}
+    for f in files:
+        kind = _kind(f.relative_to(dataset).as_posix())
+        by_kind[kind] = by_kind.get(kind, 0) + f.stat().st_size
+    size = sum(by_kind.values())
+    return {"bytes_per_frame": size / frames, "frames_per_s": frames / seconds, "frames_per_cpu_s": frames / cpu,
+            "conversion_per_s": conversion,
+            "frames": frames, "episodes": len(episodes), "files": len(files), "by_kind": by_kind}
 
 
 def rows() -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         spool = Path(tmp) / "spool"
-        record_breakout(spool, 5_000, seed=1, serve=True)
-        p4 = bench_p4(spool)
-        out.append({"id": "P4", "what": "dataset bytes per frame (Breakout random play)", "value": p4["bytes_per_frame"],
-                    "fmt": "{:.0f}", "target": "<= 193", "ok": p4["bytes_per_frame"] <= 193,
-                    "note": f"{p4['frames']:,} frames in {p4['episodes']} games, all files"})
-        out.append({"id": "P4", "what": "conversion frames/s", "value": p4["frames_per_s"], "fmt": "{:,.0f}",
-                    "target": ">= 1000", "ok": p4["frames_per_s"] >= 1000, "note": "lossless WebP, parallel workers"})
-        p6 = bench_p6(Path(tmp) / "long")
-        out.append({"id": "P6", "what": "uploader peak RSS converting a 100k-frame episode (MB)", "value": p6,
-                    "fmt": "{:.0f}", "target": "< 500", "ok": p6 < 500, "note": "fresh process, includes imports"})
-        p7 = bench_p7(Path(tmp) / "p7")
-        out.append({"id": "P7", "what": "sealed -> batch visible, 5k-frame episode (s)", "value": p7, "fmt": "{:.1f}",
-                    "target": "< 15", "ok": p7 < 15, "note": "--commit-every 5 (+10 s), local Hub-compatible server"})
-    out += scale_rows()
-    return out
-
-
-def scale_rows() -> list[dict[str, Any]]:
-    """P8, P9 and read speed (dataset format 2); about two minutes on 2 cores."""
-    with tempfile.TemporaryDirectory() as tmp:
-        r = bench_scale(Path(tmp))
-    p8, small, large, read = r["p8"], r["p9_small"], r["p9_large"], r["read"]
-    n = p8["episodes"]
-    per = p8["requests"] / max(n, 1)
-    delta = large["requests"] / 20 - small["requests"] / 20
+        record_breakout(spool, 5_000, seed=1)
+        p4 = bench_p4(spool, Path(tmp))
+    kinds = ", ".join(f"{k} {v / p4['frames']:.1f}" for k, v in sorted(p4["by_kind"].items(), key=lambda kv: -kv[1]))
     return [
-        {"id": "P8", "what": f"HTTP requests per episode, {n} episodes of 2 envs", "value": per, "fmt": "{:.3f}",
-         "target": "<= 0.2", "ok": per <= 0.2 and p8["failed"] == 0,
-         "note": f"{p8['requests']} requests, {p8['seconds']:.0f} s, default settings, backlogged spool"},
-        {"id": "P8", "what": "episodes per commit", "value": n / max(p8["commits"], 1), "fmt": "{:.0f}",
-         "target": ">= 50", "ok": n / max(p8["commits"], 1) >= 50, "note": f"{p8['commits']} commits"},
-        {"id": "P8", "what": "files in the repo", "value": p8["files"], "fmt": "{:d}", "target": f"<= {n // 20 + 10}",
-         "ok": p8["files"] <= n // 20 + 10, "note": f"largest folder {p8['largest_folder']} entries"},
-        {"id": "P9", "what": "fresh uploader +20 episodes: requests/episode, 1,010 vs 10", "value": delta,
-         "fmt": "{:+.2f}", "target": "|d| <= 2", "ok": abs(delta) <= 2,
-         "note": f"{large['requests'] / 20:.2f} into {n + 10:,} episodes, {small['requests'] / 20:.2f} into 10"},
-        {"id": "P8", "what": "read: load_dataset + every frame as numpy (frames/s)", "value": read["frames_per_s"],
-         "fmt": "{:,.0f}", "target": "report", "ok": True, "note": f"{read['frames']:,} frames, both configs"},
+        {"id": "P4", "what": "dataset bytes per frame, every file (Breakout random play)", "value": p4["bytes_per_frame"],
+         "fmt": "{:.0f}", "target": "<= 193", "ok": p4["bytes_per_frame"] <= 193,
+         "note": f"{p4['frames']:,} frames in {p4['episodes']} games, {p4['files']} files; B/frame: {kinds}"},
+        {"id": "P4", "what": "uploader --once to a local dataset, frames/s", "value": p4["frames_per_s"],
+         "fmt": "{:,.0f}", "target": ">= 1000", "ok": p4["frames_per_s"] >= 1000,
+         "note": f"claim, convert, shards, index, card; {p4['frames_per_cpu_s']:,.0f} per CPU-s; conversion alone {p4['conversion_per_s']:,.0f}/s (lossless WebP)"},
     ]
