@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xxhash
 
 from gymrec.replay.diff import compare, is_image, write_png
 from gymrec.replay.sources import EpisodeSource, RecordedSteps
@@ -211,6 +212,15 @@ def _run_leaves(length: int, obs: Any, steps: RecordedSteps, step: Callable[[Any
     return check_obs(length, obs), length
 
 
+def _buffer_hash(obs: Any) -> int:
+    """``row_hash`` for what is already a C-contiguous buffer (an env's fresh observation array),
+    without its conversion (~0.4 us a step); anything else goes through ``row_hash``."""
+    try:
+        return xxhash.xxh3_64_intdigest(obs)
+    except (BufferError, TypeError, ValueError):
+        return row_hash(obs)
+
+
 def _run_single(length: int, obs: Any, steps: RecordedSteps, step: Callable[[Any], Any],
                 checker: Checker) -> tuple[Divergence | None, int]:
     """``_run_leaves`` for a one-leaf observation, its checks inlined (~1.5 us a step of method
@@ -219,7 +229,7 @@ def _run_single(length: int, obs: Any, steps: RecordedSteps, step: Callable[[Any
     actions, hashes = steps.actions, steps.obs_hashes[OBS_LEAF]
     rewards, terminateds, truncateds = steps.reward, steps.terminated, steps.truncated
     for t in range(length):
-        if row_hash(obs) != hashes[t]:
+        if _buffer_hash(obs) != hashes[t]:
             divergence = checker.obs(t, obs)
             if divergence is not None:
                 return divergence, t
