@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -13,6 +14,17 @@ import numpy as np
 import pytest
 import yaml
 from hubserver import FaultPlan, running_hub
+from reliability_uploader_helpers import (
+    claims_left,
+    landing,
+    quarantined_ids,
+    reap,
+    start,
+    stderr_lines,
+    uploaded_ids,
+    wait_for,
+    waiting_ids,
+)
 from uploader_helpers import clean_env, index_rows_of, record_episode, run_uploader, spool_frames
 
 from gymrec.shared import layout
@@ -233,3 +245,124 @@ def test_compact_on_the_hub_in_one_commit(tmp_path: Path, spool: Path) -> None:
         info = json.loads(files[layout.INFO_PATH])["configs"]["breakoutnoframeskip-v4"]
         assert (info["episodes"], info["shards"]) == (3, 1)
         assert f"| **all** | 3 | {info['steps']} |" in files["README.md"].decode()
+
+
+# --- the Hub down: one state, one line per change (issue 13 item 7, issue 10 item 8) -------------------
+
+# Small so that a test takes seconds: a call gives up after 1 s, probes double from 0.05 s up to 0.2 s.
+FAST_OUTAGE = ["--timeout", "1", "--backoff-base", "0.05", "--backoff-cap", "0.2"]
+WATCHING = "gymrec-uploader: watching"
+
+
+def _record_aside(tmp_path: Path, name: str, seeds: tuple[int, ...]) -> list[Path]:
+    """Sealed episodes recorded outside the spool, to be moved in together (the daemon sees them at once)."""
+    return [record_episode(tmp_path / name, "BreakoutNoFrameskip-v4", 20, seed=s) for s in seeds]
+
+
+def _move_in(episodes: list[Path], spool: Path) -> set[str]:
+    for path in episodes:
+        path.rename(spool / path.name)
+    return {p.stem for p in episodes}
+
+
+def test_once_against_a_killed_hub_is_one_line_and_keeps_the_queue(tmp_path: Path, spool: Path) -> None:
+    sealed = {record_episode(spool, "BreakoutNoFrameskip-v4", 20, seed=s).stem for s in (1, 2, 3)}
+    with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
+        endpoint = hub.endpoint
+    # the Hub is gone: nothing listens on its port any more
+    done = run_uploader(["--spool", str(spool), "--once", "--repo-id", REPO, *FAST_OUTAGE], tmp_path,
+                        _env(endpoint, tmp_path), timeout=60)
+    lines = stderr_lines(done.stderr)
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"gymrec-uploader: error: Hub at {endpoint} unreachable (ConnectError"), lines
+    assert "; 3 episodes stay queued (" in lines[0] and lines[0].count(endpoint) == 1, lines
+    assert waiting_ids(spool) == sealed and claims_left(spool) == [] and quarantined_ids(spool) == set()
+    # HF_HUB_OFFLINE=1: huggingface_hub sends nothing, so there is nothing to retry (-v would show a retry)
+    offline = run_uploader(["--spool", str(spool), "--once", "--repo-id", REPO, "-v"], tmp_path,
+                           _env(endpoint, tmp_path) | {"HF_HUB_OFFLINE": "1"}, timeout=60)
+    lines = stderr_lines(offline.stderr)
+    assert offline.returncode == 2 and not [line for line in lines if "; retry " in line], offline.stderr
+    assert lines[-1] == (f"gymrec-uploader: error: Hub at {endpoint} unreachable (HF_HUB_OFFLINE is set); "
+                         "3 episodes stay queued (this machine may be offline: check the network and "
+                         "--endpoint / HF_ENDPOINT, then run again)"), lines
+    assert waiting_ids(spool) == sealed and claims_left(spool) == []
+
+
+def test_once_when_the_hub_dies_mid_run_tries_one_call_not_one_per_episode(tmp_path: Path, spool: Path) -> None:
+    sealed = {record_episode(spool, "BreakoutNoFrameskip-v4", 20, seed=s).stem for s in (1, 2, 3, 4)}
+    with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
+        endpoint = hub.endpoint
+        hub.go_down_after("commit", 1)  # the first batch lands, then the Hub is gone
+        done = run_uploader(["--spool", str(spool), "--once", "--repo-id", REPO, "--batch-episodes", "1", *FAST_OUTAGE],
+                            tmp_path, _env(endpoint, tmp_path), timeout=60)
+        dropped = hub.injected
+        hub.come_back()
+        landed = landing(hub, REPO)
+    lines = stderr_lines(done.stderr)
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert f"Hub at {endpoint} unreachable (" in lines[0] and "; 3 episodes stay queued (" in lines[0], lines
+    assert done.stdout.startswith("1 uploaded"), done.stdout
+    # one call's retries (6 attempts at most), then nothing: the 3 queued episodes cost no request each
+    assert 1 <= sum(dropped.values()) <= 6 and len(dropped) == 1, dropped
+    assert set(landed.metas) == uploaded_ids(spool) and len(landed.metas) == 1 and landed.duplicates() == 0
+    assert waiting_ids(spool) == sealed - set(landed.metas) and claims_left(spool) == []
+    assert quarantined_ids(spool) == set()
+
+
+def test_daemon_rides_out_outages_with_one_line_per_change(tmp_path: Path, spool: Path) -> None:
+    first = {record_episode(spool, "BreakoutNoFrameskip-v4", 20, seed=s).stem for s in (1, 2)}
+    second, third = _record_aside(tmp_path, "aside-2", (3, 4)), _record_aside(tmp_path, "aside-3", (5,))
+    with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
+        endpoint, port = hub.endpoint, int(hub.endpoint.rsplit(":", 1)[1])
+        args = ["--spool", str(spool), "--repo-id", REPO, "--commit-every", "0", "--rescan-interval", "0.5",
+                "--workers", "1", *FAST_OUTAGE]  # fmt: skip
+        err = tmp_path / "daemon.stderr"
+        outage = re.escape(f"WARNING gymrec.uploader.outage: Hub at {endpoint}")
+        refused = rf"{outage} unreachable \(ConnectError: [^()]*Connection refused\); "
+        dropped = rf"{outage} unreachable \((RemoteProtocolError|ReadError): [^()]+\); "
+        retrying = "; retrying with backoff"
+
+        def lines() -> list[str]:
+            return [line for line in stderr_lines(err.read_text()) if not line.startswith(WATCHING)]
+
+        # 0. The Hub is down before the daemon starts: it waits (it used to exit after ~27 s).
+        hub.stop()
+        proc = start("gymrec-uploader", args, tmp_path, _env(endpoint, tmp_path), tmp_path / "daemon")
+        try:
+            assert wait_for(lambda: len(lines()) >= 1, 60, poll=0.05), err.read_text()
+            assert proc.poll() is None and uploaded_ids(spool) == set()
+            hub.start(port)
+            assert wait_for(lambda: uploaded_ids(spool) == first, 60, poll=0.05), err.read_text()
+            assert wait_for(lambda: len(lines()) >= 2, 60, poll=0.05), err.read_text()
+            # 1. The Hub drops every connection (and counts them): one line, however many probes follow.
+            hub.faults = FaultPlan(rate=1.0, kinds=("drop",), only_writes=False)
+            expected = first | _move_in(second, spool)
+            assert wait_for(lambda: len(lines()) >= 3, 60, poll=0.05), err.read_text()
+            probes = hub.stats["whoami"]
+            assert wait_for(lambda: hub.stats["whoami"] >= probes + 4, 60, poll=0.05), "the daemon stopped probing"
+            assert proc.poll() is None and len(lines()) == 3, err.read_text()
+            hub.faults = None
+            assert wait_for(lambda: uploaded_ids(spool) == expected, 60, poll=0.05), err.read_text()
+            assert wait_for(lambda: len(lines()) >= 4, 60, poll=0.05), err.read_text()
+            # 2. The Hub is killed (connections refused) while it has work, then restarted on the same port.
+            hub.stop()
+            expected |= _move_in(third, spool)
+            assert wait_for(lambda: len(lines()) >= 5, 60, poll=0.05), err.read_text()
+            assert proc.poll() is None and waiting_ids(spool) == expected - uploaded_ids(spool)
+            hub.start(port)
+            assert wait_for(lambda: uploaded_ids(spool) == expected, 60, poll=0.05), err.read_text()
+            assert wait_for(lambda: len(lines()) >= 6, 60, poll=0.05), err.read_text()
+            proc.terminate()
+            assert proc.wait(timeout=60) == 0, err.read_text()
+        finally:
+            reap(proc)
+        final = lines()
+        assert stderr_lines(err.read_text())[1:] == final and len(final) == 6, err.read_text()
+        patterns = [refused + "2 episodes stay queued" + retrying, f"{outage} reachable again; uploading 2 queued episodes",
+                    dropped + "2 episodes stay queued" + retrying, f"{outage} reachable again; uploading 2 queued episodes",
+                    refused + "1 episode stays queued" + retrying, f"{outage} reachable again; uploading 1 queued episode"]
+        assert all(re.fullmatch(p, line) for p, line in zip(patterns, final, strict=True)), final
+        landed = landing(hub, REPO)
+        assert set(landed.metas) == expected and landed.duplicates() == 0
+        assert all(n == 1 for n in landed.listed.values()), landed.listed
+    assert waiting_ids(spool) == set() and claims_left(spool) == [] and quarantined_ids(spool) == set()

@@ -80,7 +80,7 @@ class Batcher:
 
     def check_target(self) -> None:
         if self.pusher is not None:
-            self.pusher.whoami()
+            self.pusher.check_account()
         elif self.local is not None:
             self.local.repair_card()
 
@@ -198,10 +198,11 @@ class Batcher:
                 self.summary.commits += 1
             manifest.remove(self.spool)
         except HubUnavailableError as e:  # the manifest stays: whoever retries asks whether the batch landed
-            if not self.config.once:  # --once says it in its closing line instead: one line, not two
-                log.error("%d episode(s) stay queued: %s", len(items), e)
-            self.summary.failed += ids
-            self.summary.last_failure = e.message
+            if not e.transient:  # transient: the Hub is down, which uploader.outage says once; nothing failed
+                if not self.config.once:  # --once says it in its closing line instead: one line, not two
+                    log.error("%d episode(s) stay queued: %s", len(items), e)
+                self.summary.failed += ids
+                self.summary.last_failure = e.message
         except GymrecError:  # AuthError and DiskFullError are OSErrors too: they stop the run, not one batch
             raise
         except OSError as e:
@@ -289,8 +290,9 @@ class Batcher:
             landed = self._landed(manifest)
             asked = True
         except HubUnavailableError as e:
-            log.error("cannot check batch %s: %s; its episodes stay queued", manifest.batch_id[:8], e)
-            self.summary.failed += list(claims)
+            if not e.transient:  # transient: the Hub is down, which uploader.outage says once
+                log.error("cannot check batch %s: %s; its episodes stay queued", manifest.batch_id[:8], e)
+                self.summary.failed += list(claims)
         finally:
             if not asked:
                 for claim in claims.values():

@@ -63,14 +63,18 @@ def _install_stop(stop: threading.Event, abort: threading.Event) -> None:
 @click.option("--stale-after", type=click.FloatRange(min=1.0), default=300.0, show_default=True, help="Seconds without heartbeat before another uploader's claim is taken over.")
 @click.option("--rescan-interval", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds between spool rescans.")
 @click.option("--timeout", type=click.FloatRange(min=0.1, max=3600.0), default=60.0, show_default=True,
-              help="Seconds a Hub request may wait for the network before it is retried.")
+              help="Seconds without a usable answer before the Hub counts as down: a request's wait, and one call's retries.")
+@click.option("--backoff-base", type=click.FloatRange(min=0.01, max=600.0), default=1.0, show_default=True,
+              help="Seconds before the first retry (and the first probe of a down Hub); each wait doubles.")
+@click.option("--backoff-cap", type=click.FloatRange(min=0.01, max=3600.0), default=60.0, show_default=True,
+              help="The longest wait between retries, and between probes of a down Hub.")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
 @click.pass_context
 @cli_edge(PROG)
 def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: bool, once: bool,
          commit_every: float, batch_episodes: int, batch_mb: float, local_dir: Path | None,
          endpoint: str | None, workers: int | None, min_active: float, delete_after_upload: bool, stale_after: float,
-         rescan_interval: float, timeout: float, verbose: bool) -> None:
+         rescan_interval: float, timeout: float, backoff_base: float, backoff_cap: float, verbose: bool) -> None:
     """Upload sealed gymrec episodes as a Hugging Face dataset (or a local one without a token)."""
     configure_logging()
     if not debug_enabled():
@@ -116,6 +120,7 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
         stale_after=stale_after,
         rescan_interval=rescan_interval,
         heartbeat_interval=min(15.0, stale_after / 4),
+        retry=RetryPolicy(base_delay=backoff_base, max_delay=max(backoff_base, backoff_cap), budget=timeout),
     )
     stop, abort = threading.Event(), threading.Event()
     _install_stop(stop, abort)
@@ -124,11 +129,14 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
         where += " (no Hub token found: HF_TOKEN, ./.env or 'hf auth login'; a later run with one pushes these)"
     if not once:
         click.echo(f"{PROG}: watching {config.spool}, uploading to {where} (Ctrl-C to stop)", err=True)
-    summary = Uploader(config, stop, abort).run()
+    uploader = Uploader(config, stop, abort)
+    summary = uploader.run()
     click.echo(
         f"{len(summary.uploaded)} uploaded to {where}, {len(summary.already)} already there, "
         f"{len(summary.quarantined)} quarantined, {len(summary.failed)} failed"
     )
+    if once and uploader.outage is not None and uploader.outage.down is not None:
+        raise uploader.outage.once_error()  # the endpoint, that it is down, how many stay queued: one line
     if summary.failed and once:
         target = (config.endpoint or "https://huggingface.co") if config.hub else str(config.local_dir)
         why = f" ({summary.last_failure})" if summary.last_failure else ""

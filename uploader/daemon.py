@@ -10,11 +10,16 @@ Episodes are converted as they are claimed and held (claimed, converted) until t
 or ``batch_bytes`` of data (``uploader.batching``). ``stop`` (SIGTERM / Ctrl-C) ends the loop and the
 pending batch is committed before ``run`` returns, as huggingface_hub's ``CommitScheduler`` does on
 exit; ``abort`` (a second Ctrl-C) cuts retry waits short and leaves the episodes queued.
+
+A Hub that stops answering is one state (``uploader.outage``), not a retry per episode: everything
+held goes back to the spool, the daemon says so once and probes with growing backoff until it
+answers, then uploads the queue; ``--once`` ends with one line instead. It never exits for that.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import queue
@@ -36,6 +41,8 @@ from gymrec.uploader.config import UploaderConfig
 from gymrec.uploader.convert import convert_episode
 from gymrec.uploader.hub import HubPusher
 from gymrec.uploader.local import STAGING_DIR, LocalWriter, staging_dir
+from gymrec.uploader.outage import Outage
+from gymrec.uploader.status import waiting_count
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +81,8 @@ class Uploader:
         local = None if config.hub else LocalWriter(config.local_dir)
         self.summary = RunSummary()
         self.batcher = Batcher(config, self.spool, self.claimer, pusher, local, self.summary, self.convert)
+        queued = functools.partial(waiting_count, self.spool, config.min_active)
+        self.outage = Outage(pusher, config.retry, stop, queued) if pusher is not None else None
         self._work: queue.Queue[Path | None] = queue.Queue()
         self._skipped: set[Path] = set()
         self._failed: set[str] = set()
@@ -100,7 +109,10 @@ class Uploader:
                 observer.schedule(_Enqueue(self.spool, self._work), str(self.spool), recursive=False)
                 observer.start()
                 self._loop()
-            self.batcher.flush_all()  # --once, SIGTERM, Ctrl-C: the pending batch is committed first
+            if self.hub_down():  # nothing would get through: what is held waits in the spool, unconverted
+                self.batcher.release_all()
+            else:
+                self.batcher.flush_all()  # --once, SIGTERM, Ctrl-C: the pending batch is committed first
             return self.summary
         finally:
             self.stop.set()
@@ -111,10 +123,24 @@ class Uploader:
             self._beating.set()
             heartbeat.join()
 
+    def hub_down(self) -> bool:
+        return self.outage is not None and self.outage.down is not None
+
+    def _ride_out(self) -> bool:
+        """The Hub is down: release what is held, wait until it answers (False: stopped first), rescan."""
+        assert self.outage is not None
+        self.batcher.release_all()
+        if not self.outage.wait_until_up():
+            return False
+        self._rescan()
+        return True
+
     def _loop(self) -> None:
         self._rescan()
         next_rescan = time.monotonic() + self.config.rescan_interval
         while not self.stop.is_set():
+            if self.hub_down() and not self._ride_out():
+                return
             timeout = max(0.05, min(next_rescan - time.monotonic(), self.batcher.seconds_until_due()))
             try:
                 path = self._work.get(timeout=timeout)
@@ -125,12 +151,13 @@ class Uploader:
             if time.monotonic() >= next_rescan:
                 self._rescan()
                 next_rescan = time.monotonic() + self.config.rescan_interval
-            self.batcher.flush_due()
+            if not self.hub_down():
+                self.batcher.flush_due()
 
     def _drain(self) -> None:
         """Everything claimable now, then return (``--once``)."""
         attempted: set[Path] = set()  # a path that could not be claimed is not tried again this run
-        while not self.stop.is_set():
+        while not self.stop.is_set() and not self.hub_down():
             self._recover()
             batch = [p for p in self.claimer.candidates() if p not in self._skipped and p not in attempted
                      and p.name.split(".")[0] not in self._failed]  # fmt: skip
@@ -141,7 +168,7 @@ class Uploader:
             for path in stale:
                 self._process(path, takeover=True)
             for path in batch:
-                if self.stop.is_set():
+                if self.stop.is_set() or self.hub_down():
                     return
                 self._offer(path)
 
@@ -187,6 +214,8 @@ class Uploader:
         self._process(path, takeover=False)
 
     def _process(self, path: Path, takeover: bool) -> None:
+        if self.hub_down():
+            return  # it stays queued; the whole queue is rescanned once the Hub answers
         claim = self.claimer.take_over(path) if takeover else self.claimer.try_claim(path)
         if claim is None:
             return

@@ -34,7 +34,7 @@ from gymrec.shared.errors import (
 )
 from gymrec.uploader import card, compact, info
 from gymrec.uploader.convert import ConvertOptions
-from gymrec.uploader.hub_errors import hub_call
+from gymrec.uploader.hub_errors import hub_call, offline_mode
 from gymrec.uploader.shards import Batch
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,22 @@ def is_transient(e: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """Backoff for one call's transient failures, and for the probes while the Hub is down.
+
+    ``budget`` bounds one call's retries in time as ``attempts`` does in count (the CLI's ``--timeout``):
+    a Hub that gave no usable answer for that long is down, and the uploader says so once
+    (``uploader.outage``) instead of paying the whole backoff again for every queued episode.
+    """
+
     attempts: int = 6
     base_delay: float = 1.0
-    max_delay: float = 30.0
+    max_delay: float = 60.0
     max_conflicts: int = 50
+    budget: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        """The wait before retry ``attempt`` (1, 2, ...): doubling from ``base_delay``, capped, jittered."""
+        return min(self.max_delay, self.base_delay * 2 ** min(attempt - 1, 60)) * random.uniform(0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -79,10 +91,16 @@ class HubPusher:
         self._abort = abort
         self._repos: set[str] = set()
         self._user: str | None = None
+        self._down: HubUnavailableError | None = None  # why the Hub counts as down, until a probe answers
 
     @property
     def endpoint(self) -> str:
         return self._endpoint or "https://huggingface.co"
+
+    @property
+    def down(self) -> HubUnavailableError | None:
+        """The transient failure after which the Hub counts as down (None: it answers)."""
+        return self._down
 
     def whoami(self) -> str:
         if self._user is None:
@@ -90,19 +108,47 @@ class HubPusher:
             self._user = str(whoami["name"])
         return self._user
 
+    def check_account(self) -> None:
+        """The start-up check: a refused token raises; a Hub that is down is only marked down (and waited out)."""
+        try:
+            self.whoami()
+        except HubUnavailableError:
+            if self._down is None:  # a refusal, not an outage
+                raise
+
+    def probe(self) -> None:
+        """One request, no retries: does the Hub answer again? Clears ``down`` when it does.
+
+        A transient failure leaves it down (HubUnavailableError); a refused token raises AuthError.
+        """
+        with hub_call("the account check", self._endpoint):
+            whoami = self._api.whoami()
+        self._user = str(whoami["name"])
+        self._down = None
+
     def _retrying(self, what: str, action: Callable[[], T]) -> T:
-        """``action`` with bounded exponential backoff and jitter on transient failures."""
+        """``action`` with bounded exponential backoff and jitter on transient failures.
+
+        Giving up on a transient failure marks the Hub down; while it is down every call fails at
+        once, without a request, so the queue behind it costs nothing until a ``probe`` answers.
+        """
+        if self._down is not None:
+            raise type(self._down)(self._down.message, self._down.hint) from self._down
         attempt = 0
+        started = time.monotonic()
         while True:
             try:
                 with hub_call(what, self._endpoint):
                     return action()
             except HubUnavailableError as e:
                 attempt += 1
-                if not is_transient(e) or attempt >= self._retry.attempts:
+                if not is_transient(e):
                     raise
-                delay = min(self._retry.max_delay, self._retry.base_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-                delay = max(delay, e.retry_after or 0.0)
+                delay = max(self._retry.delay(attempt), e.retry_after or 0.0)
+                spent = time.monotonic() - started + delay
+                if attempt >= self._retry.attempts or spent > self._retry.budget or offline_mode(e):
+                    self._down = e
+                    raise
                 log.info("%s; retry %d/%d in %.1fs", e, attempt, self._retry.attempts - 1, delay)
                 if self._abort.wait(delay):
                     raise HubUnavailableError(f"stopped while retrying {what}", "the episodes stay queued") from e

@@ -83,3 +83,8 @@ def spool_status(spool: Path, min_active: float = 0.0) -> dict[str, StateCount]:
             frames = 0
         counts["partial"].add(path.stem, frames)
     return counts
+
+
+def waiting_count(spool: Path, min_active: float = 0.0) -> int:
+    """Episodes waiting for an upload: what a down Hub leaves queued."""
+    return spool_status(spool, min_active)["waiting"].episodes

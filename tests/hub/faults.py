@@ -58,6 +58,7 @@ class FaultInjector:
         self._queued: dict[str, deque[str]] = {}
         self._log: list[tuple[float, str, str | None]] = []  # (server monotonic time, endpoint, fault)
         self._released = threading.Event()
+        self._down_after: tuple[str, int] | None = None  # (endpoint, its requests still answered), then all drop
 
     @property
     def plan(self) -> FaultPlan | None:
@@ -76,12 +77,34 @@ class FaultInjector:
         with self._lock:
             self._queued.setdefault(endpoint, deque()).extend([kind] * count)
 
+    def go_down_after(self, endpoint: str, count: int) -> None:
+        """Answer `count` more requests to `endpoint` (others as usual), then drop every request until `come_back`.
+
+        Like a Hub killed right after a given request, but the server keeps counting what is sent to it.
+        """
+        with self._lock:
+            self._down_after = (endpoint, count)
+
+    def come_back(self) -> None:
+        with self._lock:
+            self._down_after = None
+
+    def _down(self, endpoint: str) -> bool:
+        if self._down_after is None:
+            return False
+        watched, left = self._down_after
+        if left <= 0:
+            return True
+        if endpoint == watched:
+            self._down_after = (watched, left - 1)
+        return False
+
     def draw(self, endpoint: str) -> str | None:
-        """Count a request to `endpoint` and return the fault it gets: a queued one first, else the plan's."""
+        """Count a request to `endpoint` and return the fault it gets: down, else a queued one, else the plan's."""
         with self._lock:
             self._stats[endpoint] += 1
             queue = self._queued.get(endpoint)
-            kind = queue.popleft() if queue else None
+            kind = "drop" if self._down(endpoint) else queue.popleft() if queue else None
             plan = self._plan
             if kind is None and plan is not None and plan.applies_to(endpoint) and self._rng.random() < plan.rate:
                 kind = self._rng.choice(plan.kinds)

@@ -39,8 +39,9 @@ class HubServer:
         port = self._httpd.server_address[1]
         return f"http://127.0.0.1:{port}"
 
-    def start(self) -> HubServer:
-        self._httpd = HubHTTPServer(("127.0.0.1", 0), HubHandler, self)
+    def start(self, port: int = 0) -> HubServer:
+        """Serve on ``port`` (0: a free one); a stopped server restarts on its old port with its state kept."""
+        self._httpd = HubHTTPServer(("127.0.0.1", port), HubHandler, self)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="gymrec-hubserver", daemon=True)
         self._thread.start()
@@ -69,6 +70,13 @@ class HubServer:
     def fail_next(self, endpoint: str, count: int = 1, kind: str = "503") -> None:
         """Make the next `count` requests to `endpoint` fail with `kind` (see FAULT_KINDS)."""
         self._faults.fail_next(endpoint, count, kind)
+
+    def go_down_after(self, endpoint: str, count: int) -> None:
+        """Answer `count` more requests to `endpoint`, then drop every request until `come_back` (see FaultInjector)."""
+        self._faults.go_down_after(endpoint, count)
+
+    def come_back(self) -> None:
+        self._faults.come_back()
 
     def draw_fault(self, endpoint: str) -> str | None:
         return self._faults.draw(endpoint)
