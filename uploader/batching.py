@@ -61,6 +61,14 @@ class Pending:
     work: Path
 
 
+def _sealed_monotonic(sealed_at: float | None) -> float:
+    """An episode's seal on the monotonic clock (now, when the seal time is unknown)."""
+    now = time.monotonic()
+    if sealed_at is None:
+        return now
+    return now - max(time.time() - sealed_at, 0.0)
+
+
 class Batcher:
     def __init__(self, config: UploaderConfig, spool: Path, claimer: Claimer, pusher: HubPusher | None,
                  local: LocalWriter | None, summary: RunSummary, convert: Callable[[Claim], Pending | None]) -> None:
@@ -73,6 +81,8 @@ class Batcher:
         self.convert = convert
         self._pending: dict[str, list[Pending]] = {}
         self._since: dict[str, float] = {}
+        self._started = time.monotonic()
+        self._last_flush: dict[str, float] = {}
         self._in_flight: list[Manifest] = []
         self._lock = threading.Lock()  # the heartbeat thread reads the claims and manifests
 
@@ -114,7 +124,11 @@ class Batcher:
         target = self._target(pending.converted)
         with self._lock:
             self._pending.setdefault(target, []).append(pending)
-            self._since.setdefault(target, time.monotonic())
+            # The wait for a commit starts at the seal, not when conversion ended (P7: start-up and
+            # conversion otherwise add ~5 s on top of --commit-every), but never before this target's
+            # last commit or the run's start, so a backlog still fills whole batches (P8).
+            since = max(_sealed_monotonic(pending.converted.sealed_at), self._last_flush.get(target, self._started))
+            self._since[target] = min(self._since.get(target, since), since)
         if self._full(target):
             self.flush(target)
 
@@ -143,6 +157,7 @@ class Batcher:
         with self._lock:
             items = self._pending.pop(target, [])
             self._since.pop(target, None)
+            self._last_flush[target] = time.monotonic()
         if items:
             self._commit(target, items)
 

@@ -12,9 +12,11 @@ nearly identical bytes, which shrinks Atari data about five-fold.
 
 from __future__ import annotations
 
+import calendar
 import io
 import logging
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ import zarr
 from PIL import Image
 
 from gymrec.shared import layout, schema
+from gymrec.shared.attrs import TIMESTAMP_FORMAT
 from gymrec.shared.episode import Episode, StepBatch
 from gymrec.shared.errors import CorruptEpisodeError, DatasetError
 from gymrec.shared.spaces import Leaf
@@ -69,10 +72,22 @@ class Converted:
     final_hash: int
     final_extra: dict[str, Any]
     preview_png: bytes
+    sealed_at: float | None = None  # the seal's wall-clock time (epoch seconds), from ``ended_at``
 
     @property
     def size(self) -> int:
         return self.rows_file.stat().st_size + len(self.final_png)
+
+
+def _epoch(stamp: str | None) -> float | None:
+    """A ``utc_now`` stamp as epoch seconds (None when absent or unreadable: the batch clock then
+    starts when conversion ends)."""
+    if not stamp:
+        return None
+    try:
+        return calendar.timegm(time.strptime(stamp, TIMESTAMP_FORMAT))
+    except ValueError:
+        return None
 
 
 # The player's timing and who chose each action (schema.STEP_TIMES). Every episode gets these columns,
@@ -303,4 +318,5 @@ def convert_episode(episode: Episode, root: Path, options: ConvertOptions) -> Co
         final_hash=int(verified_hashes(episode, leaf.name, final_image[np.newaxis], episode.length)[0]),
         final_extra={extra.name: np.asarray(final[extra.name]).tolist() for extra in _extra_leaves(episode)},
         preview_png=_png(_strip(previews)),
+        sealed_at=_epoch(attrs.ended_at),
     )  # fmt: skip
