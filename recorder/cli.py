@@ -144,6 +144,7 @@ def _play_workers(config: PlayConfig, workers: int) -> None:
 
 def _play(config: PlayConfig) -> None:
     from gymrec.recorder.session import Session
+    from gymrec.recorder.sinks import Sink
 
     if not config.headless:  # before anything is written: an invisible window records nobody
         from gymrec.shared.display import require_display
@@ -151,19 +152,21 @@ def _play(config: PlayConfig) -> None:
         who = "nobody could see the game" if config.human else "nobody could watch the agent"
         require_display(who, "to record an agent without a display, add --headless --agent random")
     spool = _recover(config)
-    made = make_env(config.env_id, dict(config.env_kwargs))
-    source: ActionSource | None = None
-    try:
-        source = _source(config, made)
-        if not config.human:  # steps/s, episodes and ETA on a terminal (shared.progress)
-            from gymrec.recorder.tracked_source import TrackedSource
+    # The writer process starts first: its start-up overlaps the env's (Session.run says why).
+    with Sink(process=True) as sink:
+        made = make_env(config.env_id, dict(config.env_kwargs))
+        source: ActionSource | None = None
+        try:
+            source = _source(config, made)
+            if not config.human:  # steps/s, episodes and ETA on a terminal (shared.progress)
+                from gymrec.recorder.tracked_source import TrackedSource
 
-            source = TrackedSource(source, progress_for(sys.stderr, config.episodes, PROG))
-        result = Session(config, made, source).run()
-    finally:
-        if source is not None:
-            source.close()
-        made.env.close()
+                source = TrackedSource(source, progress_for(sys.stderr, config.episodes, PROG))
+            result = Session(config, made, source).run(sink)
+        finally:
+            if source is not None:
+                source.close()
+            made.env.close()
     for path in result.sealed:
         click.echo(str(path))
     click.echo(f"{len(result.sealed)} episode(s), {result.steps} steps recorded in {spool}", err=True)

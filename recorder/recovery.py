@@ -24,17 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gymrec.recorder.salvage import Survivors, set_aside_unusable, survey
 from gymrec.shared import schema
 from gymrec.shared.attrs import make_env_for, utc_now
 from gymrec.shared.backends import EpisodeStarter
-from gymrec.shared.episode import Episode
 from gymrec.shared.errors import CorruptEpisodeError, GymrecError, RecoveryError, SchemaVersionError
 from gymrec.shared.spaces import decode_action, encode_action, split_observation
 from gymrec.shared.spool import SET_ASIDE_AREA, WriterLock, orphaned, partial_episodes
 
 if TYPE_CHECKING:
+    from gymrec.recorder.salvage import Survivors
     from gymrec.recorder.writer import EpisodeWriter
+    from gymrec.shared.episode import Episode
 
 log = logging.getLogger(__name__)
 FAILED_NOTE = "recovery-failed.txt"
@@ -77,13 +77,18 @@ class _Orphan:
 
 
 def _load(partial: Path) -> _Orphan:
+    # Imported here: they load zarr (~120 ms of every gymrec-play start-up, measured), which only an orphan needs.
+    from gymrec.recorder.salvage import survey
+    from gymrec.shared.episode import Episode
+
     survivors = survey(partial, Episode(partial, trusted_length=0))  # the attributes are validated here
     return _Orphan(partial, Episode(partial, trusted_length=survivors.verified), survivors)
 
 
 def recover(partial: Path, lock: WriterLock) -> Recovered:
     """Recover one orphan whose lock the caller holds; the lock is released on return."""
-    # The writer imports zarr (~150 ms): every replay and uploader start checks for orphans, few find one.
+    # Both load zarr (see _load); replay and the uploader need neither unless an orphan is found.
+    from gymrec.recorder.salvage import set_aside_unusable
     from gymrec.recorder.writer import EpisodeWriter
 
     with contextlib.ExitStack() as stack:

@@ -21,6 +21,7 @@ import logging
 import os
 import queue
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 Failure = tuple[int, str]  # (errno, message): picklable, turned into a typed error by the writer
 DIED = (0, "the writer process stopped unexpectedly")
 _ALIGN = 64
+_POLL_SECONDS = 0.1
+_STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 @dataclass
@@ -93,18 +96,22 @@ class Sink:
             os.close(jobs_r)
             os.close(results_w)
             self._jobs_out = Connection(jobs_w, readable=False)
+            # The game thread reads the writer's results itself, when it needs a slot or an answer:
+            # a results thread had to win the GIL back from the game loop for every chunk (a forced
+            # switch each time, and a wake-up on the core the writer process runs on).
             self._results_in = Connection(results_r, writable=False)
-            self._worker = threading.Thread(target=self._receive, name="gymrec-writer-results", daemon=True)
+            self._writer_gone = False
         else:
             self._queue: queue.SimpleQueue[tuple[ChunkJob, Slot | None] | None] = queue.SimpleQueue()
             self._store = ChunkStore()
             self._worker = threading.Thread(target=self._work, name="gymrec-writer", daemon=True)
-        self._worker.start()
+            self._worker.start()
 
     # --- slots --------------------------------------------------------------------------------
 
     def slot(self, specs: tuple[ArraySpec, ...], chunk_steps: int, block: bool) -> Slot:
         key = (specs, chunk_steps)
+        self._collect(block=False)
         with self._cond:
             while True:
                 free = self._free.setdefault(key, [])
@@ -113,7 +120,7 @@ class Sink:
                 if not block or self._made[key] < self._max_slots:
                     self._made[key] += 1
                     break
-                self._cond.wait()
+                self._await()
         layout, size = _layout(specs, chunk_steps)
         if not self._process:
             return Slot(f"local-{id(layout)}-{self._made[key]}", layout, views(bytearray(size), layout))
@@ -168,6 +175,7 @@ class Sink:
                 pass
 
     def failure(self, partial: str) -> Failure | None:
+        self._collect(block=False)
         with self._cond:
             return self._failures.get(partial)
 
@@ -175,9 +183,54 @@ class Sink:
         """Until every job of ``partial`` is done; returns its failure, if any."""
         with self._cond:
             while self._pending[partial] > 0:
-                self._cond.wait()
+                self._await()
             self._pending.pop(partial, None)
             return self._failures.get(partial)
+
+    def _await(self) -> None:
+        """Wait (holding ``_cond``) until some job is done: a result read from the writer process,
+        or the writer thread's notification."""
+        if not self._process:
+            self._cond.wait()
+            return
+        self._cond.release()
+        try:
+            self._collect(block=True)
+        finally:
+            self._cond.acquire()
+
+    def _collect(self, block: bool) -> None:
+        """Apply the writer process's results: those already there, or (``block``) at least one."""
+        if not self._process or self._writer_gone:
+            return
+        try:
+            while True:
+                # A timed poll, so Ctrl-C still interrupts a wait for the writer (it lands here, never
+                # inside a message: see _apply_one).
+                if not self._results_in.poll(_POLL_SECONDS if block else 0):
+                    if block:
+                        continue
+                    return
+                self._apply_one()
+                block = False
+        except (EOFError, OSError):
+            self._writer_gone = True
+            with self._cond:
+                for partial in [p for p, n in self._pending.items() if n > 0]:
+                    self._failures.setdefault(partial, DIED)
+                    self._pending[partial] = 0
+                self._cond.notify_all()
+
+    def _apply_one(self) -> None:
+        # Stop signals wait until the result is read and applied: a KeyboardInterrupt between a
+        # message's bytes would garble the pipe, one before _release would leave a job pending forever.
+        # The message is already there (one small write, atomic), so the signal waits microseconds.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            slot_key, partial, failure = self._results_in.recv()
+            self._release(slot_key, partial, failure)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def __enter__(self) -> Sink:
         return self
@@ -195,13 +248,14 @@ class Sink:
                 self._jobs_out.send(None)
             except OSError:
                 pass
+            while not self._writer_gone:  # every result, until the writer's end of the pipe closes
+                self._collect(block=True)
             self._child.wait()
             self._jobs_out.close()
+            self._results_in.close()
         else:
             self._queue.put(None)
-        self._worker.join()
-        if self._process:
-            self._results_in.close()
+            self._worker.join()
         self._free.clear()
         self._in_flight.clear()
         self._buffers.close()
@@ -219,16 +273,3 @@ class Sink:
                 self._store.forget(job.partial)
             self._release(slot.key if slot is not None else None, job.partial, failure)
         self._store.close()
-
-    def _receive(self) -> None:
-        while True:
-            try:
-                slot_key, partial, failure = self._results_in.recv()
-            except (EOFError, OSError):
-                with self._cond:
-                    for partial in [p for p, n in self._pending.items() if n > 0]:
-                        self._failures.setdefault(partial, DIED)
-                        self._pending[partial] = 0
-                    self._cond.notify_all()
-                return
-            self._release(slot_key, partial, failure)

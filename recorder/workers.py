@@ -195,6 +195,7 @@ class LineProgress:
 def _worker_main(encoded: str) -> None:
     from gymrec.recorder.cli import _source
     from gymrec.recorder.session import Session
+    from gymrec.recorder.sinks import Sink
     from gymrec.shared.backends import make_env
 
     config = _decode(encoded)
@@ -204,15 +205,16 @@ def _worker_main(encoded: str) -> None:
     signal.signal(signal.SIGTERM, stop.handler)  # stop at the next step, as Esc would
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked since birth (see _Worker)
     progress = LineProgress(out)
-    made = make_env(config.env_id, dict(config.env_kwargs))
-    source = None
-    try:
-        source = TrackedSource(_source(config, made), progress, stop)
-        result = Session(config, made, source).run()
-    finally:
-        if source is not None:
-            source.close()
-        made.env.close()
+    with Sink(process=True) as sink:  # first: its start-up overlaps the env's (Session.run)
+        made = make_env(config.env_id, dict(config.env_kwargs))
+        source = None
+        try:
+            source = TrackedSource(_source(config, made), progress, stop)
+            result = Session(config, made, source).run(sink)
+        finally:
+            if source is not None:
+                source.close()
+            made.env.close()
     progress.close()
     for path in result.sealed:
         out.write(f"sealed {path}\n")

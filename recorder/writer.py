@@ -49,6 +49,16 @@ def _spool_failure(code: int, message: str, where: Path) -> Exception:
     return SpoolError(f"cannot write {where}: {message}", "check the spool directory")
 
 
+def _write_new(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 class EpisodeWriter:
     """The game side of one episode: the journal, the current chunk's rows, and the hand-offs."""
 
@@ -90,9 +100,14 @@ class EpisodeWriter:
         partial = spool / schema.partial_name(attrs.episode_id)
         staging = spool / f".{partial.name}.creating"
         try:
-            zarr_layout.write_group(staging, attrs.as_dict())
+            # Plain writes: the staging directory enters the spool whole, by one rename, so a temp name
+            # and a rename per file (as zarr_layout.write_group does) bought nothing here.
+            staging.mkdir()
+            _write_new(staging / schema.METADATA_NAME, zarr_layout.group_json(attrs.as_dict()))
+            empty = zarr_layout.group_json({})
             for sub in (schema.OBS_GROUP, schema.HASH_GROUP, schema.ACTION_GROUP, schema.INFO_GROUP):
-                zarr_layout.write_group(staging / sub, {})
+                (staging / sub).mkdir()
+                _write_new(staging / sub / schema.METADATA_NAME, empty)
             lock = WriterLock(staging / schema.LOCK_NAME, shared=True)
             if not lock.try_acquire():  # a fresh UUID directory: only a bug could make this happen
                 raise SpoolError(f"{staging} is locked by another process")

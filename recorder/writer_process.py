@@ -8,6 +8,7 @@ each episode's ``writer.lock`` shared while it writes, so recovery waits for it 
 
 from __future__ import annotations
 
+import gc
 import logging
 import mmap
 import signal
@@ -108,6 +109,9 @@ def _kill_orphans(guarded: list[tuple[int, float]]) -> None:
 
 def main() -> None:
     jobs_fd, results_fd, tag, spill_dir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+    # What the imports made lives as long as the process: keep it out of the collector's passes,
+    # which took ~9 % of this process's samples (perf, 40 Breakout episodes) with zarr loaded here.
+    gc.freeze()
     serve(Connection(jobs_fd, writable=False), Connection(results_fd, readable=False), tag, spill_dir)
 
 

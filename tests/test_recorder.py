@@ -89,6 +89,24 @@ def test_zarr_itself_reads_the_directly_written_chunks(spool: Path, workdir: Pat
     assert frames[:].any() and group["action/value"].shape == (70,)
 
 
+@pytest.mark.parametrize("dtype", ["|b1", "|i1", "<i2", "<i4", "<i8", "|u1", "<u2", "<u4", "<u8", "<f2", "<f4", "<f8"])
+def test_metadata_written_without_zarr_is_what_zarr_writes(dtype: str) -> None:
+    """The recorder spells out group and numeric-array metadata itself (importing zarr cost start-up)."""
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.group import GroupMetadata
+
+    from gymrec.recorder import zarr_layout
+
+    for shape in [(), (3,), (210, 160, 3)]:
+        for length in (0, 65):
+            ours = zarr_layout.array_json(length, shape, np.dtype(dtype), 64)
+            theirs = zarr_layout.zarr_array_template(shape, dtype, 64).replace('"shape":[0', f'"shape":[{length}', 1)
+            assert ours.decode() == theirs
+    attributes = {"seed": 3, "name": "é", "nested": {"x": [1.5, None, True]}}
+    by_zarr = GroupMetadata(attributes=attributes).to_buffer_dict(default_buffer_prototype())[schema.METADATA_NAME]
+    assert zarr_layout.group_json(attributes) == zarr_layout._compact(by_zarr.to_bytes())
+
+
 def test_list_shows_backend_and_rom_status(workdir: Path) -> None:
     proc = run_cli("gymrec-play", "--list", "Airstriker", cwd=workdir)
     assert proc.returncode == 0
