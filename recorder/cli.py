@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import sys
@@ -16,7 +15,7 @@ from gymrec.recorder.config import HUMAN, PlayConfig, parse_env_kwargs
 from gymrec.recorder.controllers import ActionSource
 from gymrec.recorder.recovery import format_report, recover_orphans
 from gymrec.shared.backends import list_envs, make_env
-from gymrec.shared.cli_errors import OneLineCommand, cli_edge, configure_logging
+from gymrec.shared.cli_errors import FiniteFloat, OneLineCommand, cli_edge, configure_logging
 from gymrec.shared.errors import AgentFailedError, BadAgentError
 from gymrec.shared.paths import default_spool
 from gymrec.shared.progress import progress_for
@@ -50,24 +49,6 @@ def _list(filter_text: str, installed: bool) -> None:
     if missing and not installed:
         for note in dict.fromkeys(e.note for e in entries if not e.available and e.note):
             click.echo(f"no ROM: {note}", err=True)
-
-
-class FiniteFloat(click.ParamType):
-    """A float within [low, high]: click's FloatRange lets nan through (every comparison with it is false)."""
-
-    name = "float"
-
-    def __init__(self, low: float, high: float) -> None:
-        self.low, self.high = low, high
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(number) or not self.low <= number <= self.high:
-            self.fail(f"{value!r} is not a number from {self.low:g} to {self.high:g}", param, ctx)
-        return number
 
 
 def _guarded(agent: Agent, name: str) -> Agent:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -23,6 +24,24 @@ R = TypeVar("R")
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 3
+
+
+class FiniteFloat(click.ParamType):
+    """A float within [low, high]: click's FloatRange lets nan through (every comparison with it is false)."""
+
+    name = "float"
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.high = low, high
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or not self.low <= number <= self.high:
+            self.fail(f"{value!r} is not a number from {self.low:g} to {self.high:g}", param, ctx)
+        return number
 
 
 def debug_enabled() -> bool:

@@ -31,6 +31,12 @@ _ID_PREFIX = re.compile(r"^[0-9a-f-]{1,36}$")
 
 def check_spool(path: Path, create: bool) -> Path:
     """The spool as a usable directory, or a one-line SpoolError saying why not."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        pass
+    except OSError as e:  # e.g. a name longer than the filesystem allows (ENAMETOOLONG), a loop of links
+        raise SpoolError(f"cannot use the spool {path}: {e.strerror or e}", "pass --spool DIR with a usable path") from e
     if path.exists() and not path.is_dir():
         raise SpoolError(f"the spool {path} is a file, not a directory", "pass --spool DIR with a directory")
     if not path.exists():

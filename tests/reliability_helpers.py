@@ -19,12 +19,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from gymrec.shared import schema
 from gymrec.shared.spaces import action_leaves
 from tests.conftest import BIN
 
 POLL_S = 0.0005
+R5_MIN_TOTAL = 60  # issue 13: the R5 catalogue (play/replay plus uploader) holds at least this many cases
+R5_COUNTS = pytest.StashKey[dict[str, int]]()  # cases that ran, per R5 suite, in this pytest session
+
+
+def record_r5_count(config: pytest.Config, suite: str, ran: int) -> str:
+    """Note how many R5 cases of ``suite`` ran; once every suite has, assert the catalogue's total.
+
+    Returns the summary's tail ("" until both suites have run in this session).
+    """
+    counts = config.stash.setdefault(R5_COUNTS, {})
+    counts[suite] = counts.get(suite, 0) + ran
+    if len(counts) < 2:
+        return ""
+    total = sum(counts.values())
+    assert total >= R5_MIN_TOTAL, f"the R5 catalogue ran {total} cases ({counts}), fewer than {R5_MIN_TOTAL}"
+    return f"; R5 total: {' + '.join(f'{n} {s}' for s, n in counts.items())} = {total} cases"
 
 
 @contextlib.contextmanager

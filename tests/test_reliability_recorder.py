@@ -8,7 +8,6 @@ proves that every journaled step is in a sealed episode, bit for bit, and that r
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -19,7 +18,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -28,10 +26,9 @@ from gymrec.recorder.recovery import FAILED_NOTE, recover_orphans
 from gymrec.shared import schema
 from gymrec.shared.episode import Episode
 from gymrec.shared.errors import GymrecError
-from gymrec.shared.spaces import action_leaves
 from gymrec.shared.spool import partial_episodes, sealed_episodes
 from tests.conftest import run_cli
-from tests.recording import chunk_path
+from tests.reliability_cases import R5_CASES, BadInput, CaseDir, Unavailable, fill, still_usable
 from tests.reliability_helpers import (
     POLL_S,
     Journaled,
@@ -44,13 +41,14 @@ from tests.reliability_helpers import (
     names,
     one_line_problems,
     read_journal,
+    record_r5_count,
     sigkill,
     snapshot,
     start,
     wait_group_gone,
     xvfb_display,
 )
-from tests.replay_helpers import copy_episode, record_episode
+from tests.replay_helpers import record_episode
 from tests.test_recovery import PACED_AGENT
 
 STRESS = os.environ.get("GYMREC_STRESS", "") == "1"
@@ -60,6 +58,7 @@ MOMENTS = ("chunk", "flush", "seal", "start", "recovery")
 TRIGGER_TIMEOUT_S = 60
 LANDED_WINDOWS = ("seal: before the rename", "recovery: mid-recovery")
 TOP_UPS = 8
+R5_PLAY_REPLAY_MIN = 45  # of the catalogue's cases (3 need Xvfb)
 ENGINE_LINGER_S = 5.0  # an engine gets this long to notice its recorder died (the dedicated test's bound)
 
 
@@ -227,7 +226,6 @@ def test_r1_sigkill_at_random_moments_loses_nothing(spool: Path, workdir: Path) 
 
     left = partial_episodes(spool)
     failed = [p for p in left if (p / FAILED_NOTE).exists()]
-    staging = sorted(n for n in names(spool) if n.startswith(".") and n.endswith(".creating"))
     unreadable, lost, not_exact = [], 0, []
     sealed = sealed_episodes(spool)
     episodes: dict[str, Episode] = {}
@@ -254,6 +252,9 @@ def test_r1_sigkill_at_random_moments_loses_nothing(spool: Path, workdir: Path) 
                 not_exact.append(episode_id)
 
     replay = run_cli("gymrec-replay", "--spool", str(spool), "--all", cwd=workdir, timeout=600)
+    # a kill while an episode was being created leaves its staging dir (metadata only); recovery removes
+    # it once it is a minute old (recovery.STAGING_GRACE), which a campaign this short does not reach
+    staging = sorted(n for n in names(spool) if n.startswith(".") and n.endswith(".creating"))
     to_replay = [e for e in episodes.values() if e.end_reason != schema.EndReason.DISCARDED]
     rows = {line[:8]: line for line in replay.stdout.splitlines()}
     identical = sum("identical" in rows.get(e.id[:8], "") for e in to_replay)
@@ -270,6 +271,11 @@ def test_r1_sigkill_at_random_moments_loses_nothing(spool: Path, workdir: Path) 
     assert not unreadable, unreadable
     assert not left, [(p.name, (p / FAILED_NOTE).read_text() if (p / FAILED_NOTE).exists() else "") for p in left]
     assert lost == 0
+    # The episode count is every journaled orphan sealed, besides those the recorders sealed themselves.
+    vanished = sorted(eid for eid in campaign.journaled if eid not in episodes)
+    assert not vanished, f"{len(vanished)} orphans have no sealed episode: {vanished[:5]}"
+    assert len(sealed) == len(episodes) >= len(campaign.journaled), (len(sealed), len(campaign.journaled))
+    assert not [p for n in staging for p in (spool / n).rglob("c.*")], f"a staging dir holds recorded data: {staging}"
     assert not not_exact
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert identical == len(to_replay), replay.stdout
@@ -341,251 +347,119 @@ def test_a_recorder_killed_before_its_first_step_does_not_break_replay_all(spool
 # --- R5: bad inputs to gymrec-play and gymrec-replay ------------------------------------------------
 
 
-class Unavailable(Exception):
-    """This machine cannot stage the case (e.g. no tmpfs mount): skipped, with the reason."""
-
-
-@dataclass
-class CaseDir:
-    root: Path  # everything under it that exists before the command runs must survive unchanged
-    spool: Path
-    base: Path  # a sealed 150-step Breakout episode in ``spool``
-    cwd: Path
-    mounts: list[Path] = field(default_factory=list)
-
-    def mount_tmpfs(self, name: str, size: str) -> Path:
-        point = self.root / name
-        point.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise Unavailable(f"cannot mount a tmpfs here ({done.stderr.strip() or 'not root'})")
-        self.mounts.append(point)
-        return point
-
-    def unmount(self) -> None:
-        for point in reversed(self.mounts):
-            subprocess.run(["umount", "-l", str(point)], check=False, capture_output=True)
-
-
-def _nothing(case: CaseDir) -> str:
-    return ""
-
-
-def _keymap(text: str) -> Callable[[CaseDir], str]:
-    def make(case: CaseDir) -> str:
-        path = case.root / "keymap.toml"
-        path.write_text(text)
-        return str(path)
-
-    return make
-
-
-def _spool_file(case: CaseDir) -> str:
-    path = case.root / "spool-file"
-    path.write_text("keep me")
-    return str(path)
-
-
-def _unwritable(case: CaseDir) -> str:
-    if os.geteuid() != 0:
-        path = case.root / "locked"
-        shutil.copytree(case.spool, path)
-        path.chmod(0o500)
-        return str(path)
-    # root writes through any mode bits: only a read-only filesystem makes a spool unwritable
-    point = case.mount_tmpfs("ro", "2m")
-    shutil.copytree(case.base, point / case.base.name)
-    done = subprocess.run(["mount", "-o", "remount,ro", str(point)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise Unavailable(f"cannot remount a tmpfs read-only ({done.stderr.strip()})")
-    return str(point)
-
-
-def _tiny_disk(case: CaseDir) -> str:
-    spool = case.mount_tmpfs("tiny", "600k") / "spool"
-    spool.mkdir()
-    shutil.copytree(case.base, spool / case.base.name)
-    return str(spool)
-
-
-def _copy_with(edit: Callable[[Path], None]) -> Callable[[CaseDir], str]:
-    def make(case: CaseDir) -> str:
-        copy = copy_episode(case.base, case.spool)
-        edit(copy)
-        return str(copy)
-
-    return make
-
-
-def _edit_attrs(change: Callable[[dict[str, Any]], None]) -> Callable[[Path], None]:
-    def edit(episode: Path) -> None:
-        meta = json.loads((episode / "zarr.json").read_text())
-        change(meta["attributes"])
-        (episode / "zarr.json").write_text(json.dumps(meta))
-
-    return edit
-
-
-def _garbage_obs_chunk(episode: Path) -> None:
-    chunk_path(episode, "obs/frame", 1).write_bytes(b"garbage bytes, not a zstd frame")
-
-
-def _garbage_reward_chunk(episode: Path) -> None:
-    chunk_path(episode, "reward", 1).write_bytes(b"garbage bytes, not a zstd frame")
-
-
-def _empty_episode(case: CaseDir) -> str:
-    return str(record_episode(case.spool, "BreakoutNoFrameskip-v4", 0, 3))
-
-
-def _two_alike(case: CaseDir) -> str:
-    for n in (1, 2):
-        copy_episode(case.base, case.spool, f"abcd0000-0000-4000-8000-00000000000{n}")
-    return ""
-
-
-def _torn_journal(case: CaseDir) -> str:
-    """An orphan of 100 steps (64 committed) whose journal is cut inside record 81."""
-    partial = make_orphan(case.spool, "BreakoutNoFrameskip-v4", 100, 8)
-    journal = partial / schema.JOURNAL_NAME
-    journaled = read_journal(partial)
-    assert journaled is not None and journaled.steps == 100
-    attrs = json.loads((partial / "zarr.json").read_text())["attributes"]
-    record_size = schema.JournalFormat(tuple(action_leaves(attrs["action_space"]))).record_size
-    os.truncate(journal, 80 * record_size + record_size // 2)
-    return partial.stem
-
-
-def _roms_missing(episode: Path) -> None:
-    _edit_attrs(lambda a: a.update(env_id="SonicTheHedgehog-Genesis-v0", backend="retro"))(episode)
-
-
-@dataclass(frozen=True)
-class BadInput:
-    name: str
-    tool: str
-    args: tuple[str, ...]  # "{spool}" and "{target}" (what ``prepare`` returned) are filled in
-    needles: tuple[str, ...] = ()
-    prepare: Callable[[CaseDir], str] = _nothing
-    expect: str = "error"  # or "recovered": the run succeeds and seals what survived
-    display: bool = False  # human play: refused without a visible display, so it runs under Xvfb
-
-
-PLAY = ("--agent", "random", "--headless", "--spool", "{spool}")
-R5_CASES = (
-    BadInput("unknown env", "gymrec-play", ("Breakout-v9", *PLAY), ("unknown env id", "did you mean")),
-    BadInput("ROM-less retro game", "gymrec-play", ("SuperMarioBros-Nes-v0", *PLAY), ("no ROM",)),
-    BadInput("malformed --env-kwarg", "gymrec-play", ("ALE/Pong-v5", *PLAY, "--env-kwarg", "frameskip"), ("KEY=VALUE",)),
-    BadInput("unknown --env-kwarg", "gymrec-play", ("ALE/Pong-v5", *PLAY, "--env-kwarg", "bogus=1"), ("bogus",)),
-    BadInput("keymap: unknown key", "gymrec-play", ("ALE/Pong-v5", "--spool", "{spool}", "--keymap", "{target}"),
-             ("unknown key 'foo'",), _keymap("[bindings]\nfoo = 'UP'\n"), display=True),
-    BadInput("keymap: unknown ALE action", "gymrec-play", ("ALE/Pong-v5", "--spool", "{spool}", "--keymap", "{target}"),
-             ("unknown Atari action 'JUMP'",), _keymap("[bindings]\nup = 'JUMP'\n"), display=True),
-    BadInput("keymap: unknown VizDoom button", "gymrec-play",
-             ("VizdoomBasic-v1", "--spool", "{spool}", "--keymap", "{target}"),
-             ("unknown VizDoom button 'WALK'",), _keymap("[bindings]\nup = 'WALK'\n"), display=True),
-    BadInput("keymap: missing file", "gymrec-play", ("ALE/Pong-v5", "--spool", "{spool}", "--keymap", "nope.toml"),
-             ("does not exist",)),
-    BadInput("unknown agent", "gymrec-play", ("ALE/Pong-v5", "--agent", "randum", "--headless", "--spool", "{spool}"),
-             ("MODULE:CALLABLE",)),
-    BadInput("headless human", "gymrec-play", ("ALE/Pong-v5", "--headless", "--spool", "{spool}"), ("needs an agent",)),
-    BadInput("play: spool is a file", "gymrec-play", ("ALE/Pong-v5", "--agent", "random", "--headless", "--spool", "{target}"),
-             ("is a file",), _spool_file),
-    BadInput("play: spool unwritable", "gymrec-play", ("ALE/Pong-v5", "--agent", "random", "--headless", "--spool", "{target}"),
-             ("not writable",), _unwritable),
-    BadInput("play: full disk", "gymrec-play",
-             ("PongNoFrameskip-v4", "--agent", "random", "--headless", "--seed", "3", "--spool", "{target}"),
-             ("disk", "full"), _tiny_disk),
-    BadInput("play: no ENV_ID", "gymrec-play", ("--spool", "{spool}"), ("ENV_ID",)),
-    BadInput("play: --seed out of range", "gymrec-play", ("ALE/Pong-v5", *PLAY, "--seed", "-5"), ("--seed",)),
-    BadInput("replay: corrupt obs chunk", "gymrec-replay", ("{target}", "--check-frames"), ("chunk 1 of 'obs/frame'", "crc32c"),
-             _copy_with(_garbage_obs_chunk)),
-    BadInput("replay: corrupt reward chunk", "gymrec-replay", ("{target}",), ("chunk 1 of 'reward'", "crc32c"),
-             _copy_with(_garbage_reward_chunk)),
-    BadInput("replay: missing attribute", "gymrec-replay", ("{target}",), ("missing attribute", "seed"),
-             _copy_with(_edit_attrs(lambda a: a.pop("seed")))),
-    BadInput("replay: wrong schema_version", "gymrec-replay", ("{target}",), ("schema_version 99",),
-             _copy_with(_edit_attrs(lambda a: a.update(schema_version=99)))),
-    BadInput("replay: no ROM for the recorded env", "gymrec-replay", ("{target}",), ("no ROM",), _copy_with(_roms_missing)),
-    BadInput("replay: empty episode", "gymrec-replay", ("{target}",), ("no steps",), _empty_episode),
-    BadInput("replay: id is not a UUID", "gymrec-replay", ("--spool", "{spool}", "not-a-uuid!"),
-             ("neither an episode directory nor an episode id",)),
-    BadInput("replay: ambiguous prefix", "gymrec-replay", ("--spool", "{spool}", "abcd"), ("matches 2 episodes",), _two_alike),
-    BadInput("replay: unknown id", "gymrec-replay", ("--spool", "{spool}", "0123abcd"), ("no episode",)),
-    BadInput("replay: spool missing", "gymrec-replay", ("--spool", "{spool}/nope", "--all"), ("does not exist",)),
-    BadInput("replay: spool is a file", "gymrec-replay", ("--spool", "{target}", "--all"), ("is a file",), _spool_file),
-    BadInput("replay: --no-verify without --render", "gymrec-replay", ("--no-verify", "--spool", "{spool}", "--all"),
-             ("--render",)),
-    BadInput("replay: torn journal in an orphan", "gymrec-replay", ("--spool", "{spool}", "--all"),
-             ("recovered", "64 steps checked, 16 rebuilt"), _torn_journal, expect="recovered"),
-)
-
-
 @pytest.fixture(scope="module")
-def base_episode(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return record_episode(tmp_path_factory.mktemp("r5base") / "spool", "BreakoutNoFrameskip-v4", 150, 1)
+def r5_sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """The episodes every case copies from: two sealed ones (seeds 1 and 2) and an orphan."""
+    spool = tmp_path_factory.mktemp("r5base") / "spool"
+    base = record_episode(spool, "BreakoutNoFrameskip-v4", 150, 1)
+    other = record_episode(spool, "BreakoutNoFrameskip-v4", 150, 2)
+    (spool.parent / "orphans").mkdir()
+    return base, other, make_orphan(spool.parent / "orphans", "BreakoutNoFrameskip-v4", 150, 3)
+
+
+def _run(case: BadInput, where: CaseDir, target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    args = [fill(a, where, target) for a in case.args]
+    if case.tool == "unshare":
+        probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, text=True)
+        if probe.returncode != 0:
+            raise Unavailable(f"unshare -m is not permitted here: {probe.stderr.strip()}")
+        return subprocess.run(["unshare", "-m", "sh", "-c", args[0]], cwd=where.cwd, capture_output=True, text=True,
+                              timeout=180, env={**os.environ, **env})
+    return run_cli(case.tool, *args, cwd=where.cwd, env=env, timeout=120)
+
+
+def _outcome_problems(case: BadInput, where: CaseDir, target: str, proc: subprocess.CompletedProcess[str]) -> list[str]:
+    if case.expect == "error":
+        problems = one_line_problems(proc, case.needles)
+        if case.code is not None and proc.returncode != case.code:
+            problems.append(f"exit status {proc.returncode}, not {case.code}")
+        return problems
+    problems = ["a traceback"] if "Traceback" in proc.stderr + proc.stdout else []
+    if proc.returncode != 0 and case.expect != "diverged":
+        problems.append(f"exit status {proc.returncode}: {proc.stderr[-500:]}")
+    if case.expect == "diverged":
+        return [f"exit status {proc.returncode}, not 1 (diverged)"] * (proc.returncode != 1) + [
+            f"{n!r} not in the report {proc.stdout!r}" for n in case.needles if n not in proc.stdout]
+    if case.expect == "works":  # said once, not once per scan
+        problems += [f"{n!r} {proc.stderr.count(n)} times in stderr {proc.stderr!r}" for n in case.needles
+                     if proc.stderr.count(n) != 1]
+    else:  # recovered: recovery's own log line may come with the report, so one line is not demanded
+        problems += [f"{n!r} not in stderr {proc.stderr!r}" for n in case.needles if n not in proc.stderr]
+        sealed = where.spool / schema.sealed_name(target)
+        if not sealed.is_dir() or Episode(sealed).length != case.steps:
+            problems.append(f"the orphan was not sealed with its {case.steps} provable steps")
+    return problems
 
 
 def _run_case(case: BadInput, where: CaseDir, display: str | None) -> list[str]:
     """The problems found with one case (empty: it behaved)."""
     if case.display and display is None:
         raise Unavailable("needs a display and Xvfb is not available")
-    env = {"DISPLAY": display, "SDL_VIDEODRIVER": "x11"} if case.display and display else None
     target = case.prepare(where)
-    args = [a.replace("{spool}", str(where.spool)).replace("{target}", target) for a in case.args]
+    env = {k: fill(v, where, target) for k, v in case.env}
+    if case.display and display:
+        env |= {"DISPLAY": display, "SDL_VIDEODRIVER": "x11"}
     before = snapshot(where.root)
-    proc = run_cli(case.tool, *args, cwd=where.cwd, env=env, timeout=120)
+    proc = _run(case, where, target, env)
     after = snapshot(where.root)
-    if case.expect == "recovered":
-        # The orphan is meant to change (it is sealed); everything else must not.
-        before = {k: v for k, v in before.items() if not k.startswith(f"spool/{target}")}
-        # stderr says so; recovery's own log line may come with it, so one line is not demanded here
-        problems = ["a traceback"] if "Traceback" in proc.stderr else []
-        problems += [f"{n!r} not in stderr {proc.stderr!r}" for n in case.needles if n not in proc.stderr]
-        if proc.returncode != 0:
-            problems.append(f"exit status {proc.returncode}: {proc.stdout}")
-        sealed = where.spool / schema.sealed_name(target)
-        if not sealed.is_dir() or Episode(sealed).length != 80:
-            problems.append("the orphan was not sealed with its 80 intact journaled steps")
-        if proc.stdout.count("identical") != 2:
-            problems.append(f"replay did not find both episodes identical: {proc.stdout}")
-    else:
-        problems = one_line_problems(proc, case.needles)
+    problems = _outcome_problems(case, where, target, proc)
+    if case.identical is not None and proc.stdout.count("identical") != case.identical:
+        problems.append(f"not {case.identical} replays identical (the other episodes must stay usable): {proc.stdout}")
+    if case.check is not None:
+        problems += case.check(where, proc, target)
+    moved = tuple(fill(m, where, target) for m in case.moves)  # meant to change: the orphan it seals, ...
+    before = {k: v for k, v in before.items() if not (moved and k.startswith(moved))}
     if changed := changed_files(before, after):
         problems.append(f"pre-existing files changed or deleted: {changed[:5]}")
-    return problems
+    return problems + still_usable(where.base)
 
 
-def _r5_case(i: int, case: BadInput, base_episode: Path, tmp_path: Path, display: str | None,
-             failures: dict[str, list[str]], skipped: dict[str, str]) -> None:
+def _r5_case(i: int, case: BadInput, sources: tuple[Path, Path, Path], tmp_path: Path, display: str | None,
+             failures: dict[str, list[str]], skipped: dict[str, str], known: dict[str, str]) -> bool:
+    """Run one case; whether it ran (False: it could not be set up here)."""
+    base, other, orphan = sources
     root = tmp_path / f"case{i}"
     (root / "spool").mkdir(parents=True)
-    where = CaseDir(root, root / "spool", root / "spool" / base_episode.name, tmp_path / f"cwd{i}")
+    where = CaseDir(root, root / "spool", root / "spool" / base.name, tmp_path / f"cwd{i}", other, orphan)
     where.cwd.mkdir()
-    shutil.copytree(base_episode, where.base)
+    shutil.copytree(base, where.base)
     try:
         problems = _run_case(case, where, display)
     except Unavailable as e:
         skipped[case.name] = str(e)
-        return
+        return False
     finally:
-        where.unmount()
-    if problems:
+        where.clean_up()
+    if problems and case.known_bug:
+        known[case.name] = f"{case.known_bug} (seen: {'; '.join(problems)[:300]})"
+    elif problems:
         failures[case.name] = problems
+    return True
 
 
-def test_r5_bad_inputs_give_one_line_and_change_nothing(base_episode: Path, tmp_path: Path) -> None:
+def test_r5_bad_inputs_give_one_line_and_change_nothing(r5_sources: tuple[Path, Path, Path], tmp_path: Path,
+                                                       request: pytest.FixtureRequest) -> None:
     failures: dict[str, list[str]] = {}
     skipped: dict[str, str] = {}
+    known: dict[str, str] = {}
+    ran: list[BadInput] = []
     with xvfb_display() as display:
         for i, case in enumerate(R5_CASES):
-            _r5_case(i, case, base_episode, tmp_path, display, failures, skipped)
+            if _r5_case(i, case, r5_sources, tmp_path, display, failures, skipped, known):
+                ran.append(case)
     spool_changes = sum(any("pre-existing" in p for p in problems) for problems in failures.values())
-    ran = len(R5_CASES) - len(skipped)
-    errors = sum(c.expect == "error" and c.name not in failures and c.name not in skipped for c in R5_CASES)
-    print(f"\nR5: {ran} cases, {errors} one-line errors, {ran - errors - len(failures)} recovered as designed, "
-          f"{spool_changes} spool changes, {len(failures)} failing, {len(skipped)} skipped {skipped or ''}")
+    good = [c for c in ran if c.name not in failures and c.name not in known]
+    errors = sum(c.expect == "error" for c in good)
+    total = record_r5_count(request.config, "gymrec-play/gymrec-replay", len(ran))
+    print(f"\nR5: {len(ran)} cases ran for gymrec-play/gymrec-replay ({errors} one-line errors, "
+          f"{sum(c.expect == 'recovered' for c in good)} recovered as designed, "
+          f"{sum(c.expect == 'works' for c in good)} carried on past a bad spool entry or a small /dev/shm, "
+          f"{sum(c.expect == 'diverged' for c in good)} reported as divergences), {spool_changes} spool changes, "
+          f"{len(failures)} failing, {len(known)} known bugs, {len(skipped)} skipped {skipped or ''}{total}")
     assert not failures, "\n".join(f"{name}: {'; '.join(p)}" for name, p in failures.items())
-    assert ran >= 17, f"only {ran} R5 cases ran"
+    assert len(ran) + len(skipped) == len(R5_CASES)
+    assert len(ran) >= R5_PLAY_REPLAY_MIN, f"only {len(ran)} R5 cases ran"
+    if known:  # a bug another helper owns: visible as xfail, never as a pass
+        pytest.xfail(f"R5: {len(known)} known product bug(s): {known}")
     if skipped:  # a case that could not be set up is reported, never counted as passed
         pytest.skip(f"R5: {len(skipped)} case(s) could not be set up here: {skipped}")

@@ -12,7 +12,7 @@ from types import FrameType
 
 import click
 
-from gymrec.shared.cli_errors import OneLineGroup, cli_edge, configure_logging, debug_enabled
+from gymrec.shared.cli_errors import FiniteFloat, OneLineGroup, cli_edge, configure_logging, debug_enabled
 from gymrec.shared.credentials import hub_access
 from gymrec.shared.errors import AuthError, DatasetError, HubUnavailableError
 from gymrec.shared.paths import data_dir, default_spool
@@ -48,25 +48,25 @@ def _install_stop(stop: threading.Event, abort: threading.Event) -> None:
 @click.option("--repo-id", help="Dataset repo for every env (default: <you>/gymrec-<env-slug>, one repo per env).")
 @click.option("--private", is_flag=True, help="Create new repos as private.")
 @click.option("--once", is_flag=True, help="Upload what is in the spool now, then exit.")
-@click.option("--commit-every", type=click.FloatRange(min=0.0, max=86400.0), default=60.0, show_default=True,
+@click.option("--commit-every", type=FiniteFloat(0.0, 86400.0), default=60.0, show_default=True,
               help="Seconds from a batch's first episode to its commit.")
 @click.option("--batch-episodes", type=click.IntRange(1, 10_000), default=100, show_default=True,
               help="Commit sooner when a batch holds this many episodes.")
-@click.option("--batch-mb", type=click.FloatRange(min=1.0, max=100_000.0), default=256.0, show_default=True,
+@click.option("--batch-mb", type=FiniteFloat(1.0, 100_000.0), default=256.0, show_default=True,
               help="Commit sooner when a batch holds about this much converted data (MB).")
 @click.option("--local-dir", type=click.Path(path_type=Path), help="Write a local dataset here instead of pushing (the default without a token).")
 @click.option("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co).")
 @click.option("--workers", type=click.IntRange(1, 256), help="Frame-encoding threads (default: the number of cores).")
-@click.option("--min-active", type=click.FloatRange(min=0.0, max=1.0), default=0.0, show_default=True,
+@click.option("--min-active", type=FiniteFloat(0.0, 1.0), default=0.0, show_default=True,
               help="Leave human episodes whose active fraction (steps with input / steps) is below this in the spool.")
 @click.option("--delete-after-upload", is_flag=True, help="Delete episodes from the spool once on the Hub (keeps the receipt).")
-@click.option("--stale-after", type=click.FloatRange(min=1.0), default=300.0, show_default=True, help="Seconds without heartbeat before another uploader's claim is taken over.")
-@click.option("--rescan-interval", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds between spool rescans.")
-@click.option("--timeout", type=click.FloatRange(min=0.1, max=3600.0), default=60.0, show_default=True,
+@click.option("--stale-after", type=FiniteFloat(1.0, 30 * 86400.0), default=300.0, show_default=True, help="Seconds without heartbeat before another uploader's claim is taken over.")
+@click.option("--rescan-interval", type=FiniteFloat(0.1, 86400.0), default=30.0, show_default=True, help="Seconds between spool rescans.")
+@click.option("--timeout", type=FiniteFloat(0.1, 3600.0), default=60.0, show_default=True,
               help="Seconds without a usable answer before the Hub counts as down: a request's wait, and one call's retries.")
-@click.option("--backoff-base", type=click.FloatRange(min=0.01, max=600.0), default=1.0, show_default=True,
+@click.option("--backoff-base", type=FiniteFloat(0.01, 600.0), default=1.0, show_default=True,
               help="Seconds before the first retry (and the first probe of a down Hub); each wait doubles.")
-@click.option("--backoff-cap", type=click.FloatRange(min=0.01, max=3600.0), default=60.0, show_default=True,
+@click.option("--backoff-cap", type=FiniteFloat(0.01, 3600.0), default=60.0, show_default=True,
               help="The longest wait between retries, and between probes of a down Hub.")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
 @click.pass_context
@@ -146,7 +146,7 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
 
 @main.command()
 @click.option("--spool", "spool_opt", type=click.Path(path_type=Path), help="Spool directory.")
-@click.option("--min-active", type=click.FloatRange(min=0.0, max=1.0), default=0.0, show_default=True,
+@click.option("--min-active", type=FiniteFloat(0.0, 1.0), default=0.0, show_default=True,
               help="The uploader's --min-active: count the episodes it leaves in the spool as low-activity.")
 @click.pass_context
 @cli_edge(PROG)
@@ -163,7 +163,7 @@ def status(ctx: click.Context, spool_opt: Path | None, min_active: float) -> Non
 @click.option("--repo-id", help="The Hub dataset to compact.")
 @click.option("--local-dir", type=click.Path(path_type=Path), help="The local dataset to compact.")
 @click.option("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co).")
-@click.option("--target-mb", type=click.FloatRange(min=1.0, max=100_000.0), default=500.0, show_default=True,
+@click.option("--target-mb", type=FiniteFloat(1.0, 100_000.0), default=500.0, show_default=True,
               help="Merge each config's small shards into files of about this size.")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
 @cli_edge(PROG)

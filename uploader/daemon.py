@@ -45,6 +45,24 @@ from gymrec.uploader.outage import Outage
 from gymrec.uploader.status import waiting_count
 
 log = logging.getLogger(__name__)
+RECOVERY_LOGGER = "gymrec.recorder.recovery"
+
+
+class _Once(logging.Filter):
+    """Passes each distinct message once: the uploader runs crash recovery on every rescan (and every
+    ``--once`` pass), and a directory recovery skips (an alien ``.partial``) must be said once a run,
+    not once a pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self._seen:
+            return False
+        self._seen.add(message)
+        return True
 
 __all__ = ["RunSummary", "Uploader", "episode_attrs", "skip_reason"]
 
@@ -87,6 +105,7 @@ class Uploader:
         self._skipped: set[Path] = set()
         self._failed: set[str] = set()
         self._beating = threading.Event()
+        self._said_once = _Once()
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -96,6 +115,14 @@ class Uploader:
         except OSError:
             log.debug("cannot lower the priority")
         self.batcher.check_target()  # a bad token or a foreign dataset stops here, before anything is claimed
+        recovery_log = logging.getLogger(RECOVERY_LOGGER)
+        recovery_log.addFilter(self._said_once)
+        try:
+            return self._run()
+        finally:
+            recovery_log.removeFilter(self._said_once)
+
+    def _run(self) -> RunSummary:
         self._sweep_work()
         heartbeat = threading.Thread(target=self._heartbeat, name="gymrec-uploader-heartbeat", daemon=True)
         heartbeat.start()

@@ -96,11 +96,23 @@ def _delete(local_dir: Path, paths: list[str]) -> None:
         fsync_dir(target.parent)
 
 
+def _remove_stray_temps(local_dir: Path) -> None:
+    """The ``.NAME.tmp`` files (``shared.fsio.atomic_write``) of writes a killed uploader never renamed in."""
+    for path in local_dir.rglob(".*.tmp"):
+        if STAGING_DIR not in path.relative_to(local_dir).parts and path.is_file():
+            path.unlink()
+            log.info("removed %s, left by an interrupted write", path)
+
+
 def write_card(local_dir: Path, current: dict[str, Any]) -> None:
     text = card.render(current, card.Target(str(local_dir), local=True))
     path = local_dir / layout.CARD_PATH
     if not path.is_file() or path.read_text(errors="replace") != text:
-        durable_write(path, text.encode())
+        try:
+            durable_write(path, text.encode())
+        except (IsADirectoryError, NotADirectoryError) as e:  # something else holds the card's path
+            raise DatasetError(f"cannot write the dataset card {path}: {e.strerror}",
+                               "move what is at that path away and run again; nothing was lost") from e
 
 
 class LocalWriter:
@@ -117,9 +129,11 @@ class LocalWriter:
             return current is not None and all((self.local_dir / p).is_file() for p in paths)
 
     def repair_card(self) -> None:
-        """A rerun always leaves a card that matches info.json (a missing or stale one is rewritten)."""
+        """A rerun always leaves a card that matches info.json (a missing or stale one is rewritten)
+        and no temporary file a killed run left (every write here happens under the lock we hold)."""
         with self._lock:
             _finish_pending(self.local_dir)
+            _remove_stray_temps(self.local_dir)
             current = read_info(self.local_dir)
             if current is not None:
                 write_card(self.local_dir, current)
