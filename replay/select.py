@@ -74,7 +74,10 @@ def spool_to_recover(sel: Selection) -> Path | None:
         if (key / schema.METADATA_NAME).exists() or not sel.all_ or _is_dataset_dir(key):
             return None
         return key
-    return sel.spool if sel.spool.is_dir() else None
+    try:
+        return sel.spool if sel.spool.is_dir() else None
+    except OSError:  # e.g. a name too long: jobs() checks the spool and says so in one line
+        return None
 
 
 def jobs(sel: Selection) -> list[Job]:

@@ -24,6 +24,7 @@ from gymrec.replay.diff import compare, is_image, write_png
 from gymrec.replay.sources import EpisodeSource, RecordedSteps
 from gymrec.shared.attrs import EpisodeAttrs, make_env_for
 from gymrec.shared.backends import MadeEnv, backend_named
+from gymrec.shared.errors import SpoolError
 from gymrec.shared.schema import row_hash
 from gymrec.shared.spaces import OBS_LEAF, split_observation
 
@@ -170,7 +171,10 @@ class Checker:
                 detail = f"{where}{diff.differing} {unit} differ, max abs difference {diff.max_abs:g}"
             png = None
             if is_image(recorded[name]) and is_image(replayed[name]):
-                png = write_png(self.options.diff_dir, f"{self.source.id}-step{t}-{name}.png", recorded[name], replayed[name])
+                try:
+                    png = write_png(self.options.diff_dir, f"{self.source.id}-step{t}-{name}.png", recorded[name], replayed[name])
+                except SpoolError as e:  # the picture is a help; the divergence is the finding
+                    log.warning("%s (%s); the divergence is reported without it", e.message, e.hint)
             return Divergence(t, _field(name, self.single), detail, diff.differing, diff.max_abs, png)
         return None
 
