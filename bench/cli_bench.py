@@ -21,6 +21,7 @@ ENV_ID = "BreakoutNoFrameskip-v4"
 EPISODES = 40
 BIN = Path(sys.executable).parent
 _STEPS = re.compile(r"(\d+) steps recorded")
+_IDENTICAL = re.compile(r"\s\d+\s+identical\b")  # a result row: "<id>  <env>  <steps>  identical ..."
 
 PLAIN_LOOP = """
 import sys, gymnasium as gym, ale_py
@@ -93,9 +94,13 @@ def record(spool: Path, cwd: Path, workers: int | None = None, episodes: int = E
 
 
 def replay(spool: Path, cwd: Path, steps: int) -> Run:
+    """``gymrec-replay --all`` in a fresh process; every recorded episode must be verified identical
+    (a replay that skipped one would look faster)."""
+    episodes = len(list(spool.glob("*.zarr")))
     elapsed, cpu, out = _timed([str(BIN / "gymrec-replay"), "--all", "--spool", str(spool)], cwd)
-    if out.returncode != 0:
-        raise RuntimeError(f"the bench episodes do not replay identically:\n{out.stdout[-800:]}")
+    identical = sum(1 for line in out.stdout.splitlines() if _IDENTICAL.search(line))
+    if out.returncode != 0 or identical != episodes:
+        raise RuntimeError(f"{identical} of {episodes} bench episodes replay identically:\n{out.stdout[-800:]}")
     return Run(steps, elapsed, cpu)
 
 

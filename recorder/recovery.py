@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gymrec.recorder.writer import EpisodeWriter
 from gymrec.shared import schema
 from gymrec.shared.attrs import make_env_for, utc_now
 from gymrec.shared.backends import EpisodeStarter
@@ -45,6 +44,7 @@ from gymrec.shared.spool import (
 
 if TYPE_CHECKING:
     from gymrec.recorder.salvage import Survivors
+    from gymrec.recorder.writer import EpisodeWriter
     from gymrec.shared.episode import Episode
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,9 @@ def _load(partial: Path) -> _Orphan:
 
 def recover(partial: Path, lock: WriterLock) -> Recovered:
     """Recover one orphan whose lock the caller holds; the lock is released on return."""
-    from gymrec.recorder.salvage import set_aside_unusable  # loads zarr: see _load
+    # Both load zarr (see _load); replay and the uploader need neither unless an orphan is found.
+    from gymrec.recorder.salvage import set_aside_unusable
+    from gymrec.recorder.writer import EpisodeWriter
 
     with contextlib.ExitStack() as stack:
         stack.callback(lock.release)  # idempotent: sealing releases it too

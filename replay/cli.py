@@ -14,7 +14,7 @@ from gymrec.recorder.recovery import format_report, recover_orphans
 from gymrec.replay.select import Job, Selection, jobs, spool_to_recover
 from gymrec.replay.verify import EnvPool, Result, Summary, VerifyOptions, verify
 from gymrec.shared.attrs import EpisodeAttrs
-from gymrec.shared.cli_errors import OneLineCommand, cli_edge, configure_logging
+from gymrec.shared.cli_errors import FiniteFloat, OneLineCommand, cli_edge, configure_logging
 from gymrec.shared.credentials import HubAccess, hub_access
 from gymrec.shared.errors import GymrecError
 from gymrec.shared.paths import default_spool
@@ -55,7 +55,7 @@ def lineage(attrs: EpisodeAttrs) -> str:
 
 def _one(job: Job, config: ReplayConfig, envs: EnvPool) -> tuple[Result, str] | None:
     source = job.open()
-    if not job.explicit and source.end_reason == EndReason.DISCARDED:
+    if source is None or (not job.explicit and source.end_reason == EndReason.DISCARDED):
         return None
     if config.render:
         from gymrec.replay.render import show
@@ -126,7 +126,7 @@ HUB_TIMEOUT_S = 60.0  # huggingface_hub waits forever by default; a stalled Hub 
 @click.option("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT or huggingface.co).")
 @click.option("--all", "all_", is_flag=True, help="Replay every episode of the source (discarded ones are skipped).")
 @click.option("--render", is_flag=True, help="Show the recording (and the live replay) in a window.")
-@click.option("--fps", type=click.FloatRange(min=0.1), help="Playback speed for --render (default: the recorded fps).")
+@click.option("--fps", type=FiniteFloat(0.1, 1000.0), help="Playback speed for --render (default: the recorded fps).")
 @click.option("--no-verify", is_flag=True, help="With --render: only show the recording; no env needed.")
 @click.option("--diff-dir", type=click.Path(path_type=Path), help="Where divergence images go (default: a temp directory).")
 @click.option("--check-frames", is_flag=True, help="Also prove every stored frame matches its stored hash (slower: decodes all).")

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from gymrec.shared.errors import SpoolError
 
@@ -63,6 +62,8 @@ def side_by_side(recorded: np.ndarray, replayed: np.ndarray) -> np.ndarray:
 
 
 def write_png(diff_dir: Path, name: str, recorded: np.ndarray, replayed: np.ndarray) -> Path:
+    from PIL import Image  # ~40 ms of start-up, for a divergence only
+
     try:
         diff_dir.mkdir(parents=True, exist_ok=True)
         path = diff_dir / name

@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gymrec.replay.sources import EpisodeSource, SpoolSource, spool_all, spool_episode
+from gymrec.replay.sources import EpisodeSource, SpoolSource, open_unless_discarded, spool_all, spool_episode
 from gymrec.shared import schema
 from gymrec.shared.errors import AmbiguousEpisodeError, DatasetError, EpisodeNotFoundError
 from gymrec.shared.spool import check_spool
@@ -37,10 +37,11 @@ class Selection:
 
 @dataclass(frozen=True)
 class Job:
-    """One episode to replay. ``explicit``: named by the user, so replayed even if discarded."""
+    """One episode to replay. ``explicit``: named by the user, so replayed even if discarded.
+    ``open`` gives None for an episode it found discarded (not replayed)."""
 
     label: str
-    open: Callable[[], EpisodeSource]
+    open: Callable[[], EpisodeSource | None]
     explicit: bool
 
 
@@ -73,7 +74,10 @@ def spool_to_recover(sel: Selection) -> Path | None:
         if (key / schema.METADATA_NAME).exists() or not sel.all_ or _is_dataset_dir(key):
             return None
         return key
-    return sel.spool if sel.spool.is_dir() else None
+    try:
+        return sel.spool if sel.spool.is_dir() else None
+    except OSError:  # e.g. a name too long: jobs() checks the spool and says so in one line
+        return None
 
 
 def jobs(sel: Selection) -> list[Job]:
@@ -103,4 +107,4 @@ def jobs(sel: Selection) -> list[Job]:
         root = Path(sel.key)  # --all with a spool directory as EPISODE
     else:
         root = check_spool(sel.spool, create=False)
-    return [Job(p.name, partial(SpoolSource, p), explicit=False) for p in spool_all(root)]
+    return [Job(p.name, partial(open_unless_discarded, p), explicit=False) for p in spool_all(root)]

@@ -29,18 +29,19 @@ from typing import Any
 
 import ale_py
 import gymnasium as gym
-import numcodecs
 import numpy as np
 import xxhash
 from gymnasium.utils import seeding
 
 from gymrec.shared.backends import Started
+from gymrec.shared.chunks import ZstdFrames
 from gymrec.shared.errors import StartStateError
 
 FORMAT = "ale-cloneState"
 XOR_ZSTD = "xor-zstd"  # XOR against a fresh env's post-reset state (no RNG), then zstd
 ZSTD = "zstd"  # the whole state with the RNG, zstd'd
 _LEVEL = 19  # 3 ms for 14 KB, once an episode; level 3 saves 7 % less
+_MAX_STATE = 1 << 20  # bytes: a bound for a frame that does not record its size (a state is ~14 KB)
 
 
 def _version() -> str:
@@ -96,6 +97,8 @@ class AleStarter:
         self.reference = bytes(self.ale.cloneState(include_rng=False).serialize())
 
     def start(self, seed: int) -> Started:
+        import numcodecs  # ~30 ms to import: recording needs it, a replay's restart does not
+
         seeded = not self._seeded
         if seeded:
             obs, info = self.env.reset(seed=seed)
@@ -123,7 +126,11 @@ class AleStarter:
             raise ValueError(f"unknown start-state format {saved.get('format')!r}/{saved.get('codec')!r}")
         if str(saved.get("ale_py")) != self.version:
             raise ValueError(f"it was saved by ale-py {saved.get('ale_py')} and ale-py {self.version} is installed")
-        packed = bytes(numcodecs.Zstd().decode(base64.b64decode(str(saved["data"]))))
+        frames = ZstdFrames()
+        try:
+            packed = frames.decompress(base64.b64decode(str(saved["data"])), _MAX_STATE)
+        except frames.errors as e:
+            raise ValueError(f"its data cannot be decoded ({e})") from e
         data = packed if saved["codec"] == ZSTD else _xor(packed, self.reference) if len(packed) == len(self.reference) else b""
         if xxhash.xxh3_64_hexdigest(data) != saved.get("xxh3"):
             raise ValueError("it does not decode to the state that was saved")

@@ -10,11 +10,9 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import zarr
-import zarr.errors
 
 from gymrec.shared import schema
 from gymrec.shared.attrs import EpisodeAttrs
@@ -27,6 +25,9 @@ from gymrec.shared.errors import (
     EpisodeNotFoundError,
 )
 from gymrec.shared.spaces import Leaf, action_leaves, decode_action, obs_leaves
+
+if TYPE_CHECKING:
+    import zarr
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,21 @@ def _member_names(group: Path) -> list[str]:
     return sorted(e.name for e in entries if (e / schema.METADATA_NAME).is_file())
 
 
+def _group_attributes(path: Path) -> dict[str, Any]:
+    """A Zarr v3 group's attributes, read from its ``zarr.json`` as zarr reads them.
+
+    ``zarr.open_group`` costs ~3 ms (its event-loop thread), most of opening an episode, and
+    importing zarr ~150 ms of a replay's start-up; only the uploader's conversion needs zarr's API.
+    """
+    document = json.loads((path / schema.METADATA_NAME).read_bytes())
+    if not isinstance(document, dict) or document.get("zarr_format") != 3 or document.get("node_type") != "group":
+        raise ValueError("not a Zarr v3 group")
+    attributes = document.get("attributes", {})
+    if not isinstance(attributes, dict):
+        raise ValueError("its attributes are not a JSON object")
+    return attributes
+
+
 class Episode:
     """A sealed episode (or, with ``trusted_length``, the committed part of a partial one)."""
 
@@ -82,9 +98,8 @@ class Episode:
         if not path.is_dir():
             raise EpisodeNotFoundError(f"no episode at {path}", "check the path or run 'gymrec-uploader status'")
         try:
-            self.group = zarr.open_group(str(path), mode="r")
-            raw = dict(self.group.attrs)
-        except (zarr.errors.GroupNotFoundError, FileNotFoundError, ValueError, json.JSONDecodeError) as e:
+            raw = _group_attributes(path)
+        except (OSError, ValueError) as e:
             raise CorruptEpisodeError(f"{where}: not a readable Zarr group: {schema.METADATA_NAME} is missing or "
                                       f"unreadable ({e})", "the episode is damaged") from e
         sealed = trusted_length is None
@@ -100,6 +115,13 @@ class Episode:
         if sealed:
             check_sealed(path, raw)  # after the field checks, so a damaged field is named as such
             self._check_shapes()
+
+    @property
+    def group(self) -> zarr.Group:
+        """The episode as a zarr group, for zarr's own API (the uploader's conversion)."""
+        import zarr
+
+        return zarr.open_group(str(self.path), mode="r")
 
     @property
     def id(self) -> str:
@@ -131,21 +153,22 @@ class Episode:
                 raise CorruptEpisodeError(f"{self.path.name}: array {name!r} has shape {meta.shape}, expected {shape}")
             # zarr reads a missing chunk as fill zeros: a truncated copy must fail, not read as blank frames.
             for index in range(-(-shape[0] // meta.chunk_rows)):
-                if not meta.chunk_file(index).is_file():
+                if not meta.has_chunk(index):
                     raise ChunkCorruptError(self.path.name, name, index,
                                             (index * meta.chunk_rows, (index + 1) * meta.chunk_rows), "is missing")
 
-    def verify_checksums(self) -> None:
+    def verify_checksums(self, skip: frozenset[str] = frozenset()) -> None:
         """Check every chunk of every array against its crc32c without decoding (ChunkCorruptError).
 
         Replay compares hashes, not frames, so a damaged frame chunk would otherwise go unnoticed;
         this reads only the compressed bytes (~130 B a frame on Atari). Version 1 chunks carry no
-        checksum: only their presence is checked.
+        checksum: only their presence is checked. ``skip``: arrays the caller reads in full (every read
+        checks the crc32c of what it decodes).
         """
         names = [p for leaf in self.obs_leaves for p in (schema.obs_path(leaf.name), schema.hash_path(leaf.name))]
         names += [schema.action_path(leaf.name) for leaf in self.action_leaves] + list(schema.STEP_SCALARS)
         names += [schema.info_path(key) for key in self.info_keys]
-        for name in names:
+        for name in (n for n in names if n not in skip):
             meta = self.meta(name)
             rows = self.length + 1 if name.startswith((schema.OBS_GROUP + "/", schema.HASH_GROUP + "/")) else self.length
             for index in range(-(-rows // meta.chunk_rows)):

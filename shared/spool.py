@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-import psutil
-
 from gymrec.shared import schema
 from gymrec.shared.errors import AmbiguousEpisodeError, EpisodeNotFoundError, SpoolError
 from gymrec.shared.fsio import atomic_write
@@ -135,6 +133,8 @@ def write_owners(directory: Path, pids: list[int]) -> None:
     The lock alone is not enough: the writer process takes it with its first chunk job, and a
     stopped (SIGSTOP) writer still has jobs to run. An episode with a live owner is never an orphan.
     """
+    import psutil  # ~12 ms to import: only writers and the orphan check need it
+
     owners = []
     for pid in pids:
         try:
@@ -154,6 +154,8 @@ def owner_alive(partial: Path) -> bool:
         owners = [(int(o["pid"]), float(o["started"])) for o in doc.get("owners", [])]
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return False  # no (readable) record: the lock decides
+    import psutil  # see write_owners
+
     for pid, started in owners:
         try:
             process = psutil.Process(pid)

@@ -514,16 +514,14 @@ R5_CASES = (
     # issue 13.11: messages that point the right way
     BadInput("replay: an unwritable --diff-dir does not hide the divergence", "gymrec-replay",
              ("{target}", "--check-frames", "--diff-dir", "{root}/spool-file/diffs"), ("diverged", "step 64 observation"),
-             _foreign_chunk_with_a_file_in_the_way, expect="diverged",
-             known_bug="replay/diff.py:71 raises SpoolError when the diff image cannot be written, so the divergence "
-                       "row is never printed and replay exits 2 (issue 13.11); replay is the replay helper's"),
+             _foreign_chunk_with_a_file_in_the_way, expect="diverged"),
     BadInput("replay: the version-drift hint names no replay option it lacks", "gymrec-replay",
              ("{target}", "--diff-dir", "{cwd}/diffs"), ("ale-py", "recorded with 0.0.1"), _copy_with(_drifted_versions),
              code=1, check=_not_in_output("--env-kwarg")),
     BadInput("replay: a spool name of 300 characters (13.11)", "gymrec-replay", ("--spool", "{target}", "--all"),
-             ("too long", "--spool"), _long_name,
-             known_bug="replay/select.py reaches the spool without shared.spool.check_spool: the name-too-long OSError "
-                       "is reported as 'unexpected OSError ... report it', exit 3; replay is the replay helper's"),
+             ("too long", "--spool"), _long_name),
+    BadInput("replay: --fps nan", "gymrec-replay", ("--spool", "{spool}", "--all", "--render", "--fps", "nan"),
+             ("--fps", "not a number")),
     BadInput("replay: id is not a UUID", "gymrec-replay", ("--spool", "{spool}", "not-a-uuid!"),
              ("neither an episode directory nor an episode id",)),
     BadInput("replay: ambiguous prefix", "gymrec-replay", ("--spool", "{spool}", "abcd"), ("matches 2 episodes",), _two_alike),

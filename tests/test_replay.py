@@ -199,3 +199,14 @@ def test_version_mismatch_is_warned(breakout: Path, tmp_path: Path) -> None:
     assert out.returncode == 0
     assert "warning" in out.stderr and "ale-py" in out.stderr and "ale-py" in out.stdout
 
+
+
+@pytest.mark.parametrize(("array", "row", "field"), [("terminated", 30, "terminated"), ("truncated", 199, "truncated"),
+                                                     ("hash/frame", 200, "final observation")])
+def test_tampered_flag_or_final_hash_is_named(breakout: Path, tmp_path: Path, array: str, row: int, field: str) -> None:
+    """Every compared field is caught at its step, the last step and the final observation included."""
+    copy = copy_episode(breakout, tmp_path / "spool")
+    value = read_row(copy, array, row)
+    rewrite_rows(copy, array, row, np.uint64(int(value) ^ 1) if array.startswith("hash") else np.bool_(not value))
+    d = verify(SpoolSource(copy), options(tmp_path)).divergence
+    assert d is not None and (d.step, d.field) == (row, field), d
