@@ -28,6 +28,7 @@ from gymrec.shared.episode import Episode
 from gymrec.shared.spool import UPLOADED_AREA, UPLOADED_LOCAL_AREA, partial_episodes, sealed_episodes
 from tests.hub import HubServer, running_hub
 from tests.reliability_helpers import committed_steps, read_journal, sigkill, start
+from tests.test_recovery import PACED_AGENT
 
 TOKEN = "hf_paths_token_3c9d"
 REPO = "tester/gymrec-paths"
@@ -87,8 +88,11 @@ def test_uploaded_local_episodes_are_pushed_by_a_later_run_with_a_token(tmp_path
 def test_startup_recovery_seals_and_uploads_a_killed_recording(tmp_path: Path, workdir: Path) -> None:
     """A recorder SIGKILLed mid-episode leaves a ``.partial``; the uploader's start-up recovery seals it."""
     spool = tmp_path / "spool"
-    proc = start("gymrec-play", ENV_ID, "--agent", "random", "--headless", "--episodes", "1000", "--seed", "9",
-                 "--spool", str(spool), cwd=workdir)
+    # Paced: the writer commits at most about once a second, and an unpaced random agent seals a whole
+    # Breakout episode (~0.15 s) before its first commit, so the kill would never find a committed chunk.
+    (workdir / "paced_agent.py").write_text(PACED_AGENT)
+    proc = start("gymrec-play", ENV_ID, "--agent", "paced_agent:act", "--headless", "--episodes", "1000", "--seed", "9",
+                 "--spool", str(spool), cwd=workdir, env={"PYTHONPATH": str(workdir)})
     try:
         deadline = time.monotonic() + 60
         while not any(committed_steps(p) > 0 for p in partial_episodes(spool)):
