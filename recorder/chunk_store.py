@@ -46,7 +46,8 @@ import numpy as np
 
 from gymrec.recorder import zarr_layout
 from gymrec.shared import schema
-from gymrec.shared.checksums import sealed_attributes, sign
+from gymrec.shared.checksums import chunks_digest, sealed_attributes, sign
+from gymrec.shared.chunks import ArrayMeta
 from gymrec.shared.fsio import atomic_write, fsync_dir, fsync_file
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ class ChunkStore:
         # warns about. The sub-groups' zarr.json say nothing (~0.8 B a frame saved).
         arrays = [spec.name for spec in job.specs] + _input_arrays(partial)
         metadata = [f"{name}/{schema.METADATA_NAME}" for name in arrays]
-        zarr_layout.write_group(partial, sealed_attributes(attributes, partial, metadata))
+        zarr_layout.write_group(partial, sealed_attributes(attributes, partial, metadata, _digests(partial, arrays)))
         state.files.add(partial / schema.METADATA_NAME)
         state.dirs.add(partial)
         journal = partial / schema.JOURNAL_NAME
@@ -225,6 +226,18 @@ class ChunkStore:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+
+
+def _digests(root: Path, arrays: list[str]) -> dict[str, int]:
+    """Each array's chunk digest (``shared.checksums.chunks_digest``), from the chunk files on disk, so
+    an episode recovery seals gets the same as one its writer sealed: ~1 ms an episode (a 4-byte read
+    a chunk, from the page cache)."""
+    out = {}
+    for name in arrays:
+        meta = ArrayMeta.read(root / name, root.name, name)
+        count = -(-meta.shape[0] // meta.chunk_rows)
+        out[name] = chunks_digest(meta.trailer(i, root.name, name) for i in range(count))
+    return out
 
 
 def _input_arrays(root: Path) -> list[str]:

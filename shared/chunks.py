@@ -146,11 +146,26 @@ class ArrayMeta:
         except OSError as e:
             raise ChunkCorruptError(where, name, index, self._span(index), f"is unreadable ({e})") from e
 
-    def check_chunk(self, index: int, where: str, name: str) -> None:
-        """The chunk is present and, where it carries one, matches its checksum (no decoding)."""
+    def check_chunk(self, index: int, where: str, name: str) -> bytes:
+        """The chunk is present and, where it carries one, matches its checksum (no decoding); its
+        stored crc32c (b"" without one)."""
         data = self._bytes(index, where, name)
         if self.checksum and not crc_ok(data):
             raise ChunkCorruptError(where, name, index, self._span(index), "fails its crc32c checksum")
+        return data[-CRC_SIZE:] if self.checksum else b""
+
+    def trailer(self, index: int, where: str, name: str) -> bytes:
+        """The chunk's stored crc32c, its last 4 bytes, read without the rest (b"" without one)."""
+        if not self.checksum:
+            return b""
+        try:
+            with open(self._key(index), "rb", buffering=0) as f:
+                f.seek(-CRC_SIZE, os.SEEK_END)
+                return f.read(CRC_SIZE)
+        except FileNotFoundError as e:
+            raise ChunkCorruptError(where, name, index, self._span(index), "is missing") from e
+        except OSError as e:  # shorter than a crc, or unreadable
+            raise ChunkCorruptError(where, name, index, self._span(index), f"is unreadable ({e})") from e
 
     def read_chunk(self, index: int, where: str, name: str, frames: ZstdFrames | None = None) -> np.ndarray:
         return self.decode(self._bytes(index, where, name), index, where, name, frames)

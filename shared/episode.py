@@ -16,13 +16,14 @@ import numpy as np
 
 from gymrec.shared import schema
 from gymrec.shared.attrs import EpisodeAttrs
-from gymrec.shared.checksums import check_sealed, verified
+from gymrec.shared.checksums import check_sealed, chunks_digest, sealed_digests, verified
 from gymrec.shared.chunks import ArrayMeta
 from gymrec.shared.errors import (
     ChunkCorruptError,
     CorruptEpisodeError,
     EmptyEpisodeError,
     EpisodeNotFoundError,
+    ForeignChunksError,
 )
 from gymrec.shared.spaces import Leaf, action_leaves, decode_action, obs_leaves
 
@@ -112,8 +113,10 @@ class Episode:
         self._metas: dict[str, ArrayMeta] = {}
         self.info_keys: list[str] = _member_names(path / schema.INFO_GROUP)
         self.time_keys: list[str] = [name for name in schema.STEP_TIMES if (path / name / schema.METADATA_NAME).is_file()]
+        self._digests: dict[str, int] = {}
         if sealed:
             check_sealed(path, raw)  # after the field checks, so a damaged field is named as such
+            self._digests = sealed_digests(raw, where)
             self._check_shapes()
 
     @property
@@ -158,25 +161,48 @@ class Episode:
                                             (index * meta.chunk_rows, (index + 1) * meta.chunk_rows), "is missing")
 
     def verify_checksums(self, skip: frozenset[str] = frozenset()) -> None:
-        """Check every chunk of every array against its crc32c without decoding (ChunkCorruptError).
+        """Check every chunk of every array against its crc32c without decoding (ChunkCorruptError),
+        and each array's chunks against the digest sealing kept (ForeignChunksError).
 
         Replay compares hashes, not frames, so a damaged frame chunk would otherwise go unnoticed;
         this reads only the compressed bytes (~130 B a frame on Atari). Version 1 chunks carry no
         checksum: only their presence is checked. ``skip``: arrays the caller reads in full (every read
-        checks the crc32c of what it decodes).
+        checks the crc32c of what it decodes); only their crc32c trailers are read here.
         """
+        for name, meta, count in self._stored_arrays():
+            if name in skip:
+                trailers = [meta.trailer(i, self.path.name, name) for i in range(count)]
+            else:
+                trailers = [meta.check_chunk(i, self.path.name, name) for i in range(count)]
+            self._check_digest(name, trailers)
+
+    def verify_chunk_digests(self) -> None:
+        """Each array's chunks are the ones this episode sealed (ForeignChunksError), reading only their
+        4-byte crc32c trailers (~5 us a chunk): for readers that decode, and so crc-check, every chunk."""
+        for name, meta, count in self._stored_arrays():
+            if name in self._digests:
+                self._check_digest(name, [meta.trailer(i, self.path.name, name) for i in range(count)])
+
+    def _stored_arrays(self) -> list[tuple[str, ArrayMeta, int]]:
+        """Every recorded array: its name, layout and the number of chunks its rows fill."""
+        per_obs = (schema.OBS_GROUP + "/", schema.HASH_GROUP + "/")
         names = [p for leaf in self.obs_leaves for p in (schema.obs_path(leaf.name), schema.hash_path(leaf.name))]
         names += [schema.action_path(leaf.name) for leaf in self.action_leaves] + list(schema.STEP_SCALARS)
         names += [schema.info_path(key) for key in self.info_keys]
-        for name in (n for n in names if n not in skip):
+        out = []
+        for name in names:
             meta = self.meta(name)
-            rows = self.length + 1 if name.startswith((schema.OBS_GROUP + "/", schema.HASH_GROUP + "/")) else self.length
-            for index in range(-(-rows // meta.chunk_rows)):
-                meta.check_chunk(index, self.path.name, name)
+            rows = self.length + 1 if name.startswith(per_obs) else self.length
+            out.append((name, meta, -(-rows // meta.chunk_rows)))
         for name in self._input_arrays():
             meta = self.meta(name)
-            for index in range(-(-meta.shape[0] // meta.chunk_rows)):
-                meta.check_chunk(index, self.path.name, name)
+            out.append((name, meta, -(-meta.shape[0] // meta.chunk_rows)))
+        return out
+
+    def _check_digest(self, name: str, trailers: list[bytes]) -> None:
+        expected = self._digests.get(name)
+        if expected is not None and chunks_digest(trailers) != expected:
+            raise ForeignChunksError(self.path.name, name)
 
     def _input_arrays(self) -> list[str]:
         log = self.attrs.input_log

@@ -118,6 +118,22 @@ class ChunkCorruptError(CorruptEpisodeError):
                          f"{problem}", "the episode is damaged; recover it from a copy or re-record it")
 
 
+class ForeignChunksError(CorruptEpisodeError):
+    """An array's chunks are each intact but not the ones its episode sealed (``shared.checksums``
+    ``chunks_digest``): one was replaced, e.g. copied from another episode. Stored-data corruption,
+    like ``ChunkCorruptError``, and exits the same way."""
+
+    exit_code = 5
+
+    def __init__(self, where: str, array: str) -> None:
+        self.where, self.array = where, array
+        super().__init__(
+            f"{where}: stored data is corrupt: the chunks of {array!r} are not the ones this episode sealed "
+            "(one was replaced, e.g. copied from another episode; its own crc32c passes)",
+            "the episode is damaged; recover it from a copy or re-record it",
+        )
+
+
 class SchemaVersionError(CorruptEpisodeError):
     """An episode was written with a schema version this gymrec cannot read."""
 

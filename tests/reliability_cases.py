@@ -29,7 +29,7 @@ from gymrec.shared.spool import SET_ASIDE_AREA, partial_episodes, sealed_episode
 from tests.conftest import BIN
 from tests.recording import chunk_path
 from tests.reliability_helpers import make_orphan, read_journal
-from tests.replay_helpers import copy_episode, record_episode, rewrite_rows
+from tests.replay_helpers import copy_episode, record_episode, redigest, rewrite_rows
 
 
 class Unavailable(Exception):
@@ -220,9 +220,24 @@ def _diverging(case: CaseDir, episode: Path) -> None:
     rewrite_rows(episode, schema.REWARD, 10, 5.0)  # the env pays 0.0 there
 
 
+def _foreign_timestamp_chunk(case: CaseDir, episode: Path) -> None:
+    """A per-step chunk of another episode: intact, crc32c valid; only the chunk digest tells. (Not
+    reward: random Breakout's reward chunks are often all zeros in both, so byte-identical.)"""
+    other, mine = chunk_path(case.other, schema.TIMESTAMP, 1), chunk_path(episode, schema.TIMESTAMP, 1)
+    assert other.read_bytes() != mine.read_bytes(), "the two episodes' timestamp chunks are alike: nothing staged"
+    shutil.copyfile(other, mine)
+
+
+def _foreign_chunk_resigned(case: CaseDir, episode: Path) -> None:
+    """The foreign frame chunk with the chunk digests brought up to date (as a deliberate edit would):
+    only the frame hashes still tell, which --check-frames compares."""
+    _foreign_chunk(case, episode)
+    redigest(episode)
+
+
 def _foreign_chunk_with_a_file_in_the_way(case: CaseDir) -> str:
     _spool_file(case)  # --diff-dir points inside this file: no image can be written
-    return _copy_with(_foreign_chunk)(case)
+    return _copy_with(_foreign_chunk_resigned)(case)
 
 
 def _empty_episode(case: CaseDir) -> str:
@@ -501,9 +516,15 @@ R5_CASES = (
     BadInput("replay --all: a bit-flipped episode beside a good one", "gymrec-replay", ALL,
              ("stored data is corrupt", "chunk 1 of 'obs/frame'"), _copy_with(_flip_where_zstd_still_decodes),
              identical=1),
-    BadInput("replay: a frame chunk copied from another episode", "gymrec-replay",
+    BadInput("replay: a frame chunk copied from another episode", "gymrec-replay", ("{target}",),
+             ("stored data is corrupt", "'obs/frame'", "not the ones this episode sealed"), _copy_with(_foreign_chunk),
+             code=CORRUPT),
+    BadInput("replay: a timestamp chunk copied from another episode", "gymrec-replay", ("{target}",),
+             ("stored data is corrupt", "'timestamp'", "not the ones this episode sealed"),
+             _copy_with(_foreign_timestamp_chunk), code=CORRUPT),
+    BadInput("replay --check-frames: a foreign frame chunk, digests re-signed", "gymrec-replay",
              ("{target}", "--check-frames", "--diff-dir", "{cwd}/diffs"),
-             ("diverged", "step 64 observation", "does not match its recorded hash"), _copy_with(_foreign_chunk),
+             ("diverged", "step 64 observation", "does not match its recorded hash"), _copy_with(_foreign_chunk_resigned),
              expect="diverged"),
     BadInput("replay: missing attribute", "gymrec-replay", ("{target}",), ("missing attribute", "seed"),
              _copy_with(_edit_attrs(lambda a: a.pop("seed")))),

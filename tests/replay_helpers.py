@@ -15,7 +15,8 @@ import numpy as np
 import zarr
 
 from gymrec.shared import schema
-from gymrec.shared.checksums import resign
+from gymrec.shared.checksums import chunks_digest, resign
+from gymrec.shared.chunks import ArrayMeta
 from tests.recording import record_episode  # noqa: F401  (re-exported for the suites)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,11 +82,30 @@ def edit_attributes(episode: Path, *replacements: tuple[str, str]) -> None:
 
 
 def rewrite_rows(episode: Path, array: str, index: int, value: np.ndarray | float | int | bool) -> None:
-    """Overwrite one row of one array of a sealed episode with zarr (tests only)."""
+    """Overwrite one row of one array of a sealed episode with zarr, as a deliberate edit: the chunk
+    digests are brought up to date, so replay sees a divergence, not corruption (tests only)."""
     group = zarr.open_group(str(episode), mode="r+")
     arr = group[array]
     assert isinstance(arr, zarr.Array)
     arr[index] = value
+    redigest(episode)
+
+
+def redigest(episode: Path) -> None:
+    """After chunks were edited on purpose: the chunk digests sealing kept, recomputed, re-signed."""
+    meta_path = episode / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    attrs = meta["attributes"]
+    sums = attrs.get(schema.CHECKSUMS_ATTR)
+    if not isinstance(sums, dict) or "chunks" not in sums:
+        return
+    digests = {}
+    for name in sums["chunks"]:
+        layout = ArrayMeta.read(episode / name, episode.name, name)
+        count = -(-layout.shape[0] // layout.chunk_rows)
+        digests[name] = chunks_digest(layout.trailer(i, episode.name, name) for i in range(count))
+    meta["attributes"] = resign({**attrs, schema.CHECKSUMS_ATTR: {**sums, "chunks": digests}})
+    meta_path.write_text(json.dumps(meta))
 
 
 def read_row(episode: Path, array: str, index: int) -> np.ndarray:

@@ -376,6 +376,15 @@ def _foreign_chunk(c: Ctx) -> None:
     shutil.copyfile(chunk_path(c.b, "obs/frame", 0), chunk_path(c.a, "obs/frame", 0))
 
 
+def _foreign_chunk_resigned(c: Ctx) -> None:
+    """The foreign frame chunk as a deliberate edit would leave it (digests re-signed): only the frame
+    hashes, which the uploader checks as it decodes, still tell."""
+    from tests.replay_helpers import redigest
+
+    _foreign_chunk(c)
+    redigest(c.a)
+
+
 def _add_empty(c: Ctx) -> None:
     from uploader_helpers import record_episode
 
@@ -458,7 +467,9 @@ BAD = [
     Bad("frame bit flip zstd still decodes", _once("--repo-id", REPO), _flip_where_zstd_still_decodes,
         a_goes_to="quarantine", reason="crc32c"),
     Bad("frame chunk from another episode", _once("--repo-id", REPO), _foreign_chunk, a_goes_to="quarantine",
-        reason="does not match its stored hash"),
+        reason="not the ones this episode sealed"),
+    Bad("frame chunk from another episode, digests re-signed", _once("--repo-id", REPO), _foreign_chunk_resigned,
+        a_goes_to="quarantine", reason="does not match its stored hash"),
     Bad("wrong schema_version", _once("--repo-id", REPO), _set_attr("schema_version", 99), a_goes_to="quarantine", reason="schema_version"),
     Bad("missing attribute", _once("--repo-id", REPO), _set_attr("seed", None), a_goes_to="quarantine", reason="seed"),
     Bad("zarr.json not JSON", _once("--repo-id", REPO), lambda c: (c.a / schema.METADATA_NAME).write_text("{not json"),

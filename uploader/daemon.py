@@ -271,6 +271,8 @@ class Uploader:
             episode = Episode(claim.path)
             if skip_reason(episode.attrs.as_dict(), self.config.min_active) is not None:
                 return None
+            # Conversion decodes, and so crc-checks, every chunk; this proves they are this episode's.
+            episode.verify_chunk_digests()
             work = self._work_dir(eid)
             converted = convert_episode(episode, work, self.config.convert)
             kept = True
