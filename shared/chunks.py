@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from gymrec.shared import schema
-from gymrec.shared.checksums import CRC_SIZE, crc_ok
+from gymrec.shared.checksums import CRC_SIZE, chunks_digest, crc_ok
 from gymrec.shared.errors import ChunkCorruptError, CorruptEpisodeError
 
 CRC32C_CODEC = "crc32c"
@@ -180,3 +180,11 @@ class ArrayMeta:
         joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
         offset = first * self.chunk_rows
         return joined[start - offset : stop - offset]
+
+
+def stored_digest(root: Path, name: str) -> int:
+    """Array ``name``'s chunk digest (``shared.checksums.chunks_digest``) as its chunk files on disk
+    give it: a 4-byte read a chunk. Sealing stores it; a tool that edits chunks on purpose re-stores it."""
+    meta = ArrayMeta.read(root / name, root.name, name)
+    count = -(-meta.shape[0] // meta.chunk_rows)
+    return chunks_digest(meta.trailer(i, root.name, name) for i in range(count))

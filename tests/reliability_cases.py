@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numcodecs
-
 from gymrec.shared import schema
 from gymrec.shared.checksums import resign
 from gymrec.shared.episode import Episode
@@ -29,7 +27,7 @@ from gymrec.shared.spool import SET_ASIDE_AREA, partial_episodes, sealed_episode
 from tests.conftest import BIN
 from tests.recording import chunk_path
 from tests.reliability_helpers import make_orphan, read_journal
-from tests.replay_helpers import copy_episode, record_episode, redigest, rewrite_rows
+from tests.replay_helpers import copy_episode, flip_a_decodable_bit, record_episode, redigest, rewrite_rows
 
 
 class Unavailable(Exception):
@@ -192,23 +190,7 @@ def _garbage_chunk(array: str) -> Callable[[CaseDir, Path], None]:
 
 
 def _flip_where_zstd_still_decodes(case: CaseDir, episode: Path) -> None:
-    """Issue 13.2: one flipped bit that zstd decodes without complaint (only the crc32c can tell)."""
-    chunk = chunk_path(episode, "obs/frame", 1)
-    data = bytearray(chunk.read_bytes())
-    body, codec = bytes(data[:-4]), numcodecs.Zstd()  # the last 4 bytes are zarr's crc32c
-    clean = codec.decode(body)
-    for offset in range(len(body) // 2, len(body)):
-        flipped = bytearray(body)
-        flipped[offset] ^= 0x10
-        try:
-            decoded = codec.decode(bytes(flipped))
-        except RuntimeError:
-            continue
-        if len(decoded) == len(clean) and decoded != clean:
-            data[offset] ^= 0x10
-            chunk.write_bytes(bytes(data))
-            return
-    raise AssertionError("no offset of the frame chunk decodes after a bit flip: the case stages nothing")
+    flip_a_decodable_bit(chunk_path(episode, "obs/frame", 1))
 
 
 def _foreign_chunk(case: CaseDir, episode: Path) -> None:

@@ -15,8 +15,8 @@ import numpy as np
 import zarr
 
 from gymrec.shared import schema
-from gymrec.shared.checksums import chunks_digest, resign
-from gymrec.shared.chunks import ArrayMeta
+from gymrec.shared.checksums import resign
+from gymrec.shared.chunks import stored_digest
 from tests.recording import record_episode  # noqa: F401  (re-exported for the suites)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,11 +99,7 @@ def redigest(episode: Path) -> None:
     sums = attrs.get(schema.CHECKSUMS_ATTR)
     if not isinstance(sums, dict) or "chunks" not in sums:
         return
-    digests = {}
-    for name in sums["chunks"]:
-        layout = ArrayMeta.read(episode / name, episode.name, name)
-        count = -(-layout.shape[0] // layout.chunk_rows)
-        digests[name] = chunks_digest(layout.trailer(i, episode.name, name) for i in range(count))
+    digests = {name: stored_digest(episode, name) for name in sums["chunks"]}
     meta["attributes"] = resign({**attrs, schema.CHECKSUMS_ATTR: {**sums, "chunks": digests}})
     meta_path.write_text(json.dumps(meta))
 
@@ -121,3 +117,25 @@ def replay_cli(args: list[str], cwd: Path | None = None, env: dict[str, str] | N
     return subprocess.run(
         [str(BIN / "gymrec-replay"), *args], capture_output=True, text=True, timeout=180, cwd=cwd, env=full_env
     )
+
+
+def flip_a_decodable_bit(chunk: Path) -> None:
+    """Issue 13.2: flip one bit of a chunk where zstd still decodes without complaint (only the
+    crc32c can tell)."""
+    import numcodecs
+
+    data = bytearray(chunk.read_bytes())
+    body, codec = bytes(data[:-4]), numcodecs.Zstd()  # the last 4 bytes are zarr's crc32c
+    clean = codec.decode(body)
+    for offset in range(len(body) // 2, len(body)):
+        flipped = bytearray(body)
+        flipped[offset] ^= 0x10
+        try:
+            decoded = codec.decode(bytes(flipped))
+        except RuntimeError:
+            continue
+        if len(decoded) == len(clean) and decoded != clean:
+            data[offset] ^= 0x10
+            chunk.write_bytes(bytes(data))
+            return
+    raise AssertionError(f"no offset of {chunk} decodes after a bit flip: the case stages nothing")
