@@ -131,6 +131,11 @@ class Episode:
         return self.attrs.episode_id
 
     @property
+    def chunk_digests(self) -> dict[str, int]:
+        """Each array's chunk digest as sealed (empty for episodes sealed before digests, and partials)."""
+        return dict(self._digests)
+
+    @property
     def end_reason(self) -> str:
         return self.attrs.end_reason or ""
 

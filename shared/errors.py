@@ -226,6 +226,20 @@ class DatasetError(GymrecError, ValueError):
     """A local dataset directory is missing or not in gymrec's layout."""
 
 
+class AlreadyPublishedError(DatasetError):
+    """Some of a batch's episode ids are already in the target's index (nothing was published).
+
+    ``same``: id -> the index shard listing it with this content (filed as uploaded);
+    ``clash``: id -> why it is quarantined (listed there with other content).
+    """
+
+    def __init__(self, same: dict[str, str], clash: dict[str, str]) -> None:
+        super().__init__(f"{len(same) + len(clash)} episode(s) of the batch are already published",
+                         "they are filed as uploaded, or quarantined when their content differs")
+        self.same = same
+        self.clash = clash
+
+
 class CredentialsError(GymrecError, ValueError):
     """A token source (``.env``, the login cache) is unreadable or malformed."""
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gymrec.shared import layout, schema
-from gymrec.shared.errors import DiskFullError, GymrecError, HubUnavailableError
+from gymrec.shared.errors import AlreadyPublishedError, DiskFullError, GymrecError, HubUnavailableError
 from gymrec.shared.spool import UPLOADED_AREA, UPLOADED_LOCAL_AREA
 from gymrec.uploader import manifests
 from gymrec.uploader.claims import RECEIPT_SUFFIX, Claim, Claimer, episode_attrs, owner_is_dead_here
@@ -71,8 +71,10 @@ def _sealed_monotonic(sealed_at: float | None) -> float:
 
 class Batcher:
     def __init__(self, config: UploaderConfig, spool: Path, claimer: Claimer, pusher: HubPusher | None,
-                 local: LocalWriter | None, summary: RunSummary, convert: Callable[[Claim], Pending | None]) -> None:
+                 local: LocalWriter | None, summary: RunSummary, convert: Callable[[Claim], Pending | None],
+                 report: Callable[[str], None] | None = None) -> None:
         self.config = config
+        self.report = report  # the daemon's one line per commit (the CLI's output); None: silent
         self.spool = spool
         self.claimer = claimer
         self.pusher = pusher
@@ -190,6 +192,7 @@ class Batcher:
         root = staging_dir(base, f"batch-{bid}.{self.claimer.owner}")
         manifest: Manifest | None = None
         settled = False  # every claim was finished, released or left to its new owner
+        rest: list[Pending] = []  # what is left to publish once the target listed some of the batch
         try:
             batch = build_batch([p.converted for p in items], root, self.config.convert)
             manifest = Manifest(bid, batch.episode_ids, tuple(batch.parts), tuple(batch.shard_paths), target,
@@ -206,11 +209,18 @@ class Batcher:
                         p.claim.release()
                 settled = True
                 return
-            receipt = self._publish(target, batch)
+            try:
+                receipt = self._publish(target, batch)
+            except AlreadyPublishedError as e:  # nothing was written: file or quarantine those, then the rest
+                manifest.remove(self.spool)
+                rest = self._settle_published(target, items, e)
+                settled = True
+                return
             self._finish([p.claim for p in items], receipt, already=receipt.already_present)
             settled = True
             if not receipt.already_present:
                 self.summary.commits += 1
+                self._say_commit(target, items)
             manifest.remove(self.spool)
         except HubUnavailableError as e:  # the manifest stays: whoever retries asks whether the batch landed
             if not e.transient:  # transient: the Hub is down, which uploader.outage says once; nothing failed
@@ -234,7 +244,37 @@ class Batcher:
                     self._in_flight.remove(manifest)
             shutil.rmtree(root, ignore_errors=True)
             for p in items:
-                shutil.rmtree(p.work, ignore_errors=True)
+                if p not in rest:
+                    shutil.rmtree(p.work, ignore_errors=True)
+            if rest:  # a new batch (a new id) of the episodes the target does not list yet
+                self._commit(target, rest)
+
+    def _settle_published(self, target: str, items: list[Pending], e: AlreadyPublishedError) -> list[Pending]:
+        """Exactly once per episode id: an id the target lists with this content is filed as uploaded
+        (its receipt names the index shard), one listed with other content is quarantined; returns the rest."""
+        where = target[len(LOCAL_PREFIX):] if target.startswith(LOCAL_PREFIX) else target
+        rest = []
+        for p in items:
+            eid = p.converted.episode_id
+            if eid in e.same:
+                log.info("%s is already published at %s (%s): not publishing it again", eid, where, e.same[eid])
+                receipt = Receipt("local" if self.pusher is None else target, None, [e.same[eid]], "", True,
+                                  where if self.pusher is None else None)  # fmt: skip
+                self._finish([p.claim], receipt, already=True)
+            elif eid in e.clash:
+                log.error("quarantined %s: %s", eid, e.clash[eid])
+                p.claim.quarantine(e.clash[eid])
+                self.summary.quarantined.append(eid)
+            else:
+                rest.append(p)
+        return rest
+
+    def _say_commit(self, target: str, items: list[Pending]) -> None:
+        if self.report is None:
+            return
+        where = target[len(LOCAL_PREFIX):] if target.startswith(LOCAL_PREFIX) else target
+        steps = sum(p.converted.length for p in items)
+        self.report(f"committed {len(items)} episode(s), {steps} steps to {where}")
 
     def _release(self, items: list[Pending]) -> None:
         for p in items:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -129,7 +130,8 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
         where += " (no Hub token found: HF_TOKEN, ./.env or 'hf auth login'; a later run with one pushes these)"
     if not once:
         click.echo(f"{PROG}: watching {config.spool}, uploading to {where} (Ctrl-C to stop)", err=True)
-    uploader = Uploader(config, stop, abort)
+    report = None if once else functools.partial(click.echo, err=True)  # the daemon: one line per commit
+    uploader = Uploader(config, stop, abort, report)
     summary = uploader.run()
     click.echo(
         f"{len(summary.uploaded)} uploaded to {where}, {len(summary.already)} already there, "
@@ -161,7 +163,8 @@ def status(ctx: click.Context, spool_opt: Path | None, min_active: float) -> Non
 
 @main.command()
 @click.option("--repo-id", help="The Hub dataset to compact.")
-@click.option("--local-dir", type=click.Path(path_type=Path), help="The local dataset to compact.")
+@click.option("--local-dir", type=click.Path(path_type=Path),
+              help="The local dataset to compact (default: the uploader's, ~/.local/share/gymrec/dataset).")
 @click.option("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co).")
 @click.option("--target-mb", type=FiniteFloat(1.0, 100_000.0), default=500.0, show_default=True,
               help="Merge each config's small shards into files of about this size.")
@@ -170,9 +173,11 @@ def status(ctx: click.Context, spool_opt: Path | None, min_active: float) -> Non
 def compact(repo_id: str | None, local_dir: Path | None, endpoint: str | None, target_mb: float, verbose: bool) -> None:
     """Merge each config's small shards into large ones, in one commit (safe while others upload)."""
     configure_logging(verbose)
-    if (repo_id is None) == (local_dir is None):
-        raise click.UsageError("pass exactly one of --repo-id ID or --local-dir DIR")
+    if repo_id is not None and local_dir is not None:
+        raise click.UsageError("pass one of --repo-id ID or --local-dir DIR, not both")
     environ = os.environ
+    if repo_id is None:  # the uploader's own default target, so 'compact' after 'gymrec-uploader' just works
+        local_dir = local_dir or data_dir(environ) / "dataset"
     target = int(target_mb * (1 << 20))
     options = ConvertOptions(workers=1)
     with tempfile.TemporaryDirectory(prefix="gymrec-compact-") as tmp:

@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,7 @@ class Converted:
     final_extra: dict[str, Any]
     preview_png: bytes
     sealed_at: float | None = None  # the seal's wall-clock time (epoch seconds), from ``ended_at``
+    chunk_digests: dict[str, int] = field(default_factory=dict)  # sealed per-array digests: its content
 
     @property
     def size(self) -> int:
@@ -321,5 +322,5 @@ def convert_episode(episode: Episode, root: Path, options: ConvertOptions) -> Co
         final_hash=int(verified_hashes(episode, leaf.name, final_image[np.newaxis], episode.length)[0]),
         final_extra={extra.name: np.asarray(final[extra.name]).tolist() for extra in _extra_leaves(episode)},
         preview_png=_png(_strip(previews)),
-        sealed_at=_epoch(attrs.ended_at),
+        sealed_at=_epoch(attrs.ended_at), chunk_digests=episode.chunk_digests,
     )  # fmt: skip

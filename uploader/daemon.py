@@ -26,6 +26,7 @@ import queue
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from watchdog.events import DirCreatedEvent, DirMovedEvent, FileSystemEvent, FileSystemEventHandler
@@ -89,7 +90,8 @@ class _Enqueue(FileSystemEventHandler):
 
 
 class Uploader:
-    def __init__(self, config: UploaderConfig, stop: threading.Event, abort: threading.Event | None = None) -> None:
+    def __init__(self, config: UploaderConfig, stop: threading.Event, abort: threading.Event | None = None,
+                 report: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.stop = stop
         self.abort = abort or threading.Event()
@@ -98,7 +100,8 @@ class Uploader:
         pusher = HubPusher(config.endpoint, config.token or "", config.private, config.retry, self.abort) if config.hub else None
         local = None if config.hub else LocalWriter(config.local_dir)
         self.summary = RunSummary()
-        self.batcher = Batcher(config, self.spool, self.claimer, pusher, local, self.summary, self.convert)
+        self.batcher = Batcher(config, self.spool, self.claimer, pusher, local, self.summary, self.convert,
+                               report)
         queued = functools.partial(waiting_count, self.spool, config.min_active)
         self.outage = Outage(pusher, config.retry, stop, queued) if pusher is not None else None
         self._work: queue.Queue[Path | None] = queue.Queue()

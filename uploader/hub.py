@@ -2,10 +2,9 @@
 
 One batch is one ``create_commit`` holding its data and index shards (one of each per config), a
 preview for each new config, ``meta/info.json`` merged with the batch and the card rendered from it,
-made with ``parent_commit=<head>``. Every attempt costs a fixed number of requests, whatever the
-repo holds: the head, one paths-info for the batch's shards (already there: an earlier attempt whose
-answer was lost, or an adopted batch; nothing is committed), info.json at the head, the upload, the
-commit. A commit that lost a race (the head moved) fails with a conflict and is retried on the new
+made with ``parent_commit=<head>``. An attempt costs the head, info.json at the head, one listing of
+the index folder plus the index shards not read before (``uploader.published``: an episode id already
+listed is not published again, whoever published it), the upload and the commit. A commit that lost a race (the head moved) fails with a conflict and is retried on the new
 head, so info.json and the card count every episode exactly once.
 
 Every huggingface_hub / HTTP failure is translated into ``shared.errors`` by ``uploader.hub_errors``.
@@ -26,13 +25,14 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
 from gymrec.shared import layout
 from gymrec.shared.errors import (
+    AlreadyPublishedError,
     CommitConflictError,
     DatasetError,
     EntryNotFoundError,
     HubError,
     HubUnavailableError,
 )
-from gymrec.uploader import card, compact, info
+from gymrec.uploader import card, compact, info, published
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.hub_errors import hub_call, offline_mode
 from gymrec.uploader.shards import Batch
@@ -92,6 +92,7 @@ class HubPusher:
         self._repos: set[str] = set()
         self._user: str | None = None
         self._down: HubUnavailableError | None = None  # why the Hub counts as down, until a probe answers
+        self._index: dict[str, published.IndexCache] = {}  # per repo: the index shards read so far
 
     @property
     def endpoint(self) -> str:
@@ -199,13 +200,26 @@ class HubPusher:
         except EntryNotFoundError:
             return False
 
+    def listed(self, repo_id: str, head: str) -> dict[str, list[published.Listed]]:
+        """Every episode id the repo's index lists at ``head``: one tree listing, plus the index shards
+        not read before (a shard path never changes content)."""
+        paths = [path for path, _size in self._tree(repo_id, head, (layout.INDEX_DIR,)).items()]
+
+        def read(path: str) -> bytes:
+            with hub_call(f"{repo_id}:{path}", self._endpoint):
+                return Path(self._api.hf_hub_download(repo_id, path, repo_type=REPO_TYPE, revision=head)).read_bytes()
+
+        return self._index.setdefault(repo_id, published.IndexCache()).listed(paths, read)
+
     def _attempt(self, batch: Batch, repo_id: str) -> Receipt:
         """One try on the current head; CommitConflictError when the head moved meanwhile."""
         head = self.head(repo_id)
-        if self.present(repo_id, batch.shard_paths, head):
-            log.info("batch %s is already in %s at %s", batch.batch_id[:8], repo_id, head[:8])
-            return Receipt(repo_id, head, batch.shard_paths, batch.batch_id, already_present=True)
         current = self._info_at(repo_id, head)
+        # Exactly once per episode id, checked at the very head this commit is parented on, so a racing
+        # uploader cannot slip in between; this also covers an earlier attempt whose answer was lost.
+        verdict = published.judge(batch.fingerprints, self.listed(repo_id, head), repo_id)
+        if verdict.found:
+            raise AlreadyPublishedError(verdict.same, verdict.clash)
         merged = info.merge(current, batch)
         operations = [CommitOperationAdd(path, str(local)) for path, local in sorted(batch.files.items())]
         operations += [CommitOperationAdd(layout.preview_path(c), batch.parts[c].preview_png) for c in info.new_configs(current, batch)]
@@ -238,8 +252,12 @@ class HubPusher:
     # --- compaction -------------------------------------------------------------------------------
 
     def _tree_sizes(self, repo_id: str, head: str) -> dict[str, int]:
+        return self._tree(repo_id, head, (layout.DATA_DIR, layout.INDEX_DIR))
+
+    def _tree(self, repo_id: str, head: str, folders: tuple[str, ...]) -> dict[str, int]:
+        """path -> size of every file under ``folders`` at ``head`` (a missing folder is empty)."""
         sizes: dict[str, int] = {}
-        for folder in (layout.DATA_DIR, layout.INDEX_DIR):
+        for folder in folders:
             try:
                 with hub_call(repo_id, self._endpoint):
                     for entry in self._api.list_repo_tree(repo_id, folder, recursive=True, revision=head, repo_type=REPO_TYPE):

@@ -22,9 +22,9 @@ from typing import Any
 from filelock import FileLock
 
 from gymrec.shared import layout
-from gymrec.shared.errors import DatasetError
+from gymrec.shared.errors import AlreadyPublishedError, DatasetError
 from gymrec.shared.fsio import durable_mkdir, fsync_dir, fsync_file
-from gymrec.uploader import card, compact, info
+from gymrec.uploader import card, compact, info, published
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.hub import Receipt
 from gymrec.uploader.manifests import durable_write
@@ -121,6 +121,19 @@ class LocalWriter:
     def __init__(self, local_dir: Path) -> None:
         self.local_dir = check_local_dir(local_dir)
         self._lock = FileLock(str(self.local_dir / LOCK_NAME))
+        self._index = published.IndexCache()
+
+    def listed(self) -> dict[str, list[published.Listed]]:
+        """Every episode id the dataset's index lists (shards read before are not read again)."""
+        folder = self.local_dir / layout.INDEX_DIR
+        paths = [str(p.relative_to(self.local_dir)) for p in folder.rglob("*" + layout.SHARD_SUFFIX)] if folder.is_dir() else []
+        return self._index.listed(paths, lambda rel: (self.local_dir / rel).read_bytes())
+
+    def _check_published(self, batch: Batch) -> None:
+        """Refuse (nothing written) a batch holding an episode id the index already lists."""
+        verdict = published.judge(batch.fingerprints, self.listed(), str(self.local_dir))
+        if verdict.found:
+            raise AlreadyPublishedError(verdict.same, verdict.clash)
 
     def batch_landed(self, paths: list[str]) -> bool:
         with self._lock:
@@ -143,10 +156,7 @@ class LocalWriter:
         with self._lock:
             _finish_pending(root)
             current = read_info(root)
-            if current is not None and all((root / p).is_file() for p in batch.shard_paths):
-                log.info("batch %s is already in %s", batch.batch_id[:8], root)
-                write_card(root, current)
-                return Receipt("local", None, batch.shard_paths, batch.batch_id, already_present=True, local_dir=str(root))
+            self._check_published(batch)  # also an earlier attempt of this very batch
             merged = info.merge(current, batch)
             durable_mkdir(root / layout.META_DIR)
             durable_write(root / PENDING_PATH, json.dumps({"info": merged, "shards": batch.shard_paths}).encode())

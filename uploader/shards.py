@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from gymrec.shared import layout
 from gymrec.uploader.convert import Converted, ConvertOptions, RowGroupWriter
+from gymrec.uploader.published import CONTENT_DIGEST_COLUMN, content_digest, legacy_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ INDEX_FEATURES = datasets.Features({
     layout.INDEX_FINAL_HASH_COLUMN: datasets.Value("uint64"),
     layout.INDEX_FINAL_EXTRA_COLUMN: datasets.Value("string"),  # JSON
     layout.INDEX_ATTRS_COLUMN: datasets.Value("string"),  # JSON: every recorded attribute
+    CONTENT_DIGEST_COLUMN: datasets.Value("string"),  # what exactly-once compares (uploader.published)
 })  # fmt: skip
 
 
@@ -88,6 +90,7 @@ class Batch:
     episode_ids: tuple[str, ...]
     files: dict[str, Path]  # path in the dataset -> the local file to add
     parts: dict[str, ConfigPart] = field(default_factory=dict)
+    fingerprints: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (legacy, digest)
 
     @property
     def shard_paths(self) -> list[str]:
@@ -155,10 +158,17 @@ def _add(a: float, b: float) -> float:
     return round(a + b, 6) if isinstance(a, float) or isinstance(b, float) else a + b
 
 
+def fingerprint(c: Converted) -> tuple[str, str]:
+    """(legacy fingerprint, content digest) of the index row ``c`` gets (``uploader.published``)."""
+    attributes = _json(c.meta)
+    return legacy_fingerprint(attributes, c.final_hash, c.length), content_digest(attributes, c.final_hash, c.length, c.chunk_digests)
+
+
 def _index_row(c: Converted, data_file: str, row_start: int) -> dict[str, Any]:
     m = c.meta
     seed = m.get("seed")
     return {
+        CONTENT_DIGEST_COLUMN: fingerprint(c)[1],
         "episode_id": c.episode_id, layout.INDEX_CONFIG_COLUMN: c.slug, "env_id": c.env_id,
         "seed": int(seed) if isinstance(seed, int) else None, "length": c.length,
         "return": float(m.get("return", m.get("episode_return", 0.0)) or 0.0),
@@ -221,4 +231,4 @@ def build_batch(converted: list[Converted], root: Path, options: ConvertOptions)
             quality=quality_totals([c.meta for c in group]),
         )  # fmt: skip
     log.info("batch %s: %d episodes in %d configs", bid[:8], len(ids), len(parts))
-    return Batch(bid, tuple(sorted(ids)), files, parts)
+    return Batch(bid, tuple(sorted(ids)), files, parts, {c.episode_id: fingerprint(c) for c in converted})

@@ -1,0 +1,152 @@
+"""Exactly once per episode id, wherever the bytes come from (issue 21 item 1), on a local dataset and
+on the suite's Hub server: a spool restored from a backup, two machines holding copies of one spool,
+a re-run after a crash between the commit and the receipts, and one id with other content."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hubserver import running_hub
+from reliability_uploader_helpers import landing, quarantined_ids
+from uploader_helpers import clean_env, index_rows_of, local_files, record_episode, run_uploader
+
+from gymrec.shared import layout, schema
+from gymrec.shared.checksums import resign
+from gymrec.shared.spool import UPLOADED_AREA, UPLOADED_LOCAL_AREA
+from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX, RECEIPT_SUFFIX
+
+TOKEN = "hf_exactly_once_5c2d"
+REPO = "tester/gymrec-once"
+CONFIG = "breakoutnoframeskip-v4"
+
+
+class Target:
+    """One upload target (a local dataset, or a repo on the suite's Hub) and how to read it back."""
+
+    def __init__(self, tmp: Path, hub: Any | None) -> None:
+        self.tmp, self.hub = tmp, hub
+        self.dataset = tmp / "dataset"
+
+    def upload(self, spool: Path) -> tuple[int, str, str]:
+        if self.hub is None:
+            args, env = ["--local-dir", str(self.dataset)], clean_env(HOME=str(self.tmp))
+        else:
+            args = ["--repo-id", REPO]
+            env = clean_env(HF_TOKEN=TOKEN, HF_ENDPOINT=self.hub.endpoint, HOME=str(self.tmp), HF_HOME=str(self.tmp / "hf"))
+        done = run_uploader(["--spool", str(spool), "--once", "--workers", "1", *args], self.tmp, env)
+        return done.returncode, done.stdout, done.stderr
+
+    def files(self) -> dict[str, bytes]:
+        return local_files(self.dataset) if self.hub is None else self.hub.files(REPO)
+
+    def listed(self) -> dict[str, int]:
+        return {eid: len(rows) for eid, rows in index_rows_of(self.files()).items()}
+
+    def episodes_in_info(self) -> int:
+        return int(json.loads(self.files()[layout.INFO_PATH])["configs"][CONFIG]["episodes"])
+
+    @property
+    def uploaded_area(self) -> str:
+        return UPLOADED_LOCAL_AREA if self.hub is None else UPLOADED_AREA
+
+
+@pytest.fixture(params=["local", "hub"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "local":
+        yield Target(tmp_path, None)
+    else:
+        with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
+            yield Target(tmp_path, hub)
+
+
+def _record(spool: Path, seeds: tuple[int, ...]) -> list[Path]:
+    return [record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=s) for s in seeds]
+
+
+def _restore(backup: Path, spool: Path) -> None:
+    shutil.rmtree(spool)
+    shutil.copytree(backup, spool)
+
+
+def _once_each(target: Target, expected: set[str]) -> None:
+    listed = target.listed()
+    assert listed == dict.fromkeys(expected, 1), listed
+    assert target.episodes_in_info() == len(expected)
+    if target.hub is not None:
+        assert landing(target.hub, REPO).duplicates() == 0
+
+
+def test_a_spool_restored_from_a_backup_publishes_each_episode_once(target: Target, spool: Path) -> None:
+    first = _record(spool, (1, 2, 3))
+    backup = target.tmp / "backup"
+    shutil.copytree(spool, backup)
+    code, out, err = target.upload(spool)
+    assert code == 0 and out.startswith("3 uploaded"), err
+    _restore(backup, spool)
+    (new,) = _record(spool, (4,))
+    code, out, err = target.upload(spool)
+    assert code == 0 and out.startswith("1 uploaded") and "3 already there" in out, out + err
+    _once_each(target, {p.stem for p in [*first, new]})
+    for p in first:  # filed as uploaded: nothing of ours waits, and the receipt names where it is
+        receipt = json.loads((spool / target.uploaded_area / (p.stem + RECEIPT_SUFFIX)).read_text())
+        assert receipt["already_present"] and layout.is_index_path(receipt["paths"][0])
+
+
+def test_two_machines_with_copies_of_one_spool(target: Target, spool: Path) -> None:
+    eps = _record(spool, (1, 2))
+    other = target.tmp / "other-machine"
+    shutil.copytree(spool, other)
+    (extra,) = _record(other, (5,))  # the second machine recorded one more before uploading
+    code, out, err = target.upload(spool)
+    assert code == 0 and out.startswith("2 uploaded"), err
+    code, out, err = target.upload(other)
+    assert code == 0 and out.startswith("1 uploaded") and "2 already there" in out, out + err
+    _once_each(target, {p.stem for p in [*eps, extra]})
+
+
+def test_a_rerun_after_a_crash_between_commit_and_receipts(target: Target, spool: Path) -> None:
+    eps = _record(spool, (1, 2))
+    code, out, err = target.upload(spool)
+    assert code == 0, err
+    # A crash after the commit but before the receipts and the batch manifest: the episodes are back
+    # in the queue, with no trace of the batch; a new episode makes the next batch's id differ.
+    area = spool / target.uploaded_area
+    for p in eps:
+        (area / (p.stem + RECEIPT_SUFFIX)).unlink()
+        if (area / p.name).is_dir():
+            (area / p.name).rename(spool / p.name)
+    (new,) = _record(spool, (3,))
+    code, out, err = target.upload(spool)
+    assert code == 0 and out.startswith("1 uploaded") and "2 already there" in out, out + err
+    _once_each(target, {p.stem for p in [*eps, new]})
+
+
+def _edit_attrs(episode: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    meta = json.loads((episode / schema.METADATA_NAME).read_text())
+    change(meta["attributes"])
+    meta["attributes"] = resign(meta["attributes"])
+    (episode / schema.METADATA_NAME).write_text(json.dumps(meta))
+
+
+def test_one_id_with_other_content_is_quarantined_not_published(target: Target, spool: Path) -> None:
+    eps = _record(spool, (1, 2))
+    backup = target.tmp / "backup"
+    shutil.copytree(spool, backup)
+    code, out, err = target.upload(spool)
+    assert code == 0, err
+    before = target.files()
+    _restore(backup, spool)
+    _edit_attrs(spool / eps[0].name, lambda a: a.update(player="someone-else"))
+    code, out, err = target.upload(spool)
+    assert code == 0 and "1 already there" in out and "1 quarantined" in out, out + err
+    assert quarantined_ids(spool) == {eps[0].stem}
+    reason = (spool / QUARANTINE_AREA / (eps[0].stem + REASON_SUFFIX)).read_text()
+    assert "already published" in reason and "other content" in reason
+    after = target.files()
+    assert {k: v for k, v in after.items() if k != ".gymrec.lock"} == {k: v for k, v in before.items() if k != ".gymrec.lock"}
+    _once_each(target, {p.stem for p in eps})
