@@ -47,6 +47,7 @@ from gymrec.uploader.status import waiting_count
 
 log = logging.getLogger(__name__)
 RECOVERY_LOGGER = "gymrec.recorder.recovery"
+STOP_POLL = 0.25  # seconds: how soon the loop sees a stop request
 
 
 class _Once(logging.Filter):
@@ -171,7 +172,9 @@ class Uploader:
         while not self.stop.is_set():
             if self.hub_down() and not self._ride_out():
                 return
-            timeout = max(0.05, min(next_rescan - time.monotonic(), self.batcher.seconds_until_due()))
+            # At most STOP_POLL: the signal handler only sets ``stop``, and a Ctrl-C must end the run at
+            # once (a user who waits 30 s for the next rescan presses it again, and aborts).
+            timeout = max(0.05, min(next_rescan - time.monotonic(), self.batcher.seconds_until_due(), STOP_POLL))
             try:
                 path = self._work.get(timeout=timeout)
             except queue.Empty:

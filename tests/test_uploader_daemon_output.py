@@ -1,0 +1,49 @@
+"""What the daemon says (issue 22 items 4 and 6): one line per commit, one summary line on exit, exit 0
+on Ctrl-C when nothing was lost; ``compact`` with no flags works on the uploader's default dataset."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from uploader_helpers import BIN, clean_env, local_index, record_episode, run_uploader
+
+
+def test_the_daemon_says_each_commit_and_ends_on_ctrl_c_with_a_summary(tmp_path: Path, spool: Path) -> None:
+    sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=3)
+    dataset = tmp_path / "dataset"
+    args = [str(BIN / "gymrec-uploader"), "--spool", str(spool), "--local-dir", str(dataset), "--commit-every", "0"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=clean_env(HOME=str(tmp_path)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while not (spool / "uploaded-local" / sealed.name).is_dir():
+            assert time.monotonic() < deadline and proc.poll() is None, "the daemon never committed the episode"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("gymrec-uploader: watching"), err
+    assert lines[1] == f"committed 1 episode(s), 30 steps to {dataset}", err
+    assert out.strip().splitlines() == [f"1 uploaded to {dataset}, 0 already there, 0 quarantined, 0 failed"]
+    assert sealed.stem in local_index(dataset)
+
+
+def test_compact_without_flags_uses_the_uploaders_default_dataset(tmp_path: Path, spool: Path) -> None:
+    for seed in (1, 2):
+        record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=seed)
+    env = clean_env(HOME=str(tmp_path))
+    done = run_uploader(["--spool", str(spool), "--once", "--batch-episodes", "1"], tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    default = tmp_path / ".local" / "share" / "gymrec" / "dataset"
+    assert len(local_index(default)) == 2
+    done = run_uploader(["compact"], tmp_path, env)
+    assert done.returncode == 0 and "2 shards merged into 1" in done.stdout and str(default) in done.stdout, done.stderr
+    assert len(local_index(default)) == 2
