@@ -578,7 +578,9 @@ LOCAL_BAD = [
     LocalBad("stray temporary files", _strays),
     LocalBad("card path blocked once", _block_card, needles=(layout.CARD_PATH, "Is a directory"),
              unblock=lambda d: (d / layout.CARD_PATH).rmdir()),
-    LocalBad("info.json not JSON", lambda d: (d / layout.INFO_PATH).write_text("{"), needles=(layout.INFO_PATH, "not valid JSON")),
+    # issue 21 item 2: a damaged or lost info.json is rebuilt from every shard and index (the same info, the same card)
+    LocalBad("info.json not JSON", lambda d: (d / layout.INFO_PATH).write_text("{")),
+    LocalBad("info.json missing", lambda d: (d / layout.INFO_PATH).unlink()),
 ]
 
 

@@ -69,13 +69,15 @@ def _install_stop(stop: threading.Event, abort: threading.Event) -> None:
               help="Seconds before the first retry (and the first probe of a down Hub); each wait doubles.")
 @click.option("--backoff-cap", type=FiniteFloat(0.01, 3600.0), default=60.0, show_default=True,
               help="The longest wait between retries, and between probes of a down Hub.")
+@click.option("--force-adopt", is_flag=True,
+              help="Write into a --local-dir or repo that holds someone else's files (none is deleted; their README.md is kept).")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
 @click.pass_context
 @cli_edge(PROG)
 def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: bool, once: bool,
          commit_every: float, batch_episodes: int, batch_mb: float, local_dir: Path | None,
          endpoint: str | None, workers: int | None, min_active: float, delete_after_upload: bool, stale_after: float,
-         rescan_interval: float, timeout: float, backoff_base: float, backoff_cap: float, verbose: bool) -> None:
+         rescan_interval: float, timeout: float, backoff_base: float, backoff_cap: float, force_adopt: bool, verbose: bool) -> None:
     """Upload sealed gymrec episodes as a Hugging Face dataset (or a local one without a token)."""
     configure_logging()
     if not debug_enabled():
@@ -121,6 +123,7 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
         stale_after=stale_after,
         rescan_interval=rescan_interval,
         heartbeat_interval=min(15.0, stale_after / 4),
+        force_adopt=force_adopt,
         retry=RetryPolicy(base_delay=backoff_base, max_delay=max(backoff_base, backoff_cap), budget=timeout),
     )
     stop, abort = threading.Event(), threading.Event()

@@ -51,6 +51,7 @@ class UploaderConfig:
     heartbeat_interval: float = 15.0
     stale_after: float = 300.0
     nice: int = 10
+    force_adopt: bool = False  # --force-adopt: write into a target that holds someone else's files (deleting none)
     debug: bool = False  # GYMREC_DEBUG: tracebacks in the per-episode log lines
 
     @property

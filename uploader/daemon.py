@@ -98,8 +98,9 @@ class Uploader:
         self.abort = abort or threading.Event()
         self.spool = check_spool(config.spool, create=False)
         self.claimer = Claimer(self.spool, new_owner(), config.stale_after, include_local=config.hub)
-        pusher = HubPusher(config.endpoint, config.token or "", config.private, config.retry, self.abort) if config.hub else None
-        local = None if config.hub else LocalWriter(config.local_dir)
+        pusher = HubPusher(config.endpoint, config.token or "", config.private, config.retry, self.abort,
+                            config.force_adopt) if config.hub else None  # fmt: skip
+        local = None if config.hub else LocalWriter(config.local_dir, config.force_adopt)
         self.summary = RunSummary()
         self.batcher = Batcher(config, self.spool, self.claimer, pusher, local, self.summary, self.convert,
                                report)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pyarrow.parquet as pq
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
 from gymrec.shared import layout
@@ -32,7 +33,7 @@ from gymrec.shared.errors import (
     HubError,
     HubUnavailableError,
 )
-from gymrec.uploader import card, compact, info, published
+from gymrec.uploader import card, compact, info, ownership, published
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.hub_errors import hub_call, offline_mode
 from gymrec.uploader.shards import Batch
@@ -83,8 +84,10 @@ class Receipt:
 class HubPusher:
     """Pushes batches for one token and endpoint. ``abort`` cuts retry waits short."""
 
-    def __init__(self, endpoint: str | None, token: str, private: bool, retry: RetryPolicy, abort: threading.Event) -> None:
+    def __init__(self, endpoint: str | None, token: str, private: bool, retry: RetryPolicy, abort: threading.Event,
+                 force_adopt: bool = False) -> None:
         self._api = HfApi(endpoint=endpoint, token=token, library_name="gymrec")
+        self._force_adopt = force_adopt
         self._endpoint = endpoint
         self._private = private
         self._retry = retry
@@ -179,17 +182,35 @@ class HubPusher:
 
         return self._retrying(repo_id, ask)
 
+    def _download(self, repo_id: str, path: str, head: str) -> Path:
+        with hub_call(f"{repo_id}:{path}", self._endpoint):
+            return Path(self._api.hf_hub_download(repo_id, path, repo_type=REPO_TYPE, revision=head))
+
     def _info_at(self, repo_id: str, head: str) -> dict[str, Any] | None:
+        """info.json at ``head``; None for an empty repo. A gymrec repo that lost it gets it rebuilt
+        from its shards, someone else's is refused or adopted (``uploader.ownership``)."""
         try:
-            with hub_call(f"{repo_id}:{layout.INFO_PATH}", self._endpoint):
-                local = self._api.hf_hub_download(repo_id, layout.INFO_PATH, repo_type=REPO_TYPE, revision=head)
-        except EntryNotFoundError:
+            found: dict[str, Any] | None = layout.parse_info(self._download(repo_id, layout.INFO_PATH, head).read_bytes(), repo_id)
+        except (EntryNotFoundError, DatasetError):  # missing or damaged: what else is there decides
             found = None
-        else:
-            found = layout.parse_info(Path(local).read_bytes(), repo_id)
-        v1 = found is None and self._has_v1_files(repo_id, head)
-        info.check(found, repo_id, v1)
-        return found
+        if found is not None and "format_version" in found:
+            info.check(found, repo_id)  # another gymrec format: refused, not adopted
+        if found is not None and ownership.is_gymrec_info(found):
+            return found
+        v1 = self._has_v1_files(repo_id, head)
+        info.check(None, repo_id, v1)
+        with hub_call(repo_id, self._endpoint):  # only when info.json is missing: one listing
+            files = self._api.list_repo_files(repo_id, revision=head, repo_type=REPO_TYPE)
+        state = ownership.state_without_info(files)
+        if state == ownership.EMPTY:
+            return None
+        if state == ownership.LOST_INFO:
+            return ownership.rebuild(files, lambda path: self._download(repo_id, path, head).read_bytes(),
+                                     lambda path: pq.read_schema(self._download(repo_id, path, head)))  # fmt: skip
+        if not self._force_adopt:
+            raise ownership.refuse_foreign(f"the Hub repo {repo_id}", "--repo-id")
+        log.warning("adopting %s (--force-adopt): its files stay as they are", repo_id)
+        return ownership.adopted(files)
 
     def _has_v1_files(self, repo_id: str, head: str) -> bool:
         """Only asked when info.json is missing (a new repo): is this the old per-episode layout?"""
@@ -224,7 +245,8 @@ class HubPusher:
         operations = [CommitOperationAdd(path, str(local)) for path, local in sorted(batch.files.items())]
         operations += [CommitOperationAdd(layout.preview_path(c), batch.parts[c].preview_png) for c in info.new_configs(current, batch)]
         operations.append(CommitOperationAdd(layout.INFO_PATH, info.dumps(merged)))
-        operations.append(CommitOperationAdd(layout.CARD_PATH, card.render(merged, card.Target(repo_id, local=False)).encode()))
+        if ownership.writes_card(merged):  # an adopted repo's README.md stays its owner's
+            operations.append(CommitOperationAdd(layout.CARD_PATH, card.render(merged, card.Target(repo_id, local=False)).encode()))
         steps = sum(p.steps for p in batch.parts.values())
         with hub_call(repo_id, self._endpoint):
             commit = self._api.create_commit(
@@ -300,7 +322,8 @@ class HubPusher:
                 operations += [CommitOperationAdd(path, str(file)) for path, file in sorted(m.files.items())]
                 operations += [CommitOperationDelete(path) for path in m.deleted]
             operations.append(CommitOperationAdd(layout.INFO_PATH, info.dumps(new_info)))
-            operations.append(CommitOperationAdd(layout.CARD_PATH, card.render(new_info, card.Target(repo_id, local=False)).encode()))
+            if ownership.writes_card(new_info):
+                operations.append(CommitOperationAdd(layout.CARD_PATH, card.render(new_info, card.Target(repo_id, local=False)).encode()))
             olds = sum(len(m.replaces) for m in merged)
             try:
                 with hub_call(repo_id, self._endpoint):

@@ -19,12 +19,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 from filelock import FileLock
 
 from gymrec.shared import layout
 from gymrec.shared.errors import AlreadyPublishedError, DatasetError
 from gymrec.shared.fsio import durable_mkdir, fsync_dir, fsync_file
-from gymrec.uploader import card, compact, info, published
+from gymrec.uploader import card, compact, info, ownership, published
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.hub import Receipt
 from gymrec.uploader.manifests import durable_write
@@ -53,18 +54,38 @@ def staging_dir(local_dir: Path, name: str) -> Path:
     return path
 
 
-def read_info(local_dir: Path) -> dict[str, Any] | None:
+def _files(local_dir: Path) -> list[str]:
+    return [str(p.relative_to(local_dir)) for p in local_dir.rglob("*") if p.is_file()]
+
+
+def read_info(local_dir: Path, force_adopt: bool = False) -> dict[str, Any] | None:
+    """The dataset's info.json; None for a new (empty) dataset. One that lost its info.json is rebuilt
+    from its shards (and written: the directory is ours), someone else's files are refused
+    (``uploader.ownership``) or, with ``force_adopt``, adopted (nothing written until a batch)."""
     path = local_dir / layout.INFO_PATH
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        folder = local_dir / layout.INDEX_DIR
-        v1 = folder.is_dir() and any(layout.is_v1_meta_path(f"{layout.INDEX_DIR}/{p.name}") for p in folder.iterdir())
-        info.check(None, str(local_dir), v1)
+        found: dict[str, Any] | None = layout.parse_info(path.read_bytes(), str(path))
+    except (FileNotFoundError, DatasetError):  # missing or damaged: what else is there decides
+        found = None
+    if found is not None and "format_version" in found:
+        info.check(found, str(local_dir))  # another gymrec format: refused, not adopted
+    if found is not None and ownership.is_gymrec_info(found):
+        return found
+    folder = local_dir / layout.INDEX_DIR
+    v1 = folder.is_dir() and any(layout.is_v1_meta_path(f"{layout.INDEX_DIR}/{p.name}") for p in folder.iterdir())
+    info.check(None, str(local_dir), v1)
+    files = _files(local_dir)
+    state = ownership.state_without_info(files)
+    if state == ownership.EMPTY:
         return None
-    found = layout.parse_info(data, str(path))
-    info.check(found, str(local_dir))
-    return found
+    if state == ownership.LOST_INFO:
+        rebuilt = ownership.rebuild(files, lambda rel: (local_dir / rel).read_bytes(), lambda rel: pq.read_schema(local_dir / rel))
+        durable_write(path, info.dumps(rebuilt))
+        return rebuilt
+    if not force_adopt:
+        raise ownership.refuse_foreign(str(local_dir), "--local-dir")
+    log.warning("adopting %s (--force-adopt): its files stay as they are", local_dir)
+    return ownership.adopted(files)
 
 
 PENDING_PATH = f"{layout.META_DIR}/.pending.json"
@@ -105,6 +126,8 @@ def _remove_stray_temps(local_dir: Path) -> None:
 
 
 def write_card(local_dir: Path, current: dict[str, Any]) -> None:
+    if not ownership.writes_card(current):
+        return  # an adopted dataset's README.md is its owner's
     text = card.render(current, card.Target(str(local_dir), local=True))
     path = local_dir / layout.CARD_PATH
     if not path.is_file() or path.read_text(errors="replace") != text:
@@ -118,8 +141,12 @@ def write_card(local_dir: Path, current: dict[str, Any]) -> None:
 class LocalWriter:
     """Adds batches to one local dataset directory."""
 
-    def __init__(self, local_dir: Path) -> None:
+    def __init__(self, local_dir: Path, force_adopt: bool = False) -> None:
         self.local_dir = check_local_dir(local_dir)
+        self.force_adopt = force_adopt
+        if not force_adopt and not (local_dir / layout.INFO_PATH).is_file():  # before the lock file is made in it
+            if ownership.state_without_info(_files(local_dir)) == ownership.FOREIGN:
+                raise ownership.refuse_foreign(str(local_dir), "--local-dir")
         self._lock = FileLock(str(self.local_dir / LOCK_NAME))
         self._index = published.IndexCache()
 
@@ -138,7 +165,7 @@ class LocalWriter:
     def batch_landed(self, paths: list[str]) -> bool:
         with self._lock:
             _finish_pending(self.local_dir)
-            current = read_info(self.local_dir)
+            current = read_info(self.local_dir, self.force_adopt)
             return current is not None and all((self.local_dir / p).is_file() for p in paths)
 
     def repair_card(self) -> None:
@@ -147,7 +174,7 @@ class LocalWriter:
         with self._lock:
             _finish_pending(self.local_dir)
             _remove_stray_temps(self.local_dir)
-            current = read_info(self.local_dir)
+            current = read_info(self.local_dir, self.force_adopt)
             if current is not None:
                 write_card(self.local_dir, current)
 
@@ -155,7 +182,7 @@ class LocalWriter:
         root = self.local_dir
         with self._lock:
             _finish_pending(root)
-            current = read_info(root)
+            current = read_info(root, self.force_adopt)
             self._check_published(batch)  # also an earlier attempt of this very batch
             merged = info.merge(current, batch)
             durable_mkdir(root / layout.META_DIR)
