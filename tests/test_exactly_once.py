@@ -150,3 +150,58 @@ def test_one_id_with_other_content_is_quarantined_not_published(target: Target, 
     after = target.files()
     assert {k: v for k, v in after.items() if k != ".gymrec.lock"} == {k: v for k, v in before.items() if k != ".gymrec.lock"}
     _once_each(target, {p.stem for p in eps})
+
+
+def _a_duplicated_shard(files: dict[str, bytes]) -> dict[str, bytes]:
+    """What an older gymrec left after publishing a batch twice: a second copy of one shard under
+    another id, and info.json counting its episodes twice."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gymrec.uploader.shards import INDEX_FEATURES
+
+    index_file = sorted(p for p in files if layout.is_index_path(p))[0]
+    rows = pq.read_table(io.BytesIO(files[index_file])).to_pylist()
+    copy = "f" * 32
+    data_file = layout.data_path(CONFIG, copy)
+    out = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([r | {layout.INDEX_DATA_FILE_COLUMN: data_file} for r in rows],
+                                        schema=INDEX_FEATURES.arrow_schema), out)  # fmt: skip
+    info = json.loads(files[layout.INFO_PATH])
+    entry = info["configs"][CONFIG]
+    entry["episodes"] += len(rows)
+    entry["steps"] += sum(r["length"] for r in rows)
+    entry["shards"] += 1
+    return {data_file: files[rows[0][layout.INDEX_DATA_FILE_COLUMN]], layout.index_path(CONFIG, copy): out.getvalue(),
+            layout.INFO_PATH: json.dumps(info).encode()}  # fmt: skip
+
+
+def test_compaction_leaves_out_identical_duplicates(target: Target, spool: Path) -> None:
+    from tests.replay_helpers import replay_cli
+
+    eps = _record(spool, (1, 2, 3))
+    code, out, err = target.upload(spool)
+    assert code == 0, err
+    clean_info = json.loads(target.files()[layout.INFO_PATH])["configs"][CONFIG]
+    extra = _a_duplicated_shard(target.files())
+    if target.hub is None:
+        for rel, data in extra.items():
+            (target.dataset / rel).parent.mkdir(parents=True, exist_ok=True)
+            (target.dataset / rel).write_bytes(data)
+        args = ["--local-dir", str(target.dataset)]
+        env = clean_env(HOME=str(target.tmp))
+    else:
+        target.hub.seed_repo(REPO, extra)
+        args = ["--repo-id", REPO]
+        env = clean_env(HF_TOKEN=TOKEN, HF_ENDPOINT=target.hub.endpoint, HOME=str(target.tmp), HF_HOME=str(target.tmp / "hf"))
+    assert max(target.listed().values()) == 2
+    done = run_uploader(["compact", *args], target.tmp, env)
+    assert done.returncode == 0 and "2 shards merged into 1" in done.stdout, done.stderr
+    assert target.listed() == {p.stem: 1 for p in eps}
+    after = json.loads(target.files()[layout.INFO_PATH])["configs"][CONFIG]
+    assert {k: after[k] for k in ("episodes", "steps")} == {k: clean_info[k] for k in ("episodes", "steps")}
+    if target.hub is None:
+        replayed = replay_cli(["--local-dir", str(target.dataset), "--all"])
+        assert replayed.returncode == 0 and replayed.stdout.count("identical") == 3, replayed.stdout + replayed.stderr

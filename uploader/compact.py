@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ import pyarrow.parquet as pq
 from gymrec.shared import layout
 from gymrec.shared.errors import DatasetError
 from gymrec.uploader.convert import ConvertOptions, RowGroupWriter
-from gymrec.uploader.shards import INDEX_FEATURES
+from gymrec.uploader.published import CONTENT_DIGEST_COLUMN, Listed, legacy_fingerprint
+from gymrec.uploader.shards import INDEX_FEATURES, quality_totals
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class Merged:
     shard: str
     replaces: tuple[Shard, ...]
     files: dict[str, Path]  # path in the dataset -> the merged local file
+    dropped: tuple[dict[str, Any], ...] = ()  # index rows of identical duplicates left out
 
     @property
     def deleted(self) -> list[str]:
@@ -67,13 +70,25 @@ def shards_of(paths: dict[str, int]) -> list[Shard]:
     return sorted(out, key=lambda s: (s.config, s.size, s.shard))
 
 
-def plan(shards: list[Shard], target_bytes: int) -> list[tuple[Shard, ...]]:
-    """Groups of at least two shards of one config, smallest first, each up to ``target_bytes``."""
+def duplicated_shards(listed: dict[str, list[Listed]]) -> set[str]:
+    """The index shards of every episode listed more than once (they must be merged together)."""
+    return {entry.index_file for entries in listed.values() if len(entries) > 1 for entry in entries}
+
+
+def plan(shards: list[Shard], target_bytes: int, together: Collection[str] = ()) -> list[tuple[Shard, ...]]:
+    """Groups of at least two shards of one config, smallest first, each up to ``target_bytes``.
+
+    The shards whose index file is in ``together`` (those holding a duplicated episode) form one
+    group per config first, whatever their size, so the duplicate is left out.
+    """
     by_config: dict[str, list[Shard]] = defaultdict(list)
+    forced: dict[str, list[Shard]] = defaultdict(list)
     for s in shards:
-        if s.size < target_bytes:
+        if s.index_file in together:
+            forced[s.config].append(s)
+        elif s.size < target_bytes:
             by_config[s.config].append(s)
-    groups: list[tuple[Shard, ...]] = []
+    groups: list[tuple[Shard, ...]] = [tuple(forced[c]) for c in sorted(forced) if len(forced[c]) > 1]
     for config in sorted(by_config):
         group: list[Shard] = []
         total = 0
@@ -93,8 +108,35 @@ def _hashes(table: pa.Table) -> list[Any]:
     return table.column(layout.OBS_HASH_COLUMN).to_pylist()
 
 
+def _row_fingerprint(row: dict[str, Any]) -> str:
+    """An index row's content, as exactly-once compares it (``uploader.published``)."""
+    digest = row.get(CONTENT_DIGEST_COLUMN)
+    return str(digest) if digest else legacy_fingerprint(
+        row[layout.INDEX_ATTRS_COLUMN], row[layout.INDEX_FINAL_HASH_COLUMN], row[layout.INDEX_ROW_COUNT_COLUMN])
+
+
+def _kept(index_rows: list[dict[str, Any]], seen: dict[str, str], where: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows to keep, identical duplicates to drop) of one shard's index; another content is refused."""
+    keep, drop = [], []
+    for row in index_rows:
+        eid, content = str(row["episode_id"]), _row_fingerprint(row)
+        if eid not in seen:
+            seen[eid] = content
+            keep.append(row)
+        elif seen[eid] == content:
+            drop.append(row)
+        else:
+            raise DatasetError(f"episode {eid} is listed twice with different content ({where}); nothing was committed",
+                               "keep the right copy by hand; every other episode is still readable")  # fmt: skip
+    return keep, drop
+
+
 def merge(group: tuple[Shard, ...], local: dict[str, Path], root: Path, options: ConvertOptions) -> Merged:
-    """Write the merged data and index shard of ``group`` under ``root`` and verify them."""
+    """Write the merged data and index shard of ``group`` under ``root`` and verify them.
+
+    An episode listed twice with identical content (published twice by a gymrec before exactly-once
+    checked ids) keeps its first copy; its later rows are left out.
+    """
     config = group[0].config
     new = layout.shard_id(s.shard for s in group)
     data_file, index_file = layout.data_path(config, new), layout.index_path(config, new)
@@ -103,6 +145,8 @@ def merge(group: tuple[Shard, ...], local: dict[str, Path], root: Path, options:
     first = pq.ParquetFile(local[group[0].data_file])
     writer = RowGroupWriter(root / data_file, first.schema_arrow, options)
     rows: list[dict[str, Any]] = []
+    dropped: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
     expected_hashes: list[Any] = []
     try:
         for s in sorted(group, key=lambda s: s.shard):
@@ -110,17 +154,29 @@ def merge(group: tuple[Shard, ...], local: dict[str, Path], root: Path, options:
             shard = pq.ParquetFile(local[s.data_file])
             if shard.schema_arrow != first.schema_arrow:
                 raise DatasetError(f"{s.data_file} has another schema than {group[0].data_file}", "compact it separately")
+            keep, drop = _kept(pq.read_table(local[s.index_file]).to_pylist(), seen, s.index_file)
+            gone = sorted((int(r[layout.INDEX_ROW_START_COLUMN]), int(r[layout.INDEX_ROW_COUNT_COLUMN])) for r in drop)
+            position = 0
             for batch in shard.iter_batches(batch_size=256):
+                if gone:
+                    mask = [not any(a <= position + i < a + n for a, n in gone) for i in range(batch.num_rows)]
+                    position += batch.num_rows
+                    batch = batch.filter(pa.array(mask))
                 writer.add(batch)
                 expected_hashes += batch.column(layout.OBS_HASH_COLUMN).to_pylist()
-            for row in pq.read_table(local[s.index_file]).to_pylist():
+            for row in keep:
+                start = int(row[layout.INDEX_ROW_START_COLUMN])
+                before = sum(n for a, n in gone if a < start)  # dropped rows ahead of it in this shard
                 rows.append(row | {layout.INDEX_DATA_FILE_COLUMN: data_file,
-                                   layout.INDEX_ROW_START_COLUMN: offset + int(row[layout.INDEX_ROW_START_COLUMN])})
+                                   layout.INDEX_ROW_START_COLUMN: offset + start - before})  # fmt: skip
+            dropped += drop
     finally:
         writer.close()
     pq.write_table(pa.Table.from_pylist(rows, schema=INDEX_FEATURES.arrow_schema), root / index_file, compression="zstd")
     _verify(root / data_file, root / index_file, rows, expected_hashes, data_file)
-    return Merged(config, new, group, {data_file: root / data_file, index_file: root / index_file})
+    if dropped:
+        log.warning("%s: left out %d duplicate row(s) of %s", config, len(dropped), ", ".join(sorted({r["episode_id"] for r in dropped})))
+    return Merged(config, new, group, {data_file: root / data_file, index_file: root / index_file}, tuple(dropped))
 
 
 def _verify(data: Path, index: Path, rows: list[dict[str, Any]], hashes: list[Any], name: str) -> None:
@@ -144,5 +200,21 @@ def _verify(data: Path, index: Path, rows: list[dict[str, Any]], hashes: list[An
 def updated_info(current: dict[str, Any], merged: list[Merged]) -> dict[str, Any]:
     out = json.loads(json.dumps(current))
     for m in merged:
-        out["configs"][m.config]["shards"] -= len(m.replaces) - 1
+        entry = out["configs"][m.config]
+        entry["shards"] -= len(m.replaces) - 1
+        entry["episodes"] -= len(m.dropped)
+        entry["steps"] -= sum(int(r["length"]) for r in m.dropped)
+        entry["seconds"] = round(entry["seconds"] - sum(_seconds(r) for r in m.dropped), 6)
+        if m.dropped and "quality" in entry:  # the sums lose the duplicates; a maximum stays an upper bound
+            gone = quality_totals([json.loads(r[layout.INDEX_ATTRS_COLUMN]) for r in m.dropped])
+            entry["quality"] = {k: v if k.endswith("_max") else _minus(v, gone.get(k, 0)) for k, v in entry["quality"].items()}
     return out
+
+
+def _minus(a: float, b: float) -> float:
+    return round(a - b, 6) if isinstance(a, float) or isinstance(b, float) else a - b
+
+
+def _seconds(row: dict[str, Any]) -> float:
+    fps = float(json.loads(row[layout.INDEX_ATTRS_COLUMN]).get("fps") or 0.0)
+    return int(row["length"]) / fps if fps > 0 else 0.0

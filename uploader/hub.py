@@ -299,7 +299,8 @@ class HubPusher:
             current = self._info_at(repo_id, head)
             if current is None:
                 raise DatasetError(f"{repo_id} holds no gymrec dataset (no {layout.INFO_PATH})", "check --repo-id")
-            groups = compact.plan(compact.shards_of(self._tree_sizes(repo_id, head)), target_bytes)
+            together = compact.duplicated_shards(self.listed(repo_id, head))  # merged together: duplicates left out
+            groups = compact.plan(compact.shards_of(self._tree_sizes(repo_id, head)), target_bytes, together)
             chosen: list[tuple[compact.Shard, ...]] = []
             operations_count = 0
             for group in groups:  # a commit stays under the Hub's 100 files

@@ -222,7 +222,7 @@ class LocalWriter:
             sizes = {str(p.relative_to(base)): p.stat().st_size
                      for folder in (layout.DATA_DIR, layout.INDEX_DIR) if (base / folder).is_dir()
                      for p in (base / folder).rglob("*" + layout.SHARD_SUFFIX)}  # fmt: skip
-            groups = compact.plan(compact.shards_of(sizes), target_bytes)
+            groups = compact.plan(compact.shards_of(sizes), target_bytes, compact.duplicated_shards(self.listed()))
             if not groups:
                 return 0, 0
             local = {path: base / path for group in groups for s in group for path in (s.data_file, s.index_file)}
