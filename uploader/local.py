@@ -104,16 +104,23 @@ def _finish_pending(local_dir: Path) -> None:
         durable_write(local_dir / layout.INFO_PATH, info.dumps(pending["info"]))
         _delete(local_dir, pending.get("delete", []))  # compaction: the shards it merged
         log.info("finished an interrupted write to %s", local_dir)
-    elif pending is not None and pending.get("delete"):  # a compaction that did not finish: drop its new shards
+    elif pending is not None:  # a batch or compaction that did not finish: drop what of it moved in
+        # (an index shard left behind would list episodes info.json does not count, and exactly-once
+        # would then take them as published)
         _delete(local_dir, pending["shards"])
     path.unlink()
     fsync_dir(path.parent)
 
 
 def _delete(local_dir: Path, paths: list[str]) -> None:
+    """Remove ``paths`` (those already gone are skipped: a killed run may have removed them, or never
+    made their folder)."""
     for rel in paths:
         target = local_dir / rel
-        target.unlink(missing_ok=True)
+        try:
+            target.unlink()
+        except FileNotFoundError:
+            continue
         fsync_dir(target.parent)
 
 
