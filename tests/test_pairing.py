@@ -29,10 +29,10 @@ from gymrec.shared.backends import make_env
 from gymrec.shared.episode import Episode
 from gymrec.shared.keymap import build_resolver, load_keymap
 
-# Breakout's minimal action set: NOOP, FIRE, RIGHT, LEFT. The bot never fires, so the paddle moves and
-# the frames change, but the ball stays put and the episode runs as long as the test says.
-RESPONSES: tuple[int | None, ...] = (None, pygame.K_LEFT, pygame.K_RIGHT)
-ACTION_OF = {None: 0, pygame.K_LEFT: 3, pygame.K_RIGHT: 2}
+# Breakout's minimal action set: NOOP, FIRE, RIGHT, LEFT. FIRE launches the ball, so the picture keeps
+# changing even where the paddle is stuck at a wall (a still frame would fix the response for good).
+RESPONSES: tuple[int | None, ...] = (None, pygame.K_SPACE, pygame.K_LEFT, pygame.K_RIGHT)
+ACTION_OF = {None: 0, pygame.K_SPACE: 1, pygame.K_LEFT: 3, pygame.K_RIGHT: 2}
 
 
 def response(frame: np.ndarray) -> int | None:
@@ -153,8 +153,10 @@ def test_step_mode_pairs_the_press_with_the_frame_it_answered(spool: Path) -> No
 
 def test_takeover_human_steps_answer_their_own_frame(spool: Path) -> None:
     episode = _play(spool, "BreakoutNoFrameskip-v4", takeover=True)
-    steps, changed, matched = _pairing(episode)
-    assert changed >= 30 and matched == steps  # T on the first frame: every step is the bot's
+    steps, changed, matched = _pairing(episode, skip=1)  # step 0's frame got T (take control), not an answer
+    assert changed >= 30 and matched == steps
+    actors = zarr.open_group(str(episode.path), mode="r")["actor"][:]
+    assert actors.tolist() == [0] * episode.length  # all the bot's (schema.ACTORS: human)
 
 
 def test_timing_says_each_frame_stayed_up_its_period(spool: Path) -> None:
