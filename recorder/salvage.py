@@ -31,6 +31,7 @@ from gymrec.shared import schema
 from gymrec.shared.chunks import ArrayMeta
 from gymrec.shared.episode import Episode, read_committed
 from gymrec.shared.errors import CorruptEpisodeError
+from gymrec.shared.fsio import read_regular
 from gymrec.shared.spaces import action_leaves
 from gymrec.shared.spool import SET_ASIDE_AREA
 
@@ -56,10 +57,13 @@ class Survivors:
         return max(self.verified, self.journal_steps)
 
 
+JOURNAL_LIMIT = 1 << 30  # ~30 bytes a step: days of play; anything larger is not a journal
+
+
 def read_journal(partial: Path, disk: Episode) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     fmt = schema.JournalFormat(tuple(action_leaves(disk.attrs.action_space)))
     try:
-        data = (partial / schema.JOURNAL_NAME).read_bytes()
+        data = read_regular(partial / schema.JOURNAL_NAME, JOURNAL_LIMIT)
     except FileNotFoundError:
         data = b""
     return fmt.unpack_all(data)

@@ -22,6 +22,7 @@ import google_crc32c
 
 from gymrec.shared import schema
 from gymrec.shared.errors import CorruptEpisodeError
+from gymrec.shared.fsio import read_regular
 
 CRC_SIZE = 4
 CRC_KEY = "crc32c"
@@ -136,7 +137,7 @@ def check_sealed(root: Path, attributes: dict[str, Any]) -> None:
 def check_manifest(root: Path) -> None:
     """Check the files ``checksums.json`` lists; a sealed episode from before checksums has none."""
     try:
-        data = (root / schema.CHECKSUMS_NAME).read_bytes()
+        data = read_regular(root / schema.CHECKSUMS_NAME)
     except FileNotFoundError:
         return
     except OSError as e:
@@ -151,7 +152,7 @@ def _check_files(root: Path, files: dict[str, int]) -> None:
             raise CorruptEpisodeError(f"{root.name}: the checksums name {rel!r}, outside the episode",
                                       "the episode is damaged")
         try:
-            actual = crc32c((root / rel).read_bytes())
+            actual = crc32c(read_regular(root / rel))
         except OSError as e:
             raise CorruptEpisodeError(f"{root.name}: metadata file {rel} is unreadable ({e})",
                                       "the episode is damaged") from e

@@ -25,6 +25,7 @@ from gymrec.shared.errors import (
     EpisodeNotFoundError,
     ForeignChunksError,
 )
+from gymrec.shared.fsio import read_regular
 from gymrec.shared.spaces import Leaf, action_leaves, decode_action, obs_leaves
 
 if TYPE_CHECKING:
@@ -51,12 +52,12 @@ def read_committed(path: Path) -> int:
     """How many steps the writer declared durable; 0 when it never committed a chunk."""
     where = f"{path.name}/{schema.COMMITTED_NAME}"
     try:
-        return int(verified((path / schema.COMMITTED_NAME).read_bytes(), where)["steps"])
+        return int(verified(read_regular(path / schema.COMMITTED_NAME), where)["steps"])
     except FileNotFoundError:
         return 0
     except CorruptEpisodeError:
         raise
-    except (ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise CorruptEpisodeError(f"{where} is unreadable ({e})", "the episode is damaged") from e
 
 
@@ -81,7 +82,7 @@ def _group_attributes(path: Path) -> dict[str, Any]:
     ``zarr.open_group`` costs ~3 ms (its event-loop thread), most of opening an episode, and
     importing zarr ~150 ms of a replay's start-up; only the uploader's conversion needs zarr's API.
     """
-    document = json.loads((path / schema.METADATA_NAME).read_bytes())
+    document = json.loads(read_regular(path / schema.METADATA_NAME))
     if not isinstance(document, dict) or document.get("zarr_format") != 3 or document.get("node_type") != "group":
         raise ValueError("not a Zarr v3 group")
     attributes = document.get("attributes", {})

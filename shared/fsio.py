@@ -9,7 +9,10 @@ the new, whole.
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import stat
 from pathlib import Path
 
 
@@ -68,3 +71,32 @@ def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
 
 def atomic_write_text(path: Path, text: str, durable: bool = True) -> None:
     atomic_write(path, text.encode(), durable)
+
+
+METADATA_LIMIT = 64 << 20  # a zarr.json, committed.json or journal: far below this even for hours of input
+
+
+def open_regular(path: Path | str, limit: int | None = None) -> io.FileIO:
+    """``path`` opened for reading, unbuffered, only if it is a regular file (of at most ``limit`` bytes).
+
+    No poison pills in a spool or dataset: the open never blocks (O_NONBLOCK: a FIFO would wait for a
+    writer forever), never follows a symlink (O_NOFOLLOW: a loop, or a link to /dev/zero), and a FIFO,
+    socket, device or oversized file raises ``OSError`` here instead of hanging or filling memory.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if limit is not None and st.st_size > limit:
+            raise OSError(errno.EFBIG, f"{st.st_size} bytes, more than the {limit} expected", str(path))
+        return io.FileIO(fd, "rb", closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: Path | str, limit: int = METADATA_LIMIT) -> bytes:
+    """The bytes of the regular file ``path`` (``open_regular``'s checks)."""
+    with open_regular(path, limit) as f:
+        return f.readall()

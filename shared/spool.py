@@ -18,7 +18,7 @@ from types import TracebackType
 
 from gymrec.shared import schema
 from gymrec.shared.errors import AmbiguousEpisodeError, EpisodeNotFoundError, SpoolError
-from gymrec.shared.fsio import atomic_write
+from gymrec.shared.fsio import atomic_write, read_regular
 
 UPLOADED_AREA = "uploaded"
 # Where crash recovery moves what it cannot use (damaged chunks, unreadable episodes): never deleted.
@@ -148,7 +148,7 @@ def write_owners(directory: Path, pids: list[int]) -> None:
 def owner_alive(partial: Path) -> bool:
     """Whether a process recorded as writing ``partial`` still exists here (running or stopped)."""
     try:
-        doc = json.loads((partial / schema.OWNERS_NAME).read_bytes())
+        doc = json.loads(read_regular(partial / schema.OWNERS_NAME))
         if doc.get("host") != socket.gethostname():
             return False  # another machine's writer: only its lock can tell
         owners = [(int(o["pid"]), float(o["started"])) for o in doc.get("owners", [])]

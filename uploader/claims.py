@@ -24,6 +24,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Any
 import psutil
 
 from gymrec.shared import schema
-from gymrec.shared.fsio import durable_mkdir, fsync_dir
+from gymrec.shared.fsio import durable_mkdir, fsync_dir, read_regular
 from gymrec.shared.spool import (
     UPLOADED_LOCAL_AREA,  # noqa: F401  (re-exported: the uploader's areas live here)
     is_episode_id,
@@ -134,6 +135,7 @@ class Claimer:
         self.stale_after = stale_after
         self.include_local = include_local
         self.claimed_dir = spool / CLAIMED_AREA
+        self._warned: set[Path] = set()  # odd entries already named (a rescan must not repeat it)
 
     def _claim_path(self, episode_id: str) -> Path:
         return self.claimed_dir / f"{episode_id}.{self.owner}{schema.SEALED_SUFFIX}"
@@ -144,11 +146,22 @@ class Claimer:
         found: list[Path] = []
         for area in areas:
             if area.is_dir():
-                found += sorted(
-                    (p for p in area.iterdir() if p.suffix == schema.SEALED_SUFFIX and is_episode_id(p.stem)),
-                    key=_mtime,
-                )
+                named = [p for p in area.iterdir() if p.suffix == schema.SEALED_SUFFIX and is_episode_id(p.stem)]
+                found += sorted((p for p in named if self._is_episode_dir(p)), key=_mtime)
         return found
+
+    def _is_episode_dir(self, path: Path) -> bool:
+        """A real directory: a symlink (a loop, say), FIFO or file named like an episode is left alone, said once."""
+        try:
+            if stat.S_ISDIR(path.lstat().st_mode):
+                return True
+            why = "a symlink" if path.is_symlink() else "not a directory"
+        except OSError as e:
+            why = e.strerror or str(e)
+        if path not in self._warned:
+            self._warned.add(path)
+            log.warning("skipping %s: %s, not an episode", path, why)
+        return False
 
     def try_claim(self, path: Path) -> Claim | None:
         """Rename ``path`` into ``claimed/``: exactly one contender wins."""
@@ -185,14 +198,14 @@ class Claimer:
 
 def _mtime(path: Path) -> float:
     try:
-        return path.stat().st_mtime
-    except FileNotFoundError:
+        return path.lstat().st_mtime
+    except OSError:  # gone meanwhile
         return float("inf")
 
 
 def episode_attrs(path: Path) -> dict[str, Any]:
     """An episode's attributes without opening it as Zarr (cheap enough for every rescan)."""
-    return dict(json.loads((path / "zarr.json").read_text()).get("attributes", {}))
+    return dict(json.loads(read_regular(path / schema.METADATA_NAME)).get("attributes", {}))
 
 
 LOW_ACTIVITY = "low-activity"
