@@ -43,9 +43,11 @@ from gymrec.shared.spool import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gymrec.recorder.salvage import Survivors
     from gymrec.recorder.writer import EpisodeWriter
-    from gymrec.shared.episode import Episode
+    from gymrec.shared.episode import Episode, StepBatch
 
 log = logging.getLogger(__name__)
 FAILED_NOTE = "recovery-failed.txt"
@@ -116,6 +118,24 @@ def recover(partial: Path, lock: WriterLock) -> Recovered:
     raise AssertionError("unreachable")  # for type checkers: ExitStack does not swallow exceptions
 
 
+def _step_fields(orphan: _Orphan, checked: StepBatch | None) -> Callable[[int], tuple[int, int, int]]:
+    """Step t's (shown_ns, decided_ns, actor) as the recorder knew them: from the verified rows on disk,
+    then from the journal (a journal from before it kept them: 0, 0 and the episode's one actor)."""
+    on_disk = checked.times if checked is not None else {}
+    journal = orphan.survivors.steps
+    verified = orphan.verified
+    default = schema.ACTORS.index("agent" if orphan.disk.attrs.collector not in ("human", None) else "human")
+
+    def fields(t: int) -> tuple[int, int, int]:
+        source = on_disk if t < verified else journal
+        values = [source[name][t] if name in source and t < len(source[name]) else None
+                  for name in (schema.SHOWN_NS, schema.DECIDED_NS, schema.ACTOR)]  # fmt: skip
+        shown, decided, actor = (int(v) if v is not None else None for v in values)
+        return shown or 0, decided or 0, default if actor is None else actor
+
+    return fields
+
+
 def _resimulate(orphan: _Orphan, starter: EpisodeStarter, env: Any, writer: EpisodeWriter,
                 rewrite_from: int) -> Recovered:
     """Step the env through every action; check rows [0, verified), (re)write rows from ``rewrite_from``.
@@ -132,6 +152,7 @@ def _resimulate(orphan: _Orphan, starter: EpisodeStarter, env: Any, writer: Epis
     stamps = orphan.survivors.timestamps
     started = starter.restart(attrs.seed, attrs.start_state)  # the stored start state (ALE) or the seed
     obs, info = started.obs, started.info
+    step_fields = _step_fields(orphan, checked)
     for t, action in enumerate(orphan.actions()):
         leaves = split_observation(obs)
         if t < verified:
@@ -139,7 +160,8 @@ def _resimulate(orphan: _Orphan, starter: EpisodeStarter, env: Any, writer: Epis
                 if name in hashes and schema.row_hash(row) != int(hashes[name][t]):
                     raise orphan.diverged(t, f"observation {name!r}")
         if t >= rewrite_from:
-            writer.record(leaves, encode_action(desc, action), info)
+            shown, decided, actor = step_fields(t)
+            writer.record(leaves, encode_action(desc, action), info, (shown, decided), actor)
             if checked is not None and t < verified:
                 writer.restore_timestamp(float(checked.timestamp[t]))
             elif t < len(stamps):

@@ -22,7 +22,7 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ class Survivors:
     claimed: int  # what committed.json said
     timestamps: np.ndarray  # the journal: one entry per journaled step
     journal: dict[str, np.ndarray]
+    steps: dict[str, np.ndarray] = field(default_factory=dict)  # the journal's shown_ns, decided_ns, actor
 
     @property
     def journal_steps(self) -> int:
@@ -60,13 +61,12 @@ class Survivors:
 JOURNAL_LIMIT = 1 << 30  # ~30 bytes a step: days of play; anything larger is not a journal
 
 
-def read_journal(partial: Path, disk: Episode) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    fmt = schema.JournalFormat(tuple(action_leaves(disk.attrs.action_space)))
+def read_journal(partial: Path, disk: Episode) -> schema.Journaled:
     try:
         data = read_regular(partial / schema.JOURNAL_NAME, JOURNAL_LIMIT)
     except FileNotFoundError:
         data = b""
-    return fmt.unpack_all(data)
+    return schema.journal_format(tuple(action_leaves(disk.attrs.action_space)), data).unpack_all(data)
 
 
 def step_arrays(disk: Episode) -> list[str]:
@@ -102,7 +102,7 @@ def survey(partial: Path, disk: Episode) -> Survivors:
     except CorruptEpisodeError as e:
         log.warning("%s; checking the chunks instead", e)
         claimed = 0
-    timestamps, journal = read_journal(partial, disk)
+    journaled = read_journal(partial, disk)
     chunk = disk.attrs.chunk_steps
     names = step_arrays(disk) + obs_arrays(disk)
     verified = 0
@@ -115,7 +115,7 @@ def survey(partial: Path, disk: Episode) -> Survivors:
             break
     if claimed > verified:
         log.warning("%s: committed.json claims %d steps, the chunks on disk bear out %d", partial.name, claimed, verified)
-    return Survivors(verified, claimed, timestamps, journal)
+    return Survivors(verified, claimed, journaled.timestamps, journaled.leaves, journaled.steps)
 
 
 def _has_chunk(disk: Episode, index: int) -> bool:

@@ -91,6 +91,8 @@ def episode_attrs(config: PlayConfig, made: MadeEnv, seed: int, fps: float, keym
         "action_meanings": action_meanings(made),
         # Action t answers observation t (recorder.window.next_tick draws it, then gathers its input).
         "pairing": schema.PAIRING_ON_SCREEN,
+        # From the start, not only at sealing: crash recovery seals what the partial holds.
+        **({"takeover": True} if config.takeover else {}),
     }
 
 

@@ -166,7 +166,7 @@ class EpisodeWriter:
         timestamp = time.time()
         if self._journal is not None:
             try:
-                self._journal.append(self._journal_format.pack(timestamp, action))
+                self._journal.append(self._journal_format.pack(timestamp, action, times, actor))
             except OSError as e:
                 raise _spool_failure(e.errno or 0, str(e), self.partial / schema.JOURNAL_NAME) from e
         if self._slot is None:

@@ -175,34 +175,52 @@ def partial_name(episode_id: str) -> str:
 
 
 # --- the action journal -------------------------------------------------------------------------
-# A fixed-size record a step: timestamp, the action leaves' raw bytes, and a CRC so that a torn
-# final record (the process died mid-write) is recognised and ignored instead of misread.
+# A fixed-size record a step: timestamp, the per-step fields of the STEP_TIMES arrays (shown_ns,
+# decided_ns, actor: what recovery must keep of a step besides its action), the action leaves' raw
+# bytes, and a CRC so that a torn final record (the process died mid-write) is recognised and ignored
+# instead of misread. Journals written before the step fields (gymrec <= 0.2.0) lack them; a reader
+# tells the two apart by which layout's first record passes its CRC (``journal_format``).
 
 _HEADER = struct.Struct("<d")
+_STEP_FIELDS = struct.Struct("<qqB")  # shown_ns, decided_ns, actor
 _CRC = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class Journaled:
+    """A journal's intact records: per step its wall-clock time, action leaves and step fields."""
+
+    timestamps: np.ndarray
+    leaves: dict[str, np.ndarray]
+    steps: dict[str, np.ndarray]  # SHOWN_NS, DECIDED_NS, ACTOR; empty for a journal without them
 
 
 @dataclass(frozen=True)
 class JournalFormat:
     leaves: tuple[Leaf, ...]
+    step_fields: bool = True  # False: a journal from before the step fields
 
     @property
     def record_size(self) -> int:
-        return _HEADER.size + sum(leaf.nbytes for leaf in self.leaves) + _CRC.size
+        return _HEADER.size + (_STEP_FIELDS.size if self.step_fields else 0) + sum(leaf.nbytes for leaf in self.leaves) + _CRC.size
 
-    def pack(self, timestamp: float, action: dict[str, np.ndarray]) -> bytes:
-        body = _HEADER.pack(timestamp) + b"".join(
-            np.ascontiguousarray(action[leaf.name], dtype=leaf.dtype.newbyteorder("<")).tobytes()
-            for leaf in self.leaves
-        )
+    def pack(self, timestamp: float, action: dict[str, np.ndarray], times: tuple[int, int] = (0, 0), actor: int = 0) -> bytes:
+        body = _HEADER.pack(timestamp) + (_STEP_FIELDS.pack(times[0], times[1], actor) if self.step_fields else b"")
+        body += b"".join(np.ascontiguousarray(action[leaf.name], dtype=leaf.dtype.newbyteorder("<")).tobytes()
+                         for leaf in self.leaves)  # fmt: skip
         return body + _CRC.pack(zlib.crc32(body))
 
-    def unpack_all(self, data: bytes) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """All intact records: (timestamps, leaves). Stops at the first torn or corrupt record."""
+    def first_record_ok(self, data: bytes) -> bool:
+        size = self.record_size
+        return len(data) >= size and zlib.crc32(data[: size - _CRC.size]) == _CRC.unpack_from(data, size - _CRC.size)[0]
+
+    def unpack_all(self, data: bytes) -> Journaled:
+        """All intact records. Stops at the first torn or corrupt record."""
         size = self.record_size
         count = len(data) // size
         timestamps = np.empty(count, dtype=np.float64)
         leaves = {leaf.name: np.empty((count, *leaf.shape), dtype=leaf.dtype) for leaf in self.leaves}
+        steps = {name: np.empty(count, dtype=STEP_TIMES[name]) for name in (SHOWN_NS, DECIDED_NS, ACTOR)} if self.step_fields else {}
         good = 0
         for i in range(count):
             record = data[i * size : (i + 1) * size]
@@ -211,12 +229,23 @@ class JournalFormat:
                 break
             timestamps[i] = _HEADER.unpack_from(body)[0]
             offset = _HEADER.size
+            if self.step_fields:
+                for name, value in zip((SHOWN_NS, DECIDED_NS, ACTOR), _STEP_FIELDS.unpack_from(body, offset), strict=True):
+                    steps[name][i] = value
+                offset += _STEP_FIELDS.size
             for leaf in self.leaves:
                 raw = np.frombuffer(body, dtype=leaf.dtype.newbyteorder("<"), count=max(1, int(np.prod(leaf.shape))), offset=offset)
                 leaves[leaf.name][i] = raw.reshape(leaf.shape)
                 offset += leaf.nbytes
             good += 1
-        return timestamps[:good], {k: v[:good] for k, v in leaves.items()}
+        return Journaled(timestamps[:good], {k: v[:good] for k, v in leaves.items()}, {k: v[:good] for k, v in steps.items()})
+
+
+def journal_format(leaves: tuple[Leaf, ...], data: bytes) -> JournalFormat:
+    """The layout ``data`` was written in: the current one unless only the older one's first record checks."""
+    current = JournalFormat(leaves)
+    older = JournalFormat(leaves, step_fields=False)
+    return older if not current.first_record_ok(data) and older.first_record_ok(data) else current
 
 
 def id_from_name(name: str) -> str | None:

@@ -203,9 +203,8 @@ def read_journal(partial: Path) -> Journaled | None:
             data = b""  # killed between creating the episode and creating its journal
     except (FileNotFoundError, NotADirectoryError):
         return None
-    fmt = schema.JournalFormat(tuple(action_leaves(attrs["action_space"])))
-    timestamps, actions = fmt.unpack_all(data)
-    return Journaled(str(attrs["episode_id"]), timestamps, actions)
+    journaled = schema.journal_format(tuple(action_leaves(attrs["action_space"])), data).unpack_all(data)
+    return Journaled(str(attrs["episode_id"]), journaled.timestamps, journaled.leaves)
 
 
 def held_exclusive(lock_file: Path) -> bool:

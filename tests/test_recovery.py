@@ -87,7 +87,7 @@ def assert_matches_simulation(episode: Episode) -> None:
 def test_sigkill_loses_no_step(env_id: str, min_steps: int, spool: Path, workdir: Path) -> None:
     partial = kill_mid_episode(env_id, spool, workdir, seed=21, min_steps=min_steps)
     journal_format = schema.JournalFormat(tuple(Episode(partial, trusted_length=0).action_leaves))
-    timestamps, _ = journal_format.unpack_all((partial / schema.JOURNAL_NAME).read_bytes())
+    timestamps = journal_format.unpack_all((partial / schema.JOURNAL_NAME).read_bytes()).timestamps
     journal_steps = len(timestamps)
     committed = json.loads((partial / schema.COMMITTED_NAME).read_text())["steps"]
     assert journal_steps >= committed >= min_steps
