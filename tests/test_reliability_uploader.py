@@ -7,10 +7,15 @@ size, ``make test`` smaller.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
+import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections import Counter
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from reliability_uploader_helpers import (
     card_problems,
@@ -394,6 +400,71 @@ def _alien_partial(c: Ctx) -> None:
     (c.spool / "backup.partial").mkdir()  # issue 13.4: not ours
 
 
+# issue 21: exactly once per episode id, foreign targets, poison pills, one-line errors
+
+
+def _upload_first(keep: Callable[[Ctx, Path], None]) -> Callable[[Ctx], None]:
+    """Upload a copy of the spool (``keep`` edits it first) to the test Hub before the case's run."""
+
+    def setup(c: Ctx) -> None:
+        copy = c.tmp / "copy"
+        shutil.copytree(c.spool, copy)
+        keep(c, copy)
+        done = run("gymrec-uploader", ["--spool", str(copy), "--endpoint", c.hub.endpoint, "--once", "--repo-id", REPO],
+                   c.tmp, cli_env(c.tmp, HF_TOKEN=TOKEN))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+    return setup
+
+
+def _backup_restored(c: Ctx, copy: Path) -> None:
+    """The copy is the spool as it was; after its upload the spool here is that backup, restored."""
+
+
+def _other_machine(c: Ctx, copy: Path) -> None:
+    shutil.rmtree(copy / c.b.name)  # the other machine holds only episode a
+
+
+THEIRS = {layout.CARD_PATH: b"# my notes\n", "data/train-00000.parquet": b"PAR1 not ours PAR1"}
+
+
+def _theirs_on_the_hub(c: Ctx) -> None:
+    c.hub.seed_repo(REPO, THEIRS)
+
+
+def _theirs_only(hub: HubServer) -> bool:
+    return {k: v for k, v in hub.files(REPO).items() if k != ".gitattributes"} == THEIRS
+
+
+def _theirs_locally(c: Ctx) -> None:
+    for rel, data in THEIRS.items():
+        (c.tmp / "theirs" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (c.tmp / "theirs" / rel).write_bytes(data)
+
+
+def _poison_meta(kind: str) -> Callable[[Ctx], None]:
+    def setup(c: Ctx) -> None:
+        meta = c.a / schema.METADATA_NAME
+        meta.unlink()
+        if kind == "fifo":
+            os.mkfifo(meta)
+        elif kind == "dev-zero":
+            meta.symlink_to("/dev/zero")
+        elif kind == "socket":
+            with socket.socket(socket.AF_UNIX) as sock, contextlib.chdir(c.a):  # AF_UNIX paths are short
+                sock.bind(meta.name)
+        else:
+            with open(meta, "wb") as f:
+                f.truncate(8 << 30)  # sparse
+
+    return setup
+
+
+def _symlink_loop(c: Ctx) -> None:
+    loop = c.spool / schema.sealed_name("0b5e8c1e-2a49-4bb5-9d7c-3f0a1c2d4e5f")
+    loop.symlink_to(loop.name)
+
+
 @dataclass(frozen=True)
 class Bad:
     name: str
@@ -467,6 +538,27 @@ BAD = [
     # issue 13.4: nothing in the spool blocks the rest of it
     Bad("mkdir S/backup.partial", _once("--repo-id", REPO), _alien_partial, a_goes_to="uploaded",
         warns="backup.partial is not a gymrec episode"),
+    # issue 21.1: exactly once per episode id, wherever the bytes come from
+    Bad("spool restored from a backup", _once("--repo-id", REPO), _upload_first(_backup_restored), a_goes_to="uploaded"),
+    Bad("a copy of the spool uploaded from another machine", _once("--repo-id", REPO), _upload_first(_other_machine),
+        a_goes_to="uploaded"),
+    # issue 21.2: never touch what isn't ours
+    Bad("Hub repo holding someone else's dataset", _once("--repo-id", REPO), _theirs_on_the_hub,
+        needles=("no gymrec dataset", "--force-adopt")),
+    Bad("--force-adopt someone else's Hub repo", _once("--repo-id", REPO, "--force-adopt"), _theirs_on_the_hub,
+        a_goes_to="uploaded", warns="adopting"),
+    Bad("--local-dir holding someone else's files", lambda c: ["--spool", str(c.spool), "--once", "--local-dir", str(c.tmp / "theirs")],
+        _theirs_locally, needles=("no gymrec dataset", "--force-adopt")),
+    Bad("--local-dir not UTF-8", lambda c: ["--spool", str(c.spool), "--once", "--local-dir", str(c.tmp / "bad\udcffname")],
+        needles=("not a UTF-8 name",)),
+    # issue 21.4: no poison pills
+    Bad("zarr.json is a FIFO", _once("--repo-id", REPO), _poison_meta("fifo"), a_goes_to="quarantine", reason="not a regular file"),
+    Bad("zarr.json links to /dev/zero", _once("--repo-id", REPO), _poison_meta("dev-zero"), a_goes_to="quarantine",
+        reason="symbolic links"),
+    Bad("zarr.json is a socket", _once("--repo-id", REPO), _poison_meta("socket"), a_goes_to="quarantine",
+        reason="not a readable Zarr group"),
+    Bad("zarr.json of 8 GB", _once("--repo-id", REPO), _poison_meta("huge"), a_goes_to="quarantine", reason="bytes, more than"),
+    Bad("symlink loop named <uuid>.zarr", _once("--repo-id", REPO), _symlink_loop, a_goes_to="uploaded", warns="not an episode"),
 ]
 
 
@@ -486,8 +578,14 @@ def r5_ran(request: pytest.FixtureRequest) -> Iterator[list[str]]:
     total = record_r5_count(request.config, "gymrec-uploader", len(ran))
     print(f"\nR5: {len(ran)} cases ran for gymrec-uploader ({len(selected)} selected){total}")
     assert len(ran) == len(selected), f"{len(selected) - len(ran)} selected R5 uploader cases did not get to the end"
-    if len(selected) == len(BAD) + len(LOCAL_BAD) + 1:  # the whole catalogue (plus the full-disk case)
+    if len(selected) == len(BAD) + len(LOCAL_BAD) + 3:  # the whole catalogue (plus the full-disk cases)
         assert len(ran) >= R5_UPLOADER_MIN, f"only {len(ran)} R5 uploader cases ran"
+
+
+def _listed_ids(hub: HubServer) -> list[str]:
+    """Every episode id the test repo's index lists, once per index row (a duplicate shows twice)."""
+    return [eid for path, blob in hub.files(REPO).items() if layout.is_index_path(path)
+            for eid in pq.read_table(io.BytesIO(blob), columns=["episode_id"]).column("episode_id").to_pylist()]  # fmt: skip
 
 
 def _check_bad_input(case: Bad, c: Ctx, done: subprocess.CompletedProcess[str], before_tree: dict[str, str],
@@ -505,7 +603,10 @@ def _check_bad_input(case: Bad, c: Ctx, done: subprocess.CompletedProcess[str], 
         if c.spool.is_dir():
             assert tree(c.spool) == before_tree
         assert not (c.tmp / "nope").exists()
-        assert not c.hub.state._repos, "something reached the Hub"  # noqa: SLF001 (the test Hub's own state)
+        if (c.tmp / "theirs").exists():
+            assert tree(c.tmp / "theirs") == {k: hashlib.sha256(v).hexdigest() for k, v in THEIRS.items()}, "their files changed"
+        repos = [k[1] for k in c.hub.state._repos]  # noqa: SLF001 (the test Hub's own state)
+        assert repos in ([], [REPO]) and (not repos or _theirs_only(c.hub)), "something reached the Hub"
         return
     assert done.returncode == 0, done.stderr[-3000:]
     if case.warns:
@@ -513,6 +614,9 @@ def _check_bad_input(case: Bad, c: Ctx, done: subprocess.CompletedProcess[str], 
     assert episode_contents(c.spool) == before, "an episode's files were changed or deleted"
     assert claims_left(c.spool) == []
     assert c.b.stem in uploaded_ids(c.spool) and c.b.stem in landing(c.hub, REPO).metas, "the good episode was not uploaded"
+    assert max(Counter(_listed_ids(c.hub)).values(), default=1) == 1, "an episode was published twice"
+    if case.warns == "adopting":
+        assert all(c.hub.files(REPO)[k] == v for k, v in THEIRS.items()), "their files changed"
     if case.a_goes_to == "quarantine":
         assert quarantined_ids(c.spool) == {c.a.stem} and not c.a.exists()
         reason = (c.spool / QUARANTINE_AREA / (c.a.stem + REASON_SUFFIX)).read_text()
@@ -622,7 +726,7 @@ def test_r5_local_dataset_rerun(case: LocalBad, local_template: Path, tmp_path: 
     assert set(local_index(dataset)) == listed, "the dataset's episodes changed"
 
 
-R5_TESTS = ("test_r5_bad_input", "test_r5_local_dataset_rerun", "test_r5_full_disk")
+R5_TESTS = ("test_r5_bad_input", "test_r5_local_dataset_rerun", "test_r5_full_disk", "test_r5_full_dataset_disk")
 R5_UPLOADER_MIN = 40
 
 
@@ -712,3 +816,36 @@ def test_r5_full_disk(tiny_disk: Path, template: Path, tmp_path: Path, hub_at: C
     again = run("gymrec-uploader", _uploader_args(spool, hub, "--once"), tmp_path, cli_env(tmp_path, HF_TOKEN=TOKEN))
     assert again.returncode == 0, again.stderr[-2000:]
     _assert_exactly_once(hub, spool, queued, "full disk")
+
+
+def _fill(disk: Path, leave: int) -> None:
+    (disk / "filler").write_bytes(b"\0" * max(0, shutil.disk_usage(disk).free - leave))
+
+
+@pytest.mark.parametrize("command", ["upload", "compact"])
+def test_r5_full_dataset_disk(command: str, tiny_disk: Path, template: Path, tmp_path: Path, r5_ran: list[str]) -> None:
+    """The --local-dir's disk fills up (issue 21.6): one line naming the dataset's disk, not the spool's;
+    the spool and the dataset as they were; with space again the rerun finishes, each episode once."""
+    spool, dataset = tmp_path / "spool", tiny_disk / "dataset"
+    shutil.copytree(template, spool)
+    env = cli_env(tmp_path)
+    upload = ["--spool", str(spool), "--once", "--local-dir", str(dataset), "--batch-episodes", "1"]
+    args = upload if command == "upload" else ["compact", "--local-dir", str(dataset)]
+    if command == "compact":
+        done = run("gymrec-uploader", upload, tmp_path, env)
+        assert done.returncode == 0, done.stderr
+    _fill(tiny_disk, 2048 if command == "compact" else 24 * 1024)
+    before_spool, queued = episode_contents(spool), waiting_ids(spool)
+    before_data = {k: v for k, v in tree(dataset).items() if not k.startswith(".")} if dataset.is_dir() else {}
+    done = run("gymrec-uploader", args, tmp_path, env)
+    r5_ran.append(f"full dataset disk ({command})")
+    lines = stderr_lines(done.stderr)
+    assert done.returncode != 0 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "full" in lines[0] and str(dataset) in lines[0] and "spool" not in lines[0], lines[0]
+    assert episode_contents(spool) == before_spool and waiting_ids(spool) == queued and claims_left(spool) == []
+    if command == "compact":
+        assert {k: v for k, v in tree(dataset).items() if not k.startswith(".")} == before_data, "the dataset changed"
+    (tiny_disk / "filler").unlink()
+    again = run("gymrec-uploader", args, tmp_path, env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert set(local_index(dataset)) == {p.stem for p in template.glob("*" + schema.SEALED_SUFFIX)}

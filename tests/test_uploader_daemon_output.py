@@ -47,3 +47,15 @@ def test_compact_without_flags_uses_the_uploaders_default_dataset(tmp_path: Path
     done = run_uploader(["compact"], tmp_path, env)
     assert done.returncode == 0 and "2 shards merged into 1" in done.stdout and str(default) in done.stdout, done.stderr
     assert len(local_index(default)) == 2
+
+
+def test_status_into_a_closed_pipe_ends_quietly(tmp_path: Path, spool: Path) -> None:
+    """``gymrec-uploader status | head -1``: the reader is gone before the table is written (issue 21.5)."""
+    record_episode(spool, "BreakoutNoFrameskip-v4", 10, seed=1)
+    proc = subprocess.Popen([str(BIN / "gymrec-uploader"), "status", "--spool", str(spool)], cwd=tmp_path,
+                            env=clean_env(HOME=str(tmp_path)), stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # as head does once it has its lines
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 0 and err == "", err

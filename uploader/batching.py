@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from gymrec.shared import layout, schema
-from gymrec.shared.errors import AlreadyPublishedError, DiskFullError, GymrecError, HubUnavailableError
+from gymrec.shared.errors import (
+    AlreadyPublishedError,
+    DatasetError,
+    DiskFullError,
+    GymrecError,
+    HubUnavailableError,
+)
 from gymrec.shared.spool import UPLOADED_AREA, UPLOADED_LOCAL_AREA
 from gymrec.uploader import manifests
 from gymrec.uploader.claims import RECEIPT_SUFFIX, Claim, Claimer, episode_attrs, owner_is_dead_here
@@ -93,6 +99,8 @@ class Batcher:
     def check_target(self) -> None:
         if self.pusher is not None:
             self.pusher.check_account()
+            if self.config.repo_id is not None and self.pusher.down is None:
+                self.pusher.check_repo(self.config.repo_id)
         elif self.local is not None:
             self.local.repair_card()
 
@@ -228,11 +236,15 @@ class Batcher:
                     log.error("%d episode(s) stay queued: %s", len(items), e)
                 self.summary.failed += ids
                 self.summary.last_failure = e.message
+        except DatasetError:  # a target that is not ours (or another format): nothing was written there
+            if manifest is not None:
+                manifest.remove(self.spool)
+            raise
         except GymrecError:  # AuthError and DiskFullError are OSErrors too: they stop the run, not one batch
             raise
         except OSError as e:
             if e.errno == errno.ENOSPC:
-                raise DiskFullError("the disk is full while building a batch",
+                raise DiskFullError(f"the disk holding {base} is full while building a batch",
                                     "free some space; the episodes stay queued and a rerun finds them") from e
             log.error("committing %d episode(s) failed (%s); they stay queued", len(items), e, exc_info=self.config.debug)
             self.summary.failed += ids

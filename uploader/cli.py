@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -27,6 +28,25 @@ from gymrec.uploader.local import LocalWriter
 from gymrec.uploader.status import STATES, spool_status
 
 PROG = "gymrec-uploader"
+
+
+def _utf8_dir(path: Path) -> Path:
+    """A dataset directory's name goes into parquet paths and the card, which are UTF-8 only: refuse
+    another name now, in one line, rather than fail at every upload."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise DatasetError(f"the dataset directory {shown} is not a UTF-8 name",
+                           "pass a --local-dir whose name is valid UTF-8; nothing was written") from None
+    return path
+
+
+def _quiet_broken_pipe() -> None:
+    """stdout's reader went away (``| head``): end quietly, as Unix tools do, with nothing left to flush."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _install_stop(stop: threading.Event, abort: threading.Event) -> None:
@@ -107,7 +127,7 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
     config = UploaderConfig(
         debug=debug_enabled(),
         spool=ctx.obj,
-        local_dir=local_dir or data_dir(environ) / "dataset",
+        local_dir=_utf8_dir(local_dir or data_dir(environ) / "dataset"),
         local_only=local_dir is not None,
         repo_id=repo_id,
         private=private,
@@ -159,9 +179,13 @@ def status(ctx: click.Context, spool_opt: Path | None, min_active: float) -> Non
     """Episodes and frames per state: waiting, claimed, uploaded, quarantined, discarded, empty, low-activity, partial."""
     spool = check_spool(spool_opt or ctx.obj, create=False)
     counts = spool_status(spool, min_active)
-    click.echo(f"{'state':<15} {'episodes':>8} {'frames':>10}")
-    for state in STATES:
-        click.echo(f"{state:<15} {counts[state].episodes:>8} {counts[state].frames:>10}")
+    try:
+        click.echo(f"{'state':<15} {'episodes':>8} {'frames':>10}")
+        for state in STATES:
+            click.echo(f"{state:<15} {counts[state].episodes:>8} {counts[state].frames:>10}")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_broken_pipe()
 
 
 @main.command()
@@ -185,6 +209,7 @@ def compact(repo_id: str | None, local_dir: Path | None, endpoint: str | None, t
     options = ConvertOptions(workers=1)
     with tempfile.TemporaryDirectory(prefix="gymrec-compact-") as tmp:
         if local_dir is not None:
+            local_dir = _utf8_dir(local_dir)
             if not (local_dir / "meta" / "info.json").is_file():
                 raise DatasetError(f"{local_dir} is not a gymrec dataset (no meta/info.json)", "pass --local-dir DIR")
             writer = LocalWriter(local_dir)

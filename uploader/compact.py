@@ -170,8 +170,10 @@ def merge(group: tuple[Shard, ...], local: dict[str, Path], root: Path, options:
                 rows.append(row | {layout.INDEX_DATA_FILE_COLUMN: data_file,
                                    layout.INDEX_ROW_START_COLUMN: offset + start - before})  # fmt: skip
             dropped += drop
-    finally:
-        writer.close()
+    except BaseException:  # a failed write (a full disk) must not be followed by another
+        writer.abort()
+        raise
+    writer.close()
     pq.write_table(pa.Table.from_pylist(rows, schema=INDEX_FEATURES.arrow_schema), root / index_file, compression="zstd")
     _verify(root / data_file, root / index_file, rows, expected_hashes, data_file)
     if dropped:

@@ -210,6 +210,24 @@ class RowGroupWriter:
         self.flush()
         self.writer.close()
 
+    def abort(self) -> None:
+        """Close after a failure without writing again: a flush into a full disk would raise a second,
+        misleading error (pyarrow's "operation on closed file") over the real one."""
+        self.pending = []
+        try:
+            self.writer.close()
+        except (OSError, pa.ArrowException) as e:
+            log.debug("closing %s after a failure: %s", self.writer, e)
+
+    def __enter__(self) -> RowGroupWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
 
 def _record_batch(episode: Episode, batch: StepBatch, images: list[bytes], schema: pa.Schema, image_leaf: Leaf) -> pa.RecordBatch:
     n = batch.stop - batch.start
@@ -295,14 +313,11 @@ def convert_episode(episode: Episode, root: Path, options: ConvertOptions) -> Co
     rows_file = root / f"{eid}{layout.SHARD_SUFFIX}"
     wanted = _preview_steps(episode.length)
     previews: list[np.ndarray] = []
-    writer = RowGroupWriter(rows_file, features.arrow_schema, options)
-    try:
+    with RowGroupWriter(rows_file, features.arrow_schema, options) as writer:
         with ThreadPoolExecutor(max(1, options.workers), thread_name_prefix="gymrec-encode") as pool:
             for batch, images in _encode_batches(episode, leaf, fmt, options, pool):
                 writer.add(_record_batch(episode, batch, images, writer.schema, leaf))
                 previews += [batch.obs[leaf.name][t - batch.start].copy() for t in sorted(wanted) if batch.start <= t < batch.stop]
-    finally:
-        writer.close()
     final = episode.final_obs()
     final_image = final[leaf.name]
     final_png = _png(Image.fromarray(final_image.reshape(final_image.shape[:2]) if fmt == PNG else final_image))

@@ -296,7 +296,7 @@ class Uploader:
             raise
         except OSError as e:
             if e.errno == errno.ENOSPC:  # nothing else will get through either: stop with one line
-                raise DiskFullError(f"the disk is full while converting {eid}",
+                raise DiskFullError(f"the disk holding {self._work_base()} is full while converting {eid}",
                                     "free some space; the episode stays queued and a rerun finds it") from e
             log.error("converting %s failed (%s); it stays queued", eid, e, exc_info=self.config.debug)
             self._fail(eid)

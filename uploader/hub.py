@@ -32,6 +32,7 @@ from gymrec.shared.errors import (
     EntryNotFoundError,
     HubError,
     HubUnavailableError,
+    RepoNotFoundError,
 )
 from gymrec.uploader import card, compact, info, ownership, published
 from gymrec.uploader.convert import ConvertOptions
@@ -88,6 +89,7 @@ class HubPusher:
                  force_adopt: bool = False) -> None:
         self._api = HfApi(endpoint=endpoint, token=token, library_name="gymrec")
         self._force_adopt = force_adopt
+        self._adopting: set[str] = set()
         self._endpoint = endpoint
         self._private = private
         self._retry = retry
@@ -157,6 +159,18 @@ class HubPusher:
                 if self._abort.wait(delay):
                     raise HubUnavailableError(f"stopped while retrying {what}", "the episodes stay queued") from e
 
+    def check_repo(self, repo_id: str) -> None:
+        """At start-up: a --repo-id that holds someone else's files is refused before anything is
+        claimed (``uploader.ownership``); a repo that does not exist yet is fine."""
+        def ask() -> None:
+            try:
+                head = self.head(repo_id)
+            except RepoNotFoundError:
+                return
+            self._info_at(repo_id, head)
+
+        self._retrying(repo_id, ask)
+
     def ensure_repo(self, repo_id: str) -> None:
         if repo_id not in self._repos:
             self._retrying(repo_id, lambda: self._api.create_repo(repo_id, repo_type=REPO_TYPE, private=self._private, exist_ok=True))
@@ -209,7 +223,9 @@ class HubPusher:
                                      lambda path: pq.read_schema(self._download(repo_id, path, head)))  # fmt: skip
         if not self._force_adopt:
             raise ownership.refuse_foreign(f"the Hub repo {repo_id}", "--repo-id")
-        log.warning("adopting %s (--force-adopt): its files stay as they are", repo_id)
+        if repo_id not in self._adopting:  # said once a run, not once a commit
+            self._adopting.add(repo_id)
+            log.warning("adopting %s (--force-adopt): its files stay as they are", repo_id)
         return ownership.adopted(files)
 
     def _has_v1_files(self, repo_id: str, head: str) -> bool:

@@ -12,6 +12,7 @@ the Hub from there (see ``uploader.claims``).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import pyarrow.parquet as pq
 from filelock import FileLock
 
 from gymrec.shared import layout
-from gymrec.shared.errors import AlreadyPublishedError, DatasetError
+from gymrec.shared.errors import AlreadyPublishedError, DatasetError, DiskFullError
 from gymrec.shared.fsio import durable_mkdir, fsync_dir, fsync_file
 from gymrec.uploader import card, compact, info, ownership, published
 from gymrec.uploader.convert import ConvertOptions
@@ -84,7 +85,6 @@ def read_info(local_dir: Path, force_adopt: bool = False) -> dict[str, Any] | No
         return rebuilt
     if not force_adopt:
         raise ownership.refuse_foreign(str(local_dir), "--local-dir")
-    log.warning("adopting %s (--force-adopt): its files stay as they are", local_dir)
     return ownership.adopted(files)
 
 
@@ -151,9 +151,11 @@ class LocalWriter:
     def __init__(self, local_dir: Path, force_adopt: bool = False) -> None:
         self.local_dir = check_local_dir(local_dir)
         self.force_adopt = force_adopt
-        if not force_adopt and not (local_dir / layout.INFO_PATH).is_file():  # before the lock file is made in it
+        if not (local_dir / layout.INFO_PATH).is_file():  # before the lock file is made in it
             if ownership.state_without_info(_files(local_dir)) == ownership.FOREIGN:
-                raise ownership.refuse_foreign(str(local_dir), "--local-dir")
+                if not force_adopt:
+                    raise ownership.refuse_foreign(str(local_dir), "--local-dir")
+                log.warning("adopting %s (--force-adopt): its files stay as they are", local_dir)
         self._lock = FileLock(str(self.local_dir / LOCK_NAME))
         self._index = published.IndexCache()
 
@@ -213,11 +215,17 @@ class LocalWriter:
     def compact_shards(self, target_bytes: int, options: ConvertOptions) -> tuple[int, int]:
         """Merge small shards (the same plan and checks as on the Hub); (shards replaced, shards written)."""
         base = self.local_dir
-        root = staging_dir(base, f"compact.{os.getpid()}")  # the same filesystem: the moves are renames
         try:
-            return self._compact(root, target_bytes, options)
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
+            root = staging_dir(base, f"compact.{os.getpid()}")  # the same filesystem: the moves are renames
+            try:
+                return self._compact(root, target_bytes, options)
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+        except OSError as e:
+            if e.errno == errno.ENOSPC:  # the dataset's disk, not the spool's: say which
+                raise DiskFullError(f"the disk holding the dataset {base} is full while compacting",
+                                    "free some space there and run again; the dataset is as it was") from e
+            raise
 
     def _compact(self, root: Path, target_bytes: int, options: ConvertOptions) -> tuple[int, int]:
         base = self.local_dir

@@ -218,8 +218,10 @@ def build_batch(converted: list[Converted], root: Path, options: ConvertOptions)
                 for table_batch in pq.ParquetFile(c.rows_file).iter_batches(batch_size=256):
                     writer.add(table_batch)
                 rows.append(_index_row(c, data_file, start))
-        finally:
-            writer.close()
+        except BaseException:  # a failed write (a full disk) must not be followed by another
+            writer.abort()
+            raise
+        writer.close()
         write_index(rows, root / index_file)
         files[data_file], files[index_file] = root / data_file, root / index_file
         parts[config] = ConfigPart(
