@@ -33,7 +33,14 @@ from gymrec.shared.attrs import EpisodeAttrs, utc_now
 from gymrec.shared.backends import MadeEnv, action_meanings
 from gymrec.shared.errors import AgentActionError, AgentFailedError, BadAgentError
 from gymrec.shared.schema import EndReason
-from gymrec.shared.spaces import action_checker, describe_space, encode_action, image_key, split_observation
+from gymrec.shared.spaces import (
+    action_checker,
+    check_recordable,
+    describe_space,
+    encode_action,
+    image_key,
+    split_observation,
+)
 
 log = logging.getLogger(__name__)
 ACTOR_CODES = MappingProxyType({name: code for code, name in enumerate(schema.ACTORS)})
@@ -112,6 +119,7 @@ class Session:
         self.fps = config.fps or made.native_fps
         self._seeds = np.random.default_rng(config.seed)
         self._spaces = (describe_space(made.env.action_space), describe_space(made.env.observation_space))
+        check_recordable(made.env_id, made.kwargs, self._spaces[1])  # before anything is recorded
         self._guarded = False
         self._actor = "human" if config.human else "agent"
         # Rewind is for people (--takeover included: the person rewinds while in control); snapshots

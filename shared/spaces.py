@@ -16,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from gymrec.shared.errors import AgentActionError, CorruptEpisodeError
+from gymrec.shared.errors import AgentActionError, CorruptEpisodeError, EnvCreationError
 
 ACTION_LEAF = "value"
 OBS_LEAF = "frame"
@@ -193,3 +193,20 @@ def image_key(obs_desc: dict[str, Any]) -> str:
         keys = list(obs_desc["spaces"])
         return "screen" if "screen" in keys else keys[0]
     return OBS_LEAF
+
+
+def check_recordable(env_id: str, kwargs: dict[str, Any], obs_desc: dict[str, Any]) -> None:
+    """Refuse, before anything is recorded, an env whose picture gymrec cannot publish.
+
+    The dataset stores each frame as an image (uint8 HxW, or HxWxC with 1, 3 or 4 channels): an episode
+    of anything else (``obs_type=ram``: 128 bytes of console memory) would sit in the spool forever.
+    """
+    key = image_key(obs_desc)
+    leaf = next((leaf for leaf in obs_leaves(obs_desc) if leaf.name == key), None)
+    image = leaf is not None and leaf.dtype == np.uint8 and (
+        len(leaf.shape) == 2 or (len(leaf.shape) == 3 and leaf.shape[2] in (1, 3, 4)))
+    if not image:
+        what = f"{leaf.dtype}, shape {leaf.shape}" if leaf is not None else "missing"
+        raise EnvCreationError(f"cannot record {env_id} with {kwargs or 'no kwargs'}: its observation {key!r} ({what}) is "
+                               "not an 8-bit image, which the dataset stores each frame as",
+                               "use the env's image observations (e.g. drop --env-kwarg obs_type=ram)")  # fmt: skip

@@ -424,6 +424,9 @@ R5_CASES = (
     BadInput("ROM-less retro game", "gymrec-play", ("SuperMarioBros-Nes-v0", *PLAY), ("no ROM",)),
     BadInput("malformed --env-kwarg", "gymrec-play", ("ALE/Pong-v5", *PLAY, "--env-kwarg", "frameskip"), ("KEY=VALUE",)),
     BadInput("unknown --env-kwarg", "gymrec-play", ("ALE/Pong-v5", *PLAY, "--env-kwarg", "bogus=1"), ("bogus",)),
+    # issue 21.4: never recorded into a dead end the uploader could never publish
+    BadInput("--env-kwarg obs_type=ram", "gymrec-play", ("ALE/Pong-v5", *PLAY, "--env-kwarg", "obs_type=ram"),
+             ("not an 8-bit image", "obs_type=ram")),
     BadInput("keymap: unknown key", "gymrec-play", ("ALE/Pong-v5", "--spool", "{spool}", "--keymap", "{target}"),
              ("unknown key 'foo'",), _keymap("[bindings]\nfoo = 'UP'\n"), display=True),
     BadInput("keymap: unknown ALE action", "gymrec-play", ("ALE/Pong-v5", "--spool", "{spool}", "--keymap", "{target}"),
