@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
-import subprocess
-import time
 import uuid
 from pathlib import Path
 
 from reliability_uploader_helpers import quarantined_ids, stderr_lines
-from uploader_helpers import BIN, clean_env, local_index, record_episode, run_uploader
+from uploader_helpers import clean_env, daemon_until, local_index, record_episode, run_uploader
 
 from gymrec.shared import schema
 
@@ -72,21 +69,13 @@ def test_the_daemon_skips_odd_files_and_honours_sigterm(tmp_path: Path, spool: P
     good = {record_episode(spool, "BreakoutNoFrameskip-v4", 20, seed=s).stem for s in (1, 2)}
     _poisons(spool)
     dataset = tmp_path / "dataset"
-    args = [str(BIN / "gymrec-uploader"), "--spool", str(spool), "--local-dir", str(dataset), "--commit-every", "0"]
-    proc = subprocess.Popen(args, cwd=tmp_path, env=clean_env(HOME=str(tmp_path)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while not (dataset.is_dir() and set(local_index(dataset)) == good if (dataset / "meta" / "info.json").is_file() else False):
-            assert time.monotonic() < deadline and proc.poll() is None, "the daemon never uploaded the good episodes"
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0 and "Traceback" not in err, err
+    args = ["--spool", str(spool), "--local-dir", str(dataset), "--commit-every", "0"]
+
+    def uploaded() -> bool:
+        return (dataset / "meta" / "info.json").is_file() and set(local_index(dataset)) == good
+
+    code, out, err = daemon_until(args, tmp_path, clean_env(HOME=str(tmp_path)), uploaded, "uploaded the good episodes")
+    assert code == 0 and "Traceback" not in err, err
     assert out.startswith("2 uploaded"), out
 
 

@@ -5,30 +5,19 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-from uploader_helpers import BIN, clean_env, local_index, record_episode, run_uploader
+from uploader_helpers import BIN, clean_env, daemon_until, local_index, record_episode, run_uploader
 
 
 def test_the_daemon_says_each_commit_and_ends_on_ctrl_c_with_a_summary(tmp_path: Path, spool: Path) -> None:
     sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=3)
     dataset = tmp_path / "dataset"
-    args = [str(BIN / "gymrec-uploader"), "--spool", str(spool), "--local-dir", str(dataset), "--commit-every", "0"]
-    proc = subprocess.Popen(args, cwd=tmp_path, env=clean_env(HOME=str(tmp_path)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 90
-        while not (spool / "uploaded-local" / sealed.name).is_dir():
-            assert time.monotonic() < deadline and proc.poll() is None, "the daemon never committed the episode"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
+    args = ["--spool", str(spool), "--local-dir", str(dataset), "--commit-every", "0"]
+    code, out, err = daemon_until(args, tmp_path, clean_env(HOME=str(tmp_path)),
+                                  lambda: (spool / "uploaded-local" / sealed.name).is_dir(), "committed the episode",
+                                  signal.SIGINT)  # what Ctrl-C sends
+    assert code == 0, err
     lines = err.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("gymrec-uploader: watching"), err
     assert lines[1] == f"committed 1 episode(s), 30 steps to {dataset}", err

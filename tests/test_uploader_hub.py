@@ -358,7 +358,9 @@ def test_daemon_rides_out_outages_with_one_line_per_change(tmp_path: Path, spool
         finally:
             reap(proc)
         final = lines()
-        assert stderr_lines(err.read_text())[1:] == final and len(final) == 6, err.read_text()
+        said = stderr_lines(err.read_text())[1:]
+        assert [line for line in said if not line.startswith("committed ")] == final and len(final) == 6, err.read_text()
+        assert sum(line.startswith("committed ") for line in said) >= 3  # one line per commit (issue 22 item 4)
         patterns = [refused + "2 episodes stay queued" + retrying, f"{outage} reachable again; uploading 2 queued episodes",
                     dropped + "2 episodes stay queued" + retrying, f"{outage} reachable again; uploading 2 queued episodes",
                     refused + "1 episode stays queued" + retrying, f"{outage} reachable again; uploading 1 queued episode"]

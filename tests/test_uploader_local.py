@@ -266,29 +266,17 @@ def test_other_format_versions_are_refused(tmp_path: Path, spool: Path, setup: o
 
 
 def test_sigterm_commits_the_pending_batch(tmp_path: Path, spool: Path) -> None:
-    import signal
-    import subprocess
-    import time
-
-    from uploader_helpers import BIN
+    from uploader_helpers import daemon_until
 
     sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 40, seed=8)
     dataset = tmp_path / "dataset"
-    args = [str(BIN / "gymrec-uploader"), "--spool", str(spool), "--local-dir", str(dataset), "--commit-every", "3600"]
-    proc = subprocess.Popen(args, cwd=tmp_path, env=clean_env(HOME=str(tmp_path)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not any((spool / "claimed").glob("*.zarr")) if (spool / "claimed").is_dir() else True:
-            assert time.monotonic() < deadline and proc.poll() is None, "the daemon never claimed the episode"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
+    args = ["--spool", str(spool), "--local-dir", str(dataset), "--commit-every", "3600"]
+
+    def claimed() -> bool:
+        return (spool / "claimed").is_dir() and any((spool / "claimed").glob("*.zarr"))
+
+    code, out, err = daemon_until(args, tmp_path, clean_env(HOME=str(tmp_path)), claimed, "claimed the episode")
+    assert code == 0, err
     assert out.startswith("1 uploaded") and sealed.stem in local_index(dataset)
 
 

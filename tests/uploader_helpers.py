@@ -80,3 +80,25 @@ def local_index(root: Path) -> dict[str, dict[str, Any]]:
     rows = index_rows_of(local_files(root))
     assert all(len(v) == 1 for v in rows.values()), {k: len(v) for k, v in rows.items() if len(v) > 1}
     return {k: v[0] for k, v in rows.items()}
+
+
+def daemon_until(args: list[str], cwd: Path, env: dict[str, str], ready: Any, what: str, sig: int = 15,
+                 timeout: float = 120) -> tuple[int, str, str]:
+    """Run the uploader daemon until ``ready()`` holds, send it ``sig`` (SIGTERM; SIGINT is Ctrl-C), and
+    return (exit code, stdout, stderr); ``what`` names the wait in a failure."""
+    import time
+
+    proc = subprocess.Popen([str(BIN / "gymrec-uploader"), *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert time.monotonic() < deadline and proc.poll() is None, f"the daemon never {what}"
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, err

@@ -59,6 +59,13 @@ def _files(local_dir: Path) -> list[str]:
     return [str(p.relative_to(local_dir)) for p in local_dir.rglob("*") if p.is_file()]
 
 
+def _refuse_v1(local_dir: Path) -> None:
+    """A format-1 gymrec dataset (one meta/episodes/<id>.json per episode) is refused as such."""
+    folder = local_dir / layout.INDEX_DIR
+    v1 = folder.is_dir() and any(layout.is_v1_meta_path(f"{layout.INDEX_DIR}/{p.name}") for p in folder.iterdir())
+    info.check(None, str(local_dir), v1)
+
+
 def read_info(local_dir: Path, force_adopt: bool = False) -> dict[str, Any] | None:
     """The dataset's info.json; None for a new (empty) dataset. One that lost its info.json is rebuilt
     from its shards (and written: the directory is ours), someone else's files are refused
@@ -72,9 +79,7 @@ def read_info(local_dir: Path, force_adopt: bool = False) -> dict[str, Any] | No
         info.check(found, str(local_dir))  # another gymrec format: refused, not adopted
     if found is not None and ownership.is_gymrec_info(found):
         return found
-    folder = local_dir / layout.INDEX_DIR
-    v1 = folder.is_dir() and any(layout.is_v1_meta_path(f"{layout.INDEX_DIR}/{p.name}") for p in folder.iterdir())
-    info.check(None, str(local_dir), v1)
+    _refuse_v1(local_dir)
     files = _files(local_dir)
     state = ownership.state_without_info(files)
     if state == ownership.EMPTY:
@@ -152,6 +157,7 @@ class LocalWriter:
         self.local_dir = check_local_dir(local_dir)
         self.force_adopt = force_adopt
         if not (local_dir / layout.INFO_PATH).is_file():  # before the lock file is made in it
+            _refuse_v1(local_dir)
             if ownership.state_without_info(_files(local_dir)) == ownership.FOREIGN:
                 if not force_adopt:
                     raise ownership.refuse_foreign(str(local_dir), "--local-dir")
