@@ -91,6 +91,14 @@ def _group_attributes(path: Path) -> dict[str, Any]:
     return attributes
 
 
+def episode_attributes(path: Path, sealed: bool = False) -> EpisodeAttrs:
+    """An episode's attributes, validated, without reading its arrays (cheap enough for every rescan of
+    a spool); CorruptEpisodeError (a ValueError) or OSError when they cannot be read."""
+    raw = _group_attributes(path)
+    known = {k: v for k, v in raw.items() if k != schema.CHECKSUMS_ATTR}
+    return EpisodeAttrs.from_dict(known, path.name, sealed=sealed, expected_id=schema.id_from_name(path.name))
+
+
 class Episode:
     """A sealed episode (or, with ``trusted_length``, the committed part of a partial one)."""
 

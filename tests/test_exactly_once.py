@@ -160,7 +160,7 @@ def _a_duplicated_shard(files: dict[str, bytes]) -> dict[str, bytes]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from gymrec.uploader.shards import INDEX_FEATURES
+    from gymrec.uploader.index_row import INDEX_FEATURES
 
     index_file = sorted(p for p in files if layout.is_index_path(p))[0]
     rows = pq.read_table(io.BytesIO(files[index_file])).to_pylist()

@@ -301,12 +301,11 @@ class Batcher:
 
     def _receipt(self, receipt: Receipt, claim: Claim) -> dict[str, Any]:
         attrs = episode_attrs(claim.path)
-        env_id = str(attrs.get("env_id", ""))
         return receipt.as_dict() | {
             "episode_id": claim.episode_id,
-            "env_id": env_id,
-            "env_slug": layout.env_slug(env_id),
-            "length": int(attrs.get("length", 0) or 0),
+            "env_id": attrs.env_id,
+            "env_slug": layout.env_slug(attrs.env_id),
+            "length": attrs.length or 0,
             "endpoint": self.config.endpoint if self.pusher is not None else None,
         }
 

@@ -17,7 +17,6 @@ and a commit only when the episode's metadata is not yet at the head it commits 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -33,7 +32,9 @@ from typing import Any
 import psutil
 
 from gymrec.shared import schema
-from gymrec.shared.fsio import durable_mkdir, fsync_dir, read_regular
+from gymrec.shared.attrs import EpisodeAttrs
+from gymrec.shared.episode import episode_attributes
+from gymrec.shared.fsio import durable_mkdir, fsync_dir
 from gymrec.shared.spool import (
     UPLOADED_LOCAL_AREA,  # noqa: F401  (re-exported: the uploader's areas live here)
     is_episode_id,
@@ -203,25 +204,26 @@ def _mtime(path: Path) -> float:
         return float("inf")
 
 
-def episode_attrs(path: Path) -> dict[str, Any]:
-    """An episode's attributes without opening it as Zarr (cheap enough for every rescan)."""
-    return dict(json.loads(read_regular(path / schema.METADATA_NAME)).get("attributes", {}))
+def episode_attrs(path: Path) -> EpisodeAttrs:
+    """An episode's attributes without opening it as Zarr (cheap enough for every rescan); a ValueError
+    (CorruptEpisodeError) or OSError when they are unreadable."""
+    return episode_attributes(path)
 
 
 LOW_ACTIVITY = "low-activity"
 
 
-def skip_reason(attrs: dict[str, Any], min_active: float = 0.0) -> str | None:
+def skip_reason(attrs: EpisodeAttrs, min_active: float = 0.0) -> str | None:
     """Why a sealed episode is never uploaded (it stays where it is), or None.
 
     ``min_active`` (--min-active): human episodes whose ``active_fraction`` is below it are skipped;
     episodes without the field (agents, older recordings) have nothing to judge and go up.
     """
-    if attrs.get("end_reason") == schema.EndReason.DISCARDED:
+    if attrs.end_reason == schema.EndReason.DISCARDED:
         return "discarded"
-    if int(attrs.get("length", 0) or 0) == 0:
+    if not attrs.length:
         return "empty"
-    active = attrs.get("active_fraction")
-    if min_active > 0 and isinstance(active, int | float) and not isinstance(active, bool) and active < min_active:
+    active = attrs.active_fraction
+    if min_active > 0 and active is not None and active < min_active:
         return LOW_ACTIVITY
     return None

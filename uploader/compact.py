@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 from gymrec.shared import layout
 from gymrec.shared.errors import DatasetError
 from gymrec.uploader.convert import ConvertOptions, RowGroupWriter
+from gymrec.uploader.index_row import INDEX_FEATURES, parse_attributes, quality_totals, seconds
 from gymrec.uploader.published import CONTENT_DIGEST_COLUMN, Listed, legacy_fingerprint
-from gymrec.uploader.shards import INDEX_FEATURES, quality_totals
 
 log = logging.getLogger(__name__)
 
@@ -206,17 +206,13 @@ def updated_info(current: dict[str, Any], merged: list[Merged]) -> dict[str, Any
         entry["shards"] -= len(m.replaces) - 1
         entry["episodes"] -= len(m.dropped)
         entry["steps"] -= sum(int(r["length"]) for r in m.dropped)
-        entry["seconds"] = round(entry["seconds"] - sum(_seconds(r) for r in m.dropped), 6)
+        dropped = [parse_attributes(r[layout.INDEX_ATTRS_COLUMN], m.config)[0] for r in m.dropped]
+        entry["seconds"] = round(entry["seconds"] - sum(seconds(a, int(r["length"])) for a, r in zip(dropped, m.dropped, strict=True)), 6)
         if m.dropped and "quality" in entry:  # the sums lose the duplicates; a maximum stays an upper bound
-            gone = quality_totals([json.loads(r[layout.INDEX_ATTRS_COLUMN]) for r in m.dropped])
+            gone = quality_totals(dropped)
             entry["quality"] = {k: v if k.endswith("_max") else _minus(v, gone.get(k, 0)) for k, v in entry["quality"].items()}
     return out
 
 
 def _minus(a: float, b: float) -> float:
     return round(a - b, 6) if isinstance(a, float) or isinstance(b, float) else a - b
-
-
-def _seconds(row: dict[str, Any]) -> float:
-    fps = float(json.loads(row[layout.INDEX_ATTRS_COLUMN]).get("fps") or 0.0)
-    return int(row["length"]) / fps if fps > 0 else 0.0

@@ -31,11 +31,12 @@ import zarr
 from PIL import Image
 
 from gymrec.shared import layout, schema
-from gymrec.shared.attrs import TIMESTAMP_FORMAT
+from gymrec.shared.attrs import TIMESTAMP_FORMAT, EpisodeAttrs
 from gymrec.shared.episode import Episode, StepBatch
 from gymrec.shared.errors import CorruptEpisodeError, DatasetError
 from gymrec.shared.spaces import Leaf
 from gymrec.uploader import encoding
+from gymrec.uploader.index_row import Derived
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ class Converted:
     slug: str
     rows_file: Path
     length: int
-    meta: dict[str, Any]  # every recorded attribute plus the derived fields below
+    attrs: EpisodeAttrs  # every recorded attribute, typed
+    derived: Derived  # what conversion adds to them (format, shape, info columns, the input log)
     features: datasets.Features
     final_png: bytes
     final_hash: int
@@ -321,18 +323,12 @@ def convert_episode(episode: Episode, root: Path, options: ConvertOptions) -> Co
     final = episode.final_obs()
     final_image = final[leaf.name]
     final_png = _png(Image.fromarray(final_image.reshape(final_image.shape[:2]) if fmt == PNG else final_image))
-    meta = attrs.as_dict() | {
-        "env_slug": slug,
-        "observation_format": fmt,
-        "observation_shape": list(leaf.shape),
-        "info_columns": [layout.INFO_PREFIX + key for key in episode.info_keys],
-    }
-    events = episode.input_log()  # the spool keeps the events as arrays; the index, as one JSON column
-    if events is not None:
-        meta["input_log"] = events
+    derived = Derived(env_slug=slug, observation_format=fmt, observation_shape=tuple(leaf.shape),
+                      info_columns=tuple(layout.INFO_PREFIX + key for key in episode.info_keys),
+                      input_log=episode.input_log())  # the spool keeps the events as arrays; the index, as JSON
     log.info("converted %s: %d steps (%s)", eid, episode.length, fmt)
     return Converted(
-        episode_id=eid, env_id=env_id, slug=slug, rows_file=rows_file, length=episode.length, meta=meta,
+        episode_id=eid, env_id=env_id, slug=slug, rows_file=rows_file, length=episode.length, attrs=attrs, derived=derived,
         features=features, final_png=final_png,
         final_hash=int(verified_hashes(episode, leaf.name, final_image[np.newaxis], episode.length)[0]),
         final_extra={extra.name: np.asarray(final[extra.name]).tolist() for extra in _extra_leaves(episode)},

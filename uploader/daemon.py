@@ -276,7 +276,7 @@ class Uploader:
         kept = False
         try:
             episode = Episode(claim.path)
-            if skip_reason(episode.attrs.as_dict(), self.config.min_active) is not None:
+            if skip_reason(episode.attrs, self.config.min_active) is not None:
                 return None
             # Conversion decodes, and so crc-checks, every chunk; this proves they are this episode's.
             episode.verify_chunk_digests()

@@ -12,7 +12,8 @@ from typing import Any
 
 from gymrec.shared import layout
 from gymrec.shared.errors import DatasetError
-from gymrec.uploader.shards import INDEX_FEATURES, Batch, ConfigPart, add_quality
+from gymrec.uploader.index_row import INDEX_FEATURES, add_quality
+from gymrec.uploader.shards import Batch, ConfigPart
 
 
 def check(info: dict[str, Any] | None, where: str, v1_files: bool = False) -> None:
@@ -37,18 +38,17 @@ def empty() -> dict[str, Any]:
 
 
 def _new_config(part: ConfigPart) -> dict[str, Any]:
-    sample = part.sample
-    image_key = str(sample["image_key"])
-    leaves = sample["observation_space"].get("spaces", {})
+    sample, derived = part.sample, part.derived
+    leaves = sample.observation_space.get("spaces", {})
     return {
         "env_ids": [], "backends": [], "episodes": 0, "steps": 0, "seconds": 0.0, "shards": 0,
         "data_files": layout.data_glob(part.config), "index_files": layout.index_glob(part.config),
-        "features": part.features, "action_space": sample["action_space"],
-        "observation_space": sample["observation_space"], "image_key": image_key,
-        "observation_format": sample.get("observation_format", "webp"),
-        "extra_leaves": [k for k in leaves if k != image_key],
-        "info_keys": sorted(k[len(layout.INFO_PREFIX):] for k in sample.get("info_columns", [])),
-        "action_meanings": sample.get("action_meanings"),
+        "features": part.features, "action_space": sample.action_space,
+        "observation_space": sample.observation_space, "image_key": sample.image_key,
+        "observation_format": derived.observation_format,
+        "extra_leaves": [k for k in leaves if k != sample.image_key],
+        "info_keys": sorted(k[len(layout.INFO_PREFIX):] for k in derived.info_columns),
+        "action_meanings": list(sample.action_meanings) if sample.action_meanings is not None else None,
     }  # fmt: skip
 
 

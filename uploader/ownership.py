@@ -14,7 +14,6 @@ one it is:
 from __future__ import annotations
 
 import io
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -26,8 +25,8 @@ import pyarrow.parquet as pq
 
 from gymrec.shared import layout
 from gymrec.shared.errors import DatasetError
-from gymrec.uploader import info
-from gymrec.uploader.shards import Batch, ConfigPart, quality_totals
+from gymrec.uploader import index_row, info
+from gymrec.uploader.shards import Batch, ConfigPart
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +83,14 @@ def rebuild(paths: Iterable[str], read: Callable[[str], bytes], data_schema: Cal
 
 
 def _part(config: str, index_file: str, rows: list[dict[str, Any]], features: dict[str, Any]) -> ConfigPart:
-    metas = [json.loads(r[layout.INDEX_ATTRS_COLUMN]) for r in rows]
-    seconds = sum(int(r["length"]) / float(m.get("fps") or 0.0) for r, m in zip(rows, metas, strict=True) if m.get("fps"))
+    parsed = [index_row.parse_attributes(r[layout.INDEX_ATTRS_COLUMN], index_file) for r in rows]
+    episodes = [attrs for attrs, _ in parsed]
+    lengths = [int(r[layout.INDEX_ROW_COUNT_COLUMN]) for r in rows]
     return ConfigPart(
         config=config, data_file=str(rows[0][layout.INDEX_DATA_FILE_COLUMN]), index_file=index_file,
-        episodes=len(rows), steps=sum(int(r["length"]) for r in rows), seconds=seconds,
-        env_ids=tuple(sorted({str(r["env_id"]) for r in rows})),
-        backends=tuple(sorted({str(m.get("backend", "")) for m in metas})),
-        sample=metas[0], features=features, preview_png=b"", quality=quality_totals(metas),
+        episodes=len(rows), steps=sum(lengths),
+        seconds=sum(index_row.seconds(a, n) for a, n in zip(episodes, lengths, strict=True)),
+        env_ids=tuple(sorted({a.env_id for a in episodes})), backends=tuple(sorted({a.backend for a in episodes})),
+        sample=parsed[0][0], derived=parsed[0][1], features=features, preview_png=b"",
+        quality=index_row.quality_totals(episodes),
     )  # fmt: skip

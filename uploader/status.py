@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from gymrec.shared import schema
 from gymrec.shared.episode import read_committed
@@ -38,7 +37,7 @@ class StateCount:
 
 def _length(path: Path) -> int:
     try:
-        return int(episode_attrs(path).get("length", 0) or 0)
+        return episode_attrs(path).length or 0
     except (OSError, ValueError):
         return 0
 
@@ -56,10 +55,11 @@ def spool_status(spool: Path, min_active: float = 0.0) -> dict[str, StateCount]:
         if not is_episode_id(path.stem):
             continue
         try:
-            attrs: dict[str, Any] = episode_attrs(path)
-        except (OSError, ValueError):
-            attrs = {"length": 1}  # unreadable: waiting, and quarantined when an uploader claims it
-        counts[skip_reason(attrs, min_active) or "waiting"].add(path.stem, int(attrs.get("length", 0) or 0))
+            attrs = episode_attrs(path)
+        except (OSError, ValueError):  # unreadable: waiting, and quarantined when an uploader claims it
+            counts["waiting"].add(path.stem, 0)
+            continue
+        counts[skip_reason(attrs, min_active) or "waiting"].add(path.stem, attrs.length or 0)
     for path in _sealed_dirs(spool / CLAIMED_AREA):
         counts["claimed"].add(path.name.split(".")[0], _length(path))
     for area, state in ((UPLOADED_AREA, "uploaded"), (UPLOADED_LOCAL_AREA, "uploaded-local")):
