@@ -84,16 +84,19 @@ def open_regular(path: Path | str, limit: int | None = None) -> io.FileIO:
     socket, device or oversized file raises ``OSError`` here instead of hanging or filling memory.
     """
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    opened = False
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
         if limit is not None and st.st_size > limit:
             raise OSError(errno.EFBIG, f"{st.st_size} bytes, more than the {limit} expected", str(path))
-        return io.FileIO(fd, "rb", closefd=True)
-    except BaseException:
-        os.close(fd)
-        raise
+        file = io.FileIO(fd, "rb", closefd=True)
+        opened = True
+        return file
+    finally:
+        if not opened:
+            os.close(fd)
 
 
 def read_regular(path: Path | str, limit: int = METADATA_LIMIT) -> bytes:

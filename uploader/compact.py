@@ -143,12 +143,11 @@ def merge(group: tuple[Shard, ...], local: dict[str, Path], root: Path, options:
     for rel in (data_file, index_file):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
     first = pq.ParquetFile(local[group[0].data_file])
-    writer = RowGroupWriter(root / data_file, first.schema_arrow, options)
     rows: list[dict[str, Any]] = []
     dropped: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
     expected_hashes: list[Any] = []
-    try:
+    with RowGroupWriter(root / data_file, first.schema_arrow, options) as writer:  # a failed write is not written again
         for s in sorted(group, key=lambda s: s.shard):
             offset = writer.written + writer.rows
             shard = pq.ParquetFile(local[s.data_file])
@@ -170,10 +169,6 @@ def merge(group: tuple[Shard, ...], local: dict[str, Path], root: Path, options:
                 rows.append(row | {layout.INDEX_DATA_FILE_COLUMN: data_file,
                                    layout.INDEX_ROW_START_COLUMN: offset + start - before})  # fmt: skip
             dropped += drop
-    except BaseException:  # a failed write (a full disk) must not be followed by another
-        writer.abort()
-        raise
-    writer.close()
     pq.write_table(pa.Table.from_pylist(rows, schema=INDEX_FEATURES.arrow_schema), root / index_file, compression="zstd")
     _verify(root / data_file, root / index_file, rows, expected_hashes, data_file)
     if dropped:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
-from types import NoneType, UnionType
+from types import MappingProxyType, NoneType, UnionType
 from typing import Any
 
 import datasets
@@ -45,9 +46,11 @@ ATTR_COLUMNS: tuple[AttrColumn, ...] = (
 )  # fmt: skip
 
 _HINTS = typing.get_type_hints(EpisodeAttrs)
-_FEATURES = {bool: datasets.Value("bool"), int: datasets.Value("int64"), float: datasets.Value("float64"),
-             str: datasets.Value("string"), dict: datasets.Value("string"),  # dicts are JSON documents
-             tuple: datasets.List(datasets.Value("string"))}  # fmt: skip
+_FEATURES: Mapping[type, Any] = MappingProxyType({
+    bool: datasets.Value("bool"), int: datasets.Value("int64"), float: datasets.Value("float64"),
+    str: datasets.Value("string"), dict: datasets.Value("string"),  # dicts are JSON documents
+    tuple: datasets.List(datasets.Value("string")),
+})  # fmt: skip
 
 
 def _kind(field: str) -> type:

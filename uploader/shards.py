@@ -106,9 +106,8 @@ def build_batch(converted: list[Converted], root: Path, options: ConvertOptions)
         for rel in (data_file, index_file):
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
         schema = group[0].features.arrow_schema
-        writer = RowGroupWriter(root / data_file, schema, options)
         rows: list[dict[str, Any]] = []
-        try:
+        with RowGroupWriter(root / data_file, schema, options) as writer:  # a failed write is not written again
             for c in group:
                 if c.features.arrow_schema != schema:  # a config's episodes share one schema (info keys, leaves)
                     raise ValueError(f"{c.episode_id} does not share the schema of config {config}")
@@ -116,10 +115,6 @@ def build_batch(converted: list[Converted], root: Path, options: ConvertOptions)
                 for table_batch in pq.ParquetFile(c.rows_file).iter_batches(batch_size=256):
                     writer.add(table_batch)
                 rows.append(_index_row(c, data_file, start))
-        except BaseException:  # a failed write (a full disk) must not be followed by another
-            writer.abort()
-            raise
-        writer.close()
         write_index(rows, root / index_file)
         files[data_file], files[index_file] = root / data_file, root / index_file
         parts[config] = ConfigPart(
