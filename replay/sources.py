@@ -18,10 +18,18 @@ import numpy as np
 from gymrec.shared import schema
 from gymrec.shared.attrs import EpisodeAttrs
 from gymrec.shared.episode import Episode
-from gymrec.shared.errors import CorruptEpisodeError
+from gymrec.shared.errors import ChunkCorruptError, CorruptEpisodeError, SchemaVersionError
 from gymrec.shared.schema import EndReason
 from gymrec.shared.spaces import ACTION_LEAF, Leaf, decode_action, obs_leaves
 from gymrec.shared.spool import SEALED_AREAS, find_episode, sealed_episodes
+
+EXIT_CORRUPT = ChunkCorruptError.exit_code  # a run over many episodes that skipped a damaged one exits with it
+
+
+def is_corruption(e: BaseException) -> bool:
+    """Stored data that is damaged (a bad chunk, a truncated shard, unreadable attributes): a run over
+    many episodes skips that episode and goes on. A newer schema is not damage: it needs another gymrec."""
+    return isinstance(e, CorruptEpisodeError) and not isinstance(e, SchemaVersionError)
 
 
 @dataclass(frozen=True)
