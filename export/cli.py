@@ -8,6 +8,7 @@ whether stderr is a terminal) is read here and passed down in frozen configs.
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 import re
 import signal
@@ -50,7 +51,11 @@ def _progress() -> ProgressFactory:
 
 
 def _access(endpoint: str | None) -> HubAccess:
-    """The one token and endpoint rule every gymrec command uses (``shared.credentials``)."""
+    """The one token and endpoint rule every gymrec command uses (``shared.credentials``); called only
+    for a Hub source, so huggingface_hub is imported (and its retry logs quieted) only then."""
+    from gymrec.replay.hub_errors import quiet_client_logs
+
+    quiet_client_logs(logging.getLogger().isEnabledFor(logging.DEBUG))  # -v shows the client's retries
     return hub_access(endpoint, os.environ, Path.cwd())
 
 
@@ -123,6 +128,9 @@ def minari_command(source: str, dataset_id: str, env_id: str | None, force: bool
     skipped += f", {len(result.corrupt)} damaged left out" if result.corrupt else ""
     click.echo(f"{result.dataset_id}: {result.episodes} episode(s), {result.steps} steps of {result.env_id}"
                f"{skipped} -> {result.path}")
+    if credit_players:
+        click.echo(f"author: {', '.join(result.authors)}" if result.authors else
+                   "author: none (no episode names a player; record with --player NAME to credit one)")
     if result.corrupt:
         sys.exit(EXIT_CORRUPT)
 

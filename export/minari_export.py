@@ -72,6 +72,7 @@ class MinariResult:
     steps: int
     skipped: int
     corrupt: list[str]  # damaged episodes left out, each warned about once
+    authors: tuple[str, ...]  # the players credited (only with --author)
 
 
 def load_minari() -> ModuleType:
@@ -157,12 +158,16 @@ def _metadata(config: MinariConfig, infos: Sequence[EpisodeInfo]) -> dict[str, A
                        "observations bit-identical to the recording, seeds in each episode's metadata.",
         "requirements": requirements(infos),
     }
-    players = sorted({i.player for i in infos if i.player})
+    players = _players(infos)
     if config.credit_players and players:
         meta["author"] = set(players)
     if config.code_permalink:
         meta["code_permalink"] = config.code_permalink
     return meta
+
+
+def _players(infos: Sequence[EpisodeInfo]) -> list[str]:
+    return sorted({i.player for i in infos if i.player})
 
 
 def _write_namespace(config: MinariConfig) -> None:
@@ -245,4 +250,4 @@ def export_minari(jobs: Sequence[Job], config: MinariConfig, progress: ProgressF
         bar.close()
     infos = writer.infos
     return MinariResult(config.dataset_id, target, infos[0].env_id, len(infos), sum(i.length for i in infos),
-                        tally.skipped, tally.corrupt)
+                        tally.skipped, tally.corrupt, tuple(_players(infos)) if config.credit_players else ())

@@ -102,7 +102,7 @@ def run(config: ReplayConfig) -> int:
             except GymrecError as e:
                 if single:
                     raise
-                _warn(f"{job.label}: {e}")
+                _warn(str(e) if job.label in str(e) else f"{job.label}: {e}")
                 status = "corrupt" if is_corruption(e) else "error"
                 result = Result(job.label.removesuffix(".zarr"), "?", 0, status, 0.0, error=str(e).split(" (")[0])
             if result is not None:
@@ -153,11 +153,12 @@ def main(episode: str | None, spool: Path | None, repo_id: str | None, local_dir
     if render:  # before any episode is opened: a window nobody sees verifies nothing a person could watch
         from gymrec.shared.display import require_display
 
-        require_display("--render would show nobody anything", "or replay without --render")
+        require_display("--render would show nobody anything", "or replay without --render", os.environ)
     access = hub_access(endpoint, os.environ, Path.cwd()) if repo_id else HubAccess(None)
     if repo_id:
-        from gymrec.replay.hub_errors import set_request_timeout  # imports huggingface_hub: only for the Hub
+        from gymrec.replay.hub_errors import quiet_client_logs, set_request_timeout  # imports huggingface_hub
 
+        quiet_client_logs(verbose)
         set_request_timeout(HUB_TIMEOUT_S)
     config = ReplayConfig(
         selection=Selection(
