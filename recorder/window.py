@@ -25,6 +25,7 @@ import pygame
 from gymrec.recorder.clock import FixedRateClock
 from gymrec.recorder.controllers import EndChoice
 from gymrec.recorder.gamepad import Gamepads
+from gymrec.recorder.helppanel import HelpPanel, Section, fit, plain_sections
 from gymrec.recorder.input import (
     NO_COMMANDS,
     Commands,
@@ -54,10 +55,9 @@ __all__ = ["BAR_HEIGHT", "EndChoice", "GameWindow", "HudState", "TickInput"]
 
 log = logging.getLogger(__name__)
 
-CONTROL_LINES = ("Esc: quit    P: pause    Backspace: discard episode    F1: help (pauses)",
-                 "hold R: rewind; play on from there (the rest becomes a branch episode)",
-                 "T (with --takeover): take control from the agent, or give it back")
 START_LINE = "press any key or button to start"
+TAKEOVER_LINE = "T: take control from the agent (T again gives it back)"
+PANEL_MARGIN = 16  # px between a panel and the edges of the game area
 
 
 @dataclass(frozen=True)
@@ -75,13 +75,19 @@ class GameWindow:
     """One window for interactive play; ``open`` it, call ``next_tick`` once per env step."""
 
     def __init__(
-        self, title: str, fps: float, scale: int, help_lines: list[str], clock: FixedRateClock | None = None
+        self, title: str, fps: float, scale: int, help_lines: list[str], clock: FixedRateClock | None = None,
+        help_sections: list[Section] | None = None, tag: str = "",
     ) -> None:
+        """``help_sections`` (``recorder.helppanel.sections``) replaces the plain ``help_lines``;
+        ``tag`` is a standing mode shown in the status bar ("STEP MODE")."""
         if scale < 1:
             raise ValueError(f"scale must be at least 1, got {scale!r}")
         self.title = title
         self.scale = int(scale)
         self.help_lines = list(help_lines)
+        self.help_sections = help_sections if help_sections is not None else plain_sections(help_lines)
+        self.tag = tag
+        self.help_panel: HelpPanel | None = None  # laid out in open(), for the game area's size
         self.clock = clock if clock is not None else FixedRateClock(fps)
         self.clock.idle = self._pump
         self.paused = False
@@ -118,9 +124,11 @@ class GameWindow:
         self.gamepads.open()
         pygame.display.set_caption(self.title)
         self._font = pygame.font.Font(None, 20)
-        self._bar = StatusBar(self._font)
-        self._help = panel(self._font, [*CONTROL_LINES, "", *self.help_lines])
-        self._pause_panel = panel(self._font, ["PAUSED", "", "P: resume    F1: help    Esc: quit"])
+        self._bar = StatusBar(self._font, self.tag)
+        self.help_panel = fit(self.help_sections, self._game.size)
+        self._help = self.help_panel.surface
+        self._pause_panel = panel(self._font, ["PAUSED", "", "P: resume    F1: help    Esc: quit"],
+                                  width=self._game.width - PANEL_MARGIN)
 
     def _set_mode(self, frame_shape: tuple[int, ...]) -> None:
         if len(frame_shape) not in (2, 3) or frame_shape[0] < 1 or frame_shape[1] < 1:
@@ -269,7 +277,9 @@ class GameWindow:
         self.clock.reset_lateness()
         self._drop_latches()
         lines = [notice, ""] if notice else []
-        gate = panel(self._fonts(), [*lines, START_LINE, "", "Esc: quit    F1 during play: help"])
+        takeover = [TAKEOVER_LINE] if hud.actor else []  # the agent plays first: say how to take over
+        gate = panel(self._fonts(), [*lines, START_LINE, *takeover, "", "Esc: quit    F1 during play: help"],
+                     width=self._game.width - PANEL_MARGIN)
         while True:
             self._render(frame, hud, READY, gate)
             self.clock.wait()
