@@ -88,7 +88,7 @@ def _source(config: PlayConfig, made: Any) -> ActionSource:
     window = GameWindow(title=f"gymrec - {made.env_id}", fps=fps, scale=config.scale,
                         help_lines=resolver.help_lines() if resolver is not None else [],
                         help_sections=help_sections(described["keys"], list(described["unavailable"]), config.takeover),
-                        tag="STEP MODE" if config.step_mode else "")
+                        tag="STEP MODE" if config.step_mode else "", takeover=config.takeover)
     window.open(_frame_shape(made.env.observation_space))
     if resolver is None:
         assert agent is not None

@@ -60,6 +60,12 @@ TAKEOVER_LINE = "T: take control from the agent (T again gives it back)"
 PANEL_MARGIN = 16  # px between a panel and the edges of the game area
 
 
+def start_lines(notice: str, takeover: bool) -> list[str]:
+    """The start gate's text; with ``--takeover`` the agent plays first, so it says how to take over."""
+    lines = [notice, ""] if notice else []
+    return [*lines, START_LINE, *([TAKEOVER_LINE] if takeover else []), "", "Esc: quit    F1 during play: help"]
+
+
 @dataclass(frozen=True)
 class TickInput:
     keys: frozenset[str]  # the keys acting on this step: held or pressed since the last one
@@ -76,10 +82,11 @@ class GameWindow:
 
     def __init__(
         self, title: str, fps: float, scale: int, help_lines: list[str], clock: FixedRateClock | None = None,
-        help_sections: list[Section] | None = None, tag: str = "",
+        help_sections: list[Section] | None = None, tag: str = "", takeover: bool = False,
     ) -> None:
         """``help_sections`` (``recorder.helppanel.sections``) replaces the plain ``help_lines``;
-        ``tag`` is a standing mode shown in the status bar ("STEP MODE")."""
+        ``tag`` is a standing mode shown in the status bar ("STEP MODE"); ``takeover``: the start
+        gate says how to take control from the agent."""
         if scale < 1:
             raise ValueError(f"scale must be at least 1, got {scale!r}")
         self.title = title
@@ -87,6 +94,7 @@ class GameWindow:
         self.help_lines = list(help_lines)
         self.help_sections = help_sections if help_sections is not None else plain_sections(help_lines)
         self.tag = tag
+        self.takeover = takeover
         self.help_panel: HelpPanel | None = None  # laid out in open(), for the game area's size
         self.clock = clock if clock is not None else FixedRateClock(fps)
         self.clock.idle = self._pump
@@ -276,10 +284,7 @@ class GameWindow:
         self.input_log.clear()
         self.clock.reset_lateness()
         self._drop_latches()
-        lines = [notice, ""] if notice else []
-        takeover = [TAKEOVER_LINE] if hud.actor else []  # the agent plays first: say how to take over
-        gate = panel(self._fonts(), [*lines, START_LINE, *takeover, "", "Esc: quit    F1 during play: help"],
-                     width=self._game.width - PANEL_MARGIN)
+        gate = panel(self._fonts(), start_lines(notice, takeover=self.takeover or bool(hud.actor)), width=self._game.width - PANEL_MARGIN)
         while True:
             self._render(frame, hud, READY, gate)
             self.clock.wait()
