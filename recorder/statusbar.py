@@ -35,6 +35,7 @@ class HudState:
     recording: bool
     env_id: str
     actor: str = ""  # who is in control, when that can change (takeover); "" shows nothing
+    notice: str = ""  # a short word to the player (a refused rewind); shown instead of the figures
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,11 @@ class StatusBar:
                 pygame.draw.circle(screen, color, (x - radius - 4, top + BAR_HEIGHT // 2), radius)
                 x -= 2 * radius + 4
             x -= GAP
+        if hud.notice:  # a word to the player (a refused rewind) stands instead of the figures
+            label = self._text(hud.notice, AMBER)
+            self.placed.append((hud.notice, screen.blit(label, (4, top + (BAR_HEIGHT - label.get_height()) // 2),
+                                                        pygame.Rect(0, 0, max(0, x - 4), label.get_height()))))
+            return
         texts = self.left_parts(hud, fps, now)
         left = [self._text(t) for t in texts]
         shown = fit([s.get_width() for s in left], x - 4)
