@@ -39,7 +39,9 @@ export-minari: $(STAMP)
 export-video: $(STAMP)
 	$(BIN)/gymrec-export video $(EP) $(OUT) $(ARGS)
 
+# tests/sysdeps.sh installs the system packages some suites use (as root with apt-get), or says which skip.
 test: $(STAMP)
+	@./tests/sysdeps.sh
 	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 HF_HUB_OFFLINE=0 \
 		$(BIN)/python -m pytest -q $(ARGS)
 
