@@ -56,6 +56,13 @@ def _window(screen: str, play: subprocess.Popen[str], width: int, timeout: float
     raise AssertionError("no gymrec window appeared")
 
 
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Kill what a failed step left running (a passing run has ended already)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def drawn(image: np.ndarray, text: str, color: tuple[int, int, int], font: pygame.font.Font) -> bool:
     """Whether ``text``, rendered as the panel renders it, appears in ``image`` pixel for pixel
     (its fully covered pixels, which are exactly ``color`` whatever lies under them)."""
@@ -92,9 +99,7 @@ def test_help_shows_every_bound_key_in_a_real_window(display: str, tmp_path: Pat
         _x(display, "xdotool", "key", "Escape")
         _, err = play.communicate(timeout=30)
     finally:
-        if play.poll() is None:
-            play.kill()
-            play.wait()
+        _stop(play)
     assert play.returncode == 0, err
     x, y, w, h = geometry["X"], geometry["Y"], geometry["WIDTH"], geometry["HEIGHT"]
     assert (w, h) == (width * scale, height * scale + BAR_HEIGHT)
