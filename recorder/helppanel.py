@@ -53,7 +53,7 @@ GYMREC_KEYS = (
     Entry(("Esc",), "quit"), Entry(("P",), "pause"), Entry(("Backspace",), "discard episode"),
     Entry(("F1",), "close help"), Entry(("hold R",), "rewind, then play on (a branch)"),
 )  # fmt: skip
-TAKEOVER_KEY = Entry(("T",), "take control from the agent, or give it back")
+TAKEOVER_KEY = Entry(("T",), "take control from the agent, or give it back (R rewinds only while you have it)")
 
 
 def _grouped(effects: Iterable[tuple[str, str]]) -> tuple[Entry, ...]:
