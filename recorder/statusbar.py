@@ -11,7 +11,9 @@ then (a font render is ~0.1 ms), the measured fps at most every ``REFRESH_S`` (i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import pygame
 
@@ -160,7 +162,7 @@ class StatusBar:
 
 GAP = 12  # px between the bar's parts
 DROP_ORDER = (0, 1, 3)  # env id (the title says it), episode, fps; the step and return stay
-ACTOR_COLORS = {"agent": (120, 200, 255), "human": (120, 230, 120)}
+ACTOR_COLORS: Mapping[str, tuple[int, int, int]] = MappingProxyType({"agent": (120, 200, 255), "human": (120, 230, 120)})
 
 
 def fit(widths: list[int], room: int) -> list[int]:
