@@ -134,6 +134,8 @@ def _one_line_main(main: Callable[..., Any], name: str, args: Any, kwargs: dict[
     except click.exceptions.Abort:
         click.echo(f"{name}: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:  # --help or a usage line into a closed pipe
+        _closed_pipe()
     # Callbacks return None; an int comes from click's own exits (e.g. --help).
     sys.exit(code if isinstance(code, int) else 0)
 
