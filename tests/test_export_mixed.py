@@ -6,6 +6,7 @@ mount, a Minari id without -vN, and the temporary a SIGTERM or SIGKILL leaves be
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -15,7 +16,7 @@ import pytest
 
 from gymrec.shared.errors import ChunkCorruptError
 from tests.conftest import BIN
-from tests.export_helpers import export_cli, one_line_error
+from tests.export_helpers import export_cli, one_line_error, to_local_dataset
 from tests.recording import chunk_path, record_episode
 from tests.replay_helpers import flip_a_decodable_bit, replay_cli
 
@@ -162,3 +163,20 @@ def test_sigterm_during_a_minari_export_leaves_no_temporary(tmp_path: Path) -> N
     assert leftovers == [], leftovers
     if proc.returncode == 130:
         assert "interrupted" in stderr and not (folder / "term-v0").exists()
+
+
+def test_a_truncated_shard_is_left_out_and_the_rest_exported(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    for seed in (1, 2):  # one upload each: one data shard per episode
+        record_episode(spool, ENV, 20, seed)
+        to_local_dataset(spool, tmp_path / "ds", tmp_path)
+        shutil.rmtree(spool)
+        shutil.rmtree(tmp_path / "ds-spool")  # the uploaded copy to_local_dataset made
+    shards = sorted((tmp_path / "ds" / "data").rglob("*.parquet"))
+    assert len(shards) == 2
+    shards[0].write_bytes(shards[0].read_bytes()[: shards[0].stat().st_size // 2])
+    proc = export_cli("video", str(tmp_path / "ds"), "--all", str(tmp_path / "videos"), cwd=tmp_path)
+    assert proc.returncode == CORRUPT, proc.stderr
+    assert len(list((tmp_path / "videos").iterdir())) == 1
+    (warning,) = _warnings(proc.stderr)
+    assert "not readable parquet" in warning
