@@ -8,10 +8,12 @@ every scale-th pixel recovers the observation exactly. Whenever that frame chang
 different key from the one held, waits ``--reaction-ms`` and holds it (XTest: press the new key,
 release the old one, then a round trip so the server has both). One JSON line per frame change goes
 to ``--out``: when it was seen, when the press was through, the frame's hash, the chosen key and
-whether the frame was still on screen right after the press ("in time").
+whether the frame was still on screen right after the press.
 
 If nothing moves for ``--stall-ms`` (a game waiting for FIRE, the start gate, the end-of-episode
-summary) it holds ``--nudge``: that press is logged with ``nudge: true`` and is no response to a frame.
+summary) it taps ``--nudge`` (press, release after another stall): logged with ``nudge: true``, no
+response to a frame. The reaction delay is ``--reaction-ms`` plus up to ``--jitter-ms`` chosen by the
+frame's hash.
 Times are ``time.monotonic_ns()``; CLOCK_MONOTONIC is system-wide, so they compare with the
 recorder's ``shown_ns``/``decided_ns`` and input log.
 """
@@ -62,6 +64,7 @@ class BotConfig:
     keys: tuple[str, ...]  # X keysym names, NO_KEY for none; index = response
     nudge: str
     reaction_s: float
+    jitter_s: float = 0.0  # added to the reaction, spread over [0, jitter) by the frame's hash
     poll_s: float = 0.001
     stall_s: float = 0.5
     timeout_s: float = 120.0
@@ -124,8 +127,12 @@ class PixelBot:
                 if raw != seen_raw:
                     seen_raw, last_change = raw, seen
                     self.respond(raw, seen, previous_poll)
-                elif seen - last_change > config.stall_s * 1e9 and self.held != config.nudge:
-                    self.log.append({"seen_ns": seen, "nudge": True, "key": config.nudge, "press_ns": self.hold(config.nudge)})
+                elif seen - last_change > config.stall_s * 1e9:
+                    # Tap the nudge key: press it, and release it after another stall (Breakout serves
+                    # on a press, not while FIRE is held).
+                    key = NO_KEY if self.held == config.nudge else config.nudge
+                    self.log.append({"seen_ns": seen, "nudge": True, "key": key, "press_ns": self.hold(key)})
+                    last_change = seen
                 previous_poll = polled
                 time.sleep(max(0.0, config.poll_s - (time.monotonic_ns() - polled) / 1e9))
         except (XError, ConnectionClosedError):
@@ -147,7 +154,10 @@ class PixelBot:
         self.log.append(entry)
         if key == self.held:
             return
-        due = seen + int(config.reaction_s * 1e9)
+        # A fixed delay would land every press at the same phase of the recorder's 4 ms input pump;
+        # a person's reaction times vary, and so does the bot's (deterministically, by the frame).
+        jitter = (digest >> 8) % 1000 / 1000 * config.jitter_s
+        due = seen + int((config.reaction_s + jitter) * 1e9)
         while (left := due - time.monotonic_ns()) > 0:
             time.sleep(left / 1e9)
         entry["press_ns"] = self.hold(key)
@@ -162,13 +172,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keys", required=True, help=f"comma-separated X keysyms, {NO_KEY} for no key")
     parser.add_argument("--nudge", required=True, help="the key held when nothing moves")
     parser.add_argument("--reaction-ms", type=float, default=0.0)
+    parser.add_argument("--jitter-ms", type=float, default=0.0)
     parser.add_argument("--poll-ms", type=float, default=1.0)
     parser.add_argument("--stall-ms", type=float, default=500.0)
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     config = BotConfig(args.display, int(args.window, 0), args.scale, tuple(args.keys.split(",")), args.nudge,
-                       args.reaction_ms / 1000, args.poll_ms / 1000, args.stall_ms / 1000, args.timeout)
+                       args.reaction_ms / 1000, args.jitter_ms / 1000, args.poll_ms / 1000, args.stall_ms / 1000, args.timeout)
     bot = PixelBot(config)
     bot.run()
     summary = {"summary": True, "polls": bot.polls, "mean_poll_ms": bot.poll_ns / max(1, bot.polls) / 1e6}
