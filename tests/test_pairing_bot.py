@@ -47,14 +47,14 @@ class Game:
 
 
 ATARI_KEYS = (("Left", pygame.K_LEFT), ("Right", pygame.K_RIGHT), ("space", pygame.K_SPACE), (NO_KEY, 0))
+DOOM_KEYS = (("Left", pygame.K_LEFT), ("Right", pygame.K_RIGHT), ("Control_L", pygame.K_LCTRL), (NO_KEY, 0))
+GENESIS_KEYS = (("Left", pygame.K_LEFT), ("Right", pygame.K_RIGHT), ("z", pygame.K_z), (NO_KEY, 0))
 GAMES = [
     Game("ALE/Breakout-v5", 160, 15, 220, ATARI_KEYS, "space", 20),
     Game("BreakoutNoFrameskip-v4", 160, 60, 900, ATARI_KEYS, "space", 5),
     # DefendCenter: monsters walk in all the time, so the frame never stands still.
-    Game("VizdoomDefendCenter-v1", 320, 35, 500, (("Left", pygame.K_LEFT), ("Right", pygame.K_RIGHT),
-                                                  ("Control_L", pygame.K_LCTRL), (NO_KEY, 0)), "Control_L", 10),
-    Game("Airstriker-Genesis-v0", 320, 60, 900, (("Left", pygame.K_LEFT), ("Right", pygame.K_RIGHT),
-                                                 ("z", pygame.K_z), (NO_KEY, 0)), "z", 5),
+    Game("VizdoomDefendCenter-v1", 320, 35, 500, DOOM_KEYS, "Control_L", 10, scale=1),
+    Game("Airstriker-Genesis-v0", 320, 60, 900, GENESIS_KEYS, "z", 5, scale=1),
 ]
 
 
@@ -113,6 +113,7 @@ class Figures:
     off_by_one: int  # ... == the action of its response to obs t-1
     seen_in_time: int  # changes where the frame was still up right after the press (the bot's view alone)
     seen_paired: int  # ... and paired
+    seen_off_by_one: int  # ... and paired with obs t-1 instead
     presses: int
     in_time: int  # presses after which the frame was still the same
     latency_diffs_ms: list[float]  # card's reaction time minus the bot's, per counted press
@@ -120,7 +121,8 @@ class Figures:
     def line(self, env_id: str) -> str:
         diffs = np.abs(self.latency_diffs_ms) if self.latency_diffs_ms else np.array([np.nan])
         return (f"{env_id}: {self.steps} steps; pairing {_pct(self.paired, self.counted)} (t-1: "
-                f"{_pct(self.off_by_one, self.counted)}; bot's view alone: {_pct(self.seen_paired, self.seen_in_time)}); "
+                f"{_pct(self.off_by_one, self.counted)}; bot's view alone: {_pct(self.seen_paired, self.seen_in_time)}, "
+                f"t-1: {_pct(self.seen_off_by_one, self.seen_in_time)}); "
                 f"median decided-shown {self.decided_minus_shown_ms:.1f} ms of a {self.period_ms:.1f} ms period "
                 f"(short: {_pct(self.short_frames, self.steps)}); bot in time {_pct(self.in_time, self.presses)}; "
                 f"latency |card - bot| median {np.median(diffs):.2f} ms p90 {np.percentile(diffs, 90):.2f} ms "
@@ -162,17 +164,18 @@ def _figures(episode: Episode, game: Game, entries: list[dict[str, Any]]) -> Fig
 
     events = [(t, code) for t, kind, code in input_events(episode) if kind == "key_down"]
     codes = dict(game.keys)
-    changes = counted = paired = off_by_one = seen_in_time = seen_paired = 0
+    changes = counted = paired = off_by_one = seen_in_time = seen_paired = seen_off_by_one = 0
     diffs: list[float] = []
     for t in range(1, episode.length):
         entry = seen(t)
         if choice[t] == choice[t - 1] or entry is None or choice[t] not in action_of:
             continue
         changes += 1
-        hit = actions[t] == action_of[choice[t]]
+        hit, late = actions[t] == action_of[choice[t]], actions[t] == action_of.get(choice[t - 1])
         if entry["in_time"] is not False:
             seen_in_time += 1
             seen_paired += hit
+            seen_off_by_one += late
         # Counted: the press for obs t (if the key changed) reached the X server while obs t was up and
         # at least 1 ms before the recorder took action t, and no other press of the bot fell in step
         # t's window (a late press for obs t-1 is latched into step t, as a quick tap must be).
@@ -181,7 +184,7 @@ def _figures(episode: Episode, game: Game, entries: list[dict[str, Any]]) -> Fig
             continue
         counted += 1
         paired += hit
-        off_by_one += actions[t] == action_of.get(choice[t - 1])
+        off_by_one += late
         if own and entry["key"] != NO_KEY:
             near = [e for e, code in events if code == codes[entry["key"]] and entry["seen_ns"] <= e <= decided[t]]
             if near:
@@ -191,7 +194,7 @@ def _figures(episode: Episode, game: Game, entries: list[dict[str, Any]]) -> Fig
     period = 1000 / game.fps
     lag = (decided - shown) / MS
     return Figures(episode.length, period, float(np.median(lag)), int((lag < period / 2).sum()), changes, counted,
-                   paired, off_by_one, seen_in_time, seen_paired, len(pressed), sum(1 for e in pressed if e["in_time"]),
+                   paired, off_by_one, seen_in_time, seen_paired, seen_off_by_one, len(pressed), sum(1 for e in pressed if e["in_time"]),
                    diffs)
 
 
