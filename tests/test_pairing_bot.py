@@ -26,10 +26,12 @@ import pytest
 
 from gymrec.shared.episode import Episode
 from tests.conftest import BIN, REPO
-from tests.pixel_bot import NO_KEY, as_rgb, frame_hash
-from tests.xwindow import find_window, input_events, needs_x, start_play, stop, x, xvfb
+from tests.xwindow import find_window, input_events, needs, start_play, stop, x, xvfb
 
-pytestmark = needs_x
+pytest.importorskip("Xlib", reason="the pixel bot needs python-xlib (pip install -e '.[dev]')")
+from tests.pixel_bot import NO_KEY, as_rgb, frame_hash  # noqa: E402  (imports Xlib)
+
+pytestmark = needs("Xvfb", "xdotool")
 
 MS = 1_000_000
 

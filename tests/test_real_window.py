@@ -16,10 +16,10 @@ from PIL import Image
 from gymrec.recorder.statusbar import BAR_HEIGHT
 from gymrec.shared.episode import Episode
 from tests.conftest import BIN
-from tests.xwindow import find_window, geometry, input_events, needs_x, play_env, xvfb
+from tests.xwindow import find_window, geometry, input_events, needs, play_env, xvfb
 from tests.xwindow import x as _x
 
-pytestmark = needs_x
+pytestmark = needs("Xvfb", "xdotool", "import")
 
 BREAKOUT_ACTIONS = {"NOOP": 0, "FIRE": 1, "RIGHT": 2, "LEFT": 3}  # ALE/Breakout-v5's minimal action set
 SCALE = 3  # gymrec-play's default --scale

@@ -20,9 +20,14 @@ import pytest
 from gymrec.shared.episode import Episode
 from tests.conftest import BIN
 
-TOOLS = ("Xvfb", "xdotool", "import")
-MISSING = [tool for tool in TOOLS if shutil.which(tool) is None]
-needs_x = pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)} (Debian: xvfb, xdotool, imagemagick)")
+PACKAGES = {"Xvfb": "xvfb", "xdotool": "xdotool", "import": "imagemagick"}  # Debian's
+
+
+def needs(*tools: str) -> pytest.MarkDecorator:
+    """Skip unless every one of ``tools`` is on PATH, naming what to install."""
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    packages = ", ".join(PACKAGES.get(tool, tool) for tool in missing)
+    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)} (Debian: {packages})")
 
 
 @contextlib.contextmanager
