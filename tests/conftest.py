@@ -23,6 +23,23 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+# The two tiers: `make check` runs what is not slow (unit and contract tests, < 2 minutes on 2 cores),
+# `make test` runs everything. Whole modules of end-to-end runs and campaigns are slow by name here
+# (measured with --durations); a single heavy test elsewhere carries @pytest.mark.slow.
+SLOW_MODULES = frozenset({
+    "test_reliability_recorder", "test_reliability_uploader", "test_reliability_power",  # R1-R7 campaigns
+    "test_throughput", "test_real_window", "test_workers", "test_powercut_fs",
+    "test_export_minari", "test_export_video", "test_uploader_hub", "test_hubserver",
+    "test_dataset_human_fields", "test_integrity", "test_uploader_paths",
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.stem in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _headless_and_offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
