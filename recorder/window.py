@@ -22,8 +22,8 @@ from types import TracebackType
 import numpy as np
 import pygame
 
+from gymrec.recorder.choices import EndChoice
 from gymrec.recorder.clock import FixedRateClock
-from gymrec.recorder.controllers import EndChoice
 from gymrec.recorder.gamepad import Gamepads
 from gymrec.recorder.input import (
     NO_COMMANDS,
