@@ -52,10 +52,11 @@ def _progress() -> ProgressFactory:
 
 def _access(endpoint: str | None) -> HubAccess:
     """The one token and endpoint rule every gymrec command uses (``shared.credentials``); called only
-    for a Hub source, so huggingface_hub is imported (and its retry logs quieted) only then."""
-    from gymrec.replay.hub_errors import quiet_client_logs
-
-    quiet_client_logs(logging.getLogger().isEnabledFor(logging.DEBUG))  # -v shows the client's retries
+    for a Hub source."""
+    # huggingface_hub logs each retry twice (its handler and the root's): the failure is one line at
+    # the edge; -v shows the retries.
+    verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
+    logging.getLogger("huggingface_hub").setLevel(logging.DEBUG if verbose else logging.ERROR)
     return hub_access(endpoint, os.environ, Path.cwd())
 
 

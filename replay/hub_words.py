@@ -1,4 +1,5 @@
-"""Replay's Hub calls: huggingface_hub's exception classes for shared.hub_translate, in replay's words."""
+"""Replay's Hub calls, in replay's words: ``shared.hub_client`` translates the client's failures; an
+unreachable Hub is then told with replay's way out (nothing is queued here, unlike in the uploader)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,18 @@ import copy
 import logging
 from collections.abc import Iterator
 
-from huggingface_hub import get_session
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
-
 from gymrec.shared.errors import UNAVAILABLE_HINT, HubUnavailableError
-from gymrec.shared.hub_translate import HubClientErrors, set_timeout, translating
+from gymrec.shared.hub_client import hub_call as client_call
 
-HF_ERRORS = HubClientErrors.of(HfHubHTTPError, HFValidationError, LocalEntryNotFoundError)
 REPLAY_HINT = "check --endpoint / HF_ENDPOINT and the network, or replay a downloaded copy with --local-dir DIR"
+CLIENT_LOGGER = "huggingface_hub"
 
 
 @contextlib.contextmanager
 def hub_call(what: str, endpoint: str | None) -> Iterator[None]:
-    """Hub failures as gymrec errors; an unreachable Hub is told in replay's terms (nothing is queued here)."""
+    """Hub failures as gymrec errors, an unreachable Hub with replay's hint."""
     try:
-        with translating(HF_ERRORS, what, endpoint):
+        with client_call(what, endpoint):
             yield
     except HubUnavailableError as e:
         if e.hint != UNAVAILABLE_HINT:
@@ -34,8 +32,4 @@ def hub_call(what: str, endpoint: str | None) -> Iterator[None]:
 def quiet_client_logs(verbose: bool) -> None:
     """huggingface_hub logs every retry through its own handler and again through the root logger:
     the failure is told once, in one line, by the CLI edge (``-v`` shows the retries)."""
-    logging.getLogger("huggingface_hub").setLevel(logging.DEBUG if verbose else logging.ERROR)
-
-
-def set_request_timeout(seconds: float) -> None:
-    set_timeout(get_session(), seconds)
+    logging.getLogger(CLIENT_LOGGER).setLevel(logging.DEBUG if verbose else logging.ERROR)
