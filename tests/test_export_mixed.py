@@ -20,6 +20,7 @@ from tests.export_helpers import export_cli, one_line_error, to_local_dataset
 from tests.recording import chunk_path, record_episode
 from tests.replay_helpers import flip_a_decodable_bit, replay_cli
 
+pytestmark = pytest.mark.slow  # real exports and signals in subprocesses: make test, not make check
 ENV = "BreakoutNoFrameskip-v4"
 CORRUPT = ChunkCorruptError.exit_code
 

@@ -20,8 +20,8 @@ How README.md is read (README writers: follow this, and the test keeps the READM
     served by the suite's own Hub (``$HF_ENDPOINT``) with the spool's episodes (config ``ale-breakout-v5``).
   - An episode id prefix is written ``3f2a`` (or ``EPISODE_ID``): it is replaced by a prefix of
     the quit episode. ``'#0'`` is an index and needs no replacing.
-  - The working directory is empty apart from what ``make`` needs (``Makefile``, ``pyproject.toml``,
-    ``.venv``), so relative outputs (``breakout.mp4``, ``videos/``) land there, and
+  - The working directory holds only links to the repo's top-level files and ``.venv`` (what
+    ``make`` needs), so relative outputs (``breakout.mp4``, ``videos/``) land there, and
     ``$MINARI_DATASETS_PATH`` is a fresh folder.
 - A ``python`` block runs with the venv's python in the sandbox of the first command of the
   ``sh`` block just before it (so it sees what that block exported), or in a fresh one when the
@@ -47,12 +47,14 @@ from tests.conftest import BIN, REPO
 from tests.export_helpers import to_local_dataset, tree
 from tests.recording import record_episode
 from tests.test_play_human import DOWN, UP, ScriptedClock, play, tap
+from tests.xwindow import stop, xvfb
 
 README = REPO / "README.md"
 NEVER_RUN = ("make test", "make stress", "make bench", "make lint")
 EPISODE_PLACEHOLDERS = ("3f2a", "EPISODE_ID")
 HUB_REPO = re.compile(r"\b(?:someone|you)/[\w.-]+")
 LOCAL_DATASET = re.compile(r"~/datasets/([\w.-]+)")
+pytestmark = pytest.mark.slow  # every README command end to end: make test, not make check
 ENV = "ALE/Breakout-v5"
 
 
@@ -84,7 +86,9 @@ def _split_comment(line: str) -> tuple[str, str]:
 
 def readme_commands(text: str) -> list[Command]:
     out: list[Command] = []
-    language, block, start, body = None, -1, 0, []
+    language: str | None = None
+    block, start = -1, 0
+    body: list[str] = []
     for number, line in enumerate(text.splitlines(), 1):
         if line.startswith("```"):
             if language is None:
@@ -193,8 +197,11 @@ def _sandbox(world: World, root: Path) -> Sandbox:
     home, cwd = root / "home", root / "cwd"
     shutil.copytree(world.home, home, symlinks=True)
     cwd.mkdir()
-    for name in ("Makefile", "pyproject.toml", ".venv"):
-        (cwd / name).symlink_to(REPO / name)
+    # make needs the Makefile, what its .venv stamp depends on (pyproject.toml, constraints.txt, ...)
+    # and the .venv: the top-level files are linked (no folder, no dotfile such as a .env holding a
+    # token), so outputs land in the sandbox.
+    for path in [*(p for p in REPO.iterdir() if p.is_file() and not p.name.startswith(".")), REPO / ".venv"]:
+        (cwd / path.name).symlink_to(path)
     drop = ("GYMREC_SPOOL", "XDG_DATA_HOME", "MINARI_DATASETS_PATH", "HF_TOKEN", "HF_HOME")
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env |= {"HOME": str(home), "HF_ENDPOINT": world.endpoint, "HF_HOME": str(root / "hf"), "HF_TOKEN": "",
@@ -217,34 +224,23 @@ def _run_in_window(sandbox: Sandbox, text: str) -> subprocess.CompletedProcess[s
     missing = [tool for tool in ("Xvfb", "xdotool") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"human play needs {', '.join(missing)} (Debian: xvfb, xdotool)")
-    read_fd, write_fd = os.pipe()
-    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-                              pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_fd)
-    try:
-        display = ":" + os.read(read_fd, 64).decode().strip()
+    with xvfb() as display:
         env = {k: v for k, v in sandbox.env.items() if k != "SDL_VIDEODRIVER"} | {"DISPLAY": display}
-        play_proc = subprocess.Popen(["bash", "-c", text], cwd=sandbox.cwd, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+        player = subprocess.Popen(["bash", "-c", text], cwd=sandbox.cwd, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 120
-            while play_proc.poll() is None and time.monotonic() < deadline:
+            while player.poll() is None and time.monotonic() < deadline:
                 found = subprocess.run(["xdotool", "search", "--class", "gymrec"], env=env, capture_output=True, text=True)
                 if found.stdout.split():
                     time.sleep(0.5)
                     subprocess.run(["xdotool", "key", "--window", found.stdout.split()[-1], "Escape"], env=env, check=False)
                     break
                 time.sleep(0.2)
-            out, err = play_proc.communicate(timeout=60)
+            out, err = player.communicate(timeout=60)
         finally:
-            if play_proc.poll() is None:
-                play_proc.kill()
-                play_proc.wait()
-        return subprocess.CompletedProcess(text, play_proc.returncode, out, err)
-    finally:
-        os.close(read_fd)
-        server.terminate()
-        server.wait(timeout=10)
+            stop(player)
+        return subprocess.CompletedProcess(text, player.returncode, out, err)
 
 
 def test_the_readme_has_commands_of_every_kind() -> None:

@@ -9,9 +9,8 @@ the window edge, drawn over, or missing from the panel fails.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +21,9 @@ from PIL import Image
 from gymrec.recorder.helppanel import FONT_SIZES, KEY, MUTED
 from gymrec.recorder.statusbar import BAR_HEIGHT
 from gymrec.shared.keymap import load_keymap
-from tests.conftest import BIN
-from tests.test_real_window import MISSING, _geometry, _x, display  # noqa: F401 (display is a fixture)
+from tests.xwindow import find_window, geometry, needs, start_play, stop, x, xvfb
 
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)} (Debian: xvfb, xdotool, imagemagick)")
+pytestmark = [pytest.mark.slow, needs("Xvfb", "xdotool", "import")]  # an X server, six runs: make test only
 
 # (env id, keymap backend, keymap section, frame width, frame height)
 GAMES = [("ALE/Breakout-v5", "ale", "bindings", 160, 210), ("VizdoomBasic-v1", "vizdoom", "bindings", 320, 240),
@@ -33,34 +31,16 @@ GAMES = [("ALE/Breakout-v5", "ale", "bindings", 160, 210), ("VizdoomBasic-v1", "
 GYMREC_KEYS = ("Esc", "P", "Backspace", "F1", "hold R")
 
 
+@pytest.fixture
+def display() -> Iterator[str]:
+    with xvfb() as number:
+        yield number
+
+
 def bound_keys(backend: str, section: str) -> list[str]:
     keymap = load_keymap(backend)
     (bindings,) = [b for name, b in keymap.sections.items() if name.lower() == section]
     return [b.chord.text for b in bindings]
-
-
-def _window(screen: str, play: subprocess.Popen[str], width: int, timeout: float = 60) -> str:
-    env = {**os.environ, "DISPLAY": screen}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = subprocess.run(["xdotool", "search", "--class", "gymrec"], env=env, capture_output=True, text=True, timeout=10)
-        for window in found.stdout.split():
-            try:
-                if _geometry(screen, window)["WIDTH"] == width:
-                    return window
-            except subprocess.CalledProcessError:
-                continue
-        if play.poll() is not None:
-            raise AssertionError(f"gymrec-play exited {play.returncode}: {play.communicate()[1]}")
-        time.sleep(0.1)
-    raise AssertionError("no gymrec window appeared")
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    """Kill what a failed step left running (a passing run has ended already)."""
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
 
 
 def drawn(image: np.ndarray, text: str, color: tuple[int, int, int], font: pygame.font.Font) -> bool:
@@ -80,30 +60,28 @@ def drawn(image: np.ndarray, text: str, color: tuple[int, int, int], font: pygam
 
 @pytest.mark.parametrize("scale", [2, 3])
 @pytest.mark.parametrize(("env_id", "backend", "section", "width", "height"), GAMES)
-def test_help_shows_every_bound_key_in_a_real_window(display: str, tmp_path: Path, env_id: str, backend: str,  # noqa: F811
+def test_help_shows_every_bound_key_in_a_real_window(display: str, tmp_path: Path, env_id: str, backend: str,
                                                      section: str, width: int, height: int, scale: int) -> None:
     shot = tmp_path / "help.png"
-    env = {k: v for k, v in os.environ.items() if k != "SDL_VIDEODRIVER"} | {"DISPLAY": display, "SDL_AUDIODRIVER": "dummy"}
-    play = subprocess.Popen([str(BIN / "gymrec-play"), env_id, "--scale", str(scale), "--spool", str(tmp_path / "spool"),
-                             "--seed", "1"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    play = start_play(display, [env_id, "--scale", str(scale), "--spool", str(tmp_path / "spool"), "--seed", "1"], tmp_path)
     try:
-        window = _window(display, play, width * scale)
-        _x(display, "xdotool", "windowfocus", "--sync", window)
+        window = find_window(display, play, width * scale, timeout=60)
+        x(display, "xdotool", "windowfocus", "--sync", window)
         time.sleep(0.5)
-        _x(display, "xdotool", "key", "n")  # starts the episode; F1 means nothing at the start gate
+        x(display, "xdotool", "key", "n")  # starts the episode; F1 means nothing at the start gate
         time.sleep(0.5)
-        _x(display, "xdotool", "key", "F1")
+        x(display, "xdotool", "key", "F1")
         time.sleep(1.0)
-        _x(display, "import", "-window", "root", str(shot))
-        geometry = _geometry(display, window)
-        _x(display, "xdotool", "key", "Escape")
+        x(display, "import", "-window", "root", str(shot))
+        where = geometry(display, window)
+        x(display, "xdotool", "key", "Escape")
         _, err = play.communicate(timeout=30)
     finally:
-        _stop(play)
+        stop(play)
     assert play.returncode == 0, err
-    x, y, w, h = geometry["X"], geometry["Y"], geometry["WIDTH"], geometry["HEIGHT"]
+    left, top, w, h = where["X"], where["Y"], where["WIDTH"], where["HEIGHT"]
     assert (w, h) == (width * scale, height * scale + BAR_HEIGHT)
-    image = np.asarray(Image.open(shot).convert("RGB"))[y : y + h, x : x + w]
+    image = np.asarray(Image.open(shot).convert("RGB"))[top : top + h, left : left + w]
     Image.fromarray(image).save(tmp_path / f"help-{backend}-x{scale}.png")  # kept for a person to look at
     pygame.font.init()
     try:
