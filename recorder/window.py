@@ -319,8 +319,9 @@ class GameWindow:
     def episode_over(self, frame: np.ndarray, hud: HudState, summary: list[str]) -> EndChoice:
         """Show the summary over the last frame until the player chooses: next, discard, quit."""
         self._drop_latches()
-        choose = panel(self._fonts(), [*summary, "", "any key: next episode    Backspace: discard it    Esc: quit"])
-        gone = panel(self._fonts(), ["episode discarded", "", "any key: next episode    Esc: quit"])
+        room = self._game.width - PANEL_MARGIN  # wrapped: the narrowest window is 320 px
+        choose = panel(self._fonts(), [*summary, "", "any key: next episode    Backspace: discard it    Esc: quit"], width=room)
+        gone = panel(self._fonts(), ["episode discarded", "", "any key: next episode    Esc: quit"], width=room)
         discard = False
         while True:
             self._render(frame, hud, ENDED, gone if discard else choose)

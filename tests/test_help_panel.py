@@ -14,7 +14,7 @@ import pygame
 import pytest
 
 from gymrec.recorder.helppanel import HelpPanel, fit, sections
-from gymrec.recorder.statusbar import PAUSED, REC, REWIND, HudState
+from gymrec.recorder.statusbar import PAUSED, REC, REWIND, HudState, panel, wrap
 from gymrec.recorder.window import GameWindow, start_lines
 from gymrec.shared.keymap import load_keymap
 
@@ -109,3 +109,14 @@ def test_bar_parts_never_overlap(width: int, mark: object, actor: str, tag: str,
 def test_takeover_start_gate_says_t() -> None:
     assert any(line.startswith("T: take control") for line in start_lines("", takeover=True))
     assert not any(line.startswith("T:") for line in start_lines("", takeover=False))
+
+
+def test_panels_wrap_to_the_narrowest_window() -> None:
+    font = pygame.font.Font(None, 20)
+    line = "any key: next episode    Backspace: discard it    Esc: quit"
+    assert font.size(line)[0] > 320 - 16  # the case this guards: one line wider than the window
+    surface = panel(font, ["episode 1: 1234 steps", "", line], width=320 - 16)
+    assert surface.get_width() <= 320 - 16
+    pieces = wrap(font, line, 300)
+    assert len(pieces) > 1 and all(font.size(piece)[0] <= 300 for piece in pieces)
+    assert " ".join(pieces).split() == line.split()  # nothing lost
