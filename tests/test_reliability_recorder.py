@@ -28,6 +28,7 @@ from gymrec.shared import schema
 from gymrec.shared.episode import Episode
 from gymrec.shared.errors import GymrecError
 from gymrec.shared.spool import partial_episodes, sealed_episodes
+from tests import stress_results
 from tests.conftest import run_cli
 from tests.reliability_cases import R5_CASES, BadInput, CaseDir, Unavailable, fill, still_usable
 from tests.reliability_helpers import (
@@ -278,11 +279,12 @@ def test_r1_sigkill_at_random_moments_loses_nothing(spool: Path, workdir: Path) 
     rows = {line[:8]: line for line in replay.stdout.splitlines()}
     identical = sum("identical" in rows.get(e.id[:8], "") for e in to_replay)
     kills = sum(campaign.kills.values())
-    print(f"\nR1: {kills} kills ({dict(campaign.kills)}; landed {dict(campaign.landed)}), "
-          f"{len(campaign.journaled)} orphans, {len(sealed)} episodes, {len(unreadable)} unreadable, "
-          f"{lost} steps lost, {len(not_exact)} not bit-exact, {len(left)} .partial left ({len(failed)} failed), "
-          f"{len(staging)} staging dirs left, {identical}/{len(to_replay)} replays identical (seed {R1_SEED}); "
-          f"{campaign.leaked_engines} VizDoom engine processes outlived their killed recorder")
+    summary = (f"R1: {kills} kills ({dict(campaign.kills)}; landed {dict(campaign.landed)}), "
+               f"{len(campaign.journaled)} orphans, {len(sealed)} episodes, {len(unreadable)} unreadable, "
+               f"{lost} steps lost, {len(not_exact)} not bit-exact, {len(left)} .partial left ({len(failed)} failed), "
+               f"{len(staging)} staging dirs left, {identical}/{len(to_replay)} replays identical (seed {R1_SEED}); "
+               f"{campaign.leaked_engines} VizDoom engine processes outlived their killed recorder")
+    print(f"\n{summary}")
 
     missed = [w for w in LANDED_WINDOWS if not campaign.landed[w]]
     assert not missed, f"no kill landed {missed} in {TOP_UPS} extra tries: those windows went untested"
@@ -299,6 +301,12 @@ def test_r1_sigkill_at_random_moments_loses_nothing(spool: Path, workdir: Path) 
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert identical == len(to_replay), replay.stdout
     assert campaign.journaled, "no kill left an orphan: the suite did not test recovery"
+    stress_results.record("R1", summary, {"kills": kills, "episodes": len(sealed), "orphans recovered": len(campaign.journaled),
+                           "unreadable": len(unreadable), "steps lost": lost, ".partial left": len(left),
+                           "replays identical": f"{identical}/{len(to_replay)}",
+                           "kills while sealing": campaign.landed["seal: before the rename"],
+                           "kills mid-recovery": campaign.landed["recovery: mid-recovery"],
+                           "VizDoom engines outlived their recorder": campaign.leaked_engines})
 
 
 def start_until_first_chunk(env_id: str, seed: int, spool: Path, workdir: Path,
@@ -470,14 +478,22 @@ def test_r5_bad_inputs_give_one_line_and_change_nothing(r5_sources: tuple[Path, 
     good = [c for c in ran if c.name not in failures and c.name not in known]
     errors = sum(c.expect == "error" for c in good)
     total = record_r5_count(request.config, "gymrec-play/gymrec-replay", len(ran))
-    print(f"\nR5: {len(ran)} cases ran for gymrec-play/gymrec-replay ({errors} one-line errors, "
-          f"{sum(c.expect == 'recovered' for c in good)} recovered as designed, "
-          f"{sum(c.expect == 'works' for c in good)} carried on past a bad spool entry or a small /dev/shm, "
-          f"{sum(c.expect == 'diverged' for c in good)} reported as divergences), {spool_changes} spool changes, "
-          f"{len(failures)} failing, {len(known)} known bugs, {len(skipped)} skipped {skipped or ''}{total}")
+    outcomes = {"cases ran": len(ran), "one-line errors": errors,
+                "recovered as designed": sum(c.expect == "recovered" for c in good),
+                "carried on (bad entry, small /dev/shm)": sum(c.expect == "works" for c in good),
+                "reported diverged": sum(c.expect == "diverged" for c in good)}
+    summary = (f"R5: {len(ran)} cases ran for gymrec-play/gymrec-replay ({errors} one-line errors, "
+               f"{outcomes['recovered as designed']} recovered as designed, "
+               f"{outcomes['carried on (bad entry, small /dev/shm)']} carried on past a bad spool entry or a small "
+               f"/dev/shm, {outcomes['reported diverged']} reported as divergences), "
+               f"{spool_changes} spool changes, {len(failures)} failing, {len(known)} known bugs, "
+               f"{len(skipped)} skipped {skipped or ''}{total}")
+    print(f"\n{summary}")
     assert not failures, "\n".join(f"{name}: {'; '.join(p)}" for name, p in failures.items())
     assert len(ran) + len(skipped) == len(R5_CASES)
     assert len(ran) >= R5_PLAY_REPLAY_MIN, f"only {len(ran)} R5 cases ran"
+    stress_results.record("R5 play/replay", summary, outcomes | {"spool files changed": spool_changes, "known bugs": len(known),
+                                                  "skipped": len(skipped)})
     if known:  # a bug another helper owns: visible as xfail, never as a pass
         pytest.xfail(f"R5: {len(known)} known product bug(s): {known}")
     if skipped:  # a case that could not be set up is reported, never counted as passed
