@@ -97,8 +97,8 @@ def test_keys_become_actions_with_gate_latch_discard_help_and_quit(spool: Path) 
         10: tap(pygame.K_n),  # the next episode's gate
         12: [(DOWN, pygame.K_F1)],  # help opens and pauses the game ...
         13: tap(pygame.K_SPACE),  # ... so this press never reaches it
-        14: [(DOWN, pygame.K_F1)],  # ... and closes
-        16: [(DOWN, pygame.K_ESCAPE)],  # stop and save
+        14: [(DOWN, pygame.K_F1)],  # ... and closes: the frame is back on screen for a whole period (wait 15)
+        17: [(DOWN, pygame.K_ESCAPE)],  # stop and save
     }
     first, second = play("BreakoutNoFrameskip-v4", script, spool)
     assert [BREAKOUT[a] for a in first.actions()] == ["FIRE", "NOOP", "NOOP", "RIGHT", "RIGHT", "RIGHT", "LEFT", "LEFT"]
