@@ -301,12 +301,12 @@ def test_r1_sigkill_at_random_moments_loses_nothing(spool: Path, workdir: Path) 
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert identical == len(to_replay), replay.stdout
     assert campaign.journaled, "no kill left an orphan: the suite did not test recovery"
-    stress_results.record("R1", summary, {"kills": kills, "episodes": len(sealed), "orphans recovered": len(campaign.journaled),
-                           "unreadable": len(unreadable), "steps lost": lost, ".partial left": len(left),
-                           "replays identical": f"{identical}/{len(to_replay)}",
-                           "kills while sealing": campaign.landed["seal: before the rename"],
-                           "kills mid-recovery": campaign.landed["recovery: mid-recovery"],
-                           "VizDoom engines outlived their recorder": campaign.leaked_engines})
+    stress_results.record("R1", summary, {
+        "kills": kills, "episodes": len(sealed), "orphans recovered": len(campaign.journaled),
+        "unreadable": len(unreadable), "steps lost": lost, ".partial left": len(left),
+        "replays identical": f"{identical}/{len(to_replay)}", "kills while sealing": campaign.landed["seal: before the rename"],
+        "kills mid-recovery": campaign.landed["recovery: mid-recovery"],
+        "VizDoom engines outlived their recorder": campaign.leaked_engines})
 
 
 def start_until_first_chunk(env_id: str, seed: int, spool: Path, workdir: Path,
@@ -492,8 +492,8 @@ def test_r5_bad_inputs_give_one_line_and_change_nothing(r5_sources: tuple[Path, 
     assert not failures, "\n".join(f"{name}: {'; '.join(p)}" for name, p in failures.items())
     assert len(ran) + len(skipped) == len(R5_CASES)
     assert len(ran) >= R5_PLAY_REPLAY_MIN, f"only {len(ran)} R5 cases ran"
-    stress_results.record("R5 play/replay", summary, outcomes | {"spool files changed": spool_changes, "known bugs": len(known),
-                                                  "skipped": len(skipped)})
+    stress_results.record("R5 play/replay", summary,
+                          outcomes | {"spool files changed": spool_changes, "known bugs": len(known), "skipped": len(skipped)})
     if known:  # a bug another helper owns: visible as xfail, never as a pass
         pytest.xfail(f"R5: {len(known)} known product bug(s): {known}")
     if skipped:  # a case that could not be set up is reported, never counted as passed
