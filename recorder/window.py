@@ -55,7 +55,8 @@ __all__ = ["BAR_HEIGHT", "EndChoice", "GameWindow", "HudState", "TickInput"]
 log = logging.getLogger(__name__)
 
 CONTROL_LINES = ("Esc: quit    P: pause    Backspace: discard episode    F1: help (pauses)",
-                 "hold R: rewind; play on from there (the rest becomes a branch episode)",
+                 "hold R: rewind; play on from there (the rest becomes a branch episode);",
+                 "  with --takeover only while you have control (T), not while the agent plays",
                  "T (with --takeover): take control from the agent, or give it back")
 START_LINE = "press any key or button to start"
 
