@@ -119,7 +119,7 @@ def main(argv: list[str]) -> int:
         stored += [results.bench_row(r, run["date"], (before, results.load())) for r in measured]
         rows += measured
         print(f"  {key} took {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    rows.sort(key=lambda r: results.row_order({"id": r["id"]}))
+    rows.sort(key=results.row_order)
     print(f"{os.cpu_count()} cores, load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     print(f"{'id':<4} {'measure':<58} {'value':>10} {'target':>8}  ok    note")
     for r in rows:
