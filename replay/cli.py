@@ -150,7 +150,7 @@ def main(episode: str | None, spool: Path | None, repo_id: str | None, local_dir
         require_display("--render would show nobody anything", "or replay without --render")
     access = hub_access(endpoint, os.environ, Path.cwd()) if repo_id else HubAccess(None)
     if repo_id:
-        from gymrec.replay.hub_errors import set_request_timeout  # imports huggingface_hub: only for the Hub
+        from gymrec.shared.hub_client import set_request_timeout  # imports huggingface_hub: only for the Hub
 
         set_request_timeout(HUB_TIMEOUT_S)
     config = ReplayConfig(

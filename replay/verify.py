@@ -22,8 +22,8 @@ import xxhash
 
 from gymrec.replay.diff import compare, is_image, write_png
 from gymrec.replay.sources import EpisodeSource, RecordedSteps
-from gymrec.shared.attrs import EpisodeAttrs, make_env_for
-from gymrec.shared.backends import MadeEnv, backend_named
+from gymrec.shared.attrs import EpisodeAttrs
+from gymrec.shared.backends import MadeEnv, backend_named, make_env_for
 from gymrec.shared.errors import SpoolError
 from gymrec.shared.schema import row_hash
 from gymrec.shared.spaces import OBS_LEAF, split_observation

@@ -11,7 +11,7 @@ import pytest
 
 from gymrec.replay.sources import SpoolSource
 from gymrec.replay.verify import VerifyOptions, verify
-from gymrec.shared.attrs import make_env_for
+from gymrec.shared.backends import make_env_for
 from gymrec.shared.errors import ChunkCorruptError
 from gymrec.shared.schema import row_hash
 from tests.recording import chunk_path
