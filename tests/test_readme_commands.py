@@ -6,7 +6,7 @@ How README.md is read (README writers: follow this, and the test keeps the READM
   it), each run with ``bash -c`` and expected to exit 0. Untagged fences (layouts, usage synopses)
   and other languages are not run, except ``python`` (below).
 - A trailing comment is the command's explanation. ``# exits N`` in it expects exit status N;
-  ``# not run`` (with any reason after it) skips that line. ``make test``, ``make stress``,
+  ``# not run`` (with any reason after it) skips that line. ``make test``, ``make check``, ``make stress``,
   ``make bench`` and ``make lint`` are never run here (the suite itself, its long form, timing).
 - Human play (``make play``, ``gymrec-play ENV`` without ``--headless``) opens a real window in
   Xvfb and is quit at once with Esc (skipped, with the reason, without Xvfb/xdotool).
@@ -50,7 +50,7 @@ from tests.test_play_human import DOWN, UP, ScriptedClock, play, tap
 from tests.xwindow import stop, xvfb
 
 README = REPO / "README.md"
-NEVER_RUN = ("make test", "make stress", "make bench", "make lint")
+NEVER_RUN = ("make test", "make check", "make stress", "make bench", "make lint")
 EPISODE_PLACEHOLDERS = ("3f2a", "EPISODE_ID")
 HUB_REPO = re.compile(r"\b(?:someone|you)/[\w.-]+")
 LOCAL_DATASET = re.compile(r"~/datasets/([\w.-]+)")
