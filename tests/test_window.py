@@ -102,9 +102,9 @@ class _HookClock(FixedRateClock):
         super().__init__(1000)
         self.hook = hook
 
-    def wait(self) -> float:
+    def wait(self, not_before: float | None = None) -> float:
         self.hook()
-        return super().wait()
+        return super().wait(not_before)
 
 
 def test_paused_tick_keeps_rendering_until_unpaused(open_window: Callable[..., GameWindow]) -> None:
@@ -244,16 +244,17 @@ def test_pause_dims_the_game_and_the_bar_says_paused(open_window: Callable[..., 
     assert np.array_equal(_game_pixels(window), _scaled(frame, 2)) and _red_in_bar(window) > 20
 
 
-def test_hud_text_is_not_rerendered_every_tick(open_window: Callable[..., GameWindow]) -> None:
+def test_the_bar_names_the_step_of_the_frame_shown_and_fps_is_refreshed_slowly(
+        open_window: Callable[..., GameWindow]) -> None:
     window = open_window()
     window.next_tick(FRAME, HUD)
     assert window._bar is not None
-    first = window._bar._text
+    fps = window._bar._fps_text
     for step in range(1, 5):
         window.next_tick(FRAME, HudState(1000, step, 0.0, 1, False, "Test-v0"))
-    assert window._bar._text is first
-    window.next_tick(FRAME, HudState(1000, 5, 0.0, 2, False, "Test-v0"))  # a new episode shows at once
-    assert window._bar._text is not first
+        shown = [text for text, _ in window._bar.placed]
+        assert f"step {step}  return 0" in shown, shown  # the frame above is step ``step``: no lag
+    assert window._bar._fps_text is fps  # the measured fps jitters: it is re-rendered at most every 0.25 s
 
 
 class _CountingClock(FixedRateClock):
@@ -264,11 +265,11 @@ class _CountingClock(FixedRateClock):
         self.script = script
         self.waits = 0
 
-    def wait(self) -> float:
+    def wait(self, not_before: float | None = None) -> float:
         for event in self.script.get(self.waits, []):
             pygame.event.post(event)
         self.waits += 1
-        return super().wait()
+        return super().wait(not_before)
 
 
 def down_event(key: int) -> pygame.event.Event:
@@ -410,3 +411,17 @@ def test_clock_restart_and_bad_fps() -> None:
     assert clock.measured_fps() == 0.0
     with pytest.raises(ValueError):
         FixedRateClock(0)
+
+
+def test_a_frame_drawn_late_still_stays_up_half_a_period() -> None:
+    """``not_before``: the window's frame went up late (a slow step), so its period ends no earlier than
+    half a period after the draw; the schedule shifts by the difference instead of squeezing frames."""
+    fake = FakeTime()
+    clock = FixedRateClock(100, now=fake.now, sleep=fake.sleep)
+    clock.wait()
+    fake.work(0.009)  # the step and the draw took 9 of the 10 ms: the frame goes up at 9 ms
+    shown = fake.t
+    assert clock.wait(not_before=shown + 0.005) < 0.0002  # not late: the period ends 5 ms after the draw
+    assert fake.t - shown == pytest.approx(0.005, abs=0.0002)
+    clock.wait()
+    assert fake.t - shown == pytest.approx(0.015, abs=0.0002)  # the grid moved by the 4 ms it had to

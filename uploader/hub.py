@@ -4,10 +4,11 @@ One batch is one ``create_commit`` holding its data and index shards (one of eac
 preview for each new config, ``meta/info.json`` merged with the batch and the card rendered from it,
 made with ``parent_commit=<head>``. An attempt costs the head, info.json at the head, one listing of
 the index folder plus the index shards not read before (``uploader.published``: an episode id already
-listed is not published again, whoever published it), the upload and the commit. A commit that lost a race (the head moved) fails with a conflict and is retried on the new
-head, so info.json and the card count every episode exactly once.
+listed is not published again, whoever published it), the upload and the commit. A commit that lost
+a race (the head moved) fails with a conflict and is retried on the new head, so info.json and the
+card count every episode exactly once.
 
-Every huggingface_hub / HTTP failure is translated into ``shared.errors`` by ``uploader.hub_errors``.
+Every huggingface_hub / HTTP failure is translated into ``shared.errors`` by ``shared.hub_client``.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from gymrec.shared.errors import (
     HubUnavailableError,
     RepoNotFoundError,
 )
+from gymrec.shared.hub_client import hub_call, offline_mode
 from gymrec.uploader import card, compact, info, ownership, published
 from gymrec.uploader.convert import ConvertOptions
-from gymrec.uploader.hub_errors import hub_call, offline_mode
 from gymrec.uploader.shards import Batch
 
 log = logging.getLogger(__name__)
