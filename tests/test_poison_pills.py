@@ -71,12 +71,12 @@ def test_the_daemon_skips_odd_files_and_honours_sigterm(tmp_path: Path, spool: P
     dataset = tmp_path / "dataset"
     args = ["--spool", str(spool), "--local-dir", str(dataset), "--commit-every", "0"]
 
-    def uploaded() -> bool:
-        return (dataset / "meta" / "info.json").is_file() and set(local_index(dataset)) == good
+    def uploaded() -> bool:  # their receipts are filed after the commit (reading the dataset now would race it)
+        return all((spool / "uploaded-local" / (eid + ".receipt.json")).is_file() for eid in good)
 
     code, out, err = daemon_until(args, tmp_path, clean_env(HOME=str(tmp_path)), uploaded, "uploaded the good episodes")
     assert code == 0 and "Traceback" not in err, err
-    assert out.startswith("2 uploaded"), out
+    assert out.startswith("2 uploaded") and set(local_index(dataset)) == good, out
 
 
 def test_replays_spool_reader_skips_odd_files(tmp_path: Path, spool: Path) -> None:

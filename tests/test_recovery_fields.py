@@ -48,12 +48,12 @@ else:  # ten steps of RIGHT, rewind to step 7 and play on with LEFT: a branch
 
 
 class Clock(ScriptedClock):
-    def wait(self):
+    def wait(self, *args, **kwargs):
         if self.waits == end_at:
             if kill:
                 os.kill(os.getpid(), signal.SIGKILL)
             self.script[self.waits] = [(DOWN, pygame.K_ESCAPE)]
-        return super().wait()
+        return super().wait(*args, **kwargs)
 
 
 env_id = "BreakoutNoFrameskip-v4"
