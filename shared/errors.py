@@ -225,6 +225,12 @@ class DatasetError(GymrecError, ValueError):
     """A local dataset directory is missing or not in gymrec's layout."""
 
 
+class CorruptShardError(DatasetError):
+    """Shards of a dataset that do not read back whole: left as they are, the rest compacted."""
+
+    exit_code = 5  # the corruption code, as for a corrupt episode
+
+
 class AlreadyPublishedError(DatasetError):
     """Some of a batch's episode ids are already in the target's index (nothing was published).
 

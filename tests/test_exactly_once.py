@@ -205,3 +205,20 @@ def test_compaction_leaves_out_identical_duplicates(target: Target, spool: Path)
     if target.hub is None:
         replayed = replay_cli(["--local-dir", str(target.dataset), "--all"])
         assert replayed.returncode == 0 and replayed.stdout.count("identical") == 3, replayed.stdout + replayed.stderr
+
+
+def test_compaction_leaves_a_truncated_shard_and_merges_the_rest(tmp_path: Path, spool: Path) -> None:
+    """Issue 21.4: a damaged shard is left as it is with one line and the corruption code (5)."""
+    _record(spool, (1, 2, 3))
+    dataset = tmp_path / "dataset"
+    env = clean_env(HOME=str(tmp_path))
+    done = run_uploader(["--spool", str(spool), "--once", "--local-dir", str(dataset), "--batch-episodes", "1"], tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    victim = sorted((dataset / layout.DATA_DIR).rglob("*" + layout.SHARD_SUFFIX))[0]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    kept = victim.read_bytes()
+    done = run_uploader(["compact", "--local-dir", str(dataset)], tmp_path, env)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 5 and "2 shards merged into 1" in done.stdout, done.stdout + done.stderr
+    assert len(lines) == 1 and str(victim.relative_to(dataset)) in lines[0] and "Traceback" not in done.stderr, lines
+    assert victim.read_bytes() == kept and len(list((dataset / layout.DATA_DIR).rglob("*" + layout.SHARD_SUFFIX))) == 2

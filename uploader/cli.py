@@ -16,7 +16,7 @@ import click
 
 from gymrec.shared.cli_errors import FiniteFloat, OneLineGroup, cli_edge, configure_logging, debug_enabled
 from gymrec.shared.credentials import hub_access
-from gymrec.shared.errors import AuthError, DatasetError, HubUnavailableError
+from gymrec.shared.errors import AuthError, CorruptShardError, DatasetError, HubUnavailableError
 from gymrec.shared.hub_client import set_request_timeout
 from gymrec.shared.paths import data_dir, default_spool
 from gymrec.shared.spool import check_spool
@@ -228,3 +228,7 @@ def compact(repo_id: str | None, local_dir: Path | None, endpoint: str | None, t
             replaced, written = pusher.compact_shards(repo_id, target, Path(tmp), options)
             where = repo_id
     click.echo(f"compacted {where}: {replaced} shards merged into {written}")
+    skipped = (writer if local_dir is not None else pusher).skipped
+    if skipped:  # the rest was compacted; these are damaged: say so with the corruption code
+        raise CorruptShardError(f"{len(skipped)} shard(s) of {where} do not read back and were left as they are: "
+                                f"{'; '.join(skipped)}", "restore them from a copy, or remove them by hand")

@@ -104,6 +104,24 @@ def plan(shards: list[Shard], target_bytes: int, together: Collection[str] = ())
     return groups
 
 
+def usable(group: tuple[Shard, ...], local: dict[str, Path]) -> tuple[tuple[Shard, ...], list[str]]:
+    """(the shards of ``group`` that read back, "path (why)" for each that does not): a truncated or
+    damaged shard is left as it is, with one warning, and the others are still merged."""
+    kept, bad = [], []
+    for shard in group:
+        try:
+            rows = pq.read_table(local[shard.index_file]).num_rows
+            data = pq.ParquetFile(local[shard.data_file])
+            data.read(columns=[layout.EPISODE_ID_COLUMN, layout.OBS_HASH_COLUMN])
+            if rows == 0 or data.metadata.num_rows == 0:
+                raise ValueError("it holds no rows")
+            kept.append(shard)
+        except (pa.ArrowException, OSError, ValueError) as e:
+            bad.append(f"{shard.data_file} ({type(e).__name__}: {' '.join(str(e).split())[:120]})")
+            log.info("leaving %s as it is: it does not read back (%s)", shard.data_file, e)  # the CLI says it once
+    return tuple(kept), bad
+
+
 def _hashes(table: pa.Table) -> list[Any]:
     return table.column(layout.OBS_HASH_COLUMN).to_pylist()
 

@@ -90,6 +90,7 @@ class HubPusher:
                  force_adopt: bool = False) -> None:
         self._api = HfApi(endpoint=endpoint, token=token, library_name="gymrec")
         self._force_adopt = force_adopt
+        self.skipped: list[str] = []  # compaction's unreadable shards, "path (why)"
         self._adopting: set[str] = set()
         self._endpoint = endpoint
         self._private = private
@@ -333,6 +334,11 @@ class HubPusher:
                     for path in (shard.data_file, shard.index_file):
                         with hub_call(f"{repo_id}:{path}", self._endpoint):
                             local[path] = Path(self._api.hf_hub_download(repo_id, path, repo_type=REPO_TYPE, revision=head))
+            checked = [compact.usable(group, local) for group in chosen]
+            self.skipped = sorted(set(self.skipped) | {why for _, bad in checked for why in bad})
+            chosen = [group for group, _ in checked if len(group) > 1]
+            if not chosen:
+                return replaced, written
             merged = [compact.merge(group, local, root, options) for group in chosen]
             new_info = compact.updated_info(current, merged)
             operations: list[CommitOperationAdd | CommitOperationDelete] = []

@@ -156,6 +156,7 @@ class LocalWriter:
     def __init__(self, local_dir: Path, force_adopt: bool = False) -> None:
         self.local_dir = check_local_dir(local_dir)
         self.force_adopt = force_adopt
+        self.skipped: list[str] = []  # the last compaction's unreadable shards, "path (why)"
         if not (local_dir / layout.INFO_PATH).is_file():  # before the lock file is made in it
             _refuse_v1(local_dir)
             if ownership.state_without_info(_files(local_dir)) == ownership.FOREIGN:
@@ -243,10 +244,13 @@ class LocalWriter:
             sizes = {str(p.relative_to(base)): p.stat().st_size
                      for folder in (layout.DATA_DIR, layout.INDEX_DIR) if (base / folder).is_dir()
                      for p in (base / folder).rglob("*" + layout.SHARD_SUFFIX)}  # fmt: skip
-            groups = compact.plan(compact.shards_of(sizes), target_bytes, compact.duplicated_shards(self.listed()))
+            planned = compact.plan(compact.shards_of(sizes), target_bytes, compact.duplicated_shards(self.listed()))
+            local = {path: base / path for group in planned for s in group for path in (s.data_file, s.index_file)}
+            checked = [compact.usable(group, local) for group in planned]
+            self.skipped = [why for _, bad in checked for why in bad]
+            groups = [group for group, _ in checked if len(group) > 1]
             if not groups:
                 return 0, 0
-            local = {path: base / path for group in groups for s in group for path in (s.data_file, s.index_file)}
             merged = [compact.merge(group, local, root, options) for group in groups]
             new_info = compact.updated_info(current, merged)
             new_paths = sorted(p for m in merged for p in m.files)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gymrec.shared import layout
@@ -87,7 +88,12 @@ class IndexCache:
                 continue
             rows = self.shards.get(path)
             if rows is None:
-                rows = self.shards[path] = rows_of(path, read(path))
+                try:
+                    rows = rows_of(path, read(path))
+                except (pa.ArrowException, OSError, KeyError, ValueError) as e:  # its episodes are unreadable anyway
+                    log.warning("cannot read the index shard %s (%s); its episodes are not checked", path, e)
+                    rows = []
+                self.shards[path] = rows
             for eid, entry in rows:
                 out.setdefault(eid, []).append(entry)
         return out
