@@ -7,6 +7,8 @@ against the installed emulator, imported late so that a keymap of one backend ne
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import re
 import tomllib
@@ -53,11 +55,16 @@ def load_keymap(backend: str, path: Path | None = None) -> Keymap:
             f"keymap {source}: invalid TOML: {e}",
             f"fix the syntax; shared/keymaps/{builtin}.toml shows the format",
         ) from e
-    if backend == "ale":
-        return _parse_ale(data, source)
-    if backend == "vizdoom":
-        return _parse_vizdoom(data, source)
-    return _parse_retro(data, source)
+    parse = {"ale": _parse_ale, "vizdoom": _parse_vizdoom}.get(backend, _parse_retro)
+    keymap = parse(data, source)
+    # Stored with every episode and published: the file's name and content hash, never its path (a
+    # home directory names the player); a parse error above still names the whole path, locally.
+    return keymap if path is None else dataclasses.replace(keymap, source=published_source(Path(path), text))
+
+
+def published_source(path: Path, text: str) -> str:
+    """How a user keymap file is named in published data: ``name.toml sha256:<first 16 hex digits>``."""
+    return f"{path.name} sha256:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 def parse_key(raw: object, section: str, source: str) -> Chord:
