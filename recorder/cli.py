@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,6 +21,9 @@ from gymrec.shared.errors import AgentFailedError, BadAgentError
 from gymrec.shared.paths import default_spool
 from gymrec.shared.progress import progress_for
 from gymrec.shared.spool import check_spool
+
+if TYPE_CHECKING:
+    from gymrec.shared.keymap import ActionResolver, Keymap
 
 PROG = "gymrec-play"
 # Below 0.5 steps/s nobody is playing; above 1000 no window keeps up (a 60 Hz screen shows 60).
@@ -82,7 +85,7 @@ def _source(config: PlayConfig, made: Any) -> ActionSource:
     if config.human or config.takeover:
         keymap = load_keymap(made.backend, config.keymap_path)
         resolver = build_resolver(keymap, made.env)
-        keymap_dict = {"source": keymap.source, "bindings": keymap.to_dict(), "resolved": resolver.describe()}
+        keymap_dict = keymap_record(keymap, resolver)
     fps = config.fps or made.native_fps
     window = GameWindow(title=f"gymrec - {made.env_id}", fps=fps, scale=config.scale,
                         help_lines=resolver.help_lines() if resolver is not None else [])
@@ -93,6 +96,12 @@ def _source(config: PlayConfig, made: Any) -> ActionSource:
     if agent is None:
         return HumanController(window, resolver, keymap_dict, step_mode=config.step_mode)
     return TakeoverController(window, resolver, keymap_dict, agent, config.agent)
+
+
+def keymap_record(keymap: Keymap, resolver: ActionResolver) -> dict[str, Any]:
+    """The keymap as stored with every episode, and so published: a user file is named by its file name
+    and content hash (``Keymap.source``), never by its path."""
+    return {"source": keymap.source, "bindings": keymap.to_dict(), "resolved": resolver.describe()}
 
 
 def _recover(config: PlayConfig) -> Path:
