@@ -37,8 +37,8 @@ from gymrec.shared.progress import NoProgress
 from gymrec.shared.schema import EndReason
 from gymrec.shared.spool import partial_episodes, sealed_episodes
 from tests.conftest import BIN, run_cli
-from tests.test_play_human import DOWN, UP, ScriptedClock, Script, play, tap
 from tests.reliability_helpers import committed_steps
+from tests.test_play_human import DOWN, UP, Script, ScriptedClock, play, tap
 
 PONG = "PongNoFrameskip-v4"  # a random player's game lasts thousands of steps: a signal lands mid-episode
 # Paced so a signal always finds the episode under way; the ball moves every frame, so a stale final
