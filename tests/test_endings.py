@@ -259,6 +259,7 @@ def _stop(proc: subprocess.Popen[str], how: str) -> tuple[str, str]:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    assert proc.returncode == 0, err  # stopped as asked: not a failure
     return out, err
 
 
