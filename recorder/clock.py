@@ -19,7 +19,8 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 IDLE_SLICE_S = 0.004
 # A frame shown more than this after its deadline counts as late: half a 60 Hz frame, where a
-# person starts to see judder.
+# person starts to see judder. The clock only reports lateness: the human controller counts it on
+# recorded steps (recorder.quality), never on pause, help, rewind or end-screen ticks.
 LATE_S = 0.008
 
 
@@ -50,8 +51,6 @@ class FixedRateClock:
         # Called every IDLE_SLICE_S while waiting (the window takes input events off SDL's queue, so
         # their timestamps are a few ms late at most instead of up to a whole tick).
         self.idle: Callable[[], None] | None = None
-        self.late_ticks = 0  # ticks that missed their deadline by more than LATE_S
-        self.worst_late = 0.0
 
     def wait(self) -> float:
         """Block until this tick's deadline; return its lateness in seconds (0 for the first tick)."""
@@ -73,9 +72,6 @@ class FixedRateClock:
             self._sleep(0)  # sleep(0) releases the GIL, so the spool writer thread runs meanwhile
             t = self.now()
         late = t - deadline
-        if late > LATE_S:
-            self.late_ticks += 1
-            self.worst_late = max(self.worst_late, late)
         if late > self._max_late:
             log.debug("clock %.1f ms late, resynchronising", late * 1000)
             self.resyncs += 1
@@ -84,10 +80,6 @@ class FixedRateClock:
             self._deadline = deadline + self.period
         self._ticks.append(t)
         return late
-
-    def reset_lateness(self) -> None:
-        """Start counting late ticks afresh (per episode)."""
-        self.late_ticks, self.worst_late = 0, 0.0
 
     def restart(self) -> None:
         """Forget the schedule, e.g. after a long blocking call, so the next tick is not late."""

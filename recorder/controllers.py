@@ -28,6 +28,10 @@ if TYPE_CHECKING:  # pygame is imported only when a window exists: headless agen
     from gymrec.shared.action_resolver import ActionResolver
 
 
+REWIND_REFUSED = "rewind: press T to take control first"
+NOTICE_NS = 2_000_000_000  # how long a notice stays on the status bar
+
+
 @dataclass(frozen=True)
 class StepView:
     """What a source may show about the step it is asked to act on."""
@@ -77,6 +81,10 @@ class ActionSource(Protocol):
         """Before the first step of an episode; False: the player quit instead of starting."""
         ...
 
+    def branch(self, view: StepView) -> None:
+        """The episode starting now is a branch, at ``view`` (its copied prefix already stepped)."""
+        ...
+
     def act(self, obs: Any, view: StepView) -> Choice:
         """The action for ``obs`` (the native observation), or a stop."""
         ...
@@ -108,11 +116,12 @@ def _stop_of(tick: TickInput) -> EndReason | None:
     return None
 
 
-def _hud(view: StepView, recording: bool, actor: str = "") -> HudState:
+def _hud(view: StepView, recording: bool, actor: str = "", notice: str = "") -> HudState:
     from gymrec.recorder.statusbar import HudState
 
     return HudState(fps_target=view.fps_target, step=view.step, episode_return=view.episode_return,
-                    episode=view.episode, recording=recording, env_id=view.env_id, actor=actor)
+                    episode=view.episode, recording=recording, env_id=view.env_id, actor=actor,
+                    notice=notice)
 
 
 class HumanController:
@@ -150,6 +159,13 @@ class HumanController:
         self._origin_ns = time.monotonic_ns()
         return started
 
+    def branch(self, view: StepView) -> None:
+        # The branch's figures and input log are its own play: the copied prefix was played in the
+        # parent, and counting it again inflated a branch's late frames past its length.
+        self._quality = QualityTracker(fps=view.fps_target)
+        self.window.input_log.clear()
+        self._origin_ns = time.monotonic_ns()
+
     def _interrupt(self, tick: TickInput, view: StepView) -> Choice | None:
         """A stop (quit, discard, ...) or a rewind asked for on this tick, instead of an action."""
         stop = _stop_of(tick)
@@ -166,7 +182,7 @@ class HumanController:
         interrupt = self._interrupt(tick, view)
         if interrupt is not None:
             return interrupt
-        self._quality.step(bool(tick.keys), tick.paused_for)
+        self._quality.step(bool(tick.keys), tick.paused_for, tick.late_s)
         return Choice(self.resolver(tick.keys), shown_ns=tick.shown_ns, decided_ns=time.monotonic_ns())
 
     def rewind(self, frames: Iterator[tuple[int, np.ndarray]], view: StepView,
@@ -186,9 +202,7 @@ class HumanController:
     def sealing_attrs(self) -> dict[str, Any]:
         log = self.window.input_log
         self._quality.presses = log.presses()
-        clock = self.window.clock
-        return {**self._quality.fields(clock.late_ticks, clock.worst_late),
-                "input_log": log.to_attrs(self._origin_ns)}
+        return {**self._quality.fields(), "input_log": log.to_attrs(self._origin_ns)}
 
 
 class TakeoverController(HumanController):
@@ -204,6 +218,7 @@ class TakeoverController(HumanController):
         self.agent = agent
         self.name = name
         self.human_in_control = False
+        self._refused_until_ns = 0  # the bar says why R did nothing until then
 
     @property
     def collector(self) -> str:
@@ -215,14 +230,17 @@ class TakeoverController(HumanController):
 
     def act(self, obs: Any, view: StepView) -> Choice:
         actor = "human" if self.human_in_control else "agent"
-        tick = self.window.next_tick(view.frame, _hud(view, recording=True, actor=actor))
+        notice = REWIND_REFUSED if time.monotonic_ns() < self._refused_until_ns else ""
+        tick = self.window.next_tick(view.frame, _hud(view, recording=True, actor=actor, notice=notice))
         interrupt = self._interrupt(tick, view)
-        if interrupt is not None:
+        if interrupt is not None and not (interrupt.rewind and not self.human_in_control):
             return interrupt
+        if tick.rewind:  # the agent's play is not the player's to rewind: say so, and play this step on
+            self._refused_until_ns = time.monotonic_ns() + NOTICE_NS
         if tick.toggle:
             self.human_in_control = not self.human_in_control
             actor = "human" if self.human_in_control else "agent"
-        self._quality.step(bool(tick.keys), tick.paused_for)
+        self._quality.step(bool(tick.keys), tick.paused_for, tick.late_s)
         action = self.resolver(tick.keys) if self.human_in_control else self.agent(obs)
         return Choice(action, shown_ns=tick.shown_ns, decided_ns=time.monotonic_ns(), actor=actor)
 
@@ -250,6 +268,9 @@ class AgentController:
 
     def begin(self, view: StepView) -> bool:
         return True  # an agent needs no start gate: nobody has to get ready
+
+    def branch(self, view: StepView) -> None:
+        return None  # an agent never rewinds, so it never branches
 
     def act(self, obs: Any, view: StepView) -> Choice:
         if self.window is None:

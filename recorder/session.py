@@ -95,6 +95,8 @@ def episode_attrs(config: PlayConfig, made: MadeEnv, seed: int, fps: float, keym
         "chunk_steps": schema.CHUNK_STEPS,
         "info_skipped": list(made.history_info),
         "action_meanings": action_meanings(made),
+        # Action t answers observation t (recorder.window.next_tick draws it, then gathers its input).
+        "pairing": schema.PAIRING_ON_SCREEN,
     }
 
 
@@ -117,10 +119,11 @@ class Session:
         self._spaces = (describe_space(made.env.action_space), describe_space(made.env.observation_space))
         self._guarded = False
         self._actor = "human" if config.human else "agent"
-        # Rewind is for people: snapshots cost memory (~47 MB an hour) no agent run needs.
+        # Rewind is for people (--takeover included: the person rewinds while in control); snapshots
+        # cost memory (~47 MB an hour) no agent run needs.
         img_key = image_key(self._spaces[1])
         self._rewinder = (Rewinder(made.env, lambda obs: split_observation(obs)[img_key])
-                          if config.human else None)
+                          if config.human or config.takeover else None)
         self._branch: Branch | None = None
         self._action_problem = action_checker(made.env.action_space)
         # Ctrl-C and SIGTERM wait until a step is whole (recorder.interrupts); the CLI installs the handlers.
@@ -211,6 +214,8 @@ class Session:
             try:
                 if branch is not None:  # the parent's steps up to the branch point, re-simulated
                     obs, info = self._copy_prefix(branch.actions, obs, info, writer, attrs)
+                if branch is not None:
+                    self.source.branch(self._view(obs, writer, number, attrs.image_key))
                 end, extra = self._steps(obs, info, writer, number, attrs)
                 if end in (EndReason.TERMINATED, EndReason.TRUNCATED):
                     choice = self.source.finish(self._view(self._last_obs, writer, number, attrs.image_key), end)

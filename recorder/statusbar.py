@@ -36,6 +36,7 @@ class HudState:
     recording: bool
     env_id: str
     actor: str = ""  # who is in control, when that can change (takeover); "" shows nothing
+    notice: str = ""  # a short word to the player (a refused rewind); shown instead of the figures
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,12 @@ class StatusBar:
         self._marks: dict[Mark, pygame.Surface] = {}
 
     def text_surface(self, hud: HudState, fps: float, now: float) -> pygame.Surface:
-        key = (hud.env_id, hud.episode, hud.recording, hud.fps_target, hud.actor)
+        key = (hud.env_id, hud.episode, hud.recording, hud.fps_target, hud.actor, hud.notice)
         if self._text is None or key != self._key or now - self._at >= REFRESH_S:
             actor = f"  {hud.actor.upper()}" if hud.actor else ""  # who is in control (--takeover)
             text = (f"{hud.env_id}  ep {hud.episode}  step {hud.step}  return {hud.episode_return:g}  "
                     f"{fps:.0f}/{hud.fps_target:g} fps{actor}")
-            self._text = self.font.render(text, True, WHITE)
+            self._text = self.font.render(hud.notice or text, True, AMBER if hud.notice else WHITE)
             self._key, self._at = key, now
         return self._text
 

@@ -44,6 +44,9 @@ class TrackedSource:
     def begin(self, view: StepView) -> bool:
         return not self.stop.requested and self.inner.begin(view)
 
+    def branch(self, view: StepView) -> None:
+        self.inner.branch(view)
+
     def act(self, obs: Any, view: StepView) -> Choice:
         if self.stop.requested:
             return Choice(stop=EndReason.QUIT)

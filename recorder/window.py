@@ -55,7 +55,8 @@ __all__ = ["BAR_HEIGHT", "EndChoice", "GameWindow", "HudState", "TickInput"]
 log = logging.getLogger(__name__)
 
 CONTROL_LINES = ("Esc: quit    P: pause    Backspace: discard episode    F1: help (pauses)",
-                 "hold R: rewind; play on from there (the rest becomes a branch episode)",
+                 "hold R: rewind; play on from there (the rest becomes a branch episode);",
+                 "  with --takeover only while you have control (T), not while the agent plays",
                  "T (with --takeover): take control from the agent, or give it back")
 START_LINE = "press any key or button to start"
 
@@ -69,6 +70,7 @@ class TickInput:
     shown_ns: int = 0  # time.monotonic_ns() when this frame was first on screen
     toggle: bool = False  # T was pressed (an odd number of times): hand control to the other side
     rewind: bool = False  # R went down: the caller runs ``rewind_view`` instead of a step
+    late_s: float = 0.0  # how late the frame period ended (the next frame goes up that much late)
 
 
 class GameWindow:
@@ -181,16 +183,24 @@ class GameWindow:
     # --- play -----------------------------------------------------------------------------------
 
     def next_tick(self, frame: np.ndarray, hud: HudState, wait_for_input: bool = False) -> TickInput:
-        """Wait for the tick, read input (stopping here while paused), show ``frame``; return the keys.
+        """Show ``frame`` (observation t), keep it up for one frame period while input gathers; return
+        that input as action t.
 
-        With ``wait_for_input`` (step mode) the frame stays up, tick after tick, until a game key or
-        button is pressed or held: the env advances only when the player acts.
+        The pairing contract: the keys returned are what the player did while this frame was on
+        screen, never the frame before (until 0.1 the frame was drawn after the wait and the keys of
+        the previous frame came back with it: every human action was one step late). ``shown_ns`` is
+        stamped right after the flip; a pause redraws the frame undimmed and restamps it. With
+        ``wait_for_input`` (step mode) the frame stays up, tick after tick, until a game key or button
+        is pressed or held: the env advances only when the player acts.
         """
         if self._screen is None:
             raise RuntimeError("GameWindow.next_tick() before open()")
-        discard, paused_for, shown, toggle = False, 0.0, 0, False
+        discard, paused_for, toggle = False, 0.0, False
+        mark = REC if hud.recording else READY
+        self._render(frame, hud, mark)
+        shown = self.shown_ns
         while True:
-            self.clock.wait()
+            late = self.clock.wait()  # the frame period: the clock's idle pump gathers input meanwhile
             while (commands := self._poll()).any:
                 discard = discard or commands.discard
                 toggle = toggle != commands.takeover
@@ -199,17 +209,20 @@ class GameWindow:
                     paused_for += waited
                     discard = discard or discarded
                     if quit_:
-                        return TickInput(self._take_keys(), True, discard, paused_for, shown or self.shown_ns)
+                        return TickInput(self._take_keys(), True, discard, paused_for, shown)
+                    if not discard:  # back in play: the frame is on screen again, for a whole period
+                        self._render(frame, hud, mark)
+                        shown = self.shown_ns
+                        late = self.clock.wait()
                 if commands.quit:
-                    return TickInput(self._take_keys(), True, discard, paused_for, shown or self.shown_ns)
+                    return TickInput(self._take_keys(), True, discard, paused_for, shown)
                 if commands.rewind and not discard:
-                    return TickInput(self._take_keys(), False, False, paused_for, shown or self.shown_ns, rewind=True)
+                    return TickInput(self._take_keys(), False, False, paused_for, shown, rewind=True)
             if discard:
-                return TickInput(self._take_keys(), False, True, paused_for, shown or self.shown_ns)
-            self._render(frame, hud, REC if hud.recording else READY)
-            shown = shown or self.shown_ns
+                return TickInput(self._take_keys(), False, True, paused_for, shown)
             if not wait_for_input or self._state.held or self._state.latched or toggle:
-                return TickInput(self._take_keys(), False, False, paused_for, shown, toggle)
+                return TickInput(self._take_keys(), False, False, paused_for, shown, toggle, late_s=late)
+            self._render(frame, hud, mark)  # step mode: the same frame, the status bar kept current
 
     def _take_keys(self) -> frozenset[str]:
         keys, self._state = take_step_keys(self._state)
@@ -266,7 +279,6 @@ class GameWindow:
         The input log starts afresh here: the episode's log begins with the press that starts it.
         """
         self.input_log.clear()
-        self.clock.reset_lateness()
         self._drop_latches()
         lines = [notice, ""] if notice else []
         gate = panel(self._fonts(), [*lines, START_LINE, "", "Esc: quit    F1 during play: help"])
@@ -280,7 +292,6 @@ class GameWindow:
                 return False
             if self._state.latched:
                 self._drop_latches()  # the start press starts; held keys act from the first step
-                self.clock.reset_lateness()
                 return True
 
     def episode_over(self, frame: np.ndarray, hud: HudState, summary: list[str]) -> EndChoice:

@@ -19,7 +19,7 @@ from gymrec.shared.credentials import HubAccess, hub_access
 from gymrec.shared.errors import GymrecError
 from gymrec.shared.paths import default_spool
 from gymrec.shared.progress import NoProgress, progress_for
-from gymrec.shared.schema import EndReason
+from gymrec.shared.schema import PAIRING_LAGGED, EndReason
 
 PROG = "gymrec-replay"
 
@@ -50,6 +50,8 @@ def lineage(attrs: EpisodeAttrs) -> str:
         parts.append(f"branched at step {attrs.branched_at}")
     if attrs.takeover:
         parts.append("takeover")
+    if attrs.action_pairing == PAIRING_LAGGED:  # human play recorded before 0.2: replays, but pairs t with t-1
+        parts.append("lagged pairing")
     return ", ".join(parts)
 
 

@@ -93,6 +93,8 @@ class EpisodeAttrs:
     # episodes). Headless agents carry none: no frame is shown, and every step is the collector's.
     step_times: tuple[str, ...] | None = None
     takeover: bool | None = None  # --takeover: the agent played until the human took control (see ``actor``)
+    # schema.PAIRING_*: written by gymrec >= 0.2; absent in older episodes (``action_pairing`` says what they are).
+    pairing: str | None = None
     # Keys this gymrec does not know (a newer writer's, or a dataset's meta fields): kept verbatim.
     extra: JsonDict = field(default_factory=dict)
 
@@ -152,6 +154,23 @@ class EpisodeAttrs:
     @property
     def sealed(self) -> bool:
         return self.length is not None
+
+    @property
+    def action_pairing(self) -> str:
+        """``pairing``, or for an episode recorded before it existed: lagged if a person played any step
+        (before 0.2 a human action was the input gathered over the previous frame; agents always
+        answered the observation they were given)."""
+        return pairing_of(self.as_dict())
+
+
+def pairing_of(data: Mapping[str, Any]) -> str:
+    """The pairing of an episode's attribute document (``EpisodeAttrs.action_pairing``): the index and
+    the card read it from the dataset's attribute JSON, which this keeps in one place."""
+    stored = data.get("pairing")
+    if isinstance(stored, str):
+        return stored
+    person = data.get("collector") == "human" or data.get("takeover") is True
+    return schema.PAIRING_LAGGED if person else schema.PAIRING_ON_SCREEN
 
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(EpisodeAttrs)) - {"extra"}

@@ -128,6 +128,13 @@ STEP_SCALARS: Mapping[str, np.dtype] = MappingProxyType({
 SHOWN_NS = "shown_ns"
 DECIDED_NS = "decided_ns"
 ACTOR = "actor"
+# How action t relates to observation t (``EpisodeAttrs.pairing``). ON_SCREEN: action t is what the
+# player (or agent) did while observation t was on screen (gymrec >= 0.2, every collector). LAGGED:
+# a person's action t was gathered while observation t-1 was on screen: human steps recorded before
+# 0.2, whose attributes lack ``pairing``; shift them by one step to pair them, or leave them out.
+PAIRING_ON_SCREEN = "on_screen"
+PAIRING_LAGGED = "lagged"
+
 ACTORS = ("human", "agent", "copied")  # the values of ``actor``: copied is a branch's inherited prefix
 # Optional per-step arrays (readers must not require them): the player's timing (see
 # recorder.input_log) and who chose each action (human, or the agent with --takeover).

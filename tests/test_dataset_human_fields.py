@@ -206,3 +206,29 @@ def test_new_columns_through_the_hub_with_load_dataset(tmp_path: Path, spool: Pa
         assert json.loads(loaded.stdout) == [[T0 + 100 * t, T0 + 100 * t + 40, ["agent", "human"][t % 2]] for t in range(4)]
         card = hub.files(repo)[layout.CARD_PATH].decode()
         assert done.stdout.startswith("1 uploaded") and "1 takeover episode" in card and not human.exists()
+
+
+def test_human_play_recorded_before_the_pairing_fix_is_marked_lagged(tmp_path: Path, spool: Path) -> None:
+    """Episodes without ``pairing`` (gymrec < 0.2) stay readable and replayable, but say they are lagged:
+    in the attributes, the index, the card and the replay table, so nobody trains on them unknowingly."""
+    old = _record(spool, 6, 1, {}, ["human"])
+    new = _record(spool, 6, 2, {}, ["human"])
+    agent = _record(spool, 6, 3, {"collector": "random"}, ["agent"])
+    for path in (old, agent):
+        attrs = attributes(path)
+        del attrs["pairing"]
+        write_attributes(path, attrs)
+    assert EpisodeAttrs.from_dict(attributes(old), "old", sealed=True).action_pairing == schema.PAIRING_LAGGED
+    assert EpisodeAttrs.from_dict(attributes(agent), "agent", sealed=True).action_pairing == schema.PAIRING_ON_SCREEN
+    assert lineage(EpisodeAttrs.from_dict(attributes(old), "old", sealed=True)) == "lagged pairing"
+    assert lineage(EpisodeAttrs.from_dict(attributes(new), "new", sealed=True)) == ""
+    replay = subprocess.run([str(Path(sys.executable).parent / "gymrec-replay"), str(old), "--spool", str(spool)],
+                            capture_output=True, text=True, env=clean_env(HOME=str(tmp_path)), cwd=tmp_path)
+    assert replay.returncode == 0 and "identical" in replay.stdout and "lagged pairing" in replay.stdout, replay
+    dataset = tmp_path / "dataset"
+    _upload(spool, dataset, tmp_path)
+    index = local_index(dataset)
+    assert {eid: row["pairing"] for eid, row in index.items()} == {
+        old.stem: "lagged", new.stem: "on_screen", agent.stem: "on_screen"}
+    card = (dataset / "README.md").read_text()
+    assert "Pairing: 1 episode of human play recorded before gymrec 0.2" in card

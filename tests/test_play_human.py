@@ -32,10 +32,11 @@ Script = dict[int, list[tuple[int, int]]]
 class ScriptedClock(FixedRateClock):
     """A 1 kHz clock that posts the events scheduled for wait number N just before it."""
 
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, late: float = 0.0) -> None:
         super().__init__(1000.0)
         self.script = script
         self.waits = 0
+        self.late = late  # every tick says it was at least this late (quality fields' late frames)
 
     def wait(self) -> float:
         for kind, code in self.script.get(self.waits, []):
@@ -48,7 +49,7 @@ class ScriptedClock(FixedRateClock):
                 event = pygame.event.Event(kind, button=code, instance_id=0)
             pygame.event.post(event)
         self.waits += 1
-        return super().wait()
+        return max(super().wait(), self.late)
 
 
 def axis(which: int, value: int) -> int:
@@ -60,13 +61,13 @@ def tap(key: int) -> list[tuple[int, int]]:
 
 
 def play(env_id: str, script: Script, spool: Path, seed: int = 4, env_kwargs: dict[str, Any] | None = None,
-         **config: Any) -> list[Episode]:
+         late: float = 0.0, **config: Any) -> list[Episode]:
     made = make_env(env_id, env_kwargs or {})
     config = PlayConfig(env_id=env_id, spool=spool, seed=seed, fps=1000.0, player="tester", **config)
     keymap = load_keymap(made.backend)
     resolver = build_resolver(keymap, made.env)
     window = GameWindow(title="test", fps=1000.0, scale=1, help_lines=resolver.help_lines(),
-                        clock=ScriptedClock(script))
+                        clock=ScriptedClock(script, late))
     window.open((210, 160, 3))
     pygame.event.clear()  # the window-shown events SDL queues on open
     source = HumanController(window, resolver, {"source": keymap.source, "bindings": keymap.to_dict()},
@@ -97,8 +98,8 @@ def test_keys_become_actions_with_gate_latch_discard_help_and_quit(spool: Path) 
         10: tap(pygame.K_n),  # the next episode's gate
         12: [(DOWN, pygame.K_F1)],  # help opens and pauses the game ...
         13: tap(pygame.K_SPACE),  # ... so this press never reaches it
-        14: [(DOWN, pygame.K_F1)],  # ... and closes
-        16: [(DOWN, pygame.K_ESCAPE)],  # stop and save
+        14: [(DOWN, pygame.K_F1)],  # ... and closes: the frame is back on screen for a whole period (wait 15)
+        17: [(DOWN, pygame.K_ESCAPE)],  # stop and save
     }
     first, second = play("BreakoutNoFrameskip-v4", script, spool)
     assert [BREAKOUT[a] for a in first.actions()] == ["FIRE", "NOOP", "NOOP", "RIGHT", "RIGHT", "RIGHT", "LEFT", "LEFT"]

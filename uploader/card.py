@@ -107,6 +107,10 @@ def _quality(c: dict[str, Any]) -> list[str]:
         ]
     else:
         lines += ["Human play: no episode of this config carries quality fields (agents, or recorded before them)."]
+    if q.get("lagged_episodes"):
+        lines += ["", f"Pairing: {plural(int(q['lagged_episodes']), 'episode')} of human play recorded before gymrec 0.2 "
+                      "pair a person's action t with observation t-1 (`pairing` is `lagged` in the index): shift "
+                      "their human steps by one, or filter on `pairing == \"on_screen\"`."]  # fmt: skip
     if q.get("branch_episodes") or q.get("takeover_episodes"):
         lines += ["", f"Lineage: {plural(int(q.get('branch_episodes', 0)), 'branch episode')}, "
                       f"{plural(int(q.get('takeover_episodes', 0)), 'takeover episode')}."]  # fmt: skip
@@ -192,10 +196,21 @@ def render(info: dict[str, Any], target: Target) -> str:
         "",
         "## Timing and lineage",
         "",
+        "Action t is what the player did while observation t was on screen (`pairing` = `on_screen`):",
+        "",
+        "```",
+        "screen   | obs t ............................ | obs t+1 ...",
+        "         ^ shown_ns[t]                        ^ shown_ns[t+1]",
+        "input    |  keys, buttons gathered (input_log) |",
+        "                                             ^ decided_ns[t]: that input is action t; env.step(action t)",
+        "```",
+        "",
         "`shown_ns` and `decided_ns` share one monotonic clock with the index's `input_log` of the same episode",
         "(JSON columns `t_ns`, `kind`, `code`, `value`; event i happened at `origin_ns + t_ns[i]`):",
-        "`decided_ns - shown_ns` is how long observation t was on screen before action t was taken, and",
-        "`origin_ns + t_ns[i] - shown_ns` of the last step shown before event i is a reaction time.",
+        "`decided_ns - shown_ns` is how long observation t was on screen while action t was gathered (about one",
+        "frame period; longer in step mode, where a frame waits for a press), and `origin_ns + t_ns[i] - shown_ns[t]`",
+        "for the step t on screen at event i is a reaction time. Human episodes recorded before gymrec 0.2 are",
+        "`lagged` in the index's `pairing` column: their action t was gathered while observation t-1 was on screen.",
         "",
         "`actor` says who chose each action: `human` (the player), `agent` (a policy: headless agents, or the",
         "agent's turns in a `--takeover` session, where `takeover` is true in the index) or `copied` (a branch",

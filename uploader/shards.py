@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gymrec.shared import layout
+from gymrec.shared.attrs import pairing_of
+from gymrec.shared.schema import PAIRING_LAGGED
 from gymrec.uploader.convert import Converted, ConvertOptions, RowGroupWriter
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,8 @@ INDEX_FEATURES = datasets.Features({
     "branch_step": datasets.Value("int64"),
     "branched_at": datasets.Value("int64"),
     "takeover": datasets.Value("bool"),
+    # schema.PAIRING_*: "lagged" marks human play recorded before gymrec 0.2 (action t answers observation t-1).
+    "pairing": datasets.Value("string"),
     layout.INDEX_DATA_FILE_COLUMN: datasets.Value("string"),
     layout.INDEX_ROW_START_COLUMN: datasets.Value("int64"),
     layout.INDEX_ROW_COUNT_COLUMN: datasets.Value("int64"),
@@ -127,6 +131,7 @@ def _human_fields(m: dict[str, Any]) -> dict[str, Any]:
     out = {name: _typed(m.get(name), kinds.get(name, float)) for name in QUALITY_FIELDS + LINEAGE_FIELDS}
     log_value = m.get("input_log")
     out["input_log"] = _json(log_value) if log_value is not None else None
+    out["pairing"] = pairing_of(m)
     return out
 
 
@@ -144,6 +149,7 @@ def quality_totals(metas: list[dict[str, Any]]) -> dict[str, Any]:
         "worst_late_ms_max": max((h["worst_late_ms"] or 0.0 for h in rated), default=0.0),
         "branch_episodes": sum(1 for h in human if h["parent_episode_id"] is not None),
         "takeover_episodes": sum(1 for h in human if h["takeover"]),
+        "lagged_episodes": sum(1 for h in human if h["pairing"] == PAIRING_LAGGED),
     }
 
 
