@@ -154,6 +154,42 @@ def test_human_endings_all_replay_identical(spool: Path, workdir: Path) -> None:
     assert_all_identical(closed, workdir)
 
 
+class _CtrlCAt(ScriptedClock):
+    """A player's clock on which Ctrl-C arrives while the window waits out frame ``at``."""
+
+    def __init__(self, script: Script, at: int) -> None:
+        super().__init__(script)
+        self.at = at
+
+    def wait(self) -> float:
+        if self.waits == self.at:
+            signal.raise_signal(signal.SIGINT)
+        return super().wait()
+
+
+def test_ctrl_c_during_human_play_seals_what_was_played(spool: Path, workdir: Path) -> None:
+    made = make_env("BreakoutNoFrameskip-v4", {})
+    config = PlayConfig(env_id="BreakoutNoFrameskip-v4", spool=spool, seed=4, fps=1000.0)
+    keymap = load_keymap(made.backend)
+    clock = _CtrlCAt({0: tap(pygame.K_n), 1: [(DOWN, pygame.K_RIGHT)]}, at=6)
+    window = GameWindow(title="test", fps=1000.0, scale=1, help_lines=[], clock=clock)
+    window.open((210, 160, 3))
+    pygame.event.clear()
+    source = HumanController(window, build_resolver(keymap, made.env), None)
+    interrupts = Interrupts()
+    previous = interrupts.install()  # as gymrec-play does
+    try:
+        result = Session(config, made, source, interrupts).run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        source.close()
+        made.env.close()
+    (episode,) = [Episode(p) for p in result.sealed]
+    assert episode.end_reason == "quit" and episode.length >= 3
+    assert_all_identical(spool, workdir)
+
+
 def test_branch_and_takeover_endings_replay_identical(spool: Path, workdir: Path) -> None:
     script: Script = {
         0: tap(pygame.K_n), 1: [(DOWN, pygame.K_RIGHT)],
