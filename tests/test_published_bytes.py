@@ -31,6 +31,7 @@ from gymrec.recorder.session import Session
 from gymrec.recorder.window import GameWindow
 from gymrec.shared import layout, schema
 from gymrec.shared.backends import make_env
+from gymrec.shared.checksums import resign
 from gymrec.shared.episode import Episode
 from gymrec.shared.keymap import build_resolver, load_keymap
 from gymrec.shared.spool import sealed_episodes
@@ -44,6 +45,7 @@ from tests.uploader_helpers import clean_env, run_uploader
 REPO = "tester/published-bytes"
 TOKEN = "hf_test_token"  # the hub fixture's
 ATARI = "BreakoutNoFrameskip-v4"
+LOGIN = "loginname7q"  # $USER for the recordings, whatever the login here: it must not be published
 
 
 def _human_episode(spool: Path, keymap_file: Path) -> Path:
@@ -70,8 +72,8 @@ def _mixed_spool(root: Path, cwd: Path) -> tuple[Path, Path]:
     spool = root / "spool"
     for env_id in (ATARI, "VizdoomBasic-v1"):
         done = run_cli("gymrec-play", env_id, "--agent", "random", "--headless", "--max-steps", "40", "--seed", "3",
-                       "--spool", str(spool), cwd=cwd)  # no --player: the login name must not become one
-        assert done.returncode == 0, done.stderr
+                       "--spool", str(spool), cwd=cwd, env={"USER": LOGIN, "LOGNAME": LOGIN})
+        assert done.returncode == 0, done.stderr  # no --player: the login name must not become the player
     keymap_file = root / "keymaps" / "my-keys.toml"
     keymap_file.parent.mkdir()
     keymap_file.write_text('[bindings]\nright = "RIGHT"\nleft = "LEFT"\nspace = "FIRE"\n')
@@ -80,8 +82,6 @@ def _mixed_spool(root: Path, cwd: Path) -> tuple[Path, Path]:
     shutil.copytree(human, damaged)
     meta = json.loads((damaged / schema.METADATA_NAME).read_text())
     meta["attributes"]["episode_id"] = damaged.stem
-    from gymrec.shared.checksums import resign
-
     meta["attributes"] = resign(meta["attributes"])
     (damaged / schema.METADATA_NAME).write_text(json.dumps(meta))
     chunk_path(damaged, schema.REWARD, 0).write_bytes(b"not a zstd frame")
@@ -187,7 +187,7 @@ def test_nothing_machine_specific_is_published(tmp_path: Path, workdir: Path, hu
     home = str(Path.home())
     paths = [str(spool), str(tmp_path), str(workdir), "/tmp/", *([home] if len(home) > 1 else [])]
     host = socket.gethostname()
-    words = [host, host.split(".")[0], getpass.getuser()]
+    words = [host, host.split(".")[0], getpass.getuser(), LOGIN]
     found = leaks(published, paths, words)
     assert not found, "\n".join(found)
 
