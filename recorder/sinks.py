@@ -88,11 +88,18 @@ class Sink:
             # __main__, which fails for scripts fed on stdin and is slow for big ones.
             jobs_r, jobs_w = os.pipe()
             results_r, results_w = os.pipe()
-            self._child = subprocess.Popen(
-                [sys.executable, "-m", "gymrec.recorder.writer_process", str(jobs_r), str(results_w), self._tag,
-                 str(spill)],
-                pass_fds=(jobs_r, results_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            )
+            # Born with Ctrl-C and SIGTERM blocked (a signal mask survives exec) until it ignores them
+            # (writer_process.serve): a Ctrl-C to the process group while it still imports (~0.4 s,
+            # seconds on a loaded machine) killed it, and with it the recorder's sealing.
+            previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            try:
+                self._child = subprocess.Popen(
+                    [sys.executable, "-m", "gymrec.recorder.writer_process", str(jobs_r), str(results_w), self._tag,
+                     str(spill)],
+                    pass_fds=(jobs_r, results_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                )
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
             os.close(jobs_r)
             os.close(results_w)
             self._jobs_out = Connection(jobs_w, readable=False)

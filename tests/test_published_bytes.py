@@ -27,18 +27,15 @@ import pygame
 from gymrec.recorder.cli import keymap_record
 from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.controllers import HumanController
-from gymrec.recorder.session import Session
-from gymrec.recorder.window import GameWindow
 from gymrec.shared import layout, schema
-from gymrec.shared.backends import make_env
 from gymrec.shared.checksums import resign
 from gymrec.shared.episode import Episode
-from gymrec.shared.keymap import build_resolver, load_keymap
 from gymrec.shared.spool import sealed_episodes
 from gymrec.uploader.claims import REASON_SUFFIX
 from tests.conftest import run_cli
 from tests.export_helpers import export_cli, to_local_dataset
 from tests.recording import chunk_path
+from tests.test_endings import window_session
 from tests.test_play_human import DOWN, ScriptedClock, tap
 from tests.uploader_helpers import clean_env, run_uploader
 
@@ -50,20 +47,10 @@ LOGIN = "loginname7q"  # $USER for the recordings, whatever the login here: it m
 
 def _human_episode(spool: Path, keymap_file: Path) -> Path:
     """A person playing with their own keymap file, stored as the CLI stores it (``keymap_record``)."""
-    made = make_env(ATARI, {})
     config = PlayConfig(env_id=ATARI, spool=spool, seed=4, fps=1000.0, keymap_path=keymap_file)
-    keymap = load_keymap(made.backend, keymap_file)
-    resolver = build_resolver(keymap, made.env)
-    window = GameWindow(title="test", fps=1000.0, scale=1, help_lines=[],
-                        clock=ScriptedClock({0: tap(pygame.K_n), 1: tap(pygame.K_RIGHT), 6: [(DOWN, pygame.K_ESCAPE)]}))
-    window.open((210, 160, 3))
-    pygame.event.clear()
-    source = HumanController(window, resolver, keymap_record(keymap, resolver))
-    try:
-        (path,) = Session(config, made, source).run().sealed
-    finally:
-        source.close()
-        made.env.close()
+    clock = ScriptedClock({0: tap(pygame.K_n), 1: tap(pygame.K_RIGHT), 6: [(DOWN, pygame.K_ESCAPE)]})
+    (path,) = window_session(config, clock, lambda window, keymap, resolver: HumanController(
+        window, resolver, keymap_record(keymap, resolver))).sealed
     return path
 
 
