@@ -10,13 +10,24 @@ SRC ?=
 ID ?=
 OUT ?=
 
-.PHONY: play list test bench lint uploader replay stress clean export-minari export-video
+.PHONY: play list check test bench lint uploader replay stress clean export-minari export-video constraints
 
-$(STAMP): pyproject.toml
+TEST_ENV := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 HF_HUB_OFFLINE=0
+
+# Pinned to constraints.txt (the versions the suite last passed with), then `pip check`.
+# The one warning filter silences setuptools' unconditional "Editable installation" notice (InformationOnly,
+# printed for every package-dir mapped editable install); real setuptools warnings still show.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip check
 	@touch $(STAMP)
+
+# After upgrading packages in .venv and a green `make test`: record the versions it passed with.
+constraints: $(STAMP)
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --all --exclude-editable | grep -iv '^gymrec\|^pip=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 play: $(STAMP)
 	$(BIN)/gymrec-play $(ENV) $(ARGS)
@@ -39,22 +50,39 @@ export-minari: $(STAMP)
 export-video: $(STAMP)
 	$(BIN)/gymrec-export video $(EP) $(OUT) $(ARGS)
 
+# The working loop (< 2 min on 2 cores): the import contracts, then every test not marked slow
+# (tests/conftest.py marks the end-to-end modules slow).
+check: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/python -m pip check
+	$(TEST_ENV) $(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+# Everything, what CI runs. tests/sysdeps.sh installs the system packages some suites use (as root
+# with apt-get), or says in one line per suite which will skip and why.
 test: $(STAMP)
-	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 HF_HUB_OFFLINE=0 \
-		$(BIN)/python -m pytest -q $(ARGS)
+	@./tests/sysdeps.sh
+	$(TEST_ENV) $(BIN)/python -m pytest -q $(ARGS)
 
 bench: $(STAMP)
 	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 $(BIN)/python -m bench $(ARGS)
 
 # The reliability suites at full size (50 kills, 50 power cuts, more races); make test runs them smaller.
+# Each passing suite stores its figures in tests/stress_results.json; docs/reliability.md is rendered from it.
 stress: $(STAMP)
-	GYMREC_STRESS=1 SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 \
+	GYMREC_STRESS=1 GYMREC_STRESS_RESULTS=tests/stress_results.json \
+		SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 \
 		$(BIN)/python -m pytest -q -s tests/test_reliability_recorder.py tests/test_reliability_uploader.py \
-		tests/test_reliability_power.py $(ARGS)
+		tests/test_reliability_power.py $(ARGS); status=$$?; $(BIN)/python -m bench.report; exit $$status
+
+# The performance and reliability tables in docs/, from bench/results.json and tests/stress_results.json.
+.PHONY: docs
+docs: $(STAMP)
+	$(BIN)/python -m bench.report
 
 lint: $(STAMP)
 	$(BIN)/ruff check recorder uploader shared replay export tests bench
 	$(BIN)/mypy recorder uploader shared replay export
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -6,24 +6,20 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 
-from gymrec.recorder.agents import Agent, load_agent
 from gymrec.recorder.config import HUMAN, PlayConfig, parse_env_kwargs
 from gymrec.recorder.controllers import ActionSource
 from gymrec.recorder.interrupts import Interrupts
+from gymrec.recorder.play_source import action_source
 from gymrec.recorder.recovery import format_report, recover_orphans
 from gymrec.shared.backends import list_envs, make_env
 from gymrec.shared.cli_errors import FiniteFloat, OneLineCommand, cli_edge, configure_logging
-from gymrec.shared.errors import AgentFailedError, BadAgentError
+from gymrec.shared.errors import BadAgentError
 from gymrec.shared.paths import default_spool
 from gymrec.shared.progress import progress_for
 from gymrec.shared.spool import check_spool
-
-if TYPE_CHECKING:
-    from gymrec.shared.keymap import ActionResolver, Keymap
 
 PROG = "gymrec-play"
 # Below 0.5 steps/s nobody is playing; above 1000 no window keeps up (a 60 Hz screen shows 60).
@@ -53,55 +49,6 @@ def _list(filter_text: str, installed: bool) -> None:
     if missing and not installed:
         for note in dict.fromkeys(e.note for e in entries if not e.available and e.note):
             click.echo(f"no ROM: {note}", err=True)
-
-
-def _guarded(agent: Agent, name: str) -> Agent:
-    """The agent, with whatever its own code raises made the agent's error rather than gymrec's."""
-
-    def act(obs: Any) -> Any:
-        try:
-            return agent(obs)
-        except Exception as e:  # foreign code at the CLI edge: anything it raises is the agent's fault
-            raise AgentFailedError(f"agent {name} raised {type(e).__name__}: {e}") from e
-
-    return act
-
-
-def _source(config: PlayConfig, made: Any) -> ActionSource:
-    """Who plays: a person at a window, an agent (in a window unless --headless), or both (--takeover).
-
-    Imported lazily so headless agent runs never load pygame.
-    """
-    from gymrec.recorder.controllers import AgentController, HumanController, TakeoverController
-
-    agent = None if config.human else _guarded(load_agent(config.agent, made.env.action_space, config.seed), config.agent)
-    if config.headless:
-        assert agent is not None  # main() refuses --headless for humans
-        return AgentController(agent, config.agent)
-    from gymrec.recorder.window import GameWindow
-    from gymrec.shared.keymap import build_resolver, load_keymap
-
-    resolver = keymap_dict = None
-    if config.human or config.takeover:
-        keymap = load_keymap(made.backend, config.keymap_path)
-        resolver = build_resolver(keymap, made.env)
-        keymap_dict = keymap_record(keymap, resolver)
-    fps = config.fps or made.native_fps
-    window = GameWindow(title=f"gymrec - {made.env_id}", fps=fps, scale=config.scale,
-                        help_lines=resolver.help_lines() if resolver is not None else [])
-    window.open(_frame_shape(made.env.observation_space))
-    if resolver is None:
-        assert agent is not None
-        return AgentController(agent, config.agent, window)
-    if agent is None:
-        return HumanController(window, resolver, keymap_dict, step_mode=config.step_mode)
-    return TakeoverController(window, resolver, keymap_dict, agent, config.agent)
-
-
-def keymap_record(keymap: Keymap, resolver: ActionResolver) -> dict[str, Any]:
-    """The keymap as stored with every episode, and so published: a user file is named by its file name
-    and content hash (``Keymap.source``), never by its path."""
-    return {"source": keymap.source, "bindings": keymap.to_dict(), "resolved": resolver.describe()}
 
 
 def _recover(config: PlayConfig) -> Path:
@@ -140,7 +87,7 @@ def _play(config: PlayConfig) -> None:
         from gymrec.shared.display import require_display
 
         who = "nobody could see the game" if config.human else "nobody could watch the agent"
-        require_display(who, "to record an agent without a display, add --headless --agent random")
+        require_display(who, "to record an agent without a display, add --headless --agent random", os.environ)
     spool = _recover(config)
     # The writer process starts first: its start-up overlaps the env's (Session.run says why).
     with Sink(process=True) as sink:
@@ -149,7 +96,7 @@ def _play(config: PlayConfig) -> None:
         interrupts = Interrupts()  # Ctrl-C and SIGTERM stop like Esc, between two steps
         previous = interrupts.install()
         try:
-            source = _source(config, made)
+            source = action_source(config, made)
             if not config.human:  # steps/s, episodes and ETA on a terminal (shared.progress)
                 from gymrec.recorder.tracked_source import TrackedSource
 
@@ -170,15 +117,6 @@ def summary(kept: int, steps: int, discarded: int, spool: Path, workers: int = 1
     """The run's last line: the kept episodes and their steps; discarded ones only counted as such."""
     line = f"{kept} episode(s), {steps} steps recorded in {spool}" + (f" by {workers} workers" if workers > 1 else "")
     return line + (f"; {discarded} discarded (kept in the spool, never uploaded)" if discarded else "")
-
-
-def _frame_shape(space: Any) -> tuple[int, ...]:
-    from gymrec.shared.spaces import describe_space, image_key
-
-    desc = describe_space(space)
-    key = image_key(desc)
-    leaf = desc["spaces"][key] if desc["type"] == "Dict" else desc
-    return tuple(leaf["shape"])
 
 
 @click.command("gymrec-play", cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})

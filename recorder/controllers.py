@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gymrec.recorder.agents import Agent
+from gymrec.recorder.choices import Choice, EndChoice, StepView
 from gymrec.recorder.quality import QualityTracker
 from gymrec.shared.schema import EndReason
 
@@ -30,38 +30,6 @@ if TYPE_CHECKING:  # pygame is imported only when a window exists: headless agen
 
 REWIND_REFUSED = "rewind: press T to take control first"
 NOTICE_NS = 2_000_000_000  # how long a notice stays on the status bar
-
-
-@dataclass(frozen=True)
-class StepView:
-    """What a source may show about the step it is asked to act on."""
-
-    frame: np.ndarray  # the picture a person sees (the observation's image leaf)
-    step: int
-    episode_return: float
-    episode: int  # 1-based, counting kept episodes
-    env_id: str
-    fps_target: float
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One step's answer: an action to take, or an end to the episode instead of a step."""
-
-    action: Any = None
-    stop: EndReason | None = None  # QUIT or DISCARDED: no action is taken
-    shown_ns: int = 0  # time.monotonic_ns() when the frame was on screen (0: no window)
-    decided_ns: int = 0  # time.monotonic_ns() when the action was sampled
-    actor: str = ""  # who chose it (schema.ACTORS); "" is the session's own collector
-    rewind: bool = False  # instead of an action: the player wants to rewind (hold R)
-
-
-@dataclass(frozen=True)
-class EndChoice:
-    """What to do with an episode that ended by itself (terminated or truncated)."""
-
-    discard: bool = False
-    quit: bool = False
 
 
 class ActionSource(Protocol):

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gymrec.shared import schema
-from gymrec.shared.attrs import make_env_for, utc_now
-from gymrec.shared.backends import EpisodeStarter
+from gymrec.shared.attrs import utc_now
+from gymrec.shared.backends import EpisodeStarter, make_env_for
 from gymrec.shared.errors import CorruptEpisodeError, GymrecError, RecoveryError, SchemaVersionError
 from gymrec.shared.spaces import decode_action, encode_action, split_observation
 from gymrec.shared.spool import (

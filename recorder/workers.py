@@ -197,7 +197,7 @@ class LineProgress:
 
 
 def _worker_main(encoded: str) -> None:
-    from gymrec.recorder.cli import _source
+    from gymrec.recorder.play_source import action_source
     from gymrec.recorder.session import Session
     from gymrec.recorder.sinks import Sink
     from gymrec.shared.backends import make_env
@@ -213,7 +213,7 @@ def _worker_main(encoded: str) -> None:
         made = make_env(config.env_id, dict(config.env_kwargs))
         source = None
         try:
-            source = TrackedSource(_source(config, made), progress, stop)
+            source = TrackedSource(action_source(config, made), progress, stop)
             result = Session(config, made, source).run(sink)
         finally:
             if source is not None:

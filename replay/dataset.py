@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import HfApi, HfFileSystem, hf_hub_download
 from PIL import Image
 
-from gymrec.replay.hub_errors import hub_call
+from gymrec.replay.hub_words import hub_call
 from gymrec.replay.sources import EpisodeSource, RecordedSteps
 from gymrec.shared import layout
 from gymrec.shared.attrs import EpisodeAttrs

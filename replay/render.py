@@ -19,7 +19,7 @@ import pygame
 
 from gymrec.replay.sources import EpisodeSource
 from gymrec.replay.verify import Checker, Divergence, Result, VerifyOptions, version_warnings
-from gymrec.shared.attrs import make_env_for
+from gymrec.shared.backends import make_env_for
 from gymrec.shared.errors import DisplayError, ReplayStoppedError
 
 log = logging.getLogger(__name__)

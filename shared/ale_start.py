@@ -33,9 +33,9 @@ import numpy as np
 import xxhash
 from gymnasium.utils import seeding
 
-from gymrec.shared.backends import Started
-from gymrec.shared.chunks import ZstdFrames
 from gymrec.shared.errors import StartStateError
+from gymrec.shared.starters import Started
+from gymrec.shared.zstd_frames import ZstdFrames
 
 FORMAT = "ale-cloneState"
 XOR_ZSTD = "xor-zstd"  # XOR against a fresh env's post-reset state (no RNG), then zstd

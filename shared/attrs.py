@@ -23,7 +23,6 @@ from types import MappingProxyType, NoneType, UnionType
 from typing import Any
 
 from gymrec.shared import schema
-from gymrec.shared.backends import MadeEnv, make_env
 from gymrec.shared.errors import CorruptEpisodeError, SchemaVersionError
 
 JsonDict = dict[str, Any]
@@ -221,8 +220,3 @@ def _as_type(hint: Any, value: object) -> tuple[bool, Any]:
     if origin is tuple:
         return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value), tuple(value) if isinstance(value, list | tuple) else ()
     return False, None
-
-
-def make_env_for(attrs: EpisodeAttrs) -> MadeEnv:
-    """The env an episode was recorded in, built from its attributes (recovery and replay both use this)."""
-    return make_env(attrs.env_id, dict(attrs.env_kwargs), attrs.backend)

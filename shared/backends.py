@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 
 from gymrec.shared.errors import EnvCreationError, MissingRomError, UnknownEnvError
+from gymrec.shared.starters import EpisodeStarter, SeededStarter
 
 ATARI_HZ = 60.0
 DOOM_TICS_PER_SECOND = 35.0
@@ -36,45 +37,6 @@ class EnvEntry:
     backend: str
     available: bool
     note: str = ""
-
-
-@dataclass(frozen=True)
-class Started:
-    """An episode's first observation and info; ``attrs`` go into the episode, ``note`` to the user."""
-
-    obs: Any
-    info: dict[str, Any]
-    attrs: dict[str, Any] = field(default_factory=dict)
-    note: str | None = None
-
-
-class EpisodeStarter(Protocol):
-    """How one env begins an episode when recording, and begins a recorded one again.
-
-    ``restart`` makes a recorded episode start exactly as it did (from its recorded seed and
-    ``start_state`` attribute), whatever the env ran before: replay and recovery reuse one env, and
-    every episode still replays alone.
-    """
-
-    def start(self, seed: int) -> Started: ...
-
-    def restart(self, seed: int, start_state: Mapping[str, Any] | None) -> Started: ...
-
-
-class SeededStarter:
-    """``reset(seed=...)`` every episode: VizDoom (2 ms) and stable-retro (0.8 ms) reseed cheaply;
-    ALE with sticky actions (v5) pays its ROM reload (~100 ms) to keep every seed exact."""
-
-    def __init__(self, env: gym.Env) -> None:
-        self.env = env
-
-    def start(self, seed: int) -> Started:
-        obs, info = self.env.reset(seed=seed)
-        return Started(obs, info)
-
-    def restart(self, seed: int, start_state: Mapping[str, Any] | None) -> Started:
-        obs, info = self.env.reset(seed=seed)
-        return Started(obs, info)
 
 
 @dataclass(frozen=True)
@@ -357,8 +319,11 @@ def make_env(env_id: str, kwargs: dict[str, Any], backend_name: str | None = Non
     try:
         env = backend.make_raw(env_id, dict(kwargs))
     except (TypeError, ValueError, gym.error.Error) as e:
+        # gymnasium appends "was raised from the environment creator for ID with kwargs (every kwarg)":
+        # the line already names the env and the user's kwargs, so only the cause is kept.
+        cause = str(e).split(" was raised from the environment creator")[0]
         raise EnvCreationError(
-            f"cannot make {env_id} with {kwargs or 'no kwargs'}: {e}", "check the --env-kwarg names and values"
+            f"cannot make {env_id} with {kwargs or 'no kwargs'}: {cause}", "check the --env-kwarg names and values"
         ) from e
     except RuntimeError as e:
         hint = "only one stable-retro emulator can run per process" if "emulator" in str(e) else "see GYMREC_DEBUG=1"
@@ -377,3 +342,19 @@ def make_env(env_id: str, kwargs: dict[str, Any], backend_name: str | None = Non
         frameskip=frameskip,
         history_info=backend.history_info,
     )
+
+
+class RecordedEnv(Protocol):
+    """What an episode records about its env (``shared.attrs.EpisodeAttrs`` has these fields)."""
+
+    @property
+    def env_id(self) -> str: ...
+    @property
+    def env_kwargs(self) -> Mapping[str, Any]: ...
+    @property
+    def backend(self) -> str: ...
+
+
+def make_env_for(recorded: RecordedEnv) -> MadeEnv:
+    """The env an episode was recorded in, built from its attributes (recovery and replay both use this)."""
+    return make_env(recorded.env_id, dict(recorded.env_kwargs), recorded.backend)

@@ -76,14 +76,18 @@ def dotenv_token(path: Path) -> str | None:
     return None
 
 
-def login_cache_path(environ: Mapping[str, str]) -> Path:
-    """The token file huggingface_hub's login writes (its own resolution of HF_TOKEN_PATH / HF_HOME)."""
+def login_cache_path(environ: Mapping[str, str]) -> Path | None:
+    """The token file huggingface_hub's login writes (its own resolution of HF_TOKEN_PATH / HF_HOME).
+
+    None when the mapping names no home at all: there is no login to find, and ``Path.home()`` is the
+    CLI edge's business, not a fallback here.
+    """
     if environ.get("HF_TOKEN_PATH"):
         return Path(environ["HF_TOKEN_PATH"]).expanduser()
     if environ.get("HF_HOME"):
         return Path(environ["HF_HOME"]).expanduser() / "token"
-    cache = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME", str(Path.home()))) / ".cache")
-    return Path(cache).expanduser() / "huggingface" / "token"
+    cache = environ.get("XDG_CACHE_HOME") or (str(Path(environ["HOME"]) / ".cache") if environ.get("HOME") else "")
+    return Path(cache).expanduser() / "huggingface" / "token" if cache else None
 
 
 def _cached_token(path: Path) -> str | None:
@@ -105,7 +109,7 @@ def resolve_token(environ: Mapping[str, str], cwd: Path) -> tuple[str | None, st
     if token:
         return token, str(dotenv)
     cache = login_cache_path(environ)
-    token = _cached_token(cache) or ""
+    token = (_cached_token(cache) if cache is not None else None) or ""
     return (token, str(cache)) if token else (None, None)
 
 

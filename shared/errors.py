@@ -165,8 +165,7 @@ class RecoveryError(GymrecError, RuntimeError):
 # --- hub / dataset ----------------------------------------------------------------------------
 #
 # ``hub_error`` below is the one table from an HTTP answer to these classes. The uploader and replay
-# each translate huggingface_hub's exceptions in one place (``uploader.hub_errors``,
-# ``replay.hub_errors``) by handing the status code, ``X-Error-Code`` and ``Retry-After`` to it.
+# translate huggingface_hub's exceptions in one place (``shared.hub_client``) by handing the status code, ``X-Error-Code`` and ``Retry-After`` to it.
 
 
 class HubError(GymrecError):
@@ -311,6 +310,12 @@ class LossyExportError(ExportError, ValueError):
 
 class ExportEnvError(ExportError, ValueError):
     """The episodes cannot share one env spec (mixed envs or kwargs), or the env cannot be described."""
+
+
+class ExportCorruptError(ExportError, ValueError):
+    """Every episode an export would write is damaged, so nothing was written."""
+
+    exit_code = 5  # the corruption code, as replay's
 
 
 class ExportDiskFullError(ExportError, OSError):

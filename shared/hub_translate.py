@@ -1,7 +1,7 @@
 """The one translation of Hub-client failures into ``shared.errors``, for the uploader and replay alike.
 
-``shared`` never imports huggingface_hub (only the uploader and replay do), so the client's exception
-classes come in as a ``HubClientErrors`` value that each of them builds once from its own import;
+This module never imports huggingface_hub, so the client's exception classes come in as a
+``HubClientErrors`` value, built once by ``shared.hub_client`` (the one importer of the client);
 the mapping itself (HTTP status -> typed error, via ``shared.errors.from_response``) exists only here
 and in the table it calls.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from gymrec.shared.errors import GymrecError, RepoIdError, from_response, transport_errors, unreachable
 
@@ -44,15 +44,3 @@ def translating(client: HubClientErrors, what: str, endpoint: str | None) -> Ite
         raise RepoIdError(f"{what!r} is not a valid repo id", "use the form owner/name") from e
     except client.not_reached as e:
         raise unreachable(what, endpoint, e) from e
-
-
-class HasTimeout(Protocol):
-    timeout: Any
-
-
-def set_timeout(session: HasTimeout, seconds: float) -> None:
-    """huggingface_hub's shared HTTP client waits forever (``timeout=None``): a stalled Hub would stall us.
-
-    Set once at the CLI edge; a timeout is a transport failure, retried like a dropped connection.
-    """
-    session.timeout = seconds  # httpx accepts a float for every phase

@@ -57,8 +57,11 @@ def load_keymap(backend: str, path: Path | None = None) -> Keymap:
         ) from e
     parse = {"ale": _parse_ale, "vizdoom": _parse_vizdoom}.get(backend, _parse_retro)
     keymap = parse(data, source)
+    if not any(keymap.sections.values()):  # a window nobody can play would record an idle game as human play
+        where = "[bindings]" if backend != "retro" else "a console table such as [Genesis]"
+        raise KeymapError(f"keymap {source} binds no keys", f"add bindings under {where}; shared/keymaps/{builtin}.toml shows the format")
     # Stored with every episode and published: the file's name and content hash, never its path (a
-    # home directory names the player); a parse error above still names the whole path, locally.
+    # home directory names the player); an error above still names the whole path, locally.
     return keymap if path is None else dataclasses.replace(keymap, source=published_source(Path(path), text))
 
 

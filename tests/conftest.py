@@ -23,6 +23,31 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+# The two tiers: `make check` runs what is not slow (unit and contract tests, < 2 minutes on 2 cores),
+# `make test` runs everything. Whole modules of end-to-end runs and campaigns are slow by name here
+# (measured with --durations); a single heavy test elsewhere carries @pytest.mark.slow.
+SLOW_MODULES = frozenset({
+    "test_reliability_recorder", "test_reliability_uploader", "test_reliability_power",  # R1-R7 campaigns
+    "test_throughput", "test_real_window", "test_workers", "test_powercut_fs",
+    "test_export_minari", "test_export_video", "test_uploader_hub", "test_hubserver",
+    "test_dataset_human_fields", "test_integrity", "test_uploader_paths", "test_uploader_local",
+    "test_readme_paths", "test_replay_sources",
+})
+# Single heavy tests (module::function) in otherwise quick modules: kills and CLI subprocess tables.
+SLOW_TESTS = frozenset({
+    "test_recovery::test_sigkill_loses_no_step",
+    "test_recorder_errors::test_bad_input",
+    "test_recorder_errors::test_full_disk_keeps_the_episode_so_far",
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        name = getattr(item, "originalname", item.name)
+        if item.path.stem in SLOW_MODULES or f"{item.path.stem}::{name}" in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _headless_and_offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")

@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pygame
 
-from gymrec.recorder.cli import keymap_record
+from gymrec.recorder.play_source import keymap_record
 from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.controllers import HumanController
 from gymrec.shared import layout, schema

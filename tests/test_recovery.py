@@ -15,8 +15,8 @@ import pytest
 from gymrec.recorder.recovery import FAILED_NOTE, recover_orphans
 from gymrec.recorder.writer import EpisodeWriter
 from gymrec.shared import schema
-from gymrec.shared.attrs import EpisodeAttrs, make_env_for
-from gymrec.shared.backends import make_env
+from gymrec.shared.attrs import EpisodeAttrs
+from gymrec.shared.backends import make_env, make_env_for
 from gymrec.shared.episode import Episode
 from gymrec.shared.spool import partial_episodes
 from tests.conftest import BIN

@@ -15,13 +15,13 @@ import click
 from gymrec.shared.cli_errors import FiniteFloat, OneLineGroup, cli_edge, configure_logging, debug_enabled
 from gymrec.shared.credentials import hub_access
 from gymrec.shared.errors import AuthError, DatasetError, HubUnavailableError
+from gymrec.shared.hub_client import set_request_timeout
 from gymrec.shared.paths import data_dir, default_spool
 from gymrec.shared.spool import check_spool
 from gymrec.uploader.config import UploaderConfig, check_repo_id
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.daemon import Uploader
 from gymrec.uploader.hub import HubPusher, RetryPolicy
-from gymrec.uploader.hub_errors import set_request_timeout
 from gymrec.uploader.local import LocalWriter
 from gymrec.uploader.status import STATES, spool_status
 

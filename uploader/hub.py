@@ -8,7 +8,7 @@ answer was lost, or an adopted batch; nothing is committed), info.json at the he
 commit. A commit that lost a race (the head moved) fails with a conflict and is retried on the new
 head, so info.json and the card count every episode exactly once.
 
-Every huggingface_hub / HTTP failure is translated into ``shared.errors`` by ``uploader.hub_errors``.
+Every huggingface_hub / HTTP failure is translated into ``shared.errors`` by ``shared.hub_client``.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from gymrec.shared.errors import (
     HubError,
     HubUnavailableError,
 )
+from gymrec.shared.hub_client import hub_call, offline_mode
 from gymrec.uploader import card, compact, info
 from gymrec.uploader.convert import ConvertOptions
-from gymrec.uploader.hub_errors import hub_call, offline_mode
 from gymrec.uploader.shards import Batch
 
 log = logging.getLogger(__name__)

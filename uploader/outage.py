@@ -17,9 +17,9 @@ import threading
 from collections.abc import Callable
 
 from gymrec.shared.errors import HubUnavailableError, HubUnreachableError
+from gymrec.shared.hub_client import offline_mode
 from gymrec.uploader.card import plural
 from gymrec.uploader.hub import HubPusher, RetryPolicy
-from gymrec.uploader.hub_errors import offline_mode
 
 log = logging.getLogger(__name__)
 
