@@ -127,6 +127,7 @@ def by_reason(episodes: list[Episode]) -> dict[str, list[int]]:
 # --- an agent's endings and mistakes ------------------------------------------------------------------
 
 
+@pytest.mark.slow  # CLI runs in subprocesses: make test, not make check
 def test_agent_endings_and_mistakes_all_replay_identical(spool: Path, workdir: Path) -> None:
     (workdir / "bad_agents.py").write_text(BAD_AGENTS)
     play_args = ("--headless", "--seed", "1", "--spool", str(spool))
@@ -294,6 +295,7 @@ def _stop(proc: subprocess.Popen[str], how: str) -> tuple[str, str]:
     return out, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_a_stop_signal_seals_the_episode_as_quit_and_it_replays(how: str, spool: Path, workdir: Path) -> None:
     out, err = _stop(_start_and_wait(spool, workdir, 1), how)
@@ -303,6 +305,7 @@ def test_a_stop_signal_seals_the_episode_as_quit_and_it_replays(how: str, spool:
     assert err.strip().splitlines()[-1] == f"1 episode(s), {episode.length} steps recorded in {spool}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_stopped_workers_seal_their_episodes_as_quit_with_their_steps(how: str, spool: Path, workdir: Path) -> None:
     out, err = _stop(_start_and_wait(spool, workdir, 2, "--workers", "2", "--episodes", "4"), how)
@@ -314,6 +317,7 @@ def test_stopped_workers_seal_their_episodes_as_quit_with_their_steps(how: str, 
     assert err.strip().splitlines()[-1] == f"2 episode(s), {steps} steps recorded in {spool} by 2 workers"
 
 
+@pytest.mark.slow  # CLI runs in subprocesses: make test, not make check
 def test_a_sigkilled_recording_is_recovered_and_replays(spool: Path, workdir: Path) -> None:
     proc = _start_and_wait(spool, workdir, 1)
     os.killpg(proc.pid, signal.SIGKILL)  # the recorder and its writer process: nothing gets to seal

@@ -23,10 +23,11 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pygame
+import pytest
 
-from gymrec.recorder.play_source import keymap_record
 from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.controllers import HumanController
+from gymrec.recorder.play_source import keymap_record
 from gymrec.shared import layout, schema
 from gymrec.shared.checksums import resign
 from gymrec.shared.episode import Episode
@@ -39,6 +40,7 @@ from tests.test_endings import window_session
 from tests.test_play_human import DOWN, ScriptedClock, tap
 from tests.uploader_helpers import clean_env, run_uploader
 
+pytestmark = pytest.mark.slow  # uploads, exports and recordings in subprocesses: make test, not make check
 REPO = "tester/published-bytes"
 TOKEN = "hf_test_token"  # the hub fixture's
 ATARI = "BreakoutNoFrameskip-v4"
