@@ -71,7 +71,7 @@ stress: $(STAMP)
 		tests/test_reliability_power.py $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check recorder uploader shared replay export tests bench
+	$(BIN)/ruff check recorder uploader shared replay export tests bench tools
 	$(BIN)/mypy recorder uploader shared replay export
 	$(BIN)/lint-imports
 
