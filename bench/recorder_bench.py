@@ -43,8 +43,8 @@ class _LatenessClock(FixedRateClock):
         super().__init__(fps)
         self.samples: list[float] = []
 
-    def wait(self) -> float:
-        late = super().wait()
+    def wait(self, not_before: float | None = None) -> float:
+        late = super().wait(not_before)
         self.samples.append(late)
         return late
 

@@ -59,6 +59,9 @@ CONTROL_LINES = ("Esc: quit    P: pause    Backspace: discard episode    F1: hel
                  "  with --takeover only while you have control (T), not while the agent plays",
                  "T (with --takeover): take control from the agent, or give it back")
 START_LINE = "press any key or button to start"
+# A frame drawn late stays up at least this many periods (the schedule shifts instead): a player can
+# only answer a frame that was on screen.
+MIN_SHOWN_PERIODS = 0.5
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class GameWindow:
         self.help_visible = False
         self.input_log = InputLog()
         self.shown_ns = 0  # time.monotonic_ns() of the last frame put on screen
+        self._shown_at = 0.0  # the same moment on the clock's own time base
         self.gamepads = Gamepads()
         self._state = InputState()
         self._queue: deque[pygame.event.Event] = deque()
@@ -200,7 +204,7 @@ class GameWindow:
         self._render(frame, hud, mark)
         shown = self.shown_ns
         while True:
-            late = self.clock.wait()  # the frame period: the clock's idle pump gathers input meanwhile
+            late = self._frame_period()  # the clock's idle pump gathers input meanwhile
             while (commands := self._poll()).any:
                 discard = discard or commands.discard
                 toggle = toggle != commands.takeover
@@ -213,7 +217,7 @@ class GameWindow:
                     if not discard:  # back in play: the frame is on screen again, for a whole period
                         self._render(frame, hud, mark)
                         shown = self.shown_ns
-                        late = self.clock.wait()
+                        late = self._frame_period()
                 if commands.quit:
                     return TickInput(self._take_keys(), True, discard, paused_for, shown)
                 if commands.rewind and not discard:
@@ -223,6 +227,10 @@ class GameWindow:
             if not wait_for_input or self._state.held or self._state.latched or toggle:
                 return TickInput(self._take_keys(), False, False, paused_for, shown, toggle, late_s=late)
             self._render(frame, hud, mark)  # step mode: the same frame, the status bar kept current
+
+    def _frame_period(self) -> float:
+        """Wait out the frame on screen: to its deadline, and at least half a period after it went up."""
+        return self.clock.wait(not_before=self._shown_at + self.clock.period * MIN_SHOWN_PERIODS)
 
     def _take_keys(self) -> frozenset[str]:
         keys, self._state = take_step_keys(self._state)
@@ -330,6 +338,7 @@ class GameWindow:
         self._bar.draw(self._screen, self._game.height, hud, self.clock.measured_fps(), self.clock.now(), mark)
         pygame.display.flip()
         self.shown_ns = time.monotonic_ns()
+        self._shown_at = self.clock.now()
 
     def _blit_frame(self, frame: np.ndarray) -> None:
         assert self._screen is not None and self._frame_surface is not None and self._game_view is not None

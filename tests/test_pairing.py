@@ -63,15 +63,15 @@ class PixelBot(FixedRateClock):
     def _post(self, kind: int, key: int) -> None:
         pygame.event.post(pygame.event.Event(kind, key=key, mod=0, unicode="", scancode=0))
 
-    def wait(self) -> float:
+    def wait(self, not_before: float | None = None) -> float:
         if self.start:
             key = self.start.pop(0)
             self._post(pygame.KEYDOWN, key)
             self._post(pygame.KEYUP, key)
-            return super().wait()
+            return super().wait(not_before)
         if self.seen >= self.done_after:
             self._post(pygame.KEYDOWN, pygame.K_ESCAPE)
-            return super().wait()
+            return super().wait(not_before)
         screen = pygame.display.get_surface()
         area = self.window.game_area
         shown = pygame.surfarray.array3d(screen.subsurface(area)).swapaxes(0, 1)[:: self.window.scale, :: self.window.scale]
@@ -88,7 +88,7 @@ class PixelBot(FixedRateClock):
             if key is not None:
                 self._post(pygame.KEYDOWN, key)
             self.held = key
-        return super().wait()
+        return super().wait(not_before)
 
 
 def _play(spool: Path, env_id: str, *, tap: bool = False, step_mode: bool = False, takeover: bool = False,

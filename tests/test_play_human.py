@@ -38,7 +38,7 @@ class ScriptedClock(FixedRateClock):
         self.waits = 0
         self.late = late  # every tick says it was at least this late (quality fields' late frames)
 
-    def wait(self) -> float:
+    def wait(self, not_before: float | None = None) -> float:
         for kind, code in self.script.get(self.waits, []):
             if kind in (DOWN, UP):
                 event = pygame.event.Event(kind, key=code, mod=0, unicode="", scancode=0)
@@ -49,7 +49,7 @@ class ScriptedClock(FixedRateClock):
                 event = pygame.event.Event(kind, button=code, instance_id=0)
             pygame.event.post(event)
         self.waits += 1
-        return max(super().wait(), self.late)
+        return max(super().wait(not_before), self.late)
 
 
 def axis(which: int, value: int) -> int:

@@ -1,14 +1,8 @@
-"""A real X window: gymrec-play under Xvfb, driven by real key presses from xdotool.
-
-Everything else in the suite posts pygame events to a dummy video driver; this test goes through
-the X server, the SDL x11 driver and the keyboard focus, as a person at the keyboard would.
-"""
+"""A real X window: gymrec-play under Xvfb, driven by real key presses from xdotool (helpers: tests.xwindow)."""
 
 from __future__ import annotations
 
 import os
-import select
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,10 +16,10 @@ from PIL import Image
 from gymrec.recorder.statusbar import BAR_HEIGHT
 from gymrec.shared.episode import Episode
 from tests.conftest import BIN
+from tests.xwindow import find_window, geometry, input_events, needs, play_env, xvfb
+from tests.xwindow import x as _x
 
-TOOLS = ("Xvfb", "xdotool", "import")
-MISSING = [tool for tool in TOOLS if shutil.which(tool) is None]
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)} (Debian: xvfb, xdotool, imagemagick)")
+pytestmark = needs("Xvfb", "xdotool", "import")
 
 BREAKOUT_ACTIONS = {"NOOP": 0, "FIRE": 1, "RIGHT": 2, "LEFT": 3}  # ALE/Breakout-v5's minimal action set
 SCALE = 3  # gymrec-play's default --scale
@@ -33,74 +27,19 @@ SCALE = 3  # gymrec-play's default --scale
 
 @pytest.fixture
 def display() -> Iterator[str]:
-    """An Xvfb server on a display number it picks itself (-displayfd), so parallel runs never clash."""
-    read_fd, write_fd = os.pipe()
-    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-                              pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_fd)
-    try:
-        ready, _, _ = select.select([read_fd], [], [], 15)
-        number = os.read(read_fd, 64).decode().strip() if ready else ""
-        if not number:
-            pytest.skip("Xvfb did not start")
-        yield f":{number}"
-    finally:
-        os.close(read_fd)
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def _x(display: str, *args: str, timeout: float = 15) -> str:
-    out = subprocess.run(list(args), env={**os.environ, "DISPLAY": display}, capture_output=True, text=True,
-                         timeout=timeout, check=True)
-    return out.stdout
-
-
-def _geometry(display: str, window: str) -> dict[str, int]:
-    shell = _x(display, "xdotool", "getwindowgeometry", "--shell", window)
-    return {k: int(v) for k, v in (line.split("=") for line in shell.split()) if k in ("X", "Y", "WIDTH", "HEIGHT")}
-
-
-def _find_window(display: str, play: subprocess.Popen[str], timeout: float = 20) -> str:
-    """The game window (SDL makes short-lived helper windows too: pick the one of the frame's size).
-
-    Found by class: xdotool 3.2016's --name does not match SDL's UTF-8 window titles.
-    """
-    env = {**os.environ, "DISPLAY": display}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = subprocess.run(["xdotool", "search", "--class", "gymrec"], env=env, capture_output=True, text=True,
-                               timeout=10)
-        for window in found.stdout.split():
-            try:
-                if _geometry(display, window)["WIDTH"] == 160 * SCALE:
-                    return window
-            except subprocess.CalledProcessError:
-                continue  # gone already
-        if play.poll() is not None:
-            raise AssertionError(f"gymrec-play exited {play.returncode} before its window appeared: {play.communicate()[1]}")
-        time.sleep(0.1)
-    raise AssertionError("no gymrec window appeared")
-
-
-def _events(episode: Episode) -> list[tuple[int, str, int]]:
-    """The input log as (absolute monotonic ns, kind, key code)."""
-    log = episode.input_log()
-    assert log is not None
-    return [(log["origin_ns"] + t, log["kinds"][k], code)
-            for t, k, code in zip(log["t_ns"], log["kind"], log["code"], strict=True)]
+    with xvfb() as number:
+        yield number
 
 
 def test_real_key_presses_are_recorded(display: str, tmp_path: Path) -> None:
     import pygame
 
     spool, shot = tmp_path / "spool", tmp_path / "shot.png"
-    env = {k: v for k, v in os.environ.items() if k != "SDL_VIDEODRIVER"}  # SDL picks x11
-    env |= {"DISPLAY": display, "SDL_AUDIODRIVER": "dummy"}
+    env = play_env(display)
     play = subprocess.Popen([str(BIN / "gymrec-play"), "ALE/Breakout-v5", "--spool", str(spool), "--seed", "1"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        window = _find_window(display, play)
+        window = find_window(display, play, 160 * SCALE)
         _x(display, "xdotool", "windowfocus", "--sync", window)
         time.sleep(0.7)  # ten ticks at 15 steps/s: without the start gate these would be recorded
         _x(display, "xdotool", "key", "n")  # starts the episode; n is bound to nothing
@@ -114,7 +53,7 @@ def test_real_key_presses_are_recorded(display: str, tmp_path: Path) -> None:
             _x(display, "xdotool", "keyup", key)
             time.sleep(0.2)
         _x(display, "import", "-window", "root", str(shot))
-        geometry = _geometry(display, window)
+        where = geometry(display, window)
         _x(display, "xdotool", "key", "F1")  # help: a modal that pauses the game
         time.sleep(0.6)
         _x(display, "xdotool", "key", "F1")
@@ -135,7 +74,7 @@ def test_real_key_presses_are_recorded(display: str, tmp_path: Path) -> None:
     assert episode.end_reason == "quit" and episode.attrs.collector == "human"
 
     # The input log: monotonic, with every key that was sent, in order.
-    events = _events(episode)
+    events = input_events(episode)
     assert [t for t, _, _ in events] == sorted(t for t, _, _ in events)
     downs = [code for _, kind, code in events if kind == "key_down"]
     assert downs == [pygame.K_n, pygame.K_SPACE, pygame.K_LEFT, pygame.K_RIGHT, pygame.K_F1, pygame.K_F1,
@@ -154,7 +93,7 @@ def test_real_key_presses_are_recorded(display: str, tmp_path: Path) -> None:
 
     # The status bar is outside the game: the window is the frame scaled by 3, plus the bar below,
     # and the screenshot of the game area is a recorded frame, pixel for pixel.
-    x, y, w, h = geometry["X"], geometry["Y"], geometry["WIDTH"], geometry["HEIGHT"]
+    x, y, w, h = where["X"], where["Y"], where["WIDTH"], where["HEIGHT"]
     assert (w, h) == (160 * SCALE, 210 * SCALE + BAR_HEIGHT)
     game = np.asarray(Image.open(shot).convert("RGB"))[y : y + 210 * SCALE, x : x + w]
     assert len(np.unique(game.reshape(-1, 3), axis=0)) >= 6
@@ -167,12 +106,12 @@ def test_real_key_presses_are_recorded(display: str, tmp_path: Path) -> None:
 
 def test_rewind_and_play_on_makes_two_linked_episodes_that_replay(display: str, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
-    env = {k: v for k, v in os.environ.items() if k != "SDL_VIDEODRIVER"} | {"DISPLAY": display, "SDL_AUDIODRIVER": "dummy"}
+    env = play_env(display)
     play = subprocess.Popen([str(BIN / "gymrec-play"), "BreakoutNoFrameskip-v4", "--fps", "30", "--spool", str(spool),
                              "--seed", "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
-        window = _find_window(display, play)
+        window = find_window(display, play, 160 * SCALE)
         _x(display, "xdotool", "windowfocus", "--sync", window)
         _x(display, "xdotool", "key", "n")
         _x(display, "xdotool", "keydown", "Right")

@@ -102,9 +102,9 @@ class _HookClock(FixedRateClock):
         super().__init__(1000)
         self.hook = hook
 
-    def wait(self) -> float:
+    def wait(self, not_before: float | None = None) -> float:
         self.hook()
-        return super().wait()
+        return super().wait(not_before)
 
 
 def test_paused_tick_keeps_rendering_until_unpaused(open_window: Callable[..., GameWindow]) -> None:
@@ -264,11 +264,11 @@ class _CountingClock(FixedRateClock):
         self.script = script
         self.waits = 0
 
-    def wait(self) -> float:
+    def wait(self, not_before: float | None = None) -> float:
         for event in self.script.get(self.waits, []):
             pygame.event.post(event)
         self.waits += 1
-        return super().wait()
+        return super().wait(not_before)
 
 
 def down_event(key: int) -> pygame.event.Event:
@@ -410,3 +410,17 @@ def test_clock_restart_and_bad_fps() -> None:
     assert clock.measured_fps() == 0.0
     with pytest.raises(ValueError):
         FixedRateClock(0)
+
+
+def test_a_frame_drawn_late_still_stays_up_half_a_period() -> None:
+    """``not_before``: the window's frame went up late (a slow step), so its period ends no earlier than
+    half a period after the draw; the schedule shifts by the difference instead of squeezing frames."""
+    fake = FakeTime()
+    clock = FixedRateClock(100, now=fake.now, sleep=fake.sleep)
+    clock.wait()
+    fake.work(0.009)  # the step and the draw took 9 of the 10 ms: the frame goes up at 9 ms
+    shown = fake.t
+    assert clock.wait(not_before=shown + 0.005) < 0.0002  # not late: the period ends 5 ms after the draw
+    assert fake.t - shown == pytest.approx(0.005, abs=0.0002)
+    clock.wait()
+    assert fake.t - shown == pytest.approx(0.015, abs=0.0002)  # the grid moved by the 4 ms it had to
