@@ -64,6 +64,10 @@ MOVES = MappingProxyType({
     "replay.sources": "shared.spool.sources",
     # Env backends.
     "shared.backends": "shared.envs.backends",
+    "shared.env_backend": "shared.envs.base",
+    "shared.ale_backend": "shared.envs.ale",
+    "shared.vizdoom_backend": "shared.envs.vizdoom",
+    "shared.retro_backend": "shared.envs.retro",
     "shared.ale_start": "shared.envs.ale_start",
     "shared.starters": "shared.envs.starters",
     # Keymaps (the builtin TOML files are already in shared/keymaps/).
