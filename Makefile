@@ -65,10 +65,17 @@ bench: $(STAMP)
 	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 $(BIN)/python -m bench $(ARGS)
 
 # The reliability suites at full size (50 kills, 50 power cuts, more races); make test runs them smaller.
+# Each passing suite stores its figures in tests/stress_results.json; docs/reliability.md is rendered from it.
 stress: $(STAMP)
-	GYMREC_STRESS=1 SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 \
+	GYMREC_STRESS=1 GYMREC_STRESS_RESULTS=tests/stress_results.json \
+		SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 \
 		$(BIN)/python -m pytest -q -s tests/test_reliability_recorder.py tests/test_reliability_uploader.py \
-		tests/test_reliability_power.py $(ARGS)
+		tests/test_reliability_power.py $(ARGS); status=$$?; $(BIN)/python -m bench.report; exit $$status
+
+# The performance and reliability tables in docs/, from bench/results.json and tests/stress_results.json.
+.PHONY: docs
+docs: $(STAMP)
+	$(BIN)/python -m bench.report
 
 lint: $(STAMP)
 	$(BIN)/ruff check recorder uploader shared replay export tests bench tools

@@ -3,6 +3,10 @@
 Usage: ``python -m bench [ID ...]`` (e.g. ``python -m bench P1 P3``); no IDs runs everything.
 Exits 1 when any row misses its target. ``P2`` runs the dummy-driver loop and the real X window
 (``P2X`` alone: the window only, which needs Xvfb and xdotool).
+
+The rows are also stored in ``bench/results.json`` with the machine, the date and each suite's load
+before and after (``bench.results``), and the table in docs/performance.md is rendered from them
+(``bench.report``). A run of some IDs replaces only the rows it measured again.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
-from bench import cli_bench, recorder_bench  # noqa: E402
+from bench import cli_bench, recorder_bench, report, results  # noqa: E402
 
 Row = dict[str, Any]
 
@@ -84,7 +88,7 @@ SUITES: Mapping[str, Callable[[], list[Row]]] = MappingProxyType({
     "P7": p7_rows,
     "P8": scale_rows,
     "E1": export_rows,
-    "R1": rewind_rows,
+    "RW": rewind_rows,
 })
 # P5 comes with P1 (it replays P1's recording); P9 and the read speed with P8; E2/E3 (video) with E1.
 # P2X is P2 in a real X window (Xvfb); ``P2`` runs both.
@@ -103,20 +107,26 @@ def _suites(argv: list[str]) -> list[str]:
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
     wanted = _suites(argv)
+    run = results.machine()
     load_start = os.getloadavg()[0]
     rows: list[Row] = []
+    stored: list[dict[str, Any]] = []
     for key in dict.fromkeys(wanted):
-        start = time.perf_counter()
+        start, before = time.perf_counter(), results.load()
         print(f"running {key} ...", file=sys.stderr, flush=True)
-        rows += SUITES[key]()
+        measured = SUITES[key]()
+        # Shared machines make timings noisy: each row keeps how busy this one was around its suite.
+        stored += [results.bench_row(r, run["date"], (before, results.load())) for r in measured]
+        rows += measured
         print(f"  {key} took {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    rows.sort(key=lambda r: (r["id"][0], int(r["id"][1:])))
-    # Shared machines make timings noisy: say how busy this one was (1-minute load average).
+    rows.sort(key=results.row_order)
     print(f"{os.cpu_count()} cores, load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     print(f"{'id':<4} {'measure':<58} {'value':>10} {'target':>8}  ok    note")
     for r in rows:
         value = r["fmt"].format(r["value"]) if isinstance(r["value"], int | float) else str(r["value"])
         print(f"{r['id']:<4} {r['what']:<58} {value:>10} {r['target']:>8}  {'yes' if r['ok'] else 'NO ':<4}  {r['note']}")
+    results.save_bench(results.BENCH_RESULTS, run["date"], run, stored, full=set(wanted) >= set(SUITES))
+    report.main([])
     return 0 if all(r["ok"] for r in rows) else 1
 
 

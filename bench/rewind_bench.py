@@ -1,4 +1,4 @@
-"""R1: rewinding 60 s of play, and snapshot memory per hour, per backend.
+"""RW: rewinding 60 s of play, and snapshot memory per hour, per backend.
 
 Measured on the Rewinder alone: the time to put the env back in its exact state 60 s earlier (the
 target: 0.5 s for Atari), the time to bring back every frame of those 60 s one by one (what holding
@@ -50,7 +50,7 @@ def _one(env_id: str, key: str) -> Row:
         per_hour = rewinder.memory_bytes * scale / 2**20
     finally:
         env.close()
-    return {"id": "R1", "what": f"rewind {played / made.native_fps:.0f} s of play: {env_id}", "value": jump,
+    return {"id": "RW", "what": f"rewind {played / made.native_fps:.0f} s of play: {env_id}", "value": jump,
             "fmt": "{:.3f} s", "target": "<= 0.5 s", "ok": jump <= 0.5 and per_hour <= 50,
             "note": f"to the start; every frame back: {every_frame:.2f} s ({count} frames); "
                     f"snapshots {per_hour:.1f} MB/hour (<= 50)"}

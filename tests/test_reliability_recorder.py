@@ -28,6 +28,7 @@ from gymrec.shared import schema
 from gymrec.shared.episode import Episode
 from gymrec.shared.errors import GymrecError
 from gymrec.shared.spool import partial_episodes, sealed_episodes
+from tests import stress_results
 from tests.conftest import run_cli
 from tests.reliability_cases import R5_CASES, BadInput, CaseDir, Unavailable, fill, still_usable
 from tests.reliability_helpers import (
@@ -278,11 +279,12 @@ def test_r1_sigkill_at_random_moments_loses_nothing(spool: Path, workdir: Path) 
     rows = {line[:8]: line for line in replay.stdout.splitlines()}
     identical = sum("identical" in rows.get(e.id[:8], "") for e in to_replay)
     kills = sum(campaign.kills.values())
-    print(f"\nR1: {kills} kills ({dict(campaign.kills)}; landed {dict(campaign.landed)}), "
-          f"{len(campaign.journaled)} orphans, {len(sealed)} episodes, {len(unreadable)} unreadable, "
-          f"{lost} steps lost, {len(not_exact)} not bit-exact, {len(left)} .partial left ({len(failed)} failed), "
-          f"{len(staging)} staging dirs left, {identical}/{len(to_replay)} replays identical (seed {R1_SEED}); "
-          f"{campaign.leaked_engines} VizDoom engine processes outlived their killed recorder")
+    summary = (f"R1: {kills} kills ({dict(campaign.kills)}; landed {dict(campaign.landed)}), "
+               f"{len(campaign.journaled)} orphans, {len(sealed)} episodes, {len(unreadable)} unreadable, "
+               f"{lost} steps lost, {len(not_exact)} not bit-exact, {len(left)} .partial left ({len(failed)} failed), "
+               f"{len(staging)} staging dirs left, {identical}/{len(to_replay)} replays identical (seed {R1_SEED}); "
+               f"{campaign.leaked_engines} VizDoom engine processes outlived their killed recorder")
+    print(f"\n{summary}")
 
     missed = [w for w in LANDED_WINDOWS if not campaign.landed[w]]
     assert not missed, f"no kill landed {missed} in {TOP_UPS} extra tries: those windows went untested"
@@ -299,6 +301,12 @@ def test_r1_sigkill_at_random_moments_loses_nothing(spool: Path, workdir: Path) 
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert identical == len(to_replay), replay.stdout
     assert campaign.journaled, "no kill left an orphan: the suite did not test recovery"
+    stress_results.record("R1", summary, {
+        "kills": kills, "episodes": len(sealed), "orphans recovered": len(campaign.journaled),
+        "unreadable": len(unreadable), "steps lost": lost, ".partial left": len(left),
+        "replays identical": f"{identical}/{len(to_replay)}", "kills while sealing": campaign.landed["seal: before the rename"],
+        "kills mid-recovery": campaign.landed["recovery: mid-recovery"],
+        "VizDoom engines outlived their recorder": campaign.leaked_engines})
 
 
 def start_until_first_chunk(env_id: str, seed: int, spool: Path, workdir: Path,
@@ -448,9 +456,17 @@ def r5_ran(request: pytest.FixtureRequest) -> Iterator[list[BadInput]]:
     selected = [i for i in request.session.items if i.module is request.module
                 and i.originalname == "test_r5_bad_inputs_give_one_line_and_change_nothing"]
     total = record_r5_count(request.config, "gymrec-play/gymrec-replay", len(ran))
-    print(f"\nR5: {len(ran)} cases ran for gymrec-play/gymrec-replay ({len(selected)} selected){total}")
+    summary = f"R5: {len(ran)} cases ran for gymrec-play/gymrec-replay ({len(selected)} selected){total}"
+    print(f"\n{summary}")
     if len(selected) == len(R5_CASES):  # the whole catalogue ran: the minimum applies
         assert len(ran) >= R5_PLAY_REPLAY_MIN, f"only {len(ran)} R5 cases ran"
+        if request.session.testsfailed == 0:  # every case that ran behaved: its outcome is its expectation
+            expected = Counter(c.expect for c in ran if not c.known_bug)
+            stress_results.record("R5 play/replay", summary, {
+                "cases ran": len(ran), "one-line errors": expected["error"], "recovered as designed": expected["recovered"],
+                "carried on (bad entry, small /dev/shm)": expected["works"], "reported diverged": expected["diverged"],
+                "skipped": len(selected) - len(ran), "spool files changed": 0,
+                "known bugs": sum(bool(c.known_bug) for c in R5_CASES)})
 
 
 @pytest.mark.parametrize("case", R5_CASES, ids=[c.name for c in R5_CASES])

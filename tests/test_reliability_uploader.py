@@ -46,6 +46,7 @@ from uploader_helpers import local_index
 
 from gymrec.shared import layout, schema
 from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX
+from tests import stress_results
 from tests.hub import FaultPlan, HubServer, running_hub
 from tests.recording import chunk_path
 from tests.reliability_helpers import record_r5_count
@@ -145,9 +146,13 @@ def test_r2_uploader_kills(tmp_path: Path, hub_at: Callable[[str], HubServer]) -
     done = sum(phases.values())
     assert work_left(spool) == [], f"R2: leftover work dirs {work_left(spool)}"
     assert sum(n for what, n in hit.items() if what != "idle") > 0, f"R2: no kill was seen to land mid-work {dict(hit)}"
-    print(f"\nR2: {done} kills, {duplicates} duplicates, {missing} missing, {orphaned} orphaned claims "
-          f"({len(sealed)} episodes; phases {dict(phases)}; observed {dict(hit)}; "
-          f"{len(work_left(spool))} leftover work dirs; {time.monotonic() - started:.0f}s)")
+    summary = (f"R2: {done} kills, {duplicates} duplicates, {missing} missing, {orphaned} orphaned claims "
+               f"({len(sealed)} episodes; phases {dict(phases)}; observed {dict(hit)}; "
+               f"{len(work_left(spool))} leftover work dirs; {time.monotonic() - started:.0f}s)")
+    print(f"\n{summary}")
+    stress_results.record("R2", summary, {
+        "kills": done, "episodes": len(sealed), "duplicates": duplicates, "missing": missing, "orphaned claims": orphaned,
+        "leftover work dirs": len(work_left(spool))})
 
 
 def _phase_reached(phase: str, hub: HubServer, spool: Path, work: set[str], uploads: int, commit_requests: int,
@@ -235,9 +240,11 @@ def test_r3_hub_faults_then_revoked_token(tmp_path: Path, hub_at: Callable[[str]
     waits = _retry_after_waits(hub.request_log)
     assert waits and min(waits) >= RETRY_AFTER_S * 0.95, f"Retry-After {RETRY_AFTER_S}s not waited: {waits}"
     duplicates, missing, _ = _assert_exactly_once(hub, spool, sealed, "R3")
-    print(f"\nR3: {episodes} episodes through {sum(kinds.values())} injected faults in {writes} write requests "
-          f"({dict(kinds)}), {duplicates} duplicates, {missing} missing, {len(runs)} run(s), "
-          f"Retry-After waited {min(waits):.2f}s (asked {RETRY_AFTER_S}s, {len(waits)} 429s), {time.monotonic() - started:.0f}s")
+    summary = (f"R3: {episodes} episodes through {sum(kinds.values())} injected faults in {writes} write requests "
+               f"({dict(kinds)}), {duplicates} duplicates, {missing} missing, {len(runs)} run(s), "
+               f"Retry-After waited {min(waits):.2f}s (asked {RETRY_AFTER_S}s, {len(waits)} 429s), "
+               f"{time.monotonic() - started:.0f}s")
+    print(f"\n{summary}")
 
     # A revoked token: one line, a non-zero exit, and every new episode stays queued, untouched.
     queued = {p.stem for p in record_cli(spool, ENV_ID, 2, 40, 99, tmp_path, env)}
@@ -249,7 +256,12 @@ def test_r3_hub_faults_then_revoked_token(tmp_path: Path, hub_at: Callable[[str]
     assert "refused the token" in lines[0] and "HF_TOKEN" in lines[0] and TOKEN not in done.stderr
     assert waiting_ids(spool) == queued and claims_left(spool) == []
     assert episode_contents(spool) == before and len(hub.commits(REPO)) == commits
-    print(f"R3: revoked token -> exit {done.returncode}, {len(lines)} stderr line, {len(queued)} episodes still queued")
+    revoked = f"R3: revoked token -> exit {done.returncode}, {len(lines)} stderr line, {len(queued)} episodes still queued"
+    print(revoked)
+    stress_results.record("R3", f"{summary}; {revoked}", {
+        "episodes": episodes, "injected faults": sum(kinds.values()), "write requests": writes,
+        "duplicates": duplicates, "missing": missing, f"s waited for a {RETRY_AFTER_S:g} s Retry-After": f"{min(waits):.2f}",
+        "stderr line for a revoked token": len(lines), "episodes still queued after it": f"{len(queued)}/{len(queued)}"})
 
 
 def test_r3_token_revoked_while_the_daemon_runs(tmp_path: Path, hub_at: Callable[[str], HubServer]) -> None:
@@ -318,9 +330,13 @@ def test_r4_four_uploaders_two_recorders(tmp_path: Path, hub_at: Callable[[str],
     land = landing(hub, REPO)
     front, _rows = card_totals_of(land.readme)
     assert {c["config_name"] for c in front["configs"]} == {"breakoutnoframeskip-v4", "ale-pong-v5"}
-    print(f"\nR4: 4 uploaders x 2 recorders, {len(sealed)} episodes, {duplicates} duplicates, {missing} missing, "
-          f"{orphaned} orphaned claims, card totals right (uploads per uploader {counts}; "
-          f"{hub.stats['commit']} commit requests for {len(sealed)} commits; {time.monotonic() - started:.0f}s)")
+    summary = (f"R4: 4 uploaders x 2 recorders, {len(sealed)} episodes, {duplicates} duplicates, {missing} missing, "
+               f"{orphaned} orphaned claims, card totals right (uploads per uploader {counts}; "
+               f"{hub.stats['commit']} commit requests for {len(sealed)} commits; {time.monotonic() - started:.0f}s)")
+    print(f"\n{summary}")
+    stress_results.record("R4", summary, {
+        "uploaders": 4, "recorders": 2, "episodes": len(sealed), "duplicates": duplicates, "missing": missing,
+        "orphaned claims": orphaned})
 
 
 # --- R5: bad input ---------------------------------------------------------------------------------------
@@ -484,10 +500,14 @@ def r5_ran(request: pytest.FixtureRequest) -> Iterator[list[str]]:
     yield ran
     selected = [i for i in request.session.items if i.module is request.module and i.originalname in R5_TESTS]
     total = record_r5_count(request.config, "gymrec-uploader", len(ran))
-    print(f"\nR5: {len(ran)} cases ran for gymrec-uploader ({len(selected)} selected){total}")
+    summary = f"R5: {len(ran)} cases ran for gymrec-uploader ({len(selected)} selected){total}"
+    print(f"\n{summary}")
     assert len(ran) == len(selected), f"{len(selected) - len(ran)} selected R5 uploader cases did not get to the end"
     if len(selected) == len(BAD) + len(LOCAL_BAD) + 1:  # the whole catalogue (plus the full-disk case)
         assert len(ran) >= R5_UPLOADER_MIN, f"only {len(ran)} R5 uploader cases ran"
+        if request.session.testsfailed == 0:  # a failed case's figures are not the suite's
+            stress_results.record("R5 uploader", summary, {
+                "cases ran": len(ran), "spool files changed": 0, "known bugs": sum(bool(c.known_bug) for c in BAD)})
 
 
 def _check_bad_input(case: Bad, c: Ctx, done: subprocess.CompletedProcess[str], before_tree: dict[str, str],
@@ -682,10 +702,14 @@ def test_r6_token_leaks(tmp_path: Path, hub_at: Callable[[str], HubServer]) -> N
     leaks = {k: v for k, v in hits.items() if v}
     scanned_spool = sum(1 for p in files if spool in p.parents)
     scanned_cache = sum(1 for p in files if tmp_path / "hf-home" in p.parents)
-    print(f"\nR6: scanned {len(hits)} files/streams ({len(streams)} streams, {scanned_spool} spool files, {scanned_cache} "
-          f"HF cache files, {len(hub.files(REPO))} dataset files incl. the card), {sum(leaks.values())} token occurrences")
+    summary = (f"R6: scanned {len(hits)} files/streams ({len(streams)} streams, {scanned_spool} spool files, "
+               f"{scanned_cache} HF cache files, {len(hub.files(REPO))} dataset files incl. the card), "
+               f"{sum(leaks.values())} token occurrences")
+    print(f"\n{summary}")
     assert (tmp_path / "hf-home").is_dir() and scanned_cache > 0 and scanned_spool > 0
     assert not leaks, leaks
+    stress_results.record("R6", summary, {"files and streams scanned": len(hits),
+                                          "token occurrences": sum(leaks.values())})
 
 
 
