@@ -57,8 +57,10 @@ check: $(STAMP)
 	$(BIN)/python -m pip check
 	$(TEST_ENV) $(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
-# Everything, what CI runs.
+# Everything, what CI runs. tests/sysdeps.sh installs the system packages some suites use (as root
+# with apt-get), or says in one line per suite which will skip and why.
 test: $(STAMP)
+	@./tests/sysdeps.sh
 	$(TEST_ENV) $(BIN)/python -m pytest -q $(ARGS)
 
 bench: $(STAMP)

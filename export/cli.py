@@ -8,8 +8,10 @@ whether stderr is a terminal) is read here and passed down in frozen configs.
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -17,18 +19,23 @@ import click
 
 from gymrec.export.minari_export import MinariConfig, export_minari
 from gymrec.export.progress import Progress, ProgressFactory, silent
-from gymrec.export.staging import check_target
+from gymrec.export.staging import check_target, prepare_folder
 from gymrec.export.video import VideoOptions, encode
+from gymrec.export.walk import each_episode
 from gymrec.replay.select import Job, Selection, jobs
+from gymrec.replay.sources import EXIT_CORRUPT, EpisodeSource
 from gymrec.shared.cli_errors import OneLineCommand, OneLineGroup, cli_edge, configure_logging
 from gymrec.shared.credentials import HubAccess, hub_access
 from gymrec.shared.errors import DatasetError, EpisodeNotFoundError
 from gymrec.shared.paths import default_spool
-from gymrec.shared.schema import EndReason
 
 PROG = "gymrec-export"
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 URL_LABELS = ("repository", "source", "homepage", "source code")
+
+
+def _warn(line: str) -> None:
+    click.echo(f"{PROG}: warning: {line}", err=True)
 
 
 def _progress() -> ProgressFactory:
@@ -44,7 +51,12 @@ def _progress() -> ProgressFactory:
 
 
 def _access(endpoint: str | None) -> HubAccess:
-    """The one token and endpoint rule every gymrec command uses (``shared.credentials``)."""
+    """The one token and endpoint rule every gymrec command uses (``shared.credentials``); called only
+    for a Hub source."""
+    # huggingface_hub logs each retry twice (its handler and the root's): the failure is one line at
+    # the edge; -v shows the retries.
+    verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
+    logging.getLogger("huggingface_hub").setLevel(logging.DEBUG if verbose else logging.ERROR)
     return hub_access(endpoint, os.environ, Path.cwd())
 
 
@@ -84,6 +96,12 @@ def _source_selection(source: str, local_dir: Path | None, endpoint: str | None)
 @click.group("gymrec-export", cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Export recorded episodes as a Minari dataset or as MP4 videos."""
+    signal.signal(signal.SIGTERM, _terminated)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the hidden temporary output is removed on the way out."""
+    raise KeyboardInterrupt
 
 
 @main.command("minari", cls=OneLineCommand)
@@ -106,10 +124,16 @@ def minari_command(source: str, dataset_id: str, env_id: str | None, force: bool
                           credit_players=credit_players, code_permalink=code_permalink(), source_label=source)
     check_target(config.datasets_root / dataset_id, force)
     todo = jobs(_source_selection(source, local_dir, endpoint))
-    result = export_minari(todo, config, _progress())
+    result = export_minari(todo, config, _progress(), _warn)
     skipped = f", {result.skipped} skipped" if result.skipped else ""
+    skipped += f", {len(result.corrupt)} damaged left out" if result.corrupt else ""
     click.echo(f"{result.dataset_id}: {result.episodes} episode(s), {result.steps} steps of {result.env_id}"
                f"{skipped} -> {result.path}")
+    if credit_players:
+        click.echo(f"author: {', '.join(result.authors)}" if result.authors else
+                   "author: none (no episode names a player; record with --player NAME to credit one)")
+    if result.corrupt:
+        sys.exit(EXIT_CORRUPT)
 
 
 def _video_jobs(episode: str | None, all_dir: Path | None, spool: Path | None, repo_id: str | None,
@@ -147,20 +171,24 @@ def video_command(episode: str | None, out: Path | None, all_dir: Path | None, l
         raise click.UsageError("--all DIR writes one file per episode; do not pass OUT as well")
     options = VideoOptions(lossless=lossless, strip=with_strip, scale=scale, force=force)
     if all_dir is None and out is not None:
-        check_target(out, force)
+        check_target(out, force, file=True)
+        prepare_folder(out.parent)
     todo = _video_jobs(episode, all_dir, spool, repo_id, local_dir, endpoint)
     if all_dir is not None:
+        prepare_folder(all_dir, create=True)
         for job in todo:
-            check_target(all_dir / f"{job.label.removesuffix('.zarr')}.mp4", force)
-    written = 0
-    for job in todo:
-        source = job.open()
-        if not job.explicit and source.end_reason == EndReason.DISCARDED:
-            continue
+            check_target(all_dir / f"{job.label.removesuffix('.zarr')}.mp4", force, file=True)
+
+    def write(source: EpisodeSource) -> bool:
         target = all_dir / f"{source.id}.mp4" if all_dir is not None else out or Path(f"{source.id}.mp4")
         result = encode(source, target, options, _progress())
-        written += 1
         click.echo(f"{result.path}: {result.frames} frames at {result.fps:g} fps, "
                    f"{result.bytes / max(1, result.frames):.0f} B/frame")
-    if written == 0:
+        return True
+
+    tally = each_episode(todo, write, _warn)
+    if tally.corrupt:
+        click.echo(f"{PROG}: {tally.written} video(s) written, {len(tally.corrupt)} damaged episode(s) left out", err=True)
+        sys.exit(EXIT_CORRUPT)
+    if tally.written == 0:
         raise EpisodeNotFoundError("no episodes to export", "check EPISODE / --spool / --local-dir / --repo-id")

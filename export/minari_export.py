@@ -17,7 +17,8 @@ import importlib.metadata
 import inspect
 import json
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -30,22 +31,25 @@ from gymrec.export.info import EpisodeInfo, info_of
 from gymrec.export.minari_env import EnvDescription, describe_env, requirements
 from gymrec.export.progress import ProgressFactory
 from gymrec.export.staging import staged
+from gymrec.export.walk import each_episode
 from gymrec.replay.select import Job
 from gymrec.replay.sources import EpisodeSource
 from gymrec.shared.errors import (
     EpisodeNotFoundError,
+    ExportCorruptError,
     ExportEnvError,
     ExportError,
     LossyExportError,
     MinariMissingError,
 )
-from gymrec.shared.schema import EndReason, row_hash
+from gymrec.shared.schema import row_hash
 from gymrec.shared.spaces import OBS_LEAF
 
 log = logging.getLogger(__name__)
 MINARI_VERSION = "0.5.4"  # verified lossless with jpeg_encoding=False (tests/test_export_minari.py)
 DATA_FORMAT = "parquet"  # lossless (snappy) and needs only pyarrow, which gymrec already has
 NAMESPACE_FILE = "namespace_metadata.json"  # minari.namespace.NAMESPACE_METADATA_FILENAME
+DATASET_ID = re.compile(r"^([\w.-]+/)*[\w.-]+-v\d+$")  # (namespace/)name-vN, as minari parses it
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class MinariResult:
     episodes: int
     steps: int
     skipped: int
+    corrupt: list[str]  # damaged episodes left out, each warned about once
+    authors: tuple[str, ...]  # the players credited (only with --author)
 
 
 def load_minari() -> ModuleType:
@@ -88,11 +94,14 @@ def load_minari() -> ModuleType:
 
 def dataset_path(config: MinariConfig) -> Path:
     parse = importlib.import_module("minari.dataset.minari_dataset").parse_dataset_id
+    bad = ExportError(f"{config.dataset_id!r} is not a Minari dataset id",
+                      "use (namespace/)name-vN, for example gymrec/breakout-human-v0")
+    if not DATASET_ID.match(config.dataset_id):  # minari 0.5.4 raises TypeError for a missing -vN
+        raise bad
     try:
         parse(config.dataset_id)
-    except ValueError as e:
-        raise ExportError(f"{config.dataset_id!r} is not a Minari dataset id",
-                          "use (namespace/)name-vN, for example gymrec/breakout-human-v0") from e
+    except (ValueError, TypeError) as e:
+        raise bad from e
     return (config.datasets_root / config.dataset_id).absolute()  # minari joins relative paths twice
 
 
@@ -149,12 +158,16 @@ def _metadata(config: MinariConfig, infos: Sequence[EpisodeInfo]) -> dict[str, A
                        "observations bit-identical to the recording, seeds in each episode's metadata.",
         "requirements": requirements(infos),
     }
-    players = sorted({i.player for i in infos if i.player})
+    players = _players(infos)
     if config.credit_players and players:
         meta["author"] = set(players)
     if config.code_permalink:
         meta["code_permalink"] = config.code_permalink
     return meta
+
+
+def _players(infos: Sequence[EpisodeInfo]) -> list[str]:
+    return sorted({i.player for i in infos if i.player})
 
 
 def _write_namespace(config: MinariConfig) -> None:
@@ -199,7 +212,10 @@ class _DatasetWriter:
         self.infos.append(info)
         self.hashes.append(obs_hashes)
 
-    def finish(self) -> None:
+    def finish(self, corrupt: list[str]) -> None:
+        if self.storage is None and corrupt:
+            raise ExportCorruptError(f"every episode of {self.config.source_label} that could be exported is damaged "
+                                     f"({len(corrupt)} skipped)", "nothing was written; recover them from a copy")
         if self.storage is None:
             what = f"episodes of {self.config.env_id}" if self.config.env_id else "episodes"
             raise EpisodeNotFoundError(f"{self.config.source_label} holds no {what}",
@@ -209,26 +225,29 @@ class _DatasetWriter:
         _write_namespace(self.config)
 
 
-def export_minari(jobs: Sequence[Job], config: MinariConfig, progress: ProgressFactory) -> MinariResult:
-    """Every episode of ``jobs`` (of ``config.env_id`` if given) into one Minari dataset, or nothing at all."""
+def export_minari(jobs: Sequence[Job], config: MinariConfig, progress: ProgressFactory,
+                  warn: Callable[[str], None]) -> MinariResult:  # fmt: skip
+    """Every episode of ``jobs`` (of ``config.env_id`` if given) into one Minari dataset, or nothing at
+    all. A damaged episode is left out with a warning (``export.walk``)."""
     minari = load_minari()
     target = dataset_path(config)
-    skipped = 0
     bar = progress(len(jobs), "episodes", "episode")
+
+    def add(source: EpisodeSource) -> bool:
+        bar.update(1)
+        info = info_of(source)
+        if config.env_id and info.env_id != config.env_id:
+            return False
+        writer.add(source, info)
+        return True
+
     try:
-        with staged(target, config.force) as tmp:
+        with staged(target, config.force, parents=True) as tmp:
             writer = _DatasetWriter(tmp, config, minari)
-            for job in jobs:
-                source = job.open()
-                info = info_of(source)
-                discarded = not job.explicit and source.end_reason == EndReason.DISCARDED
-                if discarded or (config.env_id and info.env_id != config.env_id):
-                    skipped += 1
-                else:
-                    writer.add(source, info)
-                bar.update(1)
-            writer.finish()
+            tally = each_episode(jobs, add, warn)
+            writer.finish(tally.corrupt)
     finally:
         bar.close()
     infos = writer.infos
-    return MinariResult(config.dataset_id, target, infos[0].env_id, len(infos), sum(i.length for i in infos), skipped)
+    return MinariResult(config.dataset_id, target, infos[0].env_id, len(infos), sum(i.length for i in infos),
+                        tally.skipped, tally.corrupt, tuple(_players(infos)) if config.credit_players else ())

@@ -16,21 +16,26 @@ TEXT = (235, 235, 235)
 BACKGROUND = (24, 24, 24)
 
 
-def _action_text(action: Any) -> str:
+def _action_text(action: Any, meanings: tuple[str, ...] | None = None) -> str:
     if action is None:
         return "-"
     if isinstance(action, dict):
-        return " ".join(f"{k}={_action_text(v)}" for k, v in action.items())
+        return " ".join(f"{k}={_action_text(v, meanings if k == 'binary' else None)}" for k, v in action.items())
     values = np.asarray(action)
     if values.ndim == 0:
-        return str(values.item())
+        index = int(values.item()) if values.dtype.kind in "iu" else -1
+        return meanings[index] if meanings and 0 <= index < len(meanings) else str(values.item())
+    if values.dtype.kind in "iub" and meanings and values.size == len(meanings):
+        pressed = [name for name, on in zip(meanings, values.ravel(), strict=True) if on]
+        return "+".join(pressed) or "none"  # the buttons held, by name
     if values.dtype.kind in "iub" and values.size <= 16:
-        return "".join(str(int(v)) for v in values.ravel())  # MultiBinary: one digit a button
+        return "".join(str(int(v)) for v in values.ravel())  # MultiBinary without names: one digit a button
     return ",".join(f"{float(v):.2g}" for v in values.ravel())
 
 
-def status_line(step: int, episode_return: float, action: Any) -> str:
-    return f"step {step}  ret {episode_return:g}  act {_action_text(action)}"
+def status_line(step: int, episode_return: float, action: Any, meanings: tuple[str, ...] | None = None) -> str:
+    """``meanings``: the recorded action meanings (ALE's "LEFT", retro's and VizDoom's button names)."""
+    return f"step {step}  ret {episode_return:g}  {_action_text(action, meanings)}"
 
 
 def draw(width: int, scale: int, text: str) -> np.ndarray:

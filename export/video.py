@@ -93,7 +93,7 @@ def _statuses(source: EpisodeSource) -> Iterator[str]:
     total = 0.0
     for t in range(source.length + 1):
         action = steps.actions[t] if t < source.length else None
-        yield strip.status_line(t, total, action)
+        yield strip.status_line(t, total, action, source.attrs.action_meanings)
         if t < source.length:
             total += steps.reward[t]
 

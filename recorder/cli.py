@@ -88,7 +88,7 @@ def _play(config: PlayConfig) -> None:
         from gymrec.shared.display import require_display
 
         who = "nobody could see the game" if config.human else "nobody could watch the agent"
-        require_display(who, "to record an agent without a display, add --headless --agent random")
+        require_display(who, "to record an agent without a display, add --headless --agent random", os.environ)
     spool = _recover(config)
     # The writer process starts first: its start-up overlaps the env's (Session.run says why).
     with Sink(process=True, spill_dir=config.spill_dir) as sink:

@@ -34,6 +34,7 @@ def action_source(config: PlayConfig, made: Any) -> ActionSource:
     if config.headless:
         assert agent is not None  # main() refuses --headless for humans
         return AgentController(agent, config.agent)
+    from gymrec.recorder.helppanel import sections as help_sections
     from gymrec.recorder.window import GameWindow
     from gymrec.shared.keymap import build_resolver, load_keymap
 
@@ -43,8 +44,11 @@ def action_source(config: PlayConfig, made: Any) -> ActionSource:
         resolver = build_resolver(keymap, made.env)
         keymap_dict = {"source": keymap.source, "bindings": keymap.to_dict(), "resolved": resolver.describe()}
     fps = config.fps or made.native_fps
+    described = resolver.describe() if resolver is not None else {"keys": {}, "unavailable": {}}
     window = GameWindow(title=f"gymrec - {made.env_id}", fps=fps, scale=config.scale,
-                        help_lines=resolver.help_lines() if resolver is not None else [])
+                        help_lines=resolver.help_lines() if resolver is not None else [],
+                        help_sections=help_sections(described["keys"], list(described["unavailable"]), config.takeover),
+                        tag="STEP MODE" if config.step_mode else "", takeover=config.takeover)
     window.open(_frame_shape(made.env.observation_space))
     if resolver is None:
         assert agent is not None

@@ -5,14 +5,15 @@ the frame (the window is that much taller), so a screenshot of the game area is 
 scaled by an integer factor, pixel for pixel. Panels (start gate, summary, help) appear only while
 the game is stopped, over a dimmed frame.
 
-Text is rendered once per change: the bar's text changes every step, so it is re-rendered only when
-its slow-changing part changes or every ``REFRESH_S`` (a font render is ~0.1 ms; 60 of them a second
-are not free on a loaded 2-core box).
+Text is rendered once per change and cached: the step and return change every step and are rendered
+then (a font render is ~0.1 ms), the measured fps at most every ``REFRESH_S`` (it jitters).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import pygame
 
@@ -56,9 +57,23 @@ REWIND = Mark("<< REWIND", AMBER)
 SHOWING = Mark("", GREY)  # an agent in a window that records nothing of note: no mark
 
 
-def panel(font: pygame.font.Font, lines: list[str], pad: int = 8) -> pygame.Surface:
-    """Text lines on a dark translucent background, rendered once."""
-    texts = [font.render(line, True, WHITE) for line in lines]
+def wrap(font: pygame.font.Font, line: str, width: int | None) -> list[str]:
+    """``line`` broken at spaces into pieces no wider than ``width`` (a single long word stays whole)."""
+    if width is None or font.size(line)[0] <= width:
+        return [line]
+    out: list[str] = []
+    for word in line.split(" "):
+        if out and font.size(f"{out[-1]} {word}")[0] <= width:
+            out[-1] = f"{out[-1]} {word}"
+        else:
+            out.append(word)
+    return out
+
+
+def panel(font: pygame.font.Font, lines: list[str], pad: int = 8, width: int | None = None) -> pygame.Surface:
+    """Text lines on a dark translucent background, rendered once; wrapped to fit ``width`` px in all."""
+    room = None if width is None else max(1, width - 2 * pad)
+    texts = [font.render(piece, True, WHITE) for line in lines for piece in wrap(font, line, room)]
     width = max((t.get_width() for t in texts), default=0) + 2 * pad
     height = sum(t.get_height() for t in texts) + 2 * pad
     surface = pygame.Surface((width, height), pygame.SRCALPHA)
@@ -71,43 +86,93 @@ def panel(font: pygame.font.Font, lines: list[str], pad: int = 8) -> pygame.Surf
 
 
 class StatusBar:
-    """The strip below the game: env, episode, step, return, fps on the left; the state mark on the right."""
+    """The strip below the game: step, return, fps, episode and env on the left; the state mark, who
+    is in control (``--takeover``) and the step-mode tag on the right.
 
-    def __init__(self, font: pygame.font.Font) -> None:
+    Nothing is ever drawn over anything else: when the window is narrow, the left parts are dropped
+    whole, least useful first (the env id, which the title shows, then the episode, then fps), never
+    the step. The step and return are rendered when they change, so the bar always names the step of
+    the frame above it; only the measured fps is refreshed at most every ``REFRESH_S``.
+    """
+
+    def __init__(self, font: pygame.font.Font, tag: str = "") -> None:
         self.font = font
-        self._text: pygame.Surface | None = None
-        self._key: tuple[object, ...] = ()
-        self._at = float("-inf")
-        self._marks: dict[Mark, pygame.Surface] = {}
+        self.tag = tag  # e.g. "STEP MODE": a standing state the player chose, shown on the right
+        self._cache: dict[tuple[object, ...], pygame.Surface] = {}
+        self._fps_text = ""
+        self._fps_at = float("-inf")
+        self.placed: list[tuple[str, pygame.Rect]] = []  # what the last draw put where (tests check no overlap)
 
-    def text_surface(self, hud: HudState, fps: float, now: float) -> pygame.Surface:
-        key = (hud.env_id, hud.episode, hud.recording, hud.fps_target, hud.actor, hud.notice)
-        if self._text is None or key != self._key or now - self._at >= REFRESH_S:
-            actor = f"  {hud.actor.upper()}" if hud.actor else ""  # who is in control (--takeover)
-            text = (f"{hud.env_id}  ep {hud.episode}  step {hud.step}  return {hud.episode_return:g}  "
-                    f"{fps:.0f}/{hud.fps_target:g} fps{actor}")
-            self._text = self.font.render(hud.notice or text, True, AMBER if hud.notice else WHITE)
-            self._key, self._at = key, now
-        return self._text
+    def _text(self, text: str, color: tuple[int, int, int] = WHITE) -> pygame.Surface:
+        key = (text, color)
+        surface = self._cache.get(key)
+        if surface is None:
+            if len(self._cache) > 256:  # step texts change every frame: keep only a few
+                self._cache.clear()
+            surface = self._cache[key] = self.font.render(text, True, color)
+        return surface
+
+    def _fps(self, hud: HudState, fps: float, now: float) -> str:
+        if not self._fps_text or now - self._fps_at >= REFRESH_S:
+            self._fps_text, self._fps_at = f"{fps:.0f}/{hud.fps_target:g} fps", now
+        return self._fps_text
+
+    def left_parts(self, hud: HudState, fps: float, now: float) -> list[str]:
+        """The left texts in drawing order; ``fit`` drops them by ``DROP_ORDER``."""
+        return [hud.env_id, f"ep {hud.episode}", f"step {hud.step}  return {hud.episode_return:g}", self._fps(hud, fps, now)]
+
+    def right_parts(self, hud: HudState, mark: Mark) -> list[tuple[str, tuple[int, int, int]]]:
+        """Right to left: the mark, who is in control, the tag."""
+        parts = [(mark.text, mark.color)] if mark.text else []
+        if hud.actor:
+            parts.append((hud.actor.upper(), ACTOR_COLORS.get(hud.actor, WHITE)))
+        if self.tag:
+            parts.append((self.tag, AMBER))
+        return parts
 
     def draw(self, screen: pygame.Surface, top: int, hud: HudState, fps: float, now: float, mark: Mark) -> None:
         width = screen.get_width()
         screen.fill(BAR_BG, pygame.Rect(0, top, width, BAR_HEIGHT))
-        text = self.text_surface(hud, fps, now)
-        screen.blit(text, (4, top + (BAR_HEIGHT - text.get_height()) // 2))
-        if not mark.text:
+        self.placed = []
+        x = width - 6
+        for index, (text, color) in enumerate(self.right_parts(hud, mark)):
+            label = self._text(text, color)
+            x -= label.get_width()
+            self.placed.append((text, screen.blit(label, (x, top + (BAR_HEIGHT - label.get_height()) // 2))))
+            if index == 0 and mark.dot:
+                radius = label.get_height() // 3
+                pygame.draw.circle(screen, color, (x - radius - 4, top + BAR_HEIGHT // 2), radius)
+                x -= 2 * radius + 4
+            x -= GAP
+        if hud.notice:  # a word to the player (a refused rewind) stands instead of the figures
+            label = self._text(hud.notice, AMBER)
+            self.placed.append((hud.notice, screen.blit(label, (4, top + (BAR_HEIGHT - label.get_height()) // 2),
+                                                        pygame.Rect(0, 0, max(0, x - 4), label.get_height()))))
             return
-        label = self._marks.get(mark)
-        if label is None:
-            label = self._marks[mark] = self.font.render(mark.text, True, mark.color)
-        x = width - label.get_width() - 6
-        y = top + (BAR_HEIGHT - label.get_height()) // 2
-        # The mark wins over the text when the window is narrow: clear under it first.
-        screen.fill(BAR_BG, pygame.Rect(x - 16, top, width - x + 16, BAR_HEIGHT))
-        screen.blit(label, (x, y))
-        if mark.dot:
-            radius = label.get_height() // 3
-            pygame.draw.circle(screen, mark.color, (x - radius - 4, top + BAR_HEIGHT // 2), radius)
+        texts = self.left_parts(hud, fps, now)
+        left = [self._text(t) for t in texts]
+        shown = fit([s.get_width() for s in left], x - 4)
+        if sum(left[i].get_width() + GAP for i in shown) - GAP > x - 4:  # only the step is left: say it shorter
+            left[2] = self._text(f"{hud.step}  ret {hud.episode_return:g}")
+        at = 4
+        for index in shown:
+            self.placed.append((texts[index], screen.blit(left[index], (at, top + (BAR_HEIGHT - left[index].get_height()) // 2))))
+            at += left[index].get_width() + GAP
+
+
+GAP = 12  # px between the bar's parts
+DROP_ORDER = (0, 1, 3)  # env id (the title says it), episode, fps; the step and return stay
+ACTOR_COLORS: Mapping[str, tuple[int, int, int]] = MappingProxyType({"agent": (120, 200, 255), "human": (120, 230, 120)})
+
+
+def fit(widths: list[int], room: int) -> list[int]:
+    """Indices of the parts to show in ``room`` px, dropping ``DROP_ORDER`` first until they fit."""
+    shown = list(range(len(widths)))
+    for drop in DROP_ORDER:
+        if sum(widths[i] for i in shown) + GAP * (len(shown) - 1) <= room:
+            break
+        shown.remove(drop)
+    return shown
 
 
 def dim(screen: pygame.Surface, area: pygame.Rect) -> None:

@@ -25,6 +25,7 @@ import pygame
 from gymrec.recorder.choices import EndChoice
 from gymrec.recorder.clock import FixedRateClock
 from gymrec.recorder.gamepad import Gamepads
+from gymrec.recorder.helppanel import HelpPanel, Section, fit, plain_sections
 from gymrec.recorder.input import (
     NO_COMMANDS,
     Commands,
@@ -54,14 +55,18 @@ __all__ = ["BAR_HEIGHT", "EndChoice", "GameWindow", "HudState", "TickInput"]
 
 log = logging.getLogger(__name__)
 
-CONTROL_LINES = ("Esc: quit    P: pause    Backspace: discard episode    F1: help (pauses)",
-                 "hold R: rewind; play on from there (the rest becomes a branch episode);",
-                 "  with --takeover only while you have control (T), not while the agent plays",
-                 "T (with --takeover): take control from the agent, or give it back")
 START_LINE = "press any key or button to start"
 # A frame drawn late stays up at least this many periods (the schedule shifts instead): a player can
 # only answer a frame that was on screen.
 MIN_SHOWN_PERIODS = 0.5
+TAKEOVER_LINE = "T: take control from the agent (T again gives it back)"
+PANEL_MARGIN = 16  # px between a panel and the edges of the game area
+
+
+def start_lines(notice: str, takeover: bool) -> list[str]:
+    """The start gate's text; with ``--takeover`` the agent plays first, so it says how to take over."""
+    lines = [notice, ""] if notice else []
+    return [*lines, START_LINE, *([TAKEOVER_LINE] if takeover else []), "", "Esc: quit    F1 during play: help"]
 
 
 @dataclass(frozen=True)
@@ -80,13 +85,21 @@ class GameWindow:
     """One window for interactive play; ``open`` it, call ``next_tick`` once per env step."""
 
     def __init__(
-        self, title: str, fps: float, scale: int, help_lines: list[str], clock: FixedRateClock | None = None
+        self, title: str, fps: float, scale: int, help_lines: list[str], clock: FixedRateClock | None = None,
+        help_sections: list[Section] | None = None, tag: str = "", takeover: bool = False,
     ) -> None:
+        """``help_sections`` (``recorder.helppanel.sections``) replaces the plain ``help_lines``;
+        ``tag`` is a standing mode shown in the status bar ("STEP MODE"); ``takeover``: the start
+        gate says how to take control from the agent."""
         if scale < 1:
             raise ValueError(f"scale must be at least 1, got {scale!r}")
         self.title = title
         self.scale = int(scale)
         self.help_lines = list(help_lines)
+        self.help_sections = help_sections if help_sections is not None else plain_sections(help_lines)
+        self.tag = tag
+        self.takeover = takeover
+        self.help_panel: HelpPanel | None = None  # laid out in open(), for the game area's size
         self.clock = clock if clock is not None else FixedRateClock(fps)
         self.clock.idle = self._pump
         self.paused = False
@@ -124,9 +137,11 @@ class GameWindow:
         self.gamepads.open()
         pygame.display.set_caption(self.title)
         self._font = pygame.font.Font(None, 20)
-        self._bar = StatusBar(self._font)
-        self._help = panel(self._font, [*CONTROL_LINES, "", *self.help_lines])
-        self._pause_panel = panel(self._font, ["PAUSED", "", "P: resume    F1: help    Esc: quit"])
+        self._bar = StatusBar(self._font, self.tag)
+        self.help_panel = fit(self.help_sections, self._game.size)
+        self._help = self.help_panel.surface
+        self._pause_panel = panel(self._font, ["PAUSED", "", "P: resume    F1: help    Esc: quit"],
+                                  width=self._game.width - PANEL_MARGIN)
 
     def _set_mode(self, frame_shape: tuple[int, ...]) -> None:
         if len(frame_shape) not in (2, 3) or frame_shape[0] < 1 or frame_shape[1] < 1:
@@ -288,8 +303,7 @@ class GameWindow:
         """
         self.input_log.clear()
         self._drop_latches()
-        lines = [notice, ""] if notice else []
-        gate = panel(self._fonts(), [*lines, START_LINE, "", "Esc: quit    F1 during play: help"])
+        gate = panel(self._fonts(), start_lines(notice, takeover=self.takeover or bool(hud.actor)), width=self._game.width - PANEL_MARGIN)
         while True:
             self._render(frame, hud, READY, gate)
             self.clock.wait()
@@ -305,8 +319,9 @@ class GameWindow:
     def episode_over(self, frame: np.ndarray, hud: HudState, summary: list[str]) -> EndChoice:
         """Show the summary over the last frame until the player chooses: next, discard, quit."""
         self._drop_latches()
-        choose = panel(self._fonts(), [*summary, "", "any key: next episode    Backspace: discard it    Esc: quit"])
-        gone = panel(self._fonts(), ["episode discarded", "", "any key: next episode    Esc: quit"])
+        room = self._game.width - PANEL_MARGIN  # wrapped: the narrowest window is 320 px
+        choose = panel(self._fonts(), [*summary, "", "any key: next episode    Backspace: discard it    Esc: quit"], width=room)
+        gone = panel(self._fonts(), ["episode discarded", "", "any key: next episode    Esc: quit"], width=room)
         discard = False
         while True:
             self._render(frame, hud, ENDED, gone if discard else choose)

@@ -12,6 +12,7 @@ import click
 
 from gymrec.recorder.recovery import format_report, recover_orphans
 from gymrec.replay.select import Job, Selection, jobs, spool_to_recover
+from gymrec.replay.sources import is_corruption
 from gymrec.replay.verify import EnvPool, Result, Summary, VerifyOptions, verify
 from gymrec.shared.attrs import EpisodeAttrs
 from gymrec.shared.cli_errors import FiniteFloat, OneLineCommand, cli_edge, configure_logging
@@ -103,8 +104,9 @@ def run(config: ReplayConfig) -> int:
             except GymrecError as e:
                 if single:
                     raise
-                _warn(f"{job.label}: {e}")
-                result = Result(job.label.removesuffix(".zarr"), "?", 0, "error", 0.0, error=str(e).split(" (")[0])
+                _warn(str(e) if job.label in str(e) else f"{job.label}: {e}")
+                status = "corrupt" if is_corruption(e) else "error"
+                result = Result(job.label.removesuffix(".zarr"), "?", 0, status, 0.0, error=str(e).split(" (")[0])
             if result is not None:
                 summary.results.append(result)
                 progress.steps(result.steps_run)
@@ -139,7 +141,13 @@ def main(episode: str | None, spool: Path | None, repo_id: str | None, local_dir
          verbose: bool) -> None:  # fmt: skip
     """Replay EPISODE (a spool path, an episode id or prefix, or a dataset) and verify it bit-exactly.
 
-    Exit status: 0 when every episode is identical, 1 when any diverged, 2 on an error.
+    \b
+    Exit status:
+      0  every episode is identical
+      1  an episode diverged
+      2  an error (bad input, a missing env or episode)
+      4  --render was stopped with Esc
+      5  stored data is corrupt (with --all: the other episodes were still replayed)
     """
     configure_logging(verbose)
     if no_verify and not render:
@@ -147,11 +155,13 @@ def main(episode: str | None, spool: Path | None, repo_id: str | None, local_dir
     if render:  # before any episode is opened: a window nobody sees verifies nothing a person could watch
         from gymrec.shared.display import require_display
 
-        require_display("--render would show nobody anything", "or replay without --render")
+        require_display("--render would show nobody anything", "or replay without --render", os.environ)
     access = hub_access(endpoint, os.environ, Path.cwd()) if repo_id else HubAccess(None)
     if repo_id:
+        from gymrec.replay.hub_words import quiet_client_logs
         from gymrec.shared.hub_client import set_request_timeout  # imports huggingface_hub: only for the Hub
 
+        quiet_client_logs(verbose)
         set_request_timeout(HUB_TIMEOUT_S)
     config = ReplayConfig(
         selection=Selection(

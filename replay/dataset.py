@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import HfApi, HfFileSystem, hf_hub_download
 from PIL import Image
 
+from gymrec.replay.hub_words import hub_call
 from gymrec.replay.sources import EpisodeSource, RecordedSteps
 from gymrec.shared import layout
 from gymrec.shared.attrs import EpisodeAttrs
@@ -31,7 +32,6 @@ from gymrec.shared.errors import (
     EntryNotFoundError,
     EpisodeNotFoundError,
 )
-from gymrec.shared.hub_client import hub_call
 from gymrec.shared.schema import row_hash
 
 MAX_INDEX_DIGITS = 6  # a key of at most this many digits is an index, not an id prefix

@@ -18,10 +18,23 @@ import numpy as np
 from gymrec.shared import schema
 from gymrec.shared.attrs import EpisodeAttrs
 from gymrec.shared.episode import Episode
-from gymrec.shared.errors import CorruptEpisodeError
+from gymrec.shared.errors import (
+    ChunkCorruptError,
+    CorruptEpisodeError,
+    EpisodeNotFoundError,
+    SchemaVersionError,
+)
 from gymrec.shared.schema import EndReason
 from gymrec.shared.spaces import ACTION_LEAF, Leaf, decode_action, obs_leaves
 from gymrec.shared.spool import SEALED_AREAS, find_episode, sealed_episodes
+
+EXIT_CORRUPT = ChunkCorruptError.exit_code  # a run over many episodes that skipped a damaged one exits with it
+
+
+def is_corruption(e: BaseException) -> bool:
+    """Stored data that is damaged (a bad chunk, a truncated shard, unreadable attributes): a run over
+    many episodes skips that episode and goes on. A newer schema is not damage: it needs another gymrec."""
+    return isinstance(e, CorruptEpisodeError) and not isinstance(e, SchemaVersionError)
 
 
 @dataclass(frozen=True)
@@ -141,7 +154,15 @@ class SpoolSource(EpisodeSource):
 
 
 def spool_episode(spool: Path, key: str) -> Path:
-    """A spool path, id or unique prefix -> the sealed episode's path (EpisodeNotFound/Ambiguous)."""
+    """A spool path, id, unique prefix or ``#N`` -> the sealed episode's path (EpisodeNotFound/Ambiguous).
+    ``#N`` counts in id order over every sealed episode, as it does in a dataset (``replay.dataset``)."""
+    if key.startswith("#") and key[1:].isdigit():
+        every = sorted(spool_all(spool), key=lambda p: p.name)
+        index = int(key[1:])
+        if index >= len(every):
+            raise EpisodeNotFoundError(f"{spool} holds {len(every)} sealed episodes; there is no index {index}",
+                                       "use #0..#N-1, or an id or id prefix")
+        return every[index]
     return find_episode(spool, key)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import xxhash
 
 from gymrec.replay.diff import compare, is_image, write_png
-from gymrec.replay.sources import EpisodeSource, RecordedSteps
+from gymrec.replay.sources import EXIT_CORRUPT, EpisodeSource, RecordedSteps
 from gymrec.shared.attrs import EpisodeAttrs
 from gymrec.shared.backends import MadeEnv, backend_named, make_env_for
 from gymrec.shared.errors import SpoolError
@@ -56,7 +56,7 @@ class Result:
     episode_id: str
     env_id: str
     length: int
-    status: str  # identical | diverged | error | shown
+    status: str  # identical | diverged | error | corrupt | shown
     seconds: float
     divergence: Divergence | None = None
     warnings: tuple[str, ...] = ()
@@ -285,6 +285,9 @@ class Summary:
 
     @property
     def exit_code(self) -> int:
+        """Corruption first (5: the stored data is damaged), then any other error (2), then divergence (1)."""
+        if any(r.status == "corrupt" for r in self.results):
+            return EXIT_CORRUPT
         if any(r.status == "error" for r in self.results):
             return 2
         return 1 if any(r.status == "diverged" for r in self.results) else 0

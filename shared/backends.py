@@ -105,8 +105,11 @@ def make_env(env_id: str, kwargs: dict[str, Any], backend_name: str | None = Non
     try:
         env = backend.make_raw(env_id, dict(kwargs))
     except (TypeError, ValueError, gym.error.Error) as e:
+        # gymnasium appends "was raised from the environment creator for ID with kwargs (every kwarg)":
+        # the line already names the env and the user's kwargs, so only the cause is kept.
+        cause = str(e).split(" was raised from the environment creator")[0]
         raise EnvCreationError(
-            f"cannot make {env_id} with {kwargs or 'no kwargs'}: {e}", "check the --env-kwarg names and values"
+            f"cannot make {env_id} with {kwargs or 'no kwargs'}: {cause}", "check the --env-kwarg names and values"
         ) from e
     except RuntimeError as e:
         hint = "only one stable-retro emulator can run per process" if "emulator" in str(e) else "see GYMREC_DEBUG=1"

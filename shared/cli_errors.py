@@ -24,6 +24,7 @@ R = TypeVar("R")
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 3
+EXIT_CLOSED_PIPE = 128 + 13  # what a shell reports for a Unix tool ended by SIGPIPE (``seq 1 9999 | head``)
 
 
 class FiniteFloat(click.ParamType):
@@ -80,6 +81,15 @@ def error_line(prog: str, exc: BaseException) -> tuple[str, int]:
     )
 
 
+def _closed_pipe() -> None:
+    """The reader of stdout went away (``| head``): end quietly, as Unix tools do. stdout is pointed
+    at /dev/null so that Python's own flush at exit does not complain about the pipe again."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
+    sys.exit(EXIT_CLOSED_PIPE)
+
+
 def cli_edge(prog: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a click command body so every failure ends as one line and an exit code."""
 
@@ -93,6 +103,9 @@ def cli_edge(prog: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             except KeyboardInterrupt:
                 click.echo(f"{prog}: interrupted", err=True)
                 sys.exit(EXIT_INTERRUPTED)
+            except BrokenPipeError:
+                _closed_pipe()
+                raise  # not reached: _closed_pipe exits
             except Exception as exc:  # the CLI edge: the one place a broad except belongs
                 if debug_enabled():
                     raise
@@ -121,6 +134,8 @@ def _one_line_main(main: Callable[..., Any], name: str, args: Any, kwargs: dict[
     except click.exceptions.Abort:
         click.echo(f"{name}: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:  # --help or a usage line into a closed pipe
+        _closed_pipe()
     # Callbacks return None; an int comes from click's own exits (e.g. --help).
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -312,5 +312,11 @@ class ExportEnvError(ExportError, ValueError):
     """The episodes cannot share one env spec (mixed envs or kwargs), or the env cannot be described."""
 
 
+class ExportCorruptError(ExportError, ValueError):
+    """Every episode an export would write is damaged, so nothing was written."""
+
+    exit_code = 5  # the corruption code, as replay's
+
+
 class ExportDiskFullError(ExportError, OSError):
     """The disk holding the export target filled up; the partial output was removed."""

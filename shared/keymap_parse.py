@@ -53,11 +53,12 @@ def load_keymap(backend: str, path: Path | None = None) -> Keymap:
             f"keymap {source}: invalid TOML: {e}",
             f"fix the syntax; shared/keymaps/{builtin}.toml shows the format",
         ) from e
-    if backend == "ale":
-        return _parse_ale(data, source)
-    if backend == "vizdoom":
-        return _parse_vizdoom(data, source)
-    return _parse_retro(data, source)
+    parse = {"ale": _parse_ale, "vizdoom": _parse_vizdoom}.get(backend, _parse_retro)
+    keymap = parse(data, source)
+    if not any(keymap.sections.values()):  # a window nobody can play would record an idle game as human play
+        where = "[bindings]" if backend != "retro" else "a console table such as [Genesis]"
+        raise KeymapError(f"keymap {source} binds no keys", f"add bindings under {where}; shared/keymaps/{builtin}.toml shows the format")
+    return keymap
 
 
 def parse_key(raw: object, section: str, source: str) -> Chord:

@@ -497,7 +497,7 @@ R5_CASES = (
              _copy_with(_flip_where_zstd_still_decodes), code=CORRUPT),
     BadInput("replay --all: a bit-flipped episode beside a good one", "gymrec-replay", ALL,
              ("stored data is corrupt", "chunk 1 of 'obs/frame'"), _copy_with(_flip_where_zstd_still_decodes),
-             identical=1),
+             identical=1, code=CORRUPT),  # issue 21: the other episodes are replayed, the run exits 5
     BadInput("replay: a frame chunk copied from another episode", "gymrec-replay", ("{target}",),
              ("stored data is corrupt", "'obs/frame'", "not the ones this episode sealed"), _copy_with(_foreign_chunk),
              code=CORRUPT),

@@ -188,7 +188,9 @@ def test_missing_rom_exits_2_and_corrupt_chunks_exit_4(breakout: Path, tmp_path:
     _one_error_line(replay_cli([str(corrupt)]), "fails its crc32c checksum", ChunkCorruptError.exit_code)
     _one_error_line(replay_cli([str(truncated)]), "missing", ChunkCorruptError.exit_code)
     out = replay_cli(["--spool", str(spool), "--all"])
-    assert out.returncode == 2 and out.stdout.count("error") == 3
+    # --all: corruption wins the exit status (5); the missing ROM is an error, the two damaged ones corrupt
+    assert out.returncode == ChunkCorruptError.exit_code, out.stderr
+    assert out.stdout.count("error") == 1 and out.stdout.count("corrupt") >= 2, out.stdout
     assert tree_digest(spool) == before
 
 
