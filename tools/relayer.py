@@ -20,7 +20,9 @@ others added files that still use the old import paths):
    phase 1's exceptions (the recovery and read-side cross-imports).
 4. Sorts the rewritten imports with ruff (``ruff check --select I --fix``) when ``.venv`` has it.
 
-Then: ``make check`` (which re-installs, as pyproject changed) and ``make lint``.
+Then: ``make check`` (which re-installs, as pyproject changed) and ``make lint``. If ``lint-imports``
+reports ``gymrec.shared.X -> gymrec.<program>.Y``, a module the moved ones need was added after this
+table was written: add ``Y`` to ``MOVES`` (next to what imports it) and run the script again.
 
 ``gymrec.shared.spool`` is both an old module (the spool directory) and the new package. An import
 ``from gymrec.shared.spool import X`` keeps its meaning when ``X`` is one of the package's modules and
@@ -89,6 +91,7 @@ MOVES = MappingProxyType({
     "shared.layout": "shared.dataset.layout",
     "replay.dataset": "shared.dataset.reader",
     "replay.select": "shared.dataset.select",
+    "replay.hub_words": "shared.dataset.hub_words",  # the reader's Hub calls, with the way out it tells
 })
 NEW_PACKAGES = MappingProxyType({
     "shared.spool": "The spool: the episode format, reading it, writing it crash-safely, and recovering orphans.",
