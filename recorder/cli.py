@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -90,7 +91,7 @@ def _play(config: PlayConfig) -> None:
         require_display(who, "to record an agent without a display, add --headless --agent random", os.environ)
     spool = _recover(config)
     # The writer process starts first: its start-up overlaps the env's (Session.run says why).
-    with Sink(process=True) as sink:
+    with Sink(process=True, spill_dir=config.spill_dir) as sink:
         made = make_env(config.env_id, dict(config.env_kwargs))
         source: ActionSource | None = None
         interrupts = Interrupts()  # Ctrl-C and SIGTERM stop like Esc, between two steps
@@ -196,6 +197,7 @@ def main(env_id: str | None, list_envs_flag: bool, installed: bool, fps: float |
         step_mode=step_mode,
         publish_host=publish_host,
         takeover=takeover,
+        spill_dir=Path(tempfile.gettempdir()),
     )
     # SIGTERM stops like Esc: the episode is sealed, not left for recovery.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -147,7 +147,7 @@ class Session:
         """
         if sink is not None:
             return self._run(sink)
-        with Sink(process=True) as own:
+        with Sink(process=True, spill_dir=self.config.spill_dir) as own:
             return self._run(own)
 
     def _run(self, sink: Sink) -> SessionResult:

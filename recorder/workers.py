@@ -61,12 +61,14 @@ def _encode(config: PlayConfig) -> str:
     fields["spool"] = str(config.spool)
     fields["env_kwargs"] = dict(config.env_kwargs)
     fields["keymap_path"] = None
+    fields["spill_dir"] = None if config.spill_dir is None else str(config.spill_dir)
     return json.dumps(fields)
 
 
 def _decode(text: str) -> PlayConfig:
     fields: dict[str, Any] = json.loads(text)
     fields["spool"] = Path(fields["spool"])
+    fields["spill_dir"] = None if fields.get("spill_dir") is None else Path(fields["spill_dir"])
     return PlayConfig(**fields)
 
 
@@ -209,7 +211,7 @@ def _worker_main(encoded: str) -> None:
     signal.signal(signal.SIGTERM, stop.handler)  # stop at the next step, as Esc would
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked since birth (see _Worker)
     progress = LineProgress(out)
-    with Sink(process=True) as sink:  # first: its start-up overlaps the env's (Session.run)
+    with Sink(process=True, spill_dir=config.spill_dir) as sink:  # first: its start-up overlaps the env's (Session.run)
         made = make_env(config.env_id, dict(config.env_kwargs))
         source = None
         try:
