@@ -80,7 +80,7 @@ docs: $(STAMP)
 	$(BIN)/python -m bench.report
 
 lint: $(STAMP)
-	$(BIN)/ruff check recorder uploader shared replay export tests bench
+	$(BIN)/ruff check recorder uploader shared replay export tests bench tools
 	$(BIN)/mypy recorder uploader shared replay export
 	$(BIN)/lint-imports
 

@@ -79,6 +79,13 @@ def _minari_root() -> Path:
     return Path(explicit) if explicit else Path.home() / ".minari" / "datasets"  # minari's own rule
 
 
+def _published_source(source: str) -> str:
+    """SOURCE as the Minari metadata names it: a Hub id as given, a local directory by its name only
+    (its path would publish the exporter's home directory or login)."""
+    path = Path(source)
+    return path.resolve().name if path.is_dir() else source.removeprefix("hf://").removeprefix("datasets/")
+
+
 def _source_selection(source: str, local_dir: Path | None, endpoint: str | None) -> Selection:
     path = Path(source)
     default = default_spool(os.environ)
@@ -121,7 +128,8 @@ def minari_command(source: str, dataset_id: str, env_id: str | None, force: bool
     as the Minari dataset DATASET_ID in Minari's data path ($MINARI_DATASETS_PATH or ~/.minari/datasets)."""
     configure_logging(verbose)
     config = MinariConfig(dataset_id=dataset_id, datasets_root=_minari_root(), env_id=env_id, force=force,
-                          credit_players=credit_players, code_permalink=code_permalink(), source_label=source)
+                          credit_players=credit_players, code_permalink=code_permalink(), source_label=source,
+                          published_source=_published_source(source))
     check_target(config.datasets_root / dataset_id, force)
     todo = jobs(_source_selection(source, local_dir, endpoint))
     result = export_minari(todo, config, _progress(), _warn)

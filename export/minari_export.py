@@ -60,7 +60,8 @@ class MinariConfig:
     force: bool
     credit_players: bool  # the player's name becomes the dataset author only when asked
     code_permalink: str | None
-    source_label: str
+    source_label: str  # SOURCE as given: for messages on this machine
+    published_source: str = ""  # SOURCE as published in the metadata: never a local path
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,8 @@ def _buffer(source: EpisodeSource, info: EpisodeInfo, index: int, env: EnvDescri
     ), steps.obs_hashes
 
 
-def _episode_meta(info: EpisodeInfo, source: EpisodeSource) -> dict[str, Any]:
-    return {"gymrec_episode_id": info.episode_id, "gymrec_source": source.where, "env_id": info.env_id,
+def _episode_meta(info: EpisodeInfo, published_source: str) -> dict[str, Any]:
+    return {"gymrec_episode_id": info.episode_id, "gymrec_source": published_source, "env_id": info.env_id,
             "collector": info.collector, "end_reason": info.end_reason, "fps": info.fps, "versions": dict(info.versions)}
 
 
@@ -154,7 +155,7 @@ def _metadata(config: MinariConfig, infos: Sequence[EpisodeInfo]) -> dict[str, A
     collectors = sorted({i.collector for i in infos})
     meta: dict[str, Any] = {
         "algorithm_name": collectors[0] if len(collectors) == 1 else ", ".join(collectors),
-        "description": f"{len(infos)} gymrec episodes of {infos[0].env_id} from {config.source_label}; "
+        "description": f"{len(infos)} gymrec episodes of {infos[0].env_id} from {config.published_source}; "
                        "observations bit-identical to the recording, seeds in each episode's metadata.",
         "requirements": requirements(infos),
     }
@@ -208,7 +209,7 @@ class _DatasetWriter:
         index = len(self.infos)
         buffer, obs_hashes = _buffer(source, info, index, self.env)
         self.storage.update_episodes([buffer])
-        self.storage.update_episode_metadata([_episode_meta(info, source)], [index])
+        self.storage.update_episode_metadata([_episode_meta(info, self.config.published_source)], [index])
         self.infos.append(info)
         self.hashes.append(obs_hashes)
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import click
 
 from gymrec.recorder.config import HUMAN, PlayConfig, parse_env_kwargs
 from gymrec.recorder.controllers import ActionSource
+from gymrec.recorder.interrupts import Interrupts
 from gymrec.recorder.play_source import action_source
 from gymrec.recorder.recovery import format_report, recover_orphans
 from gymrec.shared.backends import list_envs, make_env
@@ -75,8 +77,7 @@ def _play_workers(config: PlayConfig, workers: int) -> None:
         raise SystemExit(code)
     for path in result.sealed:
         click.echo(str(path))
-    click.echo(f"{len(result.sealed)} episode(s), {result.steps} steps recorded in {spool} by {len(configs)} workers",
-               err=True)
+    click.echo(summary(len(result.sealed), result.steps, len(result.discarded), spool, len(configs)), err=True)
 
 
 def _play(config: PlayConfig) -> None:
@@ -90,23 +91,33 @@ def _play(config: PlayConfig) -> None:
         require_display(who, "to record an agent without a display, add --headless --agent random", os.environ)
     spool = _recover(config)
     # The writer process starts first: its start-up overlaps the env's (Session.run says why).
-    with Sink(process=True) as sink:
+    with Sink(process=True, spill_dir=config.spill_dir) as sink:
         made = make_env(config.env_id, dict(config.env_kwargs))
         source: ActionSource | None = None
+        interrupts = Interrupts()  # Ctrl-C and SIGTERM stop like Esc, between two steps
+        previous = interrupts.install()
         try:
             source = action_source(config, made)
             if not config.human:  # steps/s, episodes and ETA on a terminal (shared.progress)
                 from gymrec.recorder.tracked_source import TrackedSource
 
                 source = TrackedSource(source, progress_for(sys.stderr, config.episodes, PROG))
-            result = Session(config, made, source).run(sink)
+            result = Session(config, made, source, interrupts).run(sink)
         finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             if source is not None:
                 source.close()
             made.env.close()
-    for path in result.sealed:
+    for path in result.kept:
         click.echo(str(path))
-    click.echo(f"{len(result.sealed)} episode(s), {result.steps} steps recorded in {spool}", err=True)
+    click.echo(summary(len(result.kept), result.steps, len(result.discarded), spool), err=True)
+
+
+def summary(kept: int, steps: int, discarded: int, spool: Path, workers: int = 1) -> str:
+    """The run's last line: the kept episodes and their steps; discarded ones only counted as such."""
+    line = f"{kept} episode(s), {steps} steps recorded in {spool}" + (f" by {workers} workers" if workers > 1 else "")
+    return line + (f"; {discarded} discarded (kept in the spool, never uploaded)" if discarded else "")
 
 
 @click.command("gymrec-play", cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
@@ -182,10 +193,11 @@ def main(env_id: str | None, list_envs_flag: bool, installed: bool, fps: float |
         agent=agent,
         headless=headless,
         keymap_path=keymap_path,
-        player=player or os.environ.get("USER", ""),
+        player=player,  # never the login name: it would be published (docs/endings.md)
         step_mode=step_mode,
         publish_host=publish_host,
         takeover=takeover,
+        spill_dir=Path(tempfile.gettempdir()),
     )
     # SIGTERM stops like Esc: the episode is sealed, not left for recovery.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -5,12 +5,15 @@ Shared by ``gymrec-play`` (``recorder.cli``) and its worker processes (``recorde
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gymrec.recorder.agents import Agent, load_agent
 from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.controllers import ActionSource, AgentController, HumanController, TakeoverController
 from gymrec.shared.errors import AgentFailedError
+
+if TYPE_CHECKING:
+    from gymrec.shared.keymap import ActionResolver, Keymap
 
 
 def _guarded(agent: Agent, name: str) -> Agent:
@@ -42,7 +45,7 @@ def action_source(config: PlayConfig, made: Any) -> ActionSource:
     if config.human or config.takeover:
         keymap = load_keymap(made.backend, config.keymap_path)
         resolver = build_resolver(keymap, made.env)
-        keymap_dict = {"source": keymap.source, "bindings": keymap.to_dict(), "resolved": resolver.describe()}
+        keymap_dict = keymap_record(keymap, resolver)
     fps = config.fps or made.native_fps
     described = resolver.describe() if resolver is not None else {"keys": {}, "unavailable": {}}
     window = GameWindow(title=f"gymrec - {made.env_id}", fps=fps, scale=config.scale,
@@ -56,6 +59,12 @@ def action_source(config: PlayConfig, made: Any) -> ActionSource:
     if agent is None:
         return HumanController(window, resolver, keymap_dict, step_mode=config.step_mode)
     return TakeoverController(window, resolver, keymap_dict, agent, config.agent)
+
+
+def keymap_record(keymap: Keymap, resolver: ActionResolver) -> dict[str, Any]:
+    """The keymap as stored with every episode, and so published: a user file is named by its file name
+    and content hash (``Keymap.source``), never by its path."""
+    return {"source": keymap.source, "bindings": keymap.to_dict(), "resolved": resolver.describe()}
 
 
 def _frame_shape(space: Any) -> tuple[int, ...]:

@@ -25,6 +25,7 @@ import psutil
 from gymrec.recorder.agents import load_agent
 from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.controllers import ActionSource, AgentController, StepView
+from gymrec.recorder.interrupts import Interrupts
 from gymrec.recorder.rewind import Rewinder
 from gymrec.recorder.sinks import Sink
 from gymrec.recorder.writer import EpisodeWriter
@@ -60,8 +61,13 @@ class Branch:
 
 @dataclass
 class SessionResult:
-    sealed: list[Path] = field(default_factory=list)
-    steps: int = 0
+    sealed: list[Path] = field(default_factory=list)  # every episode sealed, the discarded ones too
+    discarded: list[Path] = field(default_factory=list)  # sealed as discarded: never uploaded, never counted
+    steps: int = 0  # the kept episodes' steps
+
+    @property
+    def kept(self) -> list[Path]:
+        return [p for p in self.sealed if p not in self.discarded]
 
 
 def episode_attrs(config: PlayConfig, made: MadeEnv, seed: int, fps: float, keymap: dict[str, Any] | None,
@@ -111,7 +117,8 @@ def _children_except(sink: Sink) -> list[tuple[int, float]]:
 class Session:
     """Runs episodes until the episode budget is spent or the player quits."""
 
-    def __init__(self, config: PlayConfig, made: MadeEnv, source: ActionSource | None = None) -> None:
+    def __init__(self, config: PlayConfig, made: MadeEnv, source: ActionSource | None = None,
+                 interrupts: Interrupts | None = None) -> None:
         self.config = config
         self.made = made
         # Without a source, the config's agent plays headless (benchmarks, tests, scripts).
@@ -129,6 +136,11 @@ class Session:
                           if config.human or config.takeover else None)
         self._branch: Branch | None = None
         self._action_problem = action_checker(made.env.action_space)
+        # Ctrl-C and SIGTERM wait until a step is whole (recorder.interrupts); the CLI installs the handlers.
+        self._interrupts = interrupts if interrupts is not None else Interrupts()
+        # The env's observation after the episode's last kept step: what sealing stores as the final
+        # observation, whatever ends the episode (an exception included), so that it replays identical.
+        self._last_obs: Any = None
 
     def _next_seed(self, first: bool) -> int:
         if first and self.config.seed is not None:
@@ -145,12 +157,12 @@ class Session:
         """
         if sink is not None:
             return self._run(sink)
-        with Sink(process=True) as own:
+        with Sink(process=True, spill_dir=self.config.spill_dir) as own:
             return self._run(own)
 
     def _run(self, sink: Sink) -> SessionResult:
         result = SessionResult()
-        sealing: list[EpisodeWriter] = []
+        sealing: list[tuple[EpisodeWriter, EndReason]] = []
         episode = 0
         started = 0
         try:
@@ -159,28 +171,29 @@ class Session:
                 seed = branch.seed if branch is not None else self._next_seed(first=started == 0)
                 started += 1
                 end, writer, stop = self._episode(seed, episode, sink, branch)
-                sealing.append(writer)
-                result.steps += writer.steps
+                if writer is not None:  # None: the episode never began, and nothing was written
+                    sealing.append((writer, end))
+                    result.steps += writer.steps if end != EndReason.DISCARDED else 0
                 # Sealing runs on each episode's writer thread while the next episode plays; bound it.
                 while len(sealing) > MAX_SEALING:
-                    result.sealed.append(sealing.pop(0).wait())
+                    _collect(result, *sealing.pop(0))
                 if stop:
                     break
                 if end not in (EndReason.DISCARDED, EndReason.BRANCHED):  # a branch goes on with the episode
                     episode += 1
         finally:
-            for writer in sealing:
-                result.sealed.append(writer.wait())
+            for writer, end in sealing:
+                _collect(result, writer, end)
         return result
 
-    def _view(self, obs: Any, writer: EpisodeWriter, number: int, img_key: str) -> StepView:
-        return StepView(split_observation(obs)[img_key], writer.steps, writer.episode_return, number + 1,
-                        self.made.env_id, self.fps)
+    def _view(self, obs: Any, writer: EpisodeWriter | None, number: int, img_key: str) -> StepView:
+        steps, episode_return = (0, 0.0) if writer is None else (writer.steps, writer.episode_return)
+        return StepView(split_observation(obs)[img_key], steps, episode_return, number + 1, self.made.env_id, self.fps)
 
     def _episode(self, seed: int, number: int, sink: Sink,
-                 branch: Branch | None = None) -> tuple[EndReason, EpisodeWriter, bool]:
-        """Play one episode (a ``branch`` of the last one, after a rewind); (how it ended, its writer,
-        whether the session stops after it)."""
+                 branch: Branch | None = None) -> tuple[EndReason, EpisodeWriter | None, bool]:
+        """Play one episode (a ``branch`` of the last one, after a rewind); (how it ended as sealed, its
+        writer or None if it never began, whether the session stops after it)."""
         lineage = {} if branch is None else {"parent_episode_id": branch.parent, "branch_step": len(branch.actions)}
         # ALE resets without reloading the ROM and stores the start state instead (shared.backends);
         # a branch starts exactly as its parent did.
@@ -193,46 +206,51 @@ class Session:
         if not self._guarded:  # engines (VizDoom) exist once the env is first reset
             sink.guard(_children_except(sink))
             self._guarded = True
+        if self._rewinder is not None:
+            self._rewinder.begin(seed, obs, functools.partial(_restart, self.made, seed, attrs.start_state))
+        # Nothing is written until the episode begins: a player who quits at the start screen, or an
+        # agent run stopped between two episodes, leaves no empty episode behind (docs/endings.md).
+        if branch is None and not self.source.begin(self._view(obs, None, number, attrs.image_key)):
+            return EndReason.QUIT, None, True
         writer = EpisodeWriter.create(self.config.spool, attrs, sink, backpressure=not self.config.human)
         log.info("episode %s: %s seed %d", attrs.episode_id, self.made.env_id, seed)
+        self._last_obs = obs
         extra: dict[str, Any] = {}
+        end: EndReason | None = None
         stop = False
         # Leaving this block without sealing (the env or the disk failed) leaves the .partial
         # (journal + committed chunks) to crash recovery.
         with writer:
             try:
-                if self._rewinder is not None:
-                    self._rewinder.begin(seed, obs, functools.partial(_restart, self.made, seed, attrs.start_state))
                 if branch is not None:  # the parent's steps up to the branch point, re-simulated
                     obs, info = self._copy_prefix(branch.actions, obs, info, writer, attrs)
                 if branch is not None:
                     self.source.branch(self._view(obs, writer, number, attrs.image_key))
-                if branch is None and not self.source.begin(self._view(obs, writer, number, attrs.image_key)):
-                    end: EndReason = EndReason.QUIT
-                else:
-                    end, extra, obs = self._steps(obs, info, writer, number, attrs)
+                end, extra = self._steps(obs, info, writer, number, attrs)
                 if end in (EndReason.TERMINATED, EndReason.TRUNCATED):
-                    choice = self.source.finish(self._view(obs, writer, number, attrs.image_key), end)
+                    choice = self.source.finish(self._view(self._last_obs, writer, number, attrs.image_key), end)
                     if choice.discard:
                         end, extra = EndReason.DISCARDED, {**extra, "discarded_after": str(end)}
                     stop = choice.quit
-            except KeyboardInterrupt:
-                end = EndReason.QUIT  # Ctrl-C or SIGTERM: stop and keep what was played
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop and keep what was played, as it ended
+                end, stop = end or EndReason.QUIT, True
             except AgentActionError as e:
                 # The env never saw the bad action: what was played so far is whole, so seal it.
-                self._seal(writer, obs, EndReason.QUIT, {"stopped_because": e.message})
+                self._seal(writer, EndReason.QUIT, {"stopped_because": e.message})
                 raise
             except AgentFailedError as e:
-                self._seal(writer, obs, EndReason.QUIT, {"stopped_because": e.message})
+                self._seal(writer, EndReason.QUIT, {"stopped_because": e.message})
                 raise AgentFailedError(f"{e.message} at step {writer.steps}",
                                        f"fix the agent; the {writer.steps} steps before it are sealed") from e
-            self._seal(writer, obs, end, {**extra, **self.source.sealing_attrs()}, wait=False)
-        return end, writer, stop or end == EndReason.QUIT
+            ended = end or EndReason.QUIT  # always set here; "or" only tells the type checker
+            sealed = self._seal(writer, ended, {**extra, **self.source.sealing_attrs()}, wait=False)
+        return sealed, writer, stop or ended == EndReason.QUIT
 
     def _steps(self, obs: Any, info: dict[str, Any], writer: EpisodeWriter, number: int,
-               attrs: EpisodeAttrs) -> tuple[EndReason, dict[str, Any], Any]:
-        """The frame loop: (how the episode ended, seal extras, the final observation)."""
+               attrs: EpisodeAttrs) -> tuple[EndReason, dict[str, Any]]:
+        """The frame loop: (how the episode ended, seal extras); the final observation is ``_last_obs``."""
         env = self.made.env
+        whole_step = self._interrupts
         action_desc, img_key = attrs.action_space, attrs.image_key
         max_steps = self.config.max_steps
         while True:
@@ -241,40 +259,45 @@ class Session:
                             self.fps)
             choice = self.source.act(obs, view)
             if choice.stop is not None:
-                return choice.stop, {}, obs
+                return choice.stop, {}
             if choice.rewind and self._rewinder is not None:
                 rewinder = self._rewinder
                 target = self.source.rewind(rewinder.frames_back(writer.steps), view,
                                             functools.partial(_at_step, view))
                 if target is None:
-                    return EndReason.QUIT, {}, obs
+                    return EndReason.QUIT, {}
                 if target < writer.steps:
                     self._branch = Branch(attrs.episode_id, attrs.seed, tuple(rewinder.actions[:target]), attrs.start_state)
-                    return EndReason.BRANCHED, {"branched_at": target}, obs
+                    return EndReason.BRANCHED, {"branched_at": target}
                 obs, info = rewinder.restore_to(target)  # released where it started: play on
+                self._last_obs = obs
                 continue
             if choice.rewind:
                 continue
             action = choice.action
             self._check(action, writer.steps)
             actor = ACTOR_CODES[choice.actor or self._actor]
-            writer.record(leaves, encode_action(action_desc, action), info, (choice.shown_ns, choice.decided_ns), actor)
-            obs, reward, terminated, truncated, info = env.step(action)
-            writer.outcome(float(reward), bool(terminated), bool(truncated), info)
-            if self._rewinder is not None:
-                self._rewinder.stepped(action, obs)
+            encoded = encode_action(action_desc, action)
+            with whole_step:  # journal, step, outcome and final observation: all of them or none
+                writer.record(leaves, encoded, info, (choice.shown_ns, choice.decided_ns), actor)
+                obs, reward, terminated, truncated, info = env.step(action)
+                writer.outcome(float(reward), bool(terminated), bool(truncated), info)
+                if self._rewinder is not None:
+                    self._rewinder.stepped(action, obs)
+                self._last_obs = obs
             if terminated:
-                return EndReason.TERMINATED, {}, obs
+                return EndReason.TERMINATED, {}
             if truncated:
-                return EndReason.TRUNCATED, {}, obs
+                return EndReason.TRUNCATED, {}
             if max_steps is not None and writer.steps >= max_steps:
-                return EndReason.TRUNCATED, {"truncated_by": "max_steps"}, obs
+                return EndReason.TRUNCATED, {"truncated_by": "max_steps"}
 
-    @staticmethod
-    def _seal(writer: EpisodeWriter, obs: Any, end: EndReason, extra: dict[str, Any], wait: bool = True) -> Path:
+    def _seal(self, writer: EpisodeWriter, end: EndReason, extra: dict[str, Any], wait: bool = True) -> EndReason:
+        """Seal with the env's observation after the last kept step; returns the end reason sealed."""
         if writer.steps == 0:
             end, extra = EndReason.DISCARDED, {**extra, "discarded_because": "no steps were played"}
-        return writer.seal(split_observation(obs), end, extra, wait=wait)
+        writer.seal(split_observation(self._last_obs), end, extra, wait=wait)
+        return end
 
     def _copy_prefix(self, actions: tuple[Any, ...], obs: Any, info: dict[str, Any], writer: EpisodeWriter,
                      attrs: EpisodeAttrs) -> tuple[Any, dict[str, Any]]:
@@ -282,11 +305,13 @@ class Session:
         then replays bit-exactly on its own, like any episode."""
         copied = ACTOR_CODES["copied"]
         for action in actions:
-            writer.record(split_observation(obs), encode_action(attrs.action_space, action), info, (0, 0), copied)
-            obs, reward, terminated, truncated, info = self.made.env.step(action)
-            writer.outcome(float(reward), bool(terminated), bool(truncated), info)
-            if self._rewinder is not None:
-                self._rewinder.stepped(action, obs)
+            with self._interrupts:
+                writer.record(split_observation(obs), encode_action(attrs.action_space, action), info, (0, 0), copied)
+                obs, reward, terminated, truncated, info = self.made.env.step(action)
+                writer.outcome(float(reward), bool(terminated), bool(truncated), info)
+                if self._rewinder is not None:
+                    self._rewinder.stepped(action, obs)
+                self._last_obs = obs
         return obs, info
 
     def _check(self, action: Any, step: int) -> None:
@@ -300,6 +325,14 @@ class Session:
                 f"{who} chose {_short(action)} at step {step}, which does not fit the action space {space}{detail}",
                 f"return an action from env.action_space; the {step} steps before it are sealed",
             )
+
+
+def _collect(result: SessionResult, writer: EpisodeWriter, end: EndReason) -> None:
+    """Wait for an episode's sealing and file it as kept or discarded."""
+    path = writer.wait()
+    result.sealed.append(path)
+    if end == EndReason.DISCARDED:
+        result.discarded.append(path)
 
 
 def _restart(made: MadeEnv, seed: int, start_state: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:

@@ -24,7 +24,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -68,7 +67,8 @@ def views(buffer: Any, layout: tuple[tuple[str, int, tuple[int, ...], str], ...]
 
 class Sink:
     def __init__(self, process: bool, max_slots: int = 8, spill_dir: Path | None = None) -> None:
-        """``spill_dir``: where chunk buffers go when ``/dev/shm`` is too small (default: the temp dir)."""
+        """``spill_dir``: where chunk buffers go when ``/dev/shm`` is too small (the CLI edge passes the temp
+        dir; None keeps them in ``/dev/shm``, reserve or not)."""
         self._process = process
         self._max_slots = max_slots
         self._cond = threading.Condition()
@@ -79,7 +79,7 @@ class Sink:
         self._in_flight: dict[str, tuple[Slot, tuple[Any, ...]]] = {}
         # Pid plus randomness: a recycled pid must never meet a dead recorder's slots.
         self._tag = f"{os.getpid()}_{secrets.token_hex(4)}"
-        spill = spill_dir if spill_dir is not None else Path(tempfile.gettempdir())
+        spill = spill_dir if spill_dir is not None else SHM_DIR
         self._buffers = Buffers(self._tag, spill)
         self._closed = False
         if process:
@@ -88,11 +88,18 @@ class Sink:
             # __main__, which fails for scripts fed on stdin and is slow for big ones.
             jobs_r, jobs_w = os.pipe()
             results_r, results_w = os.pipe()
-            self._child = subprocess.Popen(
-                [sys.executable, "-m", "gymrec.recorder.writer_process", str(jobs_r), str(results_w), self._tag,
-                 str(spill)],
-                pass_fds=(jobs_r, results_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            )
+            # Born with Ctrl-C and SIGTERM blocked (a signal mask survives exec) until it ignores them
+            # (writer_process.serve): a Ctrl-C to the process group while it still imports (~0.4 s,
+            # seconds on a loaded machine) killed it, and with it the recorder's sealing.
+            previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            try:
+                self._child = subprocess.Popen(
+                    [sys.executable, "-m", "gymrec.recorder.writer_process", str(jobs_r), str(results_w), self._tag,
+                     str(spill)],
+                    pass_fds=(jobs_r, results_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                )
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
             os.close(jobs_r)
             os.close(results_w)
             self._jobs_out = Connection(jobs_w, readable=False)

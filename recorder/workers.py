@@ -9,7 +9,8 @@ SIGINT and stops on SIGTERM, which this parent sends to every worker when it is 
 at a step boundary: a worker ends its episode as Esc would, so every episode is sealed, or, if a
 worker is killed outright, left to recovery (which the parent runs after an interrupted run).
 
-A worker reports on stdout, one event a line: ``steps N``, ``episode``, ``sealed PATH``, ``total N``.
+A worker reports on stdout, one event a line: ``steps N``, ``episode``, ``sealed PATH`` (kept),
+``discarded PATH``, ``total N`` (the kept episodes' steps).
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ _STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 @dataclass
 class WorkersResult:
-    sealed: list[Path] = field(default_factory=list)
-    steps: int = 0
+    sealed: list[Path] = field(default_factory=list)  # kept episodes
+    discarded: list[Path] = field(default_factory=list)  # sealed as discarded: not counted
+    steps: int = 0  # the kept episodes' steps
     failed: list[tuple[int, str]] = field(default_factory=list)  # (exit code, stderr) of failed workers
     interrupted: bool = False
 
@@ -59,12 +61,14 @@ def _encode(config: PlayConfig) -> str:
     fields["spool"] = str(config.spool)
     fields["env_kwargs"] = dict(config.env_kwargs)
     fields["keymap_path"] = None
+    fields["spill_dir"] = None if config.spill_dir is None else str(config.spill_dir)
     return json.dumps(fields)
 
 
 def _decode(text: str) -> PlayConfig:
     fields: dict[str, Any] = json.loads(text)
     fields["spool"] = Path(fields["spool"])
+    fields["spill_dir"] = None if fields.get("spill_dir") is None else Path(fields["spill_dir"])
     return PlayConfig(**fields)
 
 
@@ -161,6 +165,8 @@ def _apply(line: str, result: WorkersResult, progress: Progress) -> None:
         progress.episode()
     elif kind == "sealed":
         result.sealed.append(Path(value))
+    elif kind == "discarded":
+        result.discarded.append(Path(value))
     elif kind == "total":
         result.steps += int(value)
 
@@ -205,7 +211,7 @@ def _worker_main(encoded: str) -> None:
     signal.signal(signal.SIGTERM, stop.handler)  # stop at the next step, as Esc would
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked since birth (see _Worker)
     progress = LineProgress(out)
-    with Sink(process=True) as sink:  # first: its start-up overlaps the env's (Session.run)
+    with Sink(process=True, spill_dir=config.spill_dir) as sink:  # first: its start-up overlaps the env's (Session.run)
         made = make_env(config.env_id, dict(config.env_kwargs))
         source = None
         try:
@@ -217,7 +223,7 @@ def _worker_main(encoded: str) -> None:
             made.env.close()
     progress.close()
     for path in result.sealed:
-        out.write(f"sealed {path}\n")
+        out.write(f"{'discarded' if path in result.discarded else 'sealed'} {path}\n")
     out.write(f"total {result.steps}\n")
     out.flush()
 

@@ -39,6 +39,7 @@ def serve(jobs: Connection, results: Connection, tag: str, spill_dir: Path) -> N
     # recorder's to handle, and it seals through us. We stop on its message or on its death.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # blocked since birth (Sink)
     store = ChunkStore()
     attached: dict[str, mmap.mmap] = {}
     locks: dict[str, WriterLock] = {}

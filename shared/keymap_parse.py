@@ -7,6 +7,8 @@ against the installed emulator, imported late so that a keymap of one backend ne
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import re
 import tomllib
@@ -58,7 +60,14 @@ def load_keymap(backend: str, path: Path | None = None) -> Keymap:
     if not any(keymap.sections.values()):  # a window nobody can play would record an idle game as human play
         where = "[bindings]" if backend != "retro" else "a console table such as [Genesis]"
         raise KeymapError(f"keymap {source} binds no keys", f"add bindings under {where}; shared/keymaps/{builtin}.toml shows the format")
-    return keymap
+    # Stored with every episode and published: the file's name and content hash, never its path (a
+    # home directory names the player); an error above still names the whole path, locally.
+    return keymap if path is None else dataclasses.replace(keymap, source=published_source(Path(path), text))
+
+
+def published_source(path: Path, text: str) -> str:
+    """How a user keymap file is named in published data: ``name.toml sha256:<first 16 hex digits>``."""
+    return f"{path.name} sha256:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 def parse_key(raw: object, section: str, source: str) -> Chord:

@@ -31,7 +31,8 @@ SLOW_MODULES = frozenset({
     "test_throughput", "test_real_window", "test_workers", "test_powercut_fs",
     "test_export_minari", "test_export_video", "test_uploader_hub", "test_hubserver",
     "test_dataset_human_fields", "test_integrity", "test_uploader_paths", "test_uploader_local",
-    "test_readme_paths", "test_replay_sources",
+    "test_readme_paths", "test_replay_sources", "test_pairing_bot", "test_real_window_help", "test_readme_commands",
+    "test_export_mixed",
 })
 # Single heavy tests (module::function) in otherwise quick modules: kills and CLI subprocess tables.
 SLOW_TESTS = frozenset({

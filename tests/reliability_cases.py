@@ -24,7 +24,7 @@ from gymrec.shared.episode import Episode
 from gymrec.shared.errors import AgentFailedError, ChunkCorruptError, GymrecError
 from gymrec.shared.spaces import action_leaves
 from gymrec.shared.spool import SET_ASIDE_AREA, partial_episodes, sealed_episodes, write_owners
-from tests.conftest import BIN
+from tests.conftest import BIN, run_cli
 from tests.recording import chunk_path
 from tests.reliability_helpers import make_orphan, read_journal
 from tests.replay_helpers import copy_episode, flip_a_decodable_bit, record_episode, redigest, rewrite_rows
@@ -310,9 +310,9 @@ def _drifted_versions(case: CaseDir, episode: Path) -> None:
 BAD_AGENTS = '''
 def _after(n, bad):
     state = {"steps": 0}
-    def act(obs):
+    def act(obs):  # the good steps move the paddle and fire, so the frames change (issue 19.2)
         state["steps"] += 1
-        return bad if state["steps"] > n else 0
+        return bad if state["steps"] > n else state["steps"] % 4
     return act
 
 minus_one = _after(70, -1)
@@ -340,8 +340,16 @@ def _long_name(case: CaseDir) -> str:
 # --- checks ------------------------------------------------------------------------------------------
 
 
+def _replays_identical(case: CaseDir, episode: Path) -> list[str]:
+    """What gymrec-replay says of an episode the run sealed, unless it is ``identical`` (issue 19.3)."""
+    done = run_cli("gymrec-replay", str(episode), "--diff-dir", str(case.cwd / "diffs"), cwd=case.cwd, timeout=300)
+    return [] if done.returncode == 0 and "identical" in done.stdout else [
+        f"the sealed {episode.name} does not replay identical: {done.stdout.strip()} {done.stderr.strip()}"]
+
+
 def _sealed_good_steps(steps: int) -> Check:
-    """A bad agent's session seals the good steps before it and leaves nothing for recovery."""
+    """A bad agent's session seals the good steps before it, leaves nothing for recovery, and what it
+    sealed replays identical (its final observation is the env's after the last good step)."""
 
     def check(case: CaseDir, proc: subprocess.CompletedProcess[str], target: str) -> list[str]:
         new = [p for p in sealed_episodes(case.spool) if p != case.base]
@@ -349,7 +357,7 @@ def _sealed_good_steps(steps: int) -> Check:
             return ["a .partial was left for recovery"]
         if len(new) != 1 or Episode(new[0]).length != steps:
             return [f"not one episode of {steps} good steps sealed: {[(p.name, Episode(p).length) for p in new]}"]
-        return []
+        return _replays_identical(case, new[0])
 
     return check
 
@@ -364,6 +372,11 @@ def _same_chunks_as_base(case: CaseDir, proc: subprocess.CompletedProcess[str], 
 
 def _left_alone(case: CaseDir, proc: subprocess.CompletedProcess[str], target: str) -> list[str]:
     return [] if (case.spool / target).is_dir() else [f"{target} was moved or deleted"]
+
+
+def _left_alone_and_recorded(case: CaseDir, proc: subprocess.CompletedProcess[str], target: str) -> list[str]:
+    recorded = [p for p in sealed_episodes(case.spool) if p != case.base]
+    return _left_alone(case, proc, target) + [p for e in recorded for p in _replays_identical(case, e)]
 
 
 def _orphan_untouched(case: CaseDir, proc: subprocess.CompletedProcess[str], target: str) -> list[str]:
@@ -390,7 +403,7 @@ def _small_shm_recorded(case: CaseDir, proc: subprocess.CompletedProcess[str], t
     problems = [] if len(new) == 1 and Episode(new[0]).length == 300 else [f"not one 300-step episode: {new}"]
     if list((case.root / "tmp").glob("gymrec_*")):
         problems.append("spilled chunk buffers were left behind")
-    return problems
+    return problems or _replays_identical(case, new[0])
 
 
 def _tmpdir(case: CaseDir) -> str:
@@ -465,7 +478,7 @@ R5_CASES = (
              env=(("TMPDIR", "{root}/tmp"),), check=_small_shm_recorded),
     # issue 13.4: nothing in a spool blocks the commands from the rest of it
     BadInput("play: mkdir S/backup.partial", "gymrec-play", ("BreakoutNoFrameskip-v4", *PLAY, "--max-steps", "20"),
-             ("backup.partial is not a gymrec episode",), _alien_partial, expect="works", check=_left_alone),
+             ("backup.partial is not a gymrec episode",), _alien_partial, expect="works", check=_left_alone_and_recorded),
     BadInput("replay: mkdir S/backup.partial", "gymrec-replay", ALL, ("backup.partial is not a gymrec episode",),
              _alien_partial, expect="works", identical=1, check=_left_alone),
     BadInput("replay: a .partial whose zarr.json is '{'", "gymrec-replay", ALL, ("could not recover",),

@@ -34,12 +34,7 @@ BROAD = frozenset({"Exception", "BaseException"})
 EDGE_ONLY_READS = frozenset({("os", "environ"), ("os", "getenv"), ("Path", "home"), ("tempfile", "gettempdir"),
                              ("os", "getcwd"), ("Path", "cwd")})
 # ... and where one is still read below it, by (file, function):
-EDGE_READS_ALLOWED = frozenset({
-    # The chunk buffers' fall-back when /dev/shm is too small. Four callers build a Sink (two of them
-    # below the CLI: recovery's and the tests' in-thread writers); the temp dir moves into PlayConfig
-    # with the package split (issue 20, phase 2).
-    ("recorder/sinks.py", "Sink.__init__"),
-})
+EDGE_READS_ALLOWED: frozenset[tuple[str, str]] = frozenset()
 
 
 def product_files(package: str, root: Path = REPO) -> list[Path]:

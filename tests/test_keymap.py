@@ -13,6 +13,7 @@ import pytest
 
 from gymrec.shared.errors import KeymapError
 from gymrec.shared.keymap import active_bindings, build_resolver, load_keymap, parse_key
+from gymrec.shared.keymap_parse import published_source
 
 
 def held(*keys: str) -> frozenset[str]:
@@ -45,7 +46,9 @@ def test_retro_builtin_covers_the_required_consoles() -> None:
 def test_user_file_replaces_the_builtin(tmp_path: Path) -> None:
     path = write(tmp_path, '[bindings]\nw = "UP"\n')
     keymap = load_keymap("ale", path)
-    assert keymap.source == str(path)
+    # Published with every episode: the file's name and content hash, never its directory.
+    assert keymap.source == published_source(path, path.read_text()) and str(path.parent) not in keymap.source
+    assert keymap.source.startswith(path.name + " sha256:")
     assert keymap.to_dict()["sections"] == {"bindings": {"w": ["UP"]}}
 
 

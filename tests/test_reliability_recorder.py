@@ -355,6 +355,8 @@ def test_sigterm_to_the_process_group_seals_the_episode(spool: Path, workdir: Pa
     assert not left, f"SIGTERM to the group left {left} for recovery instead of sealing it like Esc"
     (sealed,) = sealed_episodes(spool)
     assert Episode(sealed).end_reason == "quit"
+    replay = run_cli("gymrec-replay", str(sealed), cwd=workdir)  # sealed whole: the final observation too
+    assert replay.returncode == 0 and "identical" in replay.stdout, replay.stdout + replay.stderr
 
 
 def test_a_recorder_killed_before_its_first_step_does_not_break_replay_all(spool: Path, workdir: Path) -> None:

@@ -137,7 +137,7 @@ def test_card_yaml_and_totals_two_envs(tmp_path: Path, spool: Path, workdir: Pat
     assert f"| **all** | 3 | {atari_steps + doom_steps} |" in text
     hours = atari_steps / 60 / 3600
     assert f"{hours:.3f}" in text
-    assert f"gymrec-replay <episode_id> --local-dir {dataset}" in text and "1 episode," in text and "2 episodes," in text
+    assert f"gymrec-replay <episode_id> --local-dir {dataset.name}" in text and str(dataset.parent) not in text and "1 episode," in text and "2 episodes," in text
     with pytest.raises(ValueError, match="(?i)config"):  # no silent default: datasets asks for a config
         _load(dataset)
 

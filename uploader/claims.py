@@ -100,6 +100,9 @@ class Claim:
     def quarantine(self, reason: str) -> Path:
         target_dir = self.spool / QUARANTINE_AREA
         durable_mkdir(target_dir)
+        # The reason names the episode, never the claim file: its path and name carry this host and pid.
+        reason = reason.replace(str(self.path), schema.sealed_name(self.episode_id))
+        reason = reason.replace(self.path.name, schema.sealed_name(self.episode_id))
         durable_write(target_dir / (self.episode_id + REASON_SUFFIX), (reason.rstrip() + "\n").encode())
         target = target_dir / schema.sealed_name(self.episode_id)
         _rename(self.path, target)

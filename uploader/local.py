@@ -140,7 +140,8 @@ def _remove_stray_temps(local_dir: Path) -> None:
 def write_card(local_dir: Path, current: dict[str, Any]) -> None:
     if not ownership.writes_card(current):
         return  # an adopted dataset's README.md is its owner's
-    text = card.render(current, card.Target(str(local_dir), local=True))
+    # The card travels with the directory: it names it as a reader beside it would, never by its path here.
+    text = card.render(current, card.Target(local_dir.resolve().name, local=True))
     path = local_dir / layout.CARD_PATH
     if not path.is_file() or path.read_text(errors="replace") != text:
         try:
