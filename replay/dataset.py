@@ -21,22 +21,17 @@ import pyarrow.parquet as pq
 from huggingface_hub import HfApi, HfFileSystem, hf_hub_download
 from PIL import Image
 
+from gymrec.replay.dataset_index import DatasetIndex, IndexEntry
 from gymrec.replay.hub_words import hub_call
 from gymrec.replay.sources import EpisodeSource, RecordedSteps
 from gymrec.shared import layout
 from gymrec.shared.attrs import EpisodeAttrs
 from gymrec.shared.errors import (
-    AmbiguousEpisodeError,
     CorruptEpisodeError,
     DatasetError,
     EntryNotFoundError,
-    EpisodeNotFoundError,
 )
 from gymrec.shared.schema import row_hash
-
-MAX_INDEX_DIGITS = 6  # a key of at most this many digits is an index, not an id prefix
-_INDEX_COLUMNS = ("episode_id", layout.INDEX_DATA_FILE_COLUMN, layout.INDEX_ROW_START_COLUMN,
-                  layout.INDEX_ROW_COUNT_COLUMN)  # fmt: skip
 
 
 class Files(Protocol):
@@ -151,79 +146,6 @@ class HubFiles:
 
     def index_files(self) -> list[str]:
         return sorted(p for p in self._tree(layout.INDEX_DIR, recursive=True) if layout.is_index_path(p))
-
-
-@dataclass(frozen=True)
-class IndexEntry:
-    episode_id: str
-    index_file: str
-    data_file: str
-    row_start: int
-    row_count: int
-
-
-class DatasetIndex:
-    """Every episode's index row (without the final images, read only for the episode replayed)."""
-
-    def __init__(self, files: Files) -> None:
-        self.files = files
-        self.where = files.where
-        self.info = files.info()
-        self.entries: dict[str, IndexEntry] = {}
-        for path in files.index_files():
-            local = files.fetch(path)
-            try:
-                table = pq.read_table(local, columns=list(_INDEX_COLUMNS))
-            except (pa.ArrowException, OSError) as e:
-                raise CorruptEpisodeError(f"{self.where}: {path} is not a readable index shard ({e})") from e
-            for row in table.to_pylist():
-                eid = str(row["episode_id"])
-                if eid in self.entries:
-                    raise CorruptEpisodeError(f"{self.where}: episode {eid} is listed twice ({path})", "run gymrec-uploader compact")
-                self.entries[eid] = IndexEntry(eid, path, str(row[layout.INDEX_DATA_FILE_COLUMN]),
-                                               int(row[layout.INDEX_ROW_START_COLUMN]), int(row[layout.INDEX_ROW_COUNT_COLUMN]))  # fmt: skip
-
-    def episode_ids(self) -> list[str]:
-        return sorted(self.entries)
-
-    def row(self, episode_id: str) -> dict[str, Any]:
-        """The whole index row of one episode (its attributes and final observation included)."""
-        entry = self.entries[episode_id]
-        table = pq.read_table(self.files.fetch(entry.index_file), filters=[("episode_id", "=", episode_id)])
-        rows = table.to_pylist()
-        if len(rows) != 1:
-            raise CorruptEpisodeError(f"{self.where}: {entry.index_file} has {len(rows)} rows for {episode_id}")
-        return rows[0]
-
-
-class EpisodeIds(Protocol):
-    where: str
-
-    def episode_ids(self) -> list[str]: ...
-
-
-def resolve_ids(files: EpisodeIds, key: str | None, all_: bool) -> list[str]:
-    """The episode ids a key names: an id, a unique prefix, or an index (in id order); or all of them.
-
-    ``#N`` is always an index. A bare number is an index only when no episode id starts with it:
-    uuids often begin with digits, and a prefix must never be silently read as a position.
-    """
-    ids = files.episode_ids()
-    if all_ or key is None:
-        return ids
-    explicit = key.startswith("#") and key[1:].isdigit()
-    matches = [] if explicit else [i for i in ids if i.startswith(key.lower())]
-    as_index = key[1:] if explicit else key
-    if as_index.isdigit() and len(as_index) <= MAX_INDEX_DIGITS and (explicit or not matches):
-        index = int(as_index)
-        if index >= len(ids):
-            raise EpisodeNotFoundError(f"{files.where} holds {len(ids)} episodes; there is no index {index}", "use 0..N-1 or an id")
-        return [ids[index]]
-    if not matches:
-        raise EpisodeNotFoundError(f"no episode in {files.where} matches {key!r}", "check the id or prefix")
-    if len(matches) > 1:
-        raise AmbiguousEpisodeError(f"{key!r} matches {len(matches)} episodes in {files.where}", "give more of the id")
-    return matches
 
 
 def _decode_image(data: bytes, shape: tuple[int, ...], dtype: np.dtype, where: str) -> np.ndarray:

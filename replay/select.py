@@ -54,7 +54,8 @@ def _is_dataset_dir(path: Path) -> bool:
 
 
 def _dataset_jobs(files: Files, key: str | None, all_: bool) -> list[Job]:
-    from gymrec.replay.dataset import DatasetIndex, DatasetSource, resolve_ids
+    from gymrec.replay.dataset import DatasetSource
+    from gymrec.replay.dataset_index import DatasetIndex, resolve_ids
 
     index = DatasetIndex(files)
     ids = resolve_ids(index, key, all_)

@@ -90,6 +90,7 @@ MOVES = MappingProxyType({
     # Datasets: the layout contract, the reader (local or Hub), choosing between spool and dataset.
     "shared.layout": "shared.dataset.layout",
     "replay.dataset": "shared.dataset.reader",
+    "replay.dataset_index": "shared.dataset.index",
     "replay.select": "shared.dataset.select",
     "replay.hub_words": "shared.dataset.hub_words",  # the reader's Hub calls, with the way out it tells
 })
