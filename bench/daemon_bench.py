@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 
 from bench.recorder_bench import record_moving
-from gymrec.shared.episode import Episode
+from gymrec.shared.spool.episode import Episode
 
 BIN = Path(__file__).resolve().parents[1] / ".venv" / "bin"
 TOKEN = "hf_bench_token"
@@ -84,7 +84,7 @@ def _indexed(hub: Any, repo: str) -> set[str]:
     """Episode ids in the index shards at the head."""
     import pyarrow.parquet as pq
 
-    from gymrec.shared import layout
+    from gymrec.shared.dataset import layout
 
     out: set[str] = set()
     for path, blob in hub.files(repo).items():

@@ -14,8 +14,8 @@ from typing import Any
 from gymrec.export.minari_export import MinariConfig, export_minari
 from gymrec.export.progress import silent
 from gymrec.export.video import VideoOptions, encode
-from gymrec.replay.select import Selection, jobs
-from gymrec.replay.sources import SpoolSource
+from gymrec.shared.dataset.select import Selection, jobs
+from gymrec.shared.spool.sources import SpoolSource
 
 ENV_ID = "BreakoutNoFrameskip-v4"
 STEPS = 2_000
@@ -25,7 +25,7 @@ EPISODES = 4  # random Breakout games end after ~500 steps
 def _record(spool: Path) -> Path:
     from gymrec.recorder.config import PlayConfig
     from gymrec.recorder.session import Session
-    from gymrec.shared.backends import make_env
+    from gymrec.shared.envs.backends import make_env
 
     made = make_env(ENV_ID, {})
     config = PlayConfig(env_id=ENV_ID, spool=spool, seed=7, agent="random", headless=True, episodes=EPISODES,

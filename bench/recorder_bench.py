@@ -17,8 +17,8 @@ from gymrec.recorder.clock import FixedRateClock
 from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.controllers import AgentController
 from gymrec.recorder.session import Session
-from gymrec.shared.backends import MadeEnv, make_env
-from gymrec.shared.episode import Episode
+from gymrec.shared.envs.backends import MadeEnv, make_env
+from gymrec.shared.spool.episode import Episode
 
 BREAKOUT = "BreakoutNoFrameskip-v4"
 
@@ -55,7 +55,7 @@ def p2(ticks: int = 900, fps: float = 60.0) -> list[dict[str, Any]]:
 
     from gymrec.recorder.controllers import HumanController
     from gymrec.recorder.window import GameWindow, HudState, TickInput
-    from gymrec.shared.keymap import build_resolver, load_keymap
+    from gymrec.shared.keymaps.keymap import build_resolver, load_keymap
 
     class Scripted(GameWindow):
         def __init__(self, **kwargs: Any) -> None:

@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 from gymrec.recorder.rewind import Rewinder
-from gymrec.shared.backends import make_env
-from gymrec.shared.spaces import split_observation
+from gymrec.shared.envs.backends import make_env
+from gymrec.shared.spool.spaces import split_observation
 
 Row = dict[str, Any]
 # (env id, where the image is) -- retro is left out: one emulator a process, and the bench shares it.

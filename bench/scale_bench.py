@@ -19,7 +19,7 @@ SCALE_ENVS = ("BreakoutNoFrameskip-v4", "PongNoFrameskip-v4")
 def _template(spool: Path, env_id: str, steps: int, seed: int) -> Path:
     from gymrec.recorder.config import PlayConfig
     from gymrec.recorder.session import Session
-    from gymrec.shared.backends import make_env
+    from gymrec.shared.envs.backends import make_env
 
     made = make_env(env_id, {})
     try:
@@ -131,7 +131,7 @@ def bench_read(hub: Any, repo: str, work: Path) -> dict[str, float]:
 
 
 def layout_configs() -> list[str]:
-    from gymrec.shared import layout
+    from gymrec.shared.dataset import layout
 
     return [layout.env_slug(e) for e in SCALE_ENVS]
 

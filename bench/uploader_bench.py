@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gymrec.shared.episode import Episode
-from gymrec.shared.spool import sealed_episodes
+from gymrec.shared.spool.directory import sealed_episodes
+from gymrec.shared.spool.episode import Episode
 from gymrec.uploader.convert import ConvertOptions, convert_episode
 
 BREAKOUT = "BreakoutNoFrameskip-v4"
@@ -27,7 +27,7 @@ def record_breakout(spool: Path, steps: int, seed: int = 0) -> list[Path]:
     own Session, each ending when its lives run out, until ``steps`` frames are recorded."""
     from gymrec.recorder.config import PlayConfig
     from gymrec.recorder.session import Session
-    from gymrec.shared.backends import make_env
+    from gymrec.shared.envs.backends import make_env
 
     spool.mkdir(parents=True, exist_ok=True)
     made = make_env(BREAKOUT, {})
@@ -58,7 +58,7 @@ def _conversion_only(episodes: list[Episode], options: ConvertOptions) -> float:
 
 def _kind(path: str) -> str:
     """Which part of the dataset a file is, for the note."""
-    from gymrec.shared import layout
+    from gymrec.shared.dataset import layout
 
     for prefix, kind in ((layout.INDEX_DIR, "index"), (layout.PREVIEW_DIR, "previews"), (layout.DATA_DIR, "data"),
                          (layout.INFO_PATH, "info.json"), (layout.CARD_PATH, "card")):

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from gymrec.shared import schema
-from gymrec.shared.episode import Episode
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.episode import Episode
 
 BIN = Path(__file__).resolve().parents[1] / ".venv" / "bin"
 ENV_ID = "BreakoutNoFrameskip-v4"  # the console's own 60 Hz: gymrec-play's default --fps

@@ -1,6 +1,6 @@
 """``gymrec-export``: recorded episodes as a Minari dataset or as MP4 videos.
 
-Sources are whatever replay reads (``gymrec.replay.select``): the spool, a local gymrec dataset or
+Sources are whatever replay reads (``gymrec.shared.dataset.select``): the spool, a local gymrec dataset or
 a Hub dataset. Everything read from the environment (spool, token, endpoint, Minari's data path,
 whether stderr is a terminal) is read here and passed down in frozen configs.
 """
@@ -22,12 +22,12 @@ from gymrec.export.progress import Progress, ProgressFactory, silent
 from gymrec.export.staging import check_target, prepare_folder
 from gymrec.export.video import VideoOptions, encode
 from gymrec.export.walk import each_episode
-from gymrec.replay.select import Job, Selection, jobs
-from gymrec.replay.sources import EXIT_CORRUPT, EpisodeSource
-from gymrec.shared.cli_errors import OneLineCommand, OneLineGroup, cli_edge, configure_logging
-from gymrec.shared.credentials import HubAccess, hub_access
+from gymrec.shared.cli.edge import OneLineCommand, OneLineGroup, cli_edge, configure_logging
+from gymrec.shared.cli.paths import default_spool
+from gymrec.shared.dataset.select import Job, Selection, jobs
 from gymrec.shared.errors import DatasetError, EpisodeNotFoundError
-from gymrec.shared.paths import default_spool
+from gymrec.shared.hub.credentials import HubAccess, hub_access
+from gymrec.shared.spool.sources import EXIT_CORRUPT, EpisodeSource
 
 PROG = "gymrec-export"
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -51,7 +51,7 @@ def _progress() -> ProgressFactory:
 
 
 def _access(endpoint: str | None) -> HubAccess:
-    """The one token and endpoint rule every gymrec command uses (``shared.credentials``); called only
+    """The one token and endpoint rule every gymrec command uses (``shared.hub.credentials``); called only
     for a Hub source."""
     # huggingface_hub logs each retry twice (its handler and the root's): the failure is one line at
     # the edge; -v shows the retries.

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gymrec.replay.sources import EpisodeSource
-from gymrec.shared.attrs import EpisodeAttrs
-from gymrec.shared.spaces import OBS_LEAF
+from gymrec.shared.spool.attrs import EpisodeAttrs
+from gymrec.shared.spool.sources import EpisodeSource
+from gymrec.shared.spool.spaces import OBS_LEAF
 
 
 @dataclass(frozen=True)

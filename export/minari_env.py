@@ -15,9 +15,9 @@ import gymnasium as gym
 from gymnasium.envs.registration import EnvSpec
 
 from gymrec.export.info import EpisodeInfo
-from gymrec.shared.backends import make_env
+from gymrec.shared.envs.backends import make_env
 from gymrec.shared.errors import ExportEnvError
-from gymrec.shared.spaces import describe_space
+from gymrec.shared.spool.spaces import describe_space
 
 RETRO_ENTRY_POINT = "stable_retro:make"
 # The packages an episode's frames depend on (replay checks the same ones for version drift).

@@ -32,8 +32,7 @@ from gymrec.export.minari_env import EnvDescription, describe_env, requirements
 from gymrec.export.progress import ProgressFactory
 from gymrec.export.staging import staged
 from gymrec.export.walk import each_episode
-from gymrec.replay.select import Job
-from gymrec.replay.sources import EpisodeSource
+from gymrec.shared.dataset.select import Job
 from gymrec.shared.errors import (
     EpisodeNotFoundError,
     ExportCorruptError,
@@ -42,8 +41,9 @@ from gymrec.shared.errors import (
     LossyExportError,
     MinariMissingError,
 )
-from gymrec.shared.schema import row_hash
-from gymrec.shared.spaces import OBS_LEAF
+from gymrec.shared.spool.schema import row_hash
+from gymrec.shared.spool.sources import EpisodeSource
+from gymrec.shared.spool.spaces import OBS_LEAF
 
 log = logging.getLogger(__name__)
 MINARI_VERSION = "0.5.4"  # verified lossless with jpeg_encoding=False (tests/test_export_minari.py)

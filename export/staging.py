@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gymrec.shared.errors import ExportDiskFullError, ExportError, ExportTargetExistsError
-from gymrec.shared.fsio import fsync_dir, fsync_file
+from gymrec.shared.spool.fsio import fsync_dir, fsync_file
 
 NO_SPACE = "No space left on device"  # pyarrow and ffmpeg report ENOSPC in the text, not always in errno
 

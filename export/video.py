@@ -25,8 +25,8 @@ from gymrec.export import strip
 from gymrec.export.info import EpisodeInfo, info_of
 from gymrec.export.progress import ProgressFactory
 from gymrec.export.staging import is_disk_full, staged
-from gymrec.replay.sources import EpisodeSource
 from gymrec.shared.errors import ExportDiskFullError, ExportError
+from gymrec.shared.spool.sources import EpisodeSource
 
 log = logging.getLogger(__name__)
 DEFAULT_CRF = "18"  # visually lossless for H.264; ~x3 smaller than crf 0 on Atari frames

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from gymrec.replay.select import Job
-from gymrec.replay.sources import EpisodeSource, is_corruption
+from gymrec.shared.dataset.select import Job
 from gymrec.shared.errors import GymrecError
-from gymrec.shared.schema import EndReason
+from gymrec.shared.spool.schema import EndReason
+from gymrec.shared.spool.sources import EpisodeSource, is_corruption
 
 
 @dataclass

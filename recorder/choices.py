@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gymrec.shared.schema import EndReason
+from gymrec.shared.spool.schema import EndReason
 
 if TYPE_CHECKING:
     import numpy as np

@@ -14,13 +14,13 @@ from gymrec.recorder.config import HUMAN, PlayConfig, parse_env_kwargs
 from gymrec.recorder.controllers import ActionSource
 from gymrec.recorder.interrupts import Interrupts
 from gymrec.recorder.play_source import action_source
-from gymrec.recorder.recovery import format_report, recover_orphans
-from gymrec.shared.backends import list_envs, make_env
-from gymrec.shared.cli_errors import FiniteFloat, OneLineCommand, cli_edge, configure_logging
+from gymrec.shared.cli.edge import FiniteFloat, OneLineCommand, cli_edge, configure_logging
+from gymrec.shared.cli.paths import default_spool
+from gymrec.shared.cli.progress import progress_for
+from gymrec.shared.envs.backends import list_envs, make_env
 from gymrec.shared.errors import BadAgentError
-from gymrec.shared.paths import default_spool
-from gymrec.shared.progress import progress_for
-from gymrec.shared.spool import check_spool
+from gymrec.shared.spool.directory import check_spool
+from gymrec.shared.spool.recovery import format_report, recover_orphans
 
 PROG = "gymrec-play"
 # Below 0.5 steps/s nobody is playing; above 1000 no window keeps up (a 60 Hz screen shows 60).
@@ -30,7 +30,7 @@ MAX_COUNT = 10**9  # episodes or steps: a billion Atari steps is 200 days at 60 
 
 def _list(filter_text: str, installed: bool) -> None:
     """One line per id with its status; the hint for ids that cannot be played yet, once, at the end."""
-    from gymrec.shared.backends import all_ids, suggestions
+    from gymrec.shared.envs.backends import all_ids, suggestions
     from gymrec.shared.errors import UnknownEnvError
 
     entries = list_envs(filter_text)
@@ -82,10 +82,10 @@ def _play_workers(config: PlayConfig, workers: int) -> None:
 
 def _play(config: PlayConfig) -> None:
     from gymrec.recorder.session import Session
-    from gymrec.recorder.sinks import Sink
+    from gymrec.shared.spool.sinks import Sink
 
     if not config.headless:  # before anything is written: an invisible window records nobody
-        from gymrec.shared.display import require_display
+        from gymrec.shared.cli.display import require_display
 
         who = "nobody could see the game" if config.human else "nobody could watch the agent"
         require_display(who, "to record an agent without a display, add --headless --agent random", os.environ)
@@ -98,7 +98,7 @@ def _play(config: PlayConfig) -> None:
         previous = interrupts.install()
         try:
             source = action_source(config, made)
-            if not config.human:  # steps/s, episodes and ETA on a terminal (shared.progress)
+            if not config.human:  # steps/s, episodes and ETA on a terminal (shared.cli.progress)
                 from gymrec.recorder.tracked_source import TrackedSource
 
                 source = TrackedSource(source, progress_for(sys.stderr, config.episodes, PROG))

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gymrec.recorder.agents import Agent
 from gymrec.recorder.choices import Choice, EndChoice, StepView
 from gymrec.recorder.quality import QualityTracker
-from gymrec.shared.schema import EndReason
+from gymrec.shared.spool.schema import EndReason
 
 if TYPE_CHECKING:  # pygame is imported only when a window exists: headless agents never load it
     import numpy as np
 
     from gymrec.recorder.statusbar import HudState
     from gymrec.recorder.window import GameWindow, TickInput
-    from gymrec.shared.action_resolver import ActionResolver
+    from gymrec.shared.keymaps.action_resolver import ActionResolver
 
 
 REWIND_REFUSED = "rewind: press T to take control first"

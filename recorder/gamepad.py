@@ -3,7 +3,7 @@
 SDL maps every known pad (Xbox, PlayStation, Switch, most USB pads) onto one layout, so a keymap
 names buttons once: ``pad a``, ``pad b``, ``pad x``, ``pad y``, ``pad up``/``down``/``left``/``right``
 (the d-pad), ``pad lb``/``pad rb`` (shoulders), ``pad start``, ``pad back`` (select), and the left
-stick as ``pad stick up``/``down``/``left``/``right`` (``shared.bindings.PAD_NAMES``). These names go through the same input model
+stick as ``pad stick up``/``down``/``left``/``right`` (``shared.keymaps.bindings.PAD_NAMES``). These names go through the same input model
 and keymap resolver as keyboard keys, so keyboard and gamepad can be used together.
 
 Pads are opened when the window opens and whenever SDL reports one plugged in (hot-plug); a pad

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import pygame
 
 from gymrec.recorder.gamepad import BUTTON_NAMES, stick_names
-from gymrec.shared.bindings import PAD_NAMES
-from gymrec.shared.keymap import RESERVED_KEYS
+from gymrec.shared.keymaps.bindings import PAD_NAMES
+from gymrec.shared.keymaps.keymap import RESERVED_KEYS
 
 _QUIT_EVENTS = frozenset({pygame.QUIT, pygame.WINDOWCLOSE})
 _PAD_EVENTS = frozenset({pygame.CONTROLLERBUTTONDOWN, pygame.CONTROLLERBUTTONUP, pygame.CONTROLLERAXISMOTION,

@@ -6,7 +6,7 @@ Actions fold every press between two steps into one; researchers modelling human
 milliseconds while the game loop waits for the next tick (``FixedRateClock.idle``), so a stamp is at
 most ~4 ms after the press, not a whole step. Kept columnar, relative to the episode's
 ``origin_ns`` (``to_attrs``); sealing stores the columns as the episode's ``input/`` arrays
-(``recorder.zarr_layout.write_input_log``), ~176 kB an hour of play against ~970 kB as JSON.
+(``shared.spool.zarr_layout.write_input_log``), ~176 kB an hour of play against ~970 kB as JSON.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from gymrec.recorder.controllers import ActionSource, AgentController, HumanCont
 from gymrec.shared.errors import AgentFailedError
 
 if TYPE_CHECKING:
-    from gymrec.shared.keymap import ActionResolver, Keymap
+    from gymrec.shared.keymaps.keymap import ActionResolver, Keymap
 
 
 def _guarded(agent: Agent, name: str) -> Agent:
@@ -39,7 +39,7 @@ def action_source(config: PlayConfig, made: Any) -> ActionSource:
         return AgentController(agent, config.agent)
     from gymrec.recorder.helppanel import sections as help_sections
     from gymrec.recorder.window import GameWindow
-    from gymrec.shared.keymap import build_resolver, load_keymap
+    from gymrec.shared.keymaps.keymap import build_resolver, load_keymap
 
     resolver = keymap_dict = None
     if config.human or config.takeover:
@@ -68,7 +68,7 @@ def keymap_record(keymap: Keymap, resolver: ActionResolver) -> dict[str, Any]:
 
 
 def _frame_shape(space: Any) -> tuple[int, ...]:
-    from gymrec.shared.spaces import describe_space, image_key
+    from gymrec.shared.spool.spaces import describe_space, image_key
 
     desc = describe_space(space)
     key = image_key(desc)

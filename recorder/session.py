@@ -27,14 +27,13 @@ from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.controllers import ActionSource, AgentController, StepView
 from gymrec.recorder.interrupts import Interrupts
 from gymrec.recorder.rewind import Rewinder
-from gymrec.recorder.sinks import Sink
-from gymrec.recorder.writer import EpisodeWriter
-from gymrec.shared import schema
-from gymrec.shared.attrs import EpisodeAttrs, utc_now
-from gymrec.shared.backends import MadeEnv, action_meanings
+from gymrec.shared.envs.backends import MadeEnv, action_meanings
 from gymrec.shared.errors import AgentActionError, AgentFailedError, BadAgentError
-from gymrec.shared.schema import EndReason
-from gymrec.shared.spaces import (
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.attrs import EpisodeAttrs, utc_now
+from gymrec.shared.spool.schema import EndReason
+from gymrec.shared.spool.sinks import Sink
+from gymrec.shared.spool.spaces import (
     action_checker,
     check_recordable,
     describe_space,
@@ -42,6 +41,7 @@ from gymrec.shared.spaces import (
     image_key,
     split_observation,
 )
+from gymrec.shared.spool.writer import EpisodeWriter
 
 log = logging.getLogger(__name__)
 ACTOR_CODES = MappingProxyType({name: code for code, name in enumerate(schema.ACTORS)})
@@ -56,7 +56,7 @@ class Branch:
     parent: str
     seed: int
     actions: tuple[Any, ...]
-    start_state: dict[str, Any] | None = None  # the parent's (shared.ale_start): the branch starts as it did
+    start_state: dict[str, Any] | None = None  # the parent's (shared.envs.ale_start): the branch starts as it did
 
 
 @dataclass
@@ -195,7 +195,7 @@ class Session:
         """Play one episode (a ``branch`` of the last one, after a rewind); (how it ended as sealed, its
         writer or None if it never began, whether the session stops after it)."""
         lineage = {} if branch is None else {"parent_episode_id": branch.parent, "branch_step": len(branch.actions)}
-        # ALE resets without reloading the ROM and stores the start state instead (shared.backends);
+        # ALE resets without reloading the ROM and stores the start state instead (shared.envs.backends);
         # a branch starts exactly as its parent did.
         starter = self.made.starter
         started = starter.start(seed) if branch is None else starter.restart(seed, branch.start_state)

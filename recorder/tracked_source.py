@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from gymrec.recorder.controllers import ActionSource, Choice, EndChoice, StepView
-from gymrec.shared.progress import Progress
-from gymrec.shared.schema import EndReason
+from gymrec.shared.cli.progress import Progress
+from gymrec.shared.spool.schema import EndReason
 
 BATCH = 256  # steps counted between progress updates: one int add a step
 

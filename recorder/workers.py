@@ -30,8 +30,8 @@ import numpy as np
 
 from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.tracked_source import StopRequest, TrackedSource
-from gymrec.shared.cli_errors import EXIT_INTERRUPTED
-from gymrec.shared.progress import Progress
+from gymrec.shared.cli.edge import EXIT_INTERRUPTED
+from gymrec.shared.cli.progress import Progress
 
 SEED_SPACE = 2**31 - 1
 _STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
@@ -201,8 +201,8 @@ class LineProgress:
 def _worker_main(encoded: str) -> None:
     from gymrec.recorder.play_source import action_source
     from gymrec.recorder.session import Session
-    from gymrec.recorder.sinks import Sink
-    from gymrec.shared.backends import make_env
+    from gymrec.shared.envs.backends import make_env
+    from gymrec.shared.spool.sinks import Sink
 
     config = _decode(encoded)
     out = sys.stdout
@@ -229,6 +229,6 @@ def _worker_main(encoded: str) -> None:
 
 
 if __name__ == "__main__":
-    from gymrec.shared.cli_errors import cli_edge
+    from gymrec.shared.cli.edge import cli_edge
 
     cli_edge("gymrec-play")(_worker_main)(sys.argv[1])

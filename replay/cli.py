@@ -10,17 +10,17 @@ from pathlib import Path
 
 import click
 
-from gymrec.recorder.recovery import format_report, recover_orphans
-from gymrec.replay.select import Job, Selection, jobs, spool_to_recover
-from gymrec.replay.sources import is_corruption
 from gymrec.replay.verify import EnvPool, Result, Summary, VerifyOptions, verify
-from gymrec.shared.attrs import EpisodeAttrs
-from gymrec.shared.cli_errors import FiniteFloat, OneLineCommand, cli_edge, configure_logging
-from gymrec.shared.credentials import HubAccess, hub_access
+from gymrec.shared.cli.edge import FiniteFloat, OneLineCommand, cli_edge, configure_logging
+from gymrec.shared.cli.paths import default_spool
+from gymrec.shared.cli.progress import NoProgress, progress_for
+from gymrec.shared.dataset.select import Job, Selection, jobs, spool_to_recover
 from gymrec.shared.errors import GymrecError
-from gymrec.shared.paths import default_spool
-from gymrec.shared.progress import NoProgress, progress_for
-from gymrec.shared.schema import PAIRING_LAGGED, EndReason
+from gymrec.shared.hub.credentials import HubAccess, hub_access
+from gymrec.shared.spool.attrs import EpisodeAttrs
+from gymrec.shared.spool.recovery import format_report, recover_orphans
+from gymrec.shared.spool.schema import PAIRING_LAGGED, EndReason
+from gymrec.shared.spool.sources import is_corruption
 
 PROG = "gymrec-replay"
 
@@ -153,13 +153,13 @@ def main(episode: str | None, spool: Path | None, repo_id: str | None, local_dir
     if no_verify and not render:
         raise click.UsageError("--no-verify only makes sense with --render")
     if render:  # before any episode is opened: a window nobody sees verifies nothing a person could watch
-        from gymrec.shared.display import require_display
+        from gymrec.shared.cli.display import require_display
 
         require_display("--render would show nobody anything", "or replay without --render", os.environ)
     access = hub_access(endpoint, os.environ, Path.cwd()) if repo_id else HubAccess(None)
     if repo_id:
-        from gymrec.replay.hub_words import quiet_client_logs
-        from gymrec.shared.hub_client import set_request_timeout  # imports huggingface_hub: only for the Hub
+        from gymrec.shared.dataset.hub_words import quiet_client_logs
+        from gymrec.shared.hub.client import set_request_timeout  # imports huggingface_hub: only for the Hub
 
         quiet_client_logs(verbose)
         set_request_timeout(HUB_TIMEOUT_S)

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import pygame
 
-from gymrec.replay.sources import EpisodeSource
 from gymrec.replay.verify import Checker, Divergence, Result, VerifyOptions, version_warnings
-from gymrec.shared.backends import make_env_for
+from gymrec.shared.envs.backends import make_env_for
 from gymrec.shared.errors import DisplayError, ReplayStoppedError
+from gymrec.shared.spool.sources import EpisodeSource
 
 log = logging.getLogger(__name__)
 GAP = 8

@@ -2,7 +2,7 @@
 
 The env is made from the recorded id, kwargs and backend (once per process for each: see
 ``EnvPool``), started as recorded (the stored start state for ALE, else the seed; see
-``shared.backends.EpisodeStarter``) and stepped with the recorded actions. Per step the hot loop costs one xxh3 of the observation and three
+``shared.envs.backends.EpisodeStarter``) and stepped with the recorded actions. Per step the hot loop costs one xxh3 of the observation and three
 scalar comparisons against lists read in bulk up front; frames are decoded only on a mismatch.
 """
 
@@ -21,12 +21,12 @@ import numpy as np
 import xxhash
 
 from gymrec.replay.diff import compare, is_image, write_png
-from gymrec.replay.sources import EXIT_CORRUPT, EpisodeSource, RecordedSteps
-from gymrec.shared.attrs import EpisodeAttrs
-from gymrec.shared.backends import MadeEnv, backend_named, make_env_for
+from gymrec.shared.envs.backends import MadeEnv, backend_named, make_env_for
 from gymrec.shared.errors import SpoolError
-from gymrec.shared.schema import row_hash
-from gymrec.shared.spaces import OBS_LEAF, split_observation
+from gymrec.shared.spool.attrs import EpisodeAttrs
+from gymrec.shared.spool.schema import row_hash
+from gymrec.shared.spool.sources import EXIT_CORRUPT, EpisodeSource, RecordedSteps
+from gymrec.shared.spool.spaces import OBS_LEAF, split_observation
 
 log = logging.getLogger(__name__)
 CHECKED_VERSIONS = ("gymnasium", "ale-py", "vizdoom", "stable-retro")

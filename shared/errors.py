@@ -1,7 +1,7 @@
 """Every error gymrec raises on purpose, in one place.
 
 Each error's ``str()`` is the one line a user sees: what is wrong, then how to fix it. The CLI edge
-(``shared.cli_errors``) turns them into that line and a non-zero exit code; nothing below the CLI
+(``shared.cli.edge``) turns them into that line and a non-zero exit code; nothing below the CLI
 prints or exits.
 
 The Hub part of the hierarchy (``transient`` and ``retry_after`` are class attributes, set once by
@@ -119,7 +119,7 @@ class ChunkCorruptError(CorruptEpisodeError):
 
 
 class ForeignChunksError(CorruptEpisodeError):
-    """An array's chunks are each intact but not the ones its episode sealed (``shared.checksums``
+    """An array's chunks are each intact but not the ones its episode sealed (``shared.spool.checksums``
     ``chunks_digest``): one was replaced, e.g. copied from another episode. Stored-data corruption,
     like ``ChunkCorruptError``, and exits the same way."""
 
@@ -165,7 +165,7 @@ class RecoveryError(GymrecError, RuntimeError):
 # --- hub / dataset ----------------------------------------------------------------------------
 #
 # ``hub_error`` below is the one table from an HTTP answer to these classes. The uploader and replay
-# translate huggingface_hub's exceptions in one place (``shared.hub_client``) by handing the status code, ``X-Error-Code`` and ``Retry-After`` to it.
+# translate huggingface_hub's exceptions in one place (``shared.hub.client``) by handing the status code, ``X-Error-Code`` and ``Retry-After`` to it.
 
 
 class HubError(GymrecError):

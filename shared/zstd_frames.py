@@ -1,4 +1,4 @@
-"""Reading zstd frames fast: the chunk reader's (``shared.chunks``) and the ALE start states' codec.
+"""Reading zstd frames fast: the chunk reader's (``shared.spool.chunks``) and the ALE start states' codec.
 
 Its own module, beneath both the spool format and the env backends, so neither imports the other for it.
 """

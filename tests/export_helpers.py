@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gymrec.replay.sources import SpoolSource
+from gymrec.shared.spool.sources import SpoolSource
 from tests.conftest import run_cli
 
 

@@ -8,12 +8,12 @@ from typing import Any
 from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.controllers import ActionSource, AgentController, EndChoice, StepView
 from gymrec.recorder.session import Session, agent_source, episode_attrs
-from gymrec.recorder.writer import EpisodeWriter
-from gymrec.shared.attrs import EpisodeAttrs
-from gymrec.shared.backends import make_env
-from gymrec.shared.chunks import ArrayMeta
-from gymrec.shared.schema import EndReason
-from gymrec.shared.spaces import encode_action, split_observation
+from gymrec.shared.envs.backends import make_env
+from gymrec.shared.spool.attrs import EpisodeAttrs
+from gymrec.shared.spool.chunks import ArrayMeta
+from gymrec.shared.spool.schema import EndReason
+from gymrec.shared.spool.spaces import encode_action, split_observation
+from gymrec.shared.spool.writer import EpisodeWriter
 
 
 def chunk_path(episode: Path, array: str, index: int) -> Path:

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gymrec.shared import schema
-from gymrec.shared.checksums import resign
-from gymrec.shared.episode import Episode
 from gymrec.shared.errors import AgentFailedError, ChunkCorruptError, GymrecError
-from gymrec.shared.spaces import action_leaves
-from gymrec.shared.spool import SET_ASIDE_AREA, partial_episodes, sealed_episodes, write_owners
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.checksums import resign
+from gymrec.shared.spool.directory import SET_ASIDE_AREA, partial_episodes, sealed_episodes, write_owners
+from gymrec.shared.spool.episode import Episode
+from gymrec.shared.spool.spaces import action_leaves
 from tests.conftest import BIN, run_cli
 from tests.recording import chunk_path
 from tests.reliability_helpers import make_orphan, read_journal

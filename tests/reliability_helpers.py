@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gymrec.shared import schema
-from gymrec.shared.spaces import action_leaves
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.spaces import action_leaves
 from tests.conftest import BIN
 
 POLL_S = 0.0005
@@ -229,9 +229,9 @@ def make_orphan(spool: Path, env_id: str, steps: int, seed: int) -> Path:
     """An episode whose writer 'died' after ``steps`` steps: committed chunks plus the journal beyond."""
     from gymrec.recorder.config import PlayConfig
     from gymrec.recorder.session import episode_attrs
-    from gymrec.recorder.writer import EpisodeWriter
-    from gymrec.shared.backends import make_env
-    from gymrec.shared.spaces import encode_action, split_observation
+    from gymrec.shared.envs.backends import make_env
+    from gymrec.shared.spool.spaces import encode_action, split_observation
+    from gymrec.shared.spool.writer import EpisodeWriter
     from tests.recording import new_attrs
 
     made = make_env(env_id, {})

@@ -21,8 +21,9 @@ from typing import Any
 import pyarrow.parquet as pq
 import yaml
 
-from gymrec.shared import layout, schema
-from gymrec.shared.spool import UPLOADED_AREA
+from gymrec.shared.dataset import layout
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.directory import UPLOADED_AREA
 from gymrec.uploader.claims import CLAIMED_AREA, QUARANTINE_AREA, RECEIPT_SUFFIX
 from gymrec.uploader.local import STAGING_DIR
 

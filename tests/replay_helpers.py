@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from gymrec.shared import schema
-from gymrec.shared.checksums import resign
-from gymrec.shared.chunks import stored_digest
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.checksums import resign
+from gymrec.shared.spool.chunks import stored_digest
 from tests.recording import record_episode  # noqa: F401  (re-exported for the suites)
 
 REPO = Path(__file__).resolve().parents[1]

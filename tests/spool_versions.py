@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from gymrec.shared import schema
-from gymrec.shared.checksums import resign, sign
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.checksums import resign, sign
 
 
 def attributes(episode: Path) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def as_previous_version(episode: Path) -> None:
     files = {k: v for k, v in sums["metadata"].items() if not k.startswith(schema.INPUT_GROUP + "/")}
     log = attrs.get("input_log")
     if isinstance(log, dict) and "events" in log:
-        from gymrec.shared.episode import Episode
+        from gymrec.shared.spool.episode import Episode
 
         attrs["input_log"] = Episode(episode).input_log()
         shutil.rmtree(episode / schema.INPUT_GROUP)

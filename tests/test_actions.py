@@ -8,9 +8,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from gymrec.shared.episode import Episode
-from gymrec.shared.spaces import action_checker, action_problem
-from gymrec.shared.spool import partial_episodes
+from gymrec.shared.spool.directory import partial_episodes
+from gymrec.shared.spool.episode import Episode
+from gymrec.shared.spool.spaces import action_checker, action_problem
 from tests.conftest import run_cli
 from tests.test_recorder_errors import assert_one_line_error, snapshot
 

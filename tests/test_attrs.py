@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from gymrec.shared import schema
-from gymrec.shared.attrs import REQUIRED_FIELDS, SEAL_FIELDS, EpisodeAttrs
 from gymrec.shared.errors import CorruptEpisodeError, SchemaVersionError
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.attrs import REQUIRED_FIELDS, SEAL_FIELDS, EpisodeAttrs
 
 
 def _raw(**changes: object) -> dict[str, object]:

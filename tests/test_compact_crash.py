@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from uploader_helpers import BIN, clean_env, local_index, record_episode, run_uploader
 
-from gymrec.shared import layout
+from gymrec.shared.dataset import layout
 
 SYSCALLS = ("rename", "unlink", "rmdir")
 STRACE = shutil.which("strace")

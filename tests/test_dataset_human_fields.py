@@ -15,12 +15,13 @@ from uploader_helpers import clean_env, local_index, record_episode, run_uploade
 
 from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.session import episode_attrs
-from gymrec.recorder.writer import EpisodeWriter
 from gymrec.replay.cli import lineage
-from gymrec.shared import layout, schema
-from gymrec.shared.attrs import EpisodeAttrs
-from gymrec.shared.backends import VizdoomBackend, action_meanings, make_env
-from gymrec.shared.spaces import encode_action, split_observation
+from gymrec.shared.dataset import layout
+from gymrec.shared.envs.backends import VizdoomBackend, action_meanings, make_env
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.attrs import EpisodeAttrs
+from gymrec.shared.spool.spaces import encode_action, split_observation
+from gymrec.shared.spool.writer import EpisodeWriter
 from gymrec.uploader.status import spool_status
 from tests.recording import new_attrs
 from tests.spool_versions import as_previous_version, attributes, write_attributes
@@ -164,7 +165,7 @@ def test_vizdoom_meanings_name_each_discrete_value(workdir: Path) -> None:
 
 def test_retro_meanings_are_the_buttons(tmp_path: Path) -> None:
     # One stable-retro emulator per process: in a child.
-    code = ("from gymrec.shared.backends import make_env, action_meanings\n"
+    code = ("from gymrec.shared.envs.backends import make_env, action_meanings\n"
             "m = make_env('Airstriker-Genesis-v0', {})\n"
             "print(','.join(action_meanings(m))); m.env.close()\n")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gymrec.shared.episode import Episode
+from gymrec.shared.spool.episode import Episode
 from tests.conftest import record, run_cli
 from tests.test_recorder_errors import assert_one_line_error
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from uploader_helpers import BIN, clean_env, record_episode, run_uploader
 
-from gymrec.shared import layout
+from gymrec.shared.dataset import layout
 
 ENV = "BreakoutNoFrameskip-v4"
 

@@ -27,17 +27,17 @@ from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.controllers import EndChoice, HumanController, StepView, TakeoverController
 from gymrec.recorder.interrupts import Interrupts
 from gymrec.recorder.session import Session, SessionResult, agent_source
-from gymrec.recorder.sinks import Sink
 from gymrec.recorder.tracked_source import TrackedSource
 from gymrec.recorder.window import GameWindow
-from gymrec.shared import schema
-from gymrec.shared.backends import make_env
-from gymrec.shared.episode import Episode
+from gymrec.shared.cli.progress import NoProgress
+from gymrec.shared.envs.backends import make_env
 from gymrec.shared.errors import AgentFailedError
-from gymrec.shared.keymap import ActionResolver, Keymap, build_resolver, load_keymap
-from gymrec.shared.progress import NoProgress
-from gymrec.shared.schema import EndReason
-from gymrec.shared.spool import partial_episodes, sealed_episodes
+from gymrec.shared.keymaps.keymap import ActionResolver, Keymap, build_resolver, load_keymap
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.directory import partial_episodes, sealed_episodes
+from gymrec.shared.spool.episode import Episode
+from gymrec.shared.spool.schema import EndReason
+from gymrec.shared.spool.sinks import Sink
 from tests.conftest import BIN, run_cli
 from tests.reliability_helpers import committed_steps
 from tests.test_play_human import DOWN, UP, Script, ScriptedClock, play, tap

@@ -15,9 +15,10 @@ from hubserver import running_hub
 from reliability_uploader_helpers import landing, quarantined_ids
 from uploader_helpers import clean_env, index_rows_of, local_files, record_episode, run_uploader
 
-from gymrec.shared import layout, schema
-from gymrec.shared.checksums import resign
-from gymrec.shared.spool import UPLOADED_AREA, UPLOADED_LOCAL_AREA
+from gymrec.shared.dataset import layout
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.checksums import resign
+from gymrec.shared.spool.directory import UPLOADED_AREA, UPLOADED_LOCAL_AREA
 from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX, RECEIPT_SUFFIX
 
 TOKEN = "hf_exactly_once_5c2d"

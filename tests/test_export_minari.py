@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gymrec.replay.sources import SpoolSource
+from gymrec.shared.spool.sources import SpoolSource
 from tests.conftest import record
 from tests.export_helpers import export_cli, one_line_error, recorded_frames, to_local_dataset, tree
 

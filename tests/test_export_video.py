@@ -17,7 +17,7 @@ import pytest
 
 from gymrec.export.strip import STRIP_ROWS
 from gymrec.export.video import Composer, VideoOptions
-from gymrec.replay.sources import SpoolSource
+from gymrec.shared.spool.sources import SpoolSource
 from tests.conftest import BIN, record
 from tests.export_helpers import export_cli, one_line_error, recorded_frames, to_local_dataset, tree
 

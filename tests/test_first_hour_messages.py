@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from gymrec.export.strip import status_line
-from gymrec.shared.cli_errors import EXIT_CLOSED_PIPE
+from gymrec.shared.cli.edge import EXIT_CLOSED_PIPE
 from gymrec.shared.errors import KeymapError
-from gymrec.shared.keymap import load_keymap
+from gymrec.shared.keymaps.keymap import load_keymap
 from tests.conftest import BIN, record, run_cli
 from tests.recording import record_episode
 from tests.test_recorder_errors import assert_one_line_error

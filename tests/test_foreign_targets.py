@@ -12,8 +12,8 @@ from huggingface_hub import HfApi
 from reliability_uploader_helpers import stderr_lines
 from uploader_helpers import clean_env, index_rows_of, local_index, record_episode, run_uploader
 
-from gymrec.shared import layout
-from gymrec.shared.spool import UPLOADED_LOCAL_AREA
+from gymrec.shared.dataset import layout
+from gymrec.shared.spool.directory import UPLOADED_LOCAL_AREA
 
 TOKEN = "hf_foreign_targets_91ab"
 REPO = "tester/someone-elses"

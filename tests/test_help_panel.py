@@ -16,7 +16,7 @@ import pytest
 from gymrec.recorder.helppanel import HelpPanel, fit, sections
 from gymrec.recorder.statusbar import PAUSED, REC, REWIND, HudState, panel, wrap
 from gymrec.recorder.window import GameWindow, start_lines
-from gymrec.shared.keymap import load_keymap
+from gymrec.shared.keymaps.keymap import load_keymap
 
 # (backend, keymap section, frame (H, W)): Atari's 160 px is the narrowest frame gymrec shows.
 GAMES = [("ale", "bindings", (210, 160)), ("vizdoom", "bindings", (240, 320)), ("retro", "genesis", (224, 320))]

@@ -159,6 +159,6 @@ def test_unplugging_a_pad_releases_its_buttons_but_not_the_keyboard() -> None:
 
 def test_every_pad_name_is_one_the_keymaps_know() -> None:
     from gymrec.recorder.gamepad import BUTTON_NAMES, STICK_NAMES
-    from gymrec.shared.bindings import PAD_NAMES
+    from gymrec.shared.keymaps.bindings import PAD_NAMES
 
     assert set(BUTTON_NAMES.values()) | {n for pair in STICK_NAMES.values() for n in pair} == PAD_NAMES

@@ -20,12 +20,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from gymrec.recorder.recovery import FAILED_NOTE, recover_orphans
-from gymrec.shared import schema
-from gymrec.shared.chunks import ArrayMeta
-from gymrec.shared.episode import Episode
 from gymrec.shared.errors import ChunkCorruptError
-from gymrec.shared.spool import SET_ASIDE_AREA
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.chunks import ArrayMeta
+from gymrec.shared.spool.directory import SET_ASIDE_AREA
+from gymrec.shared.spool.episode import Episode
+from gymrec.shared.spool.recovery import FAILED_NOTE, recover_orphans
 from tests.conftest import BIN, run_cli
 from tests.recording import chunk_path, record_episode
 from tests.reliability_helpers import changed_files, make_orphan, one_line_problems, snapshot
@@ -183,7 +183,7 @@ def test_a_read_only_spool_still_replays_its_sealed_episodes(sealed: Path, tmp_p
 
 def _writer_of(recorder: psutil.Process) -> psutil.Process:
     for child in recorder.children(recursive=True):
-        if "gymrec.recorder.writer_process" in " ".join(child.cmdline()):
+        if "gymrec.shared.spool.writer_process" in " ".join(child.cmdline()):
             return child
     raise AssertionError("no writer process")
 

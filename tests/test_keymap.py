@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from gymrec.shared.errors import KeymapError
-from gymrec.shared.keymap import active_bindings, build_resolver, load_keymap, parse_key
-from gymrec.shared.keymap_parse import published_source
+from gymrec.shared.keymaps.keymap import active_bindings, build_resolver, load_keymap, parse_key
+from gymrec.shared.keymaps.keymap_parse import published_source
 
 
 def held(*keys: str) -> frozenset[str]:

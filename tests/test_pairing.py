@@ -25,9 +25,9 @@ from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.controllers import HumanController, TakeoverController
 from gymrec.recorder.session import Session
 from gymrec.recorder.window import GameWindow
-from gymrec.shared.backends import make_env
-from gymrec.shared.episode import Episode
-from gymrec.shared.keymap import build_resolver, load_keymap
+from gymrec.shared.envs.backends import make_env
+from gymrec.shared.keymaps.keymap import build_resolver, load_keymap
+from gymrec.shared.spool.episode import Episode
 
 # Breakout's minimal action set: NOOP, FIRE, RIGHT, LEFT. FIRE launches the ball, so the picture keeps
 # changing even where the paddle is stuck at a wall (a still frame would fix the response for good).

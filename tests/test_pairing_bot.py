@@ -24,7 +24,7 @@ import numpy as np
 import pygame
 import pytest
 
-from gymrec.shared.episode import Episode
+from gymrec.shared.spool.episode import Episode
 from tests.conftest import BIN, REPO
 from tests.xwindow import find_window, input_events, needs, start_play, stop, x, xvfb
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gymrec.shared.backends import suggestions
+from gymrec.shared.envs.backends import suggestions
 from tests.conftest import run_cli
 from tests.test_recorder_errors import assert_one_line_error
 

@@ -20,9 +20,9 @@ from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.controllers import HumanController
 from gymrec.recorder.session import Session
 from gymrec.recorder.window import GameWindow
-from gymrec.shared.backends import make_env
-from gymrec.shared.episode import Episode
-from gymrec.shared.keymap import build_resolver, load_keymap
+from gymrec.shared.envs.backends import make_env
+from gymrec.shared.keymaps.keymap import build_resolver, load_keymap
+from gymrec.shared.spool.episode import Episode
 
 DOWN, UP = pygame.KEYDOWN, pygame.KEYUP
 PAD_DOWN, PAD_UP, AXIS = pygame.CONTROLLERBUTTONDOWN, pygame.CONTROLLERBUTTONUP, pygame.CONTROLLERAXISMOTION
@@ -175,7 +175,7 @@ def test_step_mode_advances_only_when_the_player_acts(spool: Path) -> None:
 
 def test_takeover_hands_control_back_and_forth_and_records_who_chose(spool: Path) -> None:
     from gymrec.recorder.controllers import TakeoverController
-    from gymrec.shared.schema import ACTORS
+    from gymrec.shared.spool.schema import ACTORS
 
     made = make_env("BreakoutNoFrameskip-v4", {})
     config = PlayConfig(env_id="BreakoutNoFrameskip-v4", spool=spool, seed=4, fps=1000.0, player="tester",

@@ -14,7 +14,7 @@ from pathlib import Path
 from reliability_uploader_helpers import quarantined_ids, stderr_lines
 from uploader_helpers import clean_env, daemon_until, local_index, record_episode, run_uploader
 
-from gymrec.shared import schema
+from gymrec.shared.spool import schema
 
 
 def _poisons(spool: Path) -> dict[str, str]:

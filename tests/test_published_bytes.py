@@ -28,10 +28,11 @@ import pytest
 from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.controllers import HumanController
 from gymrec.recorder.play_source import keymap_record
-from gymrec.shared import layout, schema
-from gymrec.shared.checksums import resign
-from gymrec.shared.episode import Episode
-from gymrec.shared.spool import sealed_episodes
+from gymrec.shared.dataset import layout
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.checksums import resign
+from gymrec.shared.spool.directory import sealed_episodes
+from gymrec.shared.spool.episode import Episode
 from gymrec.uploader.claims import REASON_SUFFIX
 from tests.conftest import run_cli
 from tests.export_helpers import export_cli, to_local_dataset

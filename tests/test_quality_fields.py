@@ -14,9 +14,9 @@ from pathlib import Path
 import pygame
 from uploader_helpers import clean_env, run_uploader
 
-from gymrec.replay.sources import SpoolSource
 from gymrec.replay.verify import VerifyOptions, verify
-from gymrec.shared import layout
+from gymrec.shared.dataset import layout
+from gymrec.shared.spool.sources import SpoolSource
 from tests.test_play_human import DOWN, UP, play, tap
 
 ENV = "BreakoutNoFrameskip-v4"

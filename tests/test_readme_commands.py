@@ -132,8 +132,8 @@ def _record_takeover(spool: Path) -> Path:
     from gymrec.recorder.controllers import TakeoverController
     from gymrec.recorder.session import Session
     from gymrec.recorder.window import GameWindow
-    from gymrec.shared.backends import make_env
-    from gymrec.shared.keymap import build_resolver, load_keymap
+    from gymrec.shared.envs.backends import make_env
+    from gymrec.shared.keymaps.keymap import build_resolver, load_keymap
 
     made = make_env(ENV, {})
     config = PlayConfig(env_id=ENV, spool=spool, seed=9, fps=1000.0, player="tester", agent="random", takeover=True)

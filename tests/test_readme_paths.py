@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 import stable_retro.data
 
-from gymrec.shared import layout, schema
-from gymrec.shared.episode import Episode
-from gymrec.shared.keymap import load_keymap
-from gymrec.shared.resolvers import build_resolver
-from gymrec.shared.spool import UPLOADED_LOCAL_AREA
+from gymrec.shared.dataset import layout
+from gymrec.shared.keymaps.keymap import load_keymap
+from gymrec.shared.keymaps.resolvers import build_resolver
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.directory import UPLOADED_LOCAL_AREA
+from gymrec.shared.spool.episode import Episode
 from tests.conftest import record, run_cli
 from tests.replay_helpers import copy_episode, read_row, replay_cli, rewrite_rows
 from tests.uploader_helpers import clean_env, run_uploader

@@ -14,7 +14,7 @@ import zarr
 from PIL import Image
 
 from gymrec.recorder.statusbar import BAR_HEIGHT
-from gymrec.shared.episode import Episode
+from gymrec.shared.spool.episode import Episode
 from tests.conftest import BIN
 from tests.xwindow import find_window, geometry, input_events, needs, play_env, xvfb
 from tests.xwindow import x as _x

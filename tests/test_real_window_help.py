@@ -20,7 +20,7 @@ from PIL import Image
 
 from gymrec.recorder.helppanel import FONT_SIZES, KEY, MUTED
 from gymrec.recorder.statusbar import BAR_HEIGHT
-from gymrec.shared.keymap import load_keymap
+from gymrec.shared.keymaps.keymap import load_keymap
 from tests.xwindow import find_window, geometry, needs, start_play, stop, x, xvfb
 
 pytestmark = [pytest.mark.slow, needs("Xvfb", "xdotool", "import")]  # an X server, six runs: make test only

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import zarr
 
-from gymrec.shared import schema
-from gymrec.shared.episode import Episode
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.episode import Episode
 from tests.conftest import record, run_cli
 from tests.recording import chunk_path
 
@@ -95,7 +95,7 @@ def test_metadata_written_without_zarr_is_what_zarr_writes(dtype: str) -> None:
     from zarr.core.buffer import default_buffer_prototype
     from zarr.core.group import GroupMetadata
 
-    from gymrec.recorder import zarr_layout
+    from gymrec.shared.spool import zarr_layout
 
     for shape in [(), (3,), (210, 160, 3)]:
         for length in (0, 65):

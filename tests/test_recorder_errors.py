@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gymrec.shared.episode import Episode
-from gymrec.shared.spool import partial_episodes
+from gymrec.shared.spool.directory import partial_episodes
+from gymrec.shared.spool.episode import Episode
 from tests.conftest import record, run_cli
 
 
@@ -92,7 +92,7 @@ def test_full_disk_keeps_the_episode_so_far(tiny_disk: Path, workdir: Path, tmp_
     # Free space by moving the spool to a roomy disk: the next run recovers every journaled step.
     roomy = tmp_path / "roomy"
     shutil.copytree(spool, roomy)
-    from gymrec.recorder.recovery import recover_orphans
+    from gymrec.shared.spool.recovery import recover_orphans
 
     (result,) = recover_orphans(roomy)
     assert result.sealed is not None, result.error

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gymrec.recorder.recovery import FAILED_NOTE, recover_orphans
-from gymrec.recorder.writer import EpisodeWriter
-from gymrec.shared import schema
-from gymrec.shared.attrs import EpisodeAttrs
-from gymrec.shared.backends import make_env, make_env_for
-from gymrec.shared.episode import Episode
-from gymrec.shared.spool import partial_episodes
+from gymrec.shared.envs.backends import make_env, make_env_for
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.attrs import EpisodeAttrs
+from gymrec.shared.spool.directory import partial_episodes
+from gymrec.shared.spool.episode import Episode
+from gymrec.shared.spool.recovery import FAILED_NOTE, recover_orphans
+from gymrec.shared.spool.writer import EpisodeWriter
 from tests.conftest import BIN
 from tests.recording import new_attrs
 from tests.reliability_helpers import committed_steps

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import zarr
 
-from gymrec.recorder.recovery import recover_orphans
-from gymrec.shared.episode import Episode
-from gymrec.shared.schema import ACTORS
-from gymrec.shared.spool import partial_episodes
+from gymrec.shared.spool.directory import partial_episodes
+from gymrec.shared.spool.episode import Episode
+from gymrec.shared.spool.recovery import recover_orphans
+from gymrec.shared.spool.schema import ACTORS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,8 +36,8 @@ from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.controllers import HumanController, TakeoverController
 from gymrec.recorder.session import Session
 from gymrec.recorder.window import GameWindow
-from gymrec.shared.backends import make_env
-from gymrec.shared.keymap import build_resolver, load_keymap
+from gymrec.shared.envs.backends import make_env
+from gymrec.shared.keymaps.keymap import build_resolver, load_keymap
 
 spool, mode, end_at, kill = Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5] == "kill"
 R, L, T = pygame.K_RIGHT, pygame.K_LEFT, pygame.K_t

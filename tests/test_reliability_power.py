@@ -37,8 +37,8 @@ from pathlib import Path
 
 import pytest
 
-from gymrec.shared import schema
-from gymrec.shared.spool import UPLOADED_LOCAL_AREA
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.directory import UPLOADED_LOCAL_AREA
 from gymrec.uploader.claims import CLAIMED_AREA
 from tests import stress_results
 from tests.conftest import BIN, run_cli

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gymrec.recorder.recovery import FAILED_NOTE, recover_orphans
-from gymrec.shared import schema
-from gymrec.shared.episode import Episode
 from gymrec.shared.errors import GymrecError
-from gymrec.shared.spool import partial_episodes, sealed_episodes
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.directory import partial_episodes, sealed_episodes
+from gymrec.shared.spool.episode import Episode
+from gymrec.shared.spool.recovery import FAILED_NOTE, recover_orphans
 from tests import stress_results
 from tests.conftest import run_cli
 from tests.reliability_cases import R5_CASES, BadInput, CaseDir, Unavailable, fill, still_usable

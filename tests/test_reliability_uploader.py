@@ -50,7 +50,8 @@ from reliability_uploader_helpers import (
 )
 from uploader_helpers import local_index
 
-from gymrec.shared import layout, schema
+from gymrec.shared.dataset import layout
+from gymrec.shared.spool import schema
 from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX
 from tests import stress_results
 from tests.hub import FaultPlan, HubServer, running_hub

@@ -8,9 +8,9 @@ import pygame
 import pytest
 
 from gymrec.replay.render import fit_scale, show
-from gymrec.replay.sources import SpoolSource
 from gymrec.replay.verify import VerifyOptions
 from gymrec.shared.errors import ReplayStoppedError
+from gymrec.shared.spool.sources import SpoolSource
 from tests.recording import record_episode
 
 

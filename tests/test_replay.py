@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gymrec.replay.sources import SpoolSource
 from gymrec.replay.verify import VerifyOptions, verify
-from gymrec.shared.backends import make_env_for
+from gymrec.shared.envs.backends import make_env_for
 from gymrec.shared.errors import ChunkCorruptError
-from gymrec.shared.schema import row_hash
+from gymrec.shared.spool.schema import row_hash
+from gymrec.shared.spool.sources import SpoolSource
 from tests.recording import chunk_path
 from tests.replay_helpers import (
     BIN,

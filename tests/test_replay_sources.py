@@ -9,12 +9,12 @@ import pygame
 import pytest
 from huggingface_hub import constants
 
-from gymrec.replay.dataset import DatasetSource, LocalFiles
-from gymrec.replay.dataset_index import DatasetIndex
 from gymrec.replay.render import Controls, show
-from gymrec.replay.sources import SpoolSource
 from gymrec.replay.verify import VerifyOptions, verify
-from gymrec.shared.episode import Episode
+from gymrec.shared.dataset.index import DatasetIndex
+from gymrec.shared.dataset.reader import DatasetSource, LocalFiles
+from gymrec.shared.spool.episode import Episode
+from gymrec.shared.spool.sources import SpoolSource
 from tests.replay_helpers import copy_episode, read_row, record_episode, replay_cli, rewrite_rows, tree_digest
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
@@ -173,7 +173,7 @@ class _Ids:
 
 
 def test_a_numeric_id_prefix_is_never_read_as_an_index() -> None:
-    from gymrec.replay.dataset_index import resolve_ids
+    from gymrec.shared.dataset.index import resolve_ids
     from gymrec.shared.errors import EpisodeNotFoundError
 
     files = _Ids(["123456ab-0000-4000-8000-000000000000", "abcdef00-0000-4000-8000-000000000000"])

@@ -10,11 +10,11 @@ import pytest
 import zarr
 
 from gymrec.recorder.rewind import EVERY, Rewinder
-from gymrec.replay.sources import SpoolSource
 from gymrec.replay.verify import VerifyOptions, verify
-from gymrec.shared.backends import make_env
-from gymrec.shared.schema import ACTORS
-from gymrec.shared.spaces import split_observation
+from gymrec.shared.envs.backends import make_env
+from gymrec.shared.spool.schema import ACTORS
+from gymrec.shared.spool.sources import SpoolSource
+from gymrec.shared.spool.spaces import split_observation
 from tests.test_play_human import DOWN, UP, play, tap
 
 

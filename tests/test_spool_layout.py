@@ -14,13 +14,12 @@ from pathlib import Path
 import pytest
 import zarr
 
-from gymrec.recorder import zarr_layout
-from gymrec.recorder.recovery import STAGING_GRACE, recover_orphans
-from gymrec.recorder.writer import EpisodeWriter
-from gymrec.shared import schema
-from gymrec.shared.episode import Episode
 from gymrec.shared.errors import ChunkCorruptError, CorruptEpisodeError
-from gymrec.shared.spool import SET_ASIDE_AREA, write_owners
+from gymrec.shared.spool import schema, zarr_layout
+from gymrec.shared.spool.directory import SET_ASIDE_AREA, write_owners
+from gymrec.shared.spool.episode import Episode
+from gymrec.shared.spool.recovery import STAGING_GRACE, recover_orphans
+from gymrec.shared.spool.writer import EpisodeWriter
 from tests.conftest import run_cli
 from tests.recording import chunk_path, new_attrs, record_episode
 from tests.spool_versions import as_previous_version, attributes, write_attributes
@@ -37,8 +36,8 @@ def human(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A sealed 70-step episode carrying an input log (written through the real writer)."""
     from gymrec.recorder.config import PlayConfig
     from gymrec.recorder.session import episode_attrs
-    from gymrec.shared.backends import make_env
-    from gymrec.shared.spaces import encode_action, split_observation
+    from gymrec.shared.envs.backends import make_env
+    from gymrec.shared.spool.spaces import encode_action, split_observation
 
     spool = tmp_path_factory.mktemp("layout") / "spool"
     spool.mkdir()

@@ -12,12 +12,12 @@ from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.controllers import REWIND_REFUSED, TakeoverController
 from gymrec.recorder.session import Session
 from gymrec.recorder.window import GameWindow
-from gymrec.replay.sources import SpoolSource
 from gymrec.replay.verify import VerifyOptions, verify
-from gymrec.shared.backends import make_env
-from gymrec.shared.episode import Episode
-from gymrec.shared.keymap import build_resolver, load_keymap
-from gymrec.shared.schema import ACTORS
+from gymrec.shared.envs.backends import make_env
+from gymrec.shared.keymaps.keymap import build_resolver, load_keymap
+from gymrec.shared.spool.episode import Episode
+from gymrec.shared.spool.schema import ACTORS
+from gymrec.shared.spool.sources import SpoolSource
 from tests.test_play_human import DOWN, UP, Script, ScriptedClock, tap
 
 ENV = "BreakoutNoFrameskip-v4"

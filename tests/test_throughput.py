@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from gymrec.recorder.recovery import recover_orphans
-from gymrec.replay.sources import SpoolSource
 from gymrec.replay.verify import EnvPool, VerifyOptions, verify
-from gymrec.shared import schema
-from gymrec.shared.backends import make_env
-from gymrec.shared.checksums import resign
-from gymrec.shared.spaces import encode_action, split_observation
+from gymrec.shared.envs.backends import make_env
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.checksums import resign
+from gymrec.shared.spool.recovery import recover_orphans
+from gymrec.shared.spool.sources import SpoolSource
+from gymrec.shared.spool.spaces import encode_action, split_observation
 from tests.conftest import BIN, record, run_cli
 from tests.recording import new_attrs
 from tests.replay_helpers import copy_episode
@@ -110,7 +110,7 @@ def test_recovery_restores_the_start_state_of_a_later_episode(spool: Path, tmp_p
     (Breakout-v4: its stochastic frameskip draws on np_random, which the first episode moved on)."""
     from gymrec.recorder.config import PlayConfig
     from gymrec.recorder.session import episode_attrs
-    from gymrec.recorder.writer import EpisodeWriter
+    from gymrec.shared.spool.writer import EpisodeWriter
 
     made = make_env("Breakout-v4", {})
     env = made.env

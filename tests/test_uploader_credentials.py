@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from uploader_helpers import clean_env, run_uploader
 
-from gymrec.shared.credentials import hub_access, login_cache_path
 from gymrec.shared.errors import (
     AuthError,
     CommitConflictError,
@@ -19,6 +18,7 @@ from gymrec.shared.errors import (
     RepoNotFoundError,
     hub_error,
 )
+from gymrec.shared.hub.credentials import hub_access, login_cache_path
 
 
 def test_token_order_env_then_dotenv_then_login_cache(tmp_path: Path) -> None:

@@ -27,8 +27,8 @@ from reliability_uploader_helpers import (
 )
 from uploader_helpers import clean_env, index_rows_of, record_episode, run_uploader, spool_frames
 
-from gymrec.shared import layout
-from gymrec.shared.spool import UPLOADED_AREA
+from gymrec.shared.dataset import layout
+from gymrec.shared.spool.directory import UPLOADED_AREA
 from gymrec.uploader.claims import CLAIMED_AREA, RECEIPT_SUFFIX
 from gymrec.uploader.config import UploaderConfig
 from gymrec.uploader.convert import ConvertOptions

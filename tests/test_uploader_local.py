@@ -20,9 +20,10 @@ from uploader_helpers import (
     spool_frames,
 )
 
-from gymrec.shared import layout, schema
-from gymrec.shared.attrs import REQUIRED_FIELDS, SEAL_FIELDS
-from gymrec.shared.episode import Episode
+from gymrec.shared.dataset import layout
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.attrs import REQUIRED_FIELDS, SEAL_FIELDS
+from gymrec.shared.spool.episode import Episode
 from gymrec.uploader import encoding
 from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX, RECEIPT_SUFFIX, UPLOADED_LOCAL_AREA
 from tests.recording import chunk_path

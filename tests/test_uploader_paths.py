@@ -23,9 +23,14 @@ from reliability_uploader_helpers import (
 )
 from uploader_helpers import local_index
 
-from gymrec.shared import schema
-from gymrec.shared.episode import Episode
-from gymrec.shared.spool import UPLOADED_AREA, UPLOADED_LOCAL_AREA, partial_episodes, sealed_episodes
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.directory import (
+    UPLOADED_AREA,
+    UPLOADED_LOCAL_AREA,
+    partial_episodes,
+    sealed_episodes,
+)
+from gymrec.shared.spool.episode import Episode
 from tests.hub import HubServer, running_hub
 from tests.reliability_helpers import committed_steps, read_journal, sigkill, start
 from tests.test_recovery import PACED_AGENT

@@ -14,8 +14,8 @@ import pytest
 
 from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.workers import plan
-from gymrec.shared.episode import Episode
-from gymrec.shared.schema import PARTIAL_SUFFIX, SEALED_SUFFIX
+from gymrec.shared.spool.episode import Episode
+from gymrec.shared.spool.schema import PARTIAL_SUFFIX, SEALED_SUFFIX
 from tests.conftest import BIN, run_cli
 
 BREAKOUT = "BreakoutNoFrameskip-v4"

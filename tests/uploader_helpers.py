@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from gymrec.shared.episode import Episode
+from gymrec.shared.spool.episode import Episode
 from tests.recording import record_episode  # noqa: F401  (re-exported for the suites)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def index_rows_of(files: dict[str, bytes]) -> dict[str, list[dict[str, Any]]]:
 
     import pyarrow.parquet as pq
 
-    from gymrec.shared import layout
+    from gymrec.shared.dataset import layout
 
     out: dict[str, list[dict[str, Any]]] = {}
     for path, blob in sorted(files.items()):

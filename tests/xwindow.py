@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gymrec.shared.episode import Episode
+from gymrec.shared.spool.episode import Episode
 from tests.conftest import BIN
 
 PACKAGES = {"Xvfb": "xvfb", "xdotool": "xdotool", "import": "imagemagick"}  # Debian's

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gymrec.shared import layout, schema
+from gymrec.shared.dataset import layout
 from gymrec.shared.errors import (
     AlreadyPublishedError,
     DatasetError,
@@ -32,7 +32,8 @@ from gymrec.shared.errors import (
     GymrecError,
     HubUnavailableError,
 )
-from gymrec.shared.spool import UPLOADED_AREA, UPLOADED_LOCAL_AREA
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.directory import UPLOADED_AREA, UPLOADED_LOCAL_AREA
 from gymrec.uploader import manifests
 from gymrec.uploader.claims import RECEIPT_SUFFIX, Claim, Claimer, episode_attrs, owner_is_dead_here
 from gymrec.uploader.config import UploaderConfig

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from gymrec.shared import layout
-from gymrec.shared.schema import ACTORS
+from gymrec.shared.dataset import layout
+from gymrec.shared.spool.schema import ACTORS
 
 LICENSE = "cc-by-4.0"
 TASK_CATEGORIES = ("reinforcement-learning",)

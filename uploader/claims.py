@@ -31,14 +31,13 @@ from typing import Any
 
 import psutil
 
-from gymrec.shared import schema
-from gymrec.shared.attrs import EpisodeAttrs
-from gymrec.shared.episode import episode_attributes
-from gymrec.shared.fsio import durable_mkdir, fsync_dir
-from gymrec.shared.spool import (
-    UPLOADED_LOCAL_AREA,  # noqa: F401  (re-exported: the uploader's areas live here)
-    is_episode_id,
-)
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.attrs import EpisodeAttrs
+
+# noqa: F401  (re-exported: the uploader's areas live here)
+from gymrec.shared.spool.directory import UPLOADED_LOCAL_AREA, is_episode_id
+from gymrec.shared.spool.episode import episode_attributes
+from gymrec.shared.spool.fsio import durable_mkdir, fsync_dir
 from gymrec.uploader.manifests import durable_json, durable_write
 
 log = logging.getLogger(__name__)
@@ -112,7 +111,7 @@ class Claim:
 def _rename(source: Path, target: Path) -> bool:
     """Move an episode between spool areas, durably: a power cut must not undo a claim or a finish.
 
-    Both directories are fsynced (``shared.fsio``): without it a cut after the rename can leave the
+    Both directories are fsynced (``shared.spool.fsio``): without it a cut after the rename can leave the
     episode in neither area, or back in the queue after its receipt was written.
     """
     try:

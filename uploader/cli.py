@@ -14,12 +14,12 @@ from types import FrameType
 
 import click
 
-from gymrec.shared.cli_errors import FiniteFloat, OneLineGroup, cli_edge, configure_logging, debug_enabled
-from gymrec.shared.credentials import hub_access
+from gymrec.shared.cli.edge import FiniteFloat, OneLineGroup, cli_edge, configure_logging, debug_enabled
+from gymrec.shared.cli.paths import data_dir, default_spool
 from gymrec.shared.errors import AuthError, CorruptShardError, DatasetError, HubUnavailableError
-from gymrec.shared.hub_client import set_request_timeout
-from gymrec.shared.paths import data_dir, default_spool
-from gymrec.shared.spool import check_spool
+from gymrec.shared.hub.client import set_request_timeout
+from gymrec.shared.hub.credentials import hub_access
+from gymrec.shared.spool.directory import check_spool
 from gymrec.uploader.config import UploaderConfig, check_repo_id
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.daemon import Uploader

@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gymrec.shared import layout
+from gymrec.shared.dataset import layout
 from gymrec.shared.errors import DatasetError
 from gymrec.uploader.convert import ConvertOptions, RowGroupWriter
 from gymrec.uploader.index_row import INDEX_FEATURES, parse_attributes, quality_totals, seconds

@@ -1,4 +1,4 @@
-"""One sealed spool episode -> its step rows as parquet (``shared.layout``'s columns), in bounded memory.
+"""One sealed spool episode -> its step rows as parquet (``shared.dataset.layout``'s columns), in bounded memory.
 
 The episode is read chunk by chunk and written as parquet row groups as it goes, so memory does not
 grow with the episode. Frames are encoded by a thread pool: Pillow's WebP and PNG encoders release
@@ -30,11 +30,12 @@ import pyarrow.parquet as pq
 import zarr
 from PIL import Image
 
-from gymrec.shared import layout, schema
-from gymrec.shared.attrs import TIMESTAMP_FORMAT, EpisodeAttrs
-from gymrec.shared.episode import Episode, StepBatch
+from gymrec.shared.dataset import layout
 from gymrec.shared.errors import CorruptEpisodeError, DatasetError
-from gymrec.shared.spaces import Leaf
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.attrs import TIMESTAMP_FORMAT, EpisodeAttrs
+from gymrec.shared.spool.episode import Episode, StepBatch
+from gymrec.shared.spool.spaces import Leaf
 from gymrec.uploader import encoding
 from gymrec.uploader.index_row import Derived
 

@@ -32,10 +32,10 @@ from pathlib import Path
 from watchdog.events import DirCreatedEvent, DirMovedEvent, FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from gymrec.shared import schema
-from gymrec.shared.episode import Episode
 from gymrec.shared.errors import AuthError, CorruptEpisodeError, DatasetError, DiskFullError, GymrecError
-from gymrec.shared.spool import check_spool
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.directory import check_spool
+from gymrec.shared.spool.episode import Episode
 from gymrec.uploader.batching import Batcher, Pending, RunSummary
 from gymrec.uploader.claims import Claim, Claimer, episode_attrs, new_owner, owner_is_dead_here, skip_reason
 from gymrec.uploader.config import UploaderConfig
@@ -46,7 +46,7 @@ from gymrec.uploader.outage import Outage
 from gymrec.uploader.status import waiting_count
 
 log = logging.getLogger(__name__)
-RECOVERY_LOGGER = "gymrec.recorder.recovery"
+RECOVERY_LOGGER = "gymrec.shared.spool.recovery"
 STOP_POLL = 0.25  # seconds: how soon the loop sees a stop request
 
 
@@ -216,7 +216,7 @@ class Uploader:
 
     def _recover(self) -> None:
         """Seal orphaned ``.partial`` episodes whose recorder died, so they get uploaded too."""
-        from gymrec.recorder.recovery import recover_orphans  # imports the env backends: only when needed
+        from gymrec.shared.spool.recovery import recover_orphans  # imports the env backends: only when needed
 
         try:
             for result in recover_orphans(self.spool):

@@ -1,6 +1,6 @@
-"""The Arrow / ``datasets`` encoding of the columns ``gymrec.shared.layout`` names.
+"""The Arrow / ``datasets`` encoding of the columns ``gymrec.shared.dataset.layout`` names.
 
-Action column encoding (one value per row) is documented in ``gymrec.shared.layout``.
+Action column encoding (one value per row) is documented in ``gymrec.shared.dataset.layout``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
-from gymrec.shared.spaces import Leaf, action_leaves
+from gymrec.shared.spool.spaces import Leaf, action_leaves
 
 
 def _value_feature(dtype: np.dtype) -> datasets.Value:

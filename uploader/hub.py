@@ -8,7 +8,7 @@ listed is not published again, whoever published it), the upload and the commit.
 a race (the head moved) fails with a conflict and is retried on the new head, so info.json and the
 card count every episode exactly once.
 
-Every huggingface_hub / HTTP failure is translated into ``shared.errors`` by ``shared.hub_client``.
+Every huggingface_hub / HTTP failure is translated into ``shared.errors`` by ``shared.hub.client``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import pyarrow.parquet as pq
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
-from gymrec.shared import layout
+from gymrec.shared.dataset import layout
 from gymrec.shared.errors import (
     AlreadyPublishedError,
     CommitConflictError,
@@ -35,7 +35,7 @@ from gymrec.shared.errors import (
     HubUnavailableError,
     RepoNotFoundError,
 )
-from gymrec.shared.hub_client import hub_call, offline_mode
+from gymrec.shared.hub.client import hub_call, offline_mode
 from gymrec.uploader import card, compact, info, ownership, published
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.shards import Batch

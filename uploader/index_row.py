@@ -3,7 +3,7 @@
 The index columns that repeat an attribute (``ATTR_COLUMNS``) take their type from the
 ``EpisodeAttrs`` field they repeat: publishing another attribute as a column is one entry there. The
 other columns say where the episode's rows are, hold its final frame, and what conversion derived
-(``Derived``). This module and ``shared.attrs`` are the only places that read attributes as JSON.
+(``Derived``). This module and ``shared.spool.attrs`` are the only places that read attributes as JSON.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 import datasets
 
-from gymrec.shared import layout
-from gymrec.shared.attrs import EpisodeAttrs, JsonDict
-from gymrec.shared.schema import PAIRING_LAGGED
+from gymrec.shared.dataset import layout
+from gymrec.shared.spool.attrs import EpisodeAttrs, JsonDict
+from gymrec.shared.spool.schema import PAIRING_LAGGED
 from gymrec.uploader.published import CONTENT_DIGEST_COLUMN
 
 QUALITY_FIELDS = ("active_fraction", "inputs_per_minute", "longest_idle_s", "paused_s", "late_frames", "worst_late_ms")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gymrec.shared import layout
+from gymrec.shared.dataset import layout
 from gymrec.shared.errors import DatasetError
 from gymrec.uploader.index_row import INDEX_FEATURES, add_quality
 from gymrec.uploader.shards import Batch, ConfigPart

@@ -23,9 +23,9 @@ from typing import Any
 import pyarrow.parquet as pq
 from filelock import FileLock
 
-from gymrec.shared import layout
+from gymrec.shared.dataset import layout
 from gymrec.shared.errors import AlreadyPublishedError, DatasetError, DiskFullError
-from gymrec.shared.fsio import durable_mkdir, fsync_dir, fsync_file
+from gymrec.shared.spool.fsio import durable_mkdir, fsync_dir, fsync_file
 from gymrec.uploader import card, compact, info, ownership, published
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.hub import Receipt
@@ -130,7 +130,7 @@ def _delete(local_dir: Path, paths: list[str]) -> None:
 
 
 def _remove_stray_temps(local_dir: Path) -> None:
-    """The ``.NAME.tmp`` files (``shared.fsio.atomic_write``) of writes a killed uploader never renamed in."""
+    """The ``.NAME.tmp`` files (``shared.spool.fsio.atomic_write``) of writes a killed uploader never renamed in."""
     for path in local_dir.rglob(".*.tmp"):
         if STAGING_DIR not in path.relative_to(local_dir).parts and path.is_file():
             path.unlink()

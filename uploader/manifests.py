@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gymrec.shared.fsio import atomic_write, durable_mkdir, fsync_dir
+from gymrec.shared.spool.fsio import atomic_write, durable_mkdir, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ SUFFIX = ".json"
 
 
 def durable_write(path: Path, data: bytes) -> None:
-    """Temp file, fsync, rename, fsync the directory (``shared.fsio``): after a crash it is whole or absent."""
+    """Temp file, fsync, rename, fsync the directory (``shared.spool.fsio``): after a crash it is whole or absent."""
     atomic_write(path, data)
 
 

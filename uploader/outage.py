@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 
 from gymrec.shared.errors import HubUnavailableError, HubUnreachableError
-from gymrec.shared.hub_client import offline_mode
+from gymrec.shared.hub.client import offline_mode
 from gymrec.uploader.card import plural
 from gymrec.uploader.hub import HubPusher, RetryPolicy
 

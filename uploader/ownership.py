@@ -23,7 +23,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gymrec.shared import layout
+from gymrec.shared.dataset import layout
 from gymrec.shared.errors import DatasetError
 from gymrec.uploader import index_row, info
 from gymrec.uploader.shards import Batch, ConfigPart

@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gymrec.shared import layout
+from gymrec.shared.dataset import layout
 
 log = logging.getLogger(__name__)
 

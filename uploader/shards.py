@@ -1,4 +1,4 @@
-"""An upload batch -> one data shard and one index shard per env config (``shared.layout``, format 2).
+"""An upload batch -> one data shard and one index shard per env config (``shared.dataset.layout``, format 2).
 
 Each episode was converted to its own parquet first (so a corrupt episode fails alone, before it
 touches a shard); here those row groups are copied, not re-encoded, into the config's data shard,
@@ -17,8 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gymrec.shared import layout
-from gymrec.shared.attrs import EpisodeAttrs
+from gymrec.shared.dataset import layout
+from gymrec.shared.spool.attrs import EpisodeAttrs
 from gymrec.uploader.convert import Converted, ConvertOptions, RowGroupWriter
 from gymrec.uploader.index_row import (
     INDEX_FEATURES,

@@ -6,10 +6,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gymrec.shared import schema
-from gymrec.shared.episode import read_committed
 from gymrec.shared.errors import CorruptEpisodeError
-from gymrec.shared.spool import UPLOADED_AREA, is_episode_id, partial_episodes
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.directory import UPLOADED_AREA, is_episode_id, partial_episodes
+from gymrec.shared.spool.episode import read_committed
 from gymrec.uploader.claims import (
     CLAIMED_AREA,
     LOW_ACTIVITY,

@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import zarr
 
-from gymrec.shared import schema
-from gymrec.shared.spool import UPLOADED_AREA, UPLOADED_LOCAL_AREA
+from gymrec.shared.spool import schema
+from gymrec.shared.spool.directory import UPLOADED_AREA, UPLOADED_LOCAL_AREA
 from gymrec.uploader.claims import CLAIMED_AREA, QUARANTINE_AREA
 from tests.reliability_helpers import committed_steps, read_journal
 

@@ -1,0 +1,1 @@
+"""The Hugging Face Hub: the client's errors translated, credentials, the HTTP timeout."""

@@ -1,0 +1,1 @@
+"""Keymaps: the builtin TOML files, parsing them, and resolving keys to env actions."""
