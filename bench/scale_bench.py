@@ -40,6 +40,8 @@ def backlog(spool: Path, episodes: int, steps: int = 3) -> list[Path]:
     import json
     import uuid
 
+    from gymrec.shared.spool.checksums import resign
+
     (spool / ".templates").mkdir(parents=True, exist_ok=True)
     templates = [_template(spool / ".templates", env_id, steps, seed) for seed, env_id in enumerate(SCALE_ENVS)]
     out = []
@@ -48,7 +50,8 @@ def backlog(spool: Path, episodes: int, steps: int = 3) -> list[Path]:
         dest = spool / f"{new_id}.zarr"
         shutil.copytree(templates[i % len(templates)], dest)
         meta = json.loads((dest / "zarr.json").read_text())
-        meta["attributes"]["episode_id"] = new_id
+        # A tool copying an episode on purpose re-signs its attributes (they carry their own crc32c).
+        meta["attributes"] = resign({**meta["attributes"], "episode_id": new_id})
         (dest / "zarr.json").write_text(json.dumps(meta))
         out.append(dest)
     shutil.rmtree(spool / ".templates")

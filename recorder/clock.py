@@ -21,6 +21,14 @@ log = logging.getLogger(__name__)
 # can be: 4 ms slices put the pixel bot's measured reaction times 4.5 ms (median) behind its own
 # clock at 15 Hz; 1 ms slices cost ~15 extra event polls a 60 Hz frame (~10 us each).
 IDLE_SLICE_S = 0.001
+# A step's frame goes up this far into the period after its tick, not as soon as the step ends: a
+# quarter period, at most 4 ms, covers the env step and the spool write of nearly every step (they
+# took 1.7-2.8 ms median on the loaded 2-core box), so frames go up at a steady phase. The cap keeps
+# short the time the previous frame stays up while input already counts for the next action. Drawing at once put the real-window p99 frame-interval error at
+# 4.7 ms (P2X; 0.9 ms before the pairing fix drew right at the tick); a slot that followed recent
+# step times moved the phase itself and did no better (3.8-4.5 ms).
+SLOT_PERIODS = 0.25
+SLOT_MAX_S = 0.004
 # A frame shown more than this after its deadline counts as late: half a 60 Hz frame, where a
 # person starts to see judder. The clock only reports lateness: the human controller counts it on
 # recorded steps (recorder.quality), never on pause, help, rewind or end-screen ticks.
@@ -54,6 +62,8 @@ class FixedRateClock:
         # Called every IDLE_SLICE_S while waiting (the window takes input events off SDL's queue, so
         # their timestamps are a few ms late at most instead of up to a whole tick).
         self.idle: Callable[[], None] | None = None
+        # How long after its tick a step's frame goes up (``show_slot``): a fixed phase of the period.
+        self._slot = min(self.period * SLOT_PERIODS, SLOT_MAX_S)
 
     def wait(self, not_before: float | None = None) -> float:
         """Block until this tick's deadline; return its lateness in seconds (0 for the first tick).
@@ -92,6 +102,28 @@ class FixedRateClock:
             self._deadline = deadline + self.period
         self._ticks.append(t)
         return late
+
+    def show_slot(self) -> None:
+        """Wait until the frame of the step just taken should go up: ``SLOT_PERIODS`` after the last tick.
+
+        A frame drawn as soon as its step ends goes up as irregularly as steps take (a chunk handed to
+        the writer, a slow env step); at a fixed phase it goes up on the schedule unless the step
+        overran the slot. Input arriving meanwhile is stamped and queued as usual (it is the next
+        action's: the frame before is still on screen, as during the step itself).
+        """
+        if not self._ticks:
+            return
+        last = self._ticks[-1]
+        t = self.now()
+        target = last + self._slot
+        while target - t > self._spin:
+            self._sleep(min(IDLE_SLICE_S, target - t - self._spin))
+            if self.idle is not None:
+                self.idle()
+            t = self.now()
+        while t < target:  # the last ``spin`` yielding, as ``wait`` does: sleep overshoots
+            self._sleep(0)
+            t = self.now()
 
     def restart(self) -> None:
         """Forget the schedule, e.g. after a long blocking call, so the next tick is not late."""

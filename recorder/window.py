@@ -216,6 +216,7 @@ class GameWindow:
             raise RuntimeError("GameWindow.next_tick() before open()")
         discard, paused_for, toggle = False, 0.0, False
         mark = REC if hud.recording else READY
+        self.clock.show_slot()  # a steady phase of the schedule, however long the step took
         self._render(frame, hud, mark)
         shown = self.shown_ns
         while True:

@@ -425,3 +425,19 @@ def test_a_frame_drawn_late_still_stays_up_half_a_period() -> None:
     assert fake.t - shown == pytest.approx(0.005, abs=0.0002)
     clock.wait()
     assert fake.t - shown == pytest.approx(0.015, abs=0.0002)  # the grid moved by the 4 ms it had to
+
+
+def test_a_frame_goes_up_at_a_fixed_phase_however_long_its_step_took() -> None:
+    fake = FakeTime()
+    clock = FixedRateClock(100, now=fake.now, sleep=fake.sleep, spin=0.001)
+    clock.wait()
+    ticked = fake.t
+    for step_took in (0.0005, 0.002):
+        fake.work(step_took)
+        clock.show_slot()
+        assert fake.t - ticked == pytest.approx(0.0025, abs=0.0002)  # a quarter period after the tick
+        clock.wait()
+        ticked = fake.t
+    fake.work(0.004)  # a step longer than the slot: drawn at once, not later
+    clock.show_slot()
+    assert fake.t - ticked == pytest.approx(0.004, abs=0.0002)
