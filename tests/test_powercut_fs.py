@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from gymrec.shared.spool.fsio import fsync_file
 from tests.powercut.disk import Disk
 from tests.powercut.mount import PowerCutMount, power_cut_mount
 
@@ -153,24 +154,16 @@ def mount(tmp_path: Path) -> Iterator[PowerCutMount]:
         yield mounted
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def test_through_fuse_only_fsynced_data_and_entries_survive(mount: PowerCutMount) -> None:
     root = mount.path
     (root / "d").mkdir()
-    _fsync_path(root)
+    fsync_file(root)
     (root / "d" / "volatile").write_bytes(b"page cache only")
     with open(root / "d" / "durable", "wb") as f:
         f.write(b"fsynced")
         f.flush()  # out of Python's buffer: fsync only sees what reached the kernel
         os.fsync(f.fileno())
-    _fsync_path(root / "d")
+    fsync_file(root / "d")
     os.rename(root / "d" / "durable", root / "d" / "renamed")  # no directory fsync after it
     assert (root / "d" / "volatile").read_bytes() == b"page cache only"  # visible at once
     mount.freeze()
@@ -197,7 +190,7 @@ def test_through_fuse_an_msync_makes_a_shared_map_durable_and_flock_works(mount:
         journal.flush()  # msync(MS_SYNC): FUSE sees the page's write, then an fsync
         journal[6:14] = b"+pending"
         assert path.read_bytes()[:14] == b"synced+pending"  # other readers see the page cache
-        _fsync_path(mount.path)
+        fsync_file(mount.path)
         journal.close()
     finally:
         os.close(fd)
