@@ -224,7 +224,6 @@ class Session:
             try:
                 if branch is not None:  # the parent's steps up to the branch point, re-simulated
                     obs, info = self._copy_prefix(branch.actions, obs, info, writer, attrs)
-                if branch is not None:
                     self.source.branch(self._view(obs, writer, number, attrs.image_key))
                 end, extra = self._steps(obs, info, writer, number, attrs)
                 if end in (EndReason.TERMINATED, EndReason.TRUNCATED):

@@ -159,17 +159,10 @@ class EpisodeAttrs:
         """``pairing``, or for an episode recorded before it existed: lagged if a person played any step
         (before 0.2 a human action was the input gathered over the previous frame; agents always
         answered the observation they were given)."""
-        return pairing_of(self.as_dict())
-
-
-def pairing_of(data: Mapping[str, Any]) -> str:
-    """The pairing of an episode's attribute document (``EpisodeAttrs.action_pairing``): the index and
-    the card read it from the dataset's attribute JSON, which this keeps in one place."""
-    stored = data.get("pairing")
-    if isinstance(stored, str):
-        return stored
-    person = data.get("collector") == "human" or data.get("takeover") is True
-    return schema.PAIRING_LAGGED if person else schema.PAIRING_ON_SCREEN
+        if self.pairing is not None:
+            return self.pairing
+        person = self.collector == "human" or bool(self.takeover)
+        return schema.PAIRING_LAGGED if person else schema.PAIRING_ON_SCREEN
 
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(EpisodeAttrs)) - {"extra"}
