@@ -106,6 +106,7 @@ def episode_attrs(config: PlayConfig, made: MadeEnv, seed: int, fps: float, keym
         "pairing": schema.PAIRING_ON_SCREEN,
         # From the start, not only at sealing: crash recovery seals what the partial holds.
         **({"takeover": True} if config.takeover else {}),
+        **config.start_attrs,
     }
 
 

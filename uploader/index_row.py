@@ -24,6 +24,9 @@ from gymrec.uploader.published import CONTENT_DIGEST_COLUMN
 
 QUALITY_FIELDS = ("active_fraction", "inputs_per_minute", "longest_idle_s", "paused_s", "late_frames", "worst_late_ms")
 LINEAGE_FIELDS = ("parent_episode_id", "branch_step", "branched_at", "takeover")
+# Browser play (gymrec-serve): empty for other episodes; ``participant`` is a salted hash (withdrawal keys on it).
+STUDY_TEXT_FIELDS = ("study", "participant", "study_session", "client_browser", "client_input")
+STUDY_FIGURES = ("rtt_p50_ms", "rtt_p99_ms", "display_p99_error_ms")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ ATTR_COLUMNS: tuple[AttrColumn, ...] = (
     AttrColumn("observation_space", "observation_space"), AttrColumn("keymap", "keymap"),
     AttrColumn("action_meanings", "action_meanings"),
     *(AttrColumn(name, name) for name in QUALITY_FIELDS + LINEAGE_FIELDS),
+    *(AttrColumn(name, name, "") for name in STUDY_TEXT_FIELDS), *(AttrColumn(name, name) for name in STUDY_FIGURES),
 )  # fmt: skip
 
 _HINTS = typing.get_type_hints(EpisodeAttrs)
