@@ -91,6 +91,7 @@ def test_consent_play_complete_replay_and_pairing(tmp_path: Path) -> None:
     stored = json.loads(answers.read_text())
     assert stored["answers"] == {"fun": "3"} and stored["participant"] == who and stored["publish"] is False
     matching, counted = _pairing(episode, log.presses)
+    print(f"pairing {matching}/{counted}, rtt p50 {attrs.rtt_p50_ms} ms p99 {attrs.rtt_p99_ms} ms, display p99 error {attrs.display_p99_error_ms} ms")
     assert counted >= 15, f"only {counted} steps where the bot answered a new frame in time"
     assert matching == counted, f"{matching}/{counted} actions answer the frame the page showed"
     replay = gymrec_replay(path)
