@@ -32,6 +32,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 ANSWER_KEYS = ("ArrowLeft", "ArrowRight", "Space", None)  # Breakout: LEFT, RIGHT, FIRE, NOOP
 ANSWER_ACTIONS = (3, 2, 1, 0)
 RAW_PID = "RAWPID5f3c9e21aa"
+TOKEN = "admin-token-0123456789"
 STUDY = """
 [study]
 id = "pilot-1"
@@ -107,7 +108,7 @@ def serve(tmp: Path, seconds: float = 4, extra: tuple[str, ...] = ()) -> Iterato
     study = tmp / "study.toml"
     study.write_text(STUDY.format(seconds=seconds))
     token = tmp / "token"
-    token.write_text("admin-token-0123456789")
+    token.write_text(TOKEN)
     spool = tmp / "spool"
     port = free_port()
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}

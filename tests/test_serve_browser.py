@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from gymrec.shared.study.participants import participant_hash
 from tests.serve_helpers import (
     ANSWER_ACTIONS,
     RAW_PID,
+    TOKEN,
     bot_play,
     browser_page,
     episodes,
@@ -32,10 +35,34 @@ from tests.serve_helpers import (
 )
 
 SALT = "test-salt-0123456789abcdef"
+# For half a second, everything the page sends leaves 400 ms late (in order: no new frame arrives meanwhile).
+STALL = """() => {
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) { setTimeout(() => send.call(this, data), 400); };
+  setTimeout(() => { WebSocket.prototype.send = send; }, 500);
+}"""
 
 
 def _wait(page: object, script: str, timeout_s: float = 60) -> None:
     page.wait_for_function(script, timeout=timeout_s * 1000)  # type: ignore[attr-defined]
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def _post(url: str, body: dict[str, str], token: str) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
 def _pairing(episode: Episode, presses: list[dict[str, object]]) -> tuple[int, int]:
@@ -67,7 +94,9 @@ def test_consent_play_complete_replay_and_pairing(tmp_path: Path) -> None:
         page.click("#accept")
         _wait(page, "window.gymrecState.mode === 'gate'")
         page.keyboard.press("Enter")  # the start press starts; it acts on no step
-        log = bot_play(page, seconds=20)
+        log = bot_play(page, seconds=2)
+        page.evaluate(STALL)  # the network holds the page's messages for 400 ms: the game must wait
+        log.presses += bot_play(page, seconds=20).presses
         _wait(page, "window.gymrecState.mode === 'over'")
         page.keyboard.press("Enter")
         _wait(page, "!document.getElementById('questions').classList.contains('hidden')")
@@ -83,7 +112,10 @@ def test_consent_play_complete_replay_and_pairing(tmp_path: Path) -> None:
     assert attrs.client_browser is not None and attrs.client_browser.startswith("chrom")
     assert attrs.end_reason == "truncated" and attrs.length == 75  # 5 s at 15 Hz
     assert attrs.rtt_p50_ms is not None and 0 <= attrs.rtt_p50_ms <= (attrs.rtt_p99_ms or 0)
-    assert attrs.browser_timing is not None and len(attrs.browser_timing["rtt_us"]) == attrs.length
+    timing = attrs.browser_timing
+    assert timing is not None and len(timing["rtt_us"]) == len(timing["shown_us"]) == attrs.length
+    # The stall held a frame up ~400 ms longer and the game waited: every step's frame was still shown.
+    assert max(np.diff(timing["shown_us"])) >= 300_000 and max(timing["rtt_us"]) >= 300_000
     times = episode.batch(0, episode.length).times
     assert np.all(times["decided_ns"] >= times["shown_ns"]) and np.all(np.diff(times["shown_ns"]) > 0)
     assert not raw_id_anywhere(server.spool, RAW_PID), "the raw participant id reached the spool"
@@ -100,7 +132,7 @@ def test_consent_play_complete_replay_and_pairing(tmp_path: Path) -> None:
 
 def test_declining_records_nothing_and_killing_the_server_loses_nothing(tmp_path: Path) -> None:
     need_browser()
-    with serve(tmp_path, seconds=60) as server, browser_page() as page:
+    with serve(tmp_path, seconds=60, extra=("--max-participants", "1")) as server, browser_page() as page:
         page.goto(f"{server.url}/?PROLIFIC_PID=decliner-1")
         _wait(page, "!document.getElementById('consent').classList.contains('hidden')")
         page.click("#decline")
@@ -113,6 +145,11 @@ def test_declining_records_nothing_and_killing_the_server_loses_nothing(tmp_path
         page.keyboard.press("Enter")
         _wait(page, "window.gymrecState.current && window.gymrecState.current.t >= 40")
         page.keyboard.down("ArrowLeft")
+        assert _get(f"{server.url}/?PROLIFIC_PID=second-person")[0] == 503, "the one place is taken: a waiting page"
+        assert _post(f"{server.url}/admin/withdraw", {"participant_id": "someone-else"}, "")[0] == 401
+        assert _post(f"{server.url}/admin/withdraw", {"participant_id": "someone-else"}, "wrong-token-0123456789")[0] == 401
+        status, body = _post(f"{server.url}/admin/withdraw", {"participant_id": "someone-else"}, TOKEN)
+        assert status == 200 and body["participant"] == participant_hash(SALT, "someone-else")
         _wait(page, "window.gymrecState.current && window.gymrecState.current.t >= 70")
         server.kill_all()  # server, participant and writer processes, all at once
     assert episodes(server.spool, ".partial") and not episodes(server.spool)
@@ -123,3 +160,19 @@ def test_declining_records_nothing_and_killing_the_server_loses_nothing(tmp_path
     assert (attrs.length or 0) >= 64  # every committed chunk at least
     replay = gymrec_replay(path)
     assert replay.returncode == 0 and "identical" in replay.stdout, replay.stdout + replay.stderr
+
+
+def test_a_participant_withdraws_with_the_button(tmp_path: Path) -> None:
+    need_browser()
+    with serve(tmp_path, seconds=60) as server, browser_page() as page:
+        page.goto(f"{server.url}/?PROLIFIC_PID=withdrawer-7")
+        _wait(page, "!document.getElementById('consent').classList.contains('hidden')")
+        page.click("#accept")
+        _wait(page, "window.gymrecState.mode === 'gate'")
+        page.keyboard.press("Enter")
+        _wait(page, "window.gymrecState.current && window.gymrecState.current.t >= 10")
+        page.click("#withdraw")
+        _wait(page, "document.getElementById('message').textContent.includes('withdrawn')")
+        who = participant_hash(SALT, "withdrawer-7")
+        assert (server.spool / "withdrawals" / f"{who}.json").is_file()
+        assert not episodes(server.spool, ".partial"), "the session ended (its episode sealed) before withdrawal"
