@@ -130,7 +130,7 @@ class Server:
         except WebSocketDisconnect:
             pass
         finally:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(RuntimeError):  # already closed by the page
                 await ws.close()
 
     async def _consented(self, ws: WebSocket) -> bool:
@@ -176,7 +176,7 @@ class Server:
             if live.done or live.withdrawing:
                 await upward
         finally:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(OSError, ValueError):  # the pipe is closed already
                 loop.remove_reader(live.conn.fileno())
             upward.cancel()
             await self._stop(session)

@@ -71,11 +71,17 @@ class BrowserController:
         return None  # the channel belongs to the participant's process
 
     def send(self, message: dict[str, Any]) -> None:
-        self.channel.send_bytes(pack_json(message))
+        self._send(pack_json(message))
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.channel.send_bytes(data)
+        except OSError:  # the server went away: like the page closing, the episode is sealed as quit
+            self.quit = True
 
     def _next(self) -> dict[str, Any] | None:
         """The page's next well-formed message; None when it left (quit, or the pipe closed)."""
-        while True:
+        while not self.quit:
             try:
                 raw = self.channel.recv_bytes()
             except (EOFError, OSError):
@@ -89,6 +95,7 @@ class BrowserController:
                 self.quit = True
                 return None
             return message
+        return None
 
     def _wait_for(self, kind: str) -> bool:
         while (message := self._next()) is not None:
@@ -100,7 +107,7 @@ class BrowserController:
         self._quality = QualityTracker(fps=view.fps_target)
         self._timing = EpisodeTiming(fps=view.fps_target)
         self._inputs, self._held = set(), frozenset()
-        self.channel.send_bytes(pack_frame(-1, view.frame, KIND_GATE))
+        self._send(pack_frame(-1, view.frame, KIND_GATE))
         self.send({"type": "gate", "episode": view.episode, "fps": view.fps_target})
         return self._wait_for("start")
 
@@ -110,7 +117,7 @@ class BrowserController:
     def act(self, obs: Any, view: StepView) -> Choice:
         step = view.step
         sent_ns = time.monotonic_ns()
-        self.channel.send_bytes(pack_frame(step, view.frame))
+        self._send(pack_frame(step, view.frame))
         shown: dict[str, Any] | None = None
         rtt = 0
         while (message := self._next()) is not None:
@@ -121,6 +128,8 @@ class BrowserController:
                 rtt = self.sync.exchange(sent_ns, time.monotonic_ns(), message["recv"], message["sent"])
             elif message["type"] == "act" and shown is not None:
                 return self._choice(message, shown, rtt)
+            else:
+                self.dropped += 1  # an action before its frame's ack (the page never sends one), or noise
         return Choice(stop=EndReason.QUIT, shown_ns=self.sync.to_server_ns(shown["shown"]) if shown else 0,
                       decided_ns=time.monotonic_ns())
 
@@ -135,7 +144,7 @@ class BrowserController:
                       decided_ns=self.sync.to_server_ns(act["decided"]))
 
     def finish(self, view: StepView, end: EndReason) -> EndChoice:
-        self.channel.send_bytes(pack_frame(-1, view.frame, KIND_OVER))
+        self._send(pack_frame(-1, view.frame, KIND_OVER))
         self.send({"type": "over", "episode": view.episode, "return": view.episode_return, "steps": view.step})
         return EndChoice(quit=not self._wait_for("next"))
 

@@ -9,6 +9,7 @@ it closes (the server died, the page was closed), the episode under way is seale
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 from dataclasses import dataclass
@@ -72,14 +73,13 @@ def run_participant(channel: Any, job: ParticipantJob) -> None:
         for index, game in enumerate(job.study.games):
             if not play_game(job, game, index, channel, interrupts):
                 return
-        channel.send_bytes(pack_json({"type": "done"}))
+        with contextlib.suppress(OSError):  # the server went away meanwhile: nothing is lost
+            channel.send_bytes(pack_json({"type": "done"}))
     except KeyboardInterrupt:
         return
     except GymrecError as e:
         log.error("participant session %s: %s", job.session, e)
-        try:
+        with contextlib.suppress(OSError):
             channel.send_bytes(pack_json({"type": "error", "message": str(e)}))
-        except OSError:
-            pass
     finally:
         channel.close()
