@@ -47,10 +47,12 @@ class Channel(Protocol):
 class BrowserController:
     """One participant's keys and gamepad, in their browser, through ``channel``."""
 
+    collector = "human"
+
     def __init__(self, channel: Channel, resolver: ActionResolver, keymap: dict[str, Any] | None) -> None:
         self.channel = channel
         self.resolver = resolver
-        self._keymap = keymap
+        self.keymap = keymap  # stored with every episode, as gymrec-play's
         self.quit = False  # the participant left (quit, closed the page, the server went away)
         self.sync = ClockSync()
         self._quality = QualityTracker(fps=1.0)
@@ -58,14 +60,6 @@ class BrowserController:
         self._inputs: set[str] = set()
         self._held: frozenset[str] = frozenset()
         self.dropped = 0  # messages that were malformed or for another frame
-
-    @property
-    def collector(self) -> str:
-        return "human"
-
-    @property
-    def keymap(self) -> dict[str, Any] | None:
-        return self._keymap
 
     def close(self) -> None:
         return None  # the channel belongs to the participant's process
