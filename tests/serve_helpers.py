@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +30,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ANSWER_KEYS = ("ArrowLeft", "ArrowRight", "Space", None)  # Breakout: LEFT, RIGHT, FIRE, NOOP
 ANSWER_ACTIONS = (3, 2, 1, 0)
+STRESS = os.environ.get("GYMREC_STRESS", "") not in ("", "0")  # make stress: four browsers at once too
 RAW_PID = "RAWPID5f3c9e21aa"
 TOKEN = "admin-token-0123456789"
 STUDY = """
@@ -203,7 +203,3 @@ def gymrec_replay(episode: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
     return subprocess.run([str(BIN / "gymrec-replay"), str(episode)], capture_output=True, text=True, timeout=180,
                           env=env)
-
-
-def have_tools() -> bool:
-    return shutil.which("chromium") is not None

@@ -134,9 +134,8 @@ def test_the_controller_steps_only_on_this_frames_action_and_drops_the_rest() ->
     controller = BrowserController(ours, lambda keys: sorted(keys), keymap=None)  # type: ignore[arg-type]
     view = StepView(np.zeros((4, 4, 3), np.uint8), 5, 0.0, 1, "Test-v0", 60.0)
     replies = [b'{"type": "act", "t": 4, "keys": ["right"], "decided": 1}',  # frame 4's, late: dropped
-               b'{"type": "act", "t": 5, "keys": ["left"], "decided": 2}',  # before its ack: not yet
-               b'not json', b'{"type": "shown", "t": 5, "recv": 10, "shown": 11, "sent": 12}',
-               b'{"type": "act", "t": 5, "keys": ["left", "bogus key"], "decided": 20}']  # fmt: skip
+               b'{"type": "act", "t": 5, "keys": ["left", "bogus key"], "decided": 20}',  # before its ack: kept
+               b'not json', b'{"type": "next"}', b'{"type": "shown", "t": 5, "recv": 10, "shown": 11, "sent": 12}']  # fmt: skip
     feeder = threading.Thread(target=_page, args=(page, replies))
     feeder.start()
     controller._timing = EpisodeTiming(fps=60.0)

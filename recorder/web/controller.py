@@ -113,17 +113,19 @@ class BrowserController:
         sent_ns = time.monotonic_ns()
         self._send(pack_frame(step, view.frame))
         shown: dict[str, Any] | None = None
+        act: dict[str, Any] | None = None
         rtt = 0
+        # The page sends the ack, then the action, over one ordered WebSocket; either order is taken.
         while (message := self._next()) is not None:
-            if message.get("t") != step:
-                self.dropped += 1  # an older frame's ack or action: it acts on nothing now
+            if message.get("t") != step or message["type"] not in ("shown", "act"):
+                self.dropped += 1  # an older frame's ack or action (it acts on nothing now), or noise
             elif message["type"] == "shown":
                 shown = message
                 rtt = self.sync.exchange(sent_ns, time.monotonic_ns(), message["recv"], message["sent"])
-            elif message["type"] == "act" and shown is not None:
-                return self._choice(message, shown, rtt)
             else:
-                self.dropped += 1  # an action before its frame's ack (the page never sends one), or noise
+                act = message
+            if shown is not None and act is not None:
+                return self._choice(act, shown, rtt)
         return Choice(stop=EndReason.QUIT, shown_ns=self.sync.to_server_ns(shown["shown"]) if shown else 0,
                       decided_ns=time.monotonic_ns())
 
