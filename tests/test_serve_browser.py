@@ -136,6 +136,10 @@ def test_consent_play_complete_replay_and_pairing(tmp_path: Path) -> None:
 
 def test_declining_records_nothing_and_killing_the_server_loses_nothing(tmp_path: Path) -> None:
     need_browser()
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+    from websockets.typing import Origin
+
     with serve(tmp_path, seconds=60, extra=("--max-participants", "1")) as server, browser_page() as page:
         page.goto(f"{server.url}/?PROLIFIC_PID=decliner-1")
         _wait(page, "!document.getElementById('consent').classList.contains('hidden')")
@@ -151,6 +155,10 @@ def test_declining_records_nothing_and_killing_the_server_loses_nothing(tmp_path
         page.keyboard.down("ArrowLeft")
         assert _get(f"{server.url}/?PROLIFIC_PID=second-person")[0] == 503, "the one place is taken: a waiting page"
         assert _post(f"{server.url}/admin/withdraw", {"participant_id": "someone-else"}, "")[0] == 401
+        assert _get(f"{server.url}/admin/sessions")[0] == 401, "only the admin lists sessions"
+        ws_url = server.url.replace("http", "ws") + "/ws?PROLIFIC_PID=victim-1"
+        with pytest.raises(InvalidStatus):  # another site's page may not open a session for its visitor
+            connect(ws_url, origin=Origin("http://evil.example"), open_timeout=30).close()
         assert _post(f"{server.url}/admin/withdraw", {"participant_id": "someone-else"}, "wrong-token-0123456789")[0] == 401
         status, body = _post(f"{server.url}/admin/withdraw", {"participant_id": "someone-else"}, TOKEN)
         assert status == 200 and body["participant"] == participant_hash(SALT, "someone-else")
