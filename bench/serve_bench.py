@@ -29,8 +29,8 @@ from gymrec.shared.spool.episode import Episode
 
 BIN = Path(__file__).resolve().parents[1] / ".venv" / "bin"
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync")
 ENV_ID = "BreakoutNoFrameskip-v4"
 SKIP = 5  # the first intervals include the page's start-up
 STUDY = """[study]
@@ -95,7 +95,7 @@ def play(participants: int, seconds: float) -> tuple[np.ndarray, float, int]:
 
     with tempfile.TemporaryDirectory() as tmp, _server(Path(tmp), seconds, participants) as (server, url, spool):
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS), headless=True)
             pages = [browser.new_context().new_page() for _ in range(participants)]
             for i, page in enumerate(pages):
                 page.goto(f"{url}/?PROLIFIC_PID=bench{i}")

@@ -26,8 +26,8 @@ import pytest
 
 BIN = Path(sys.executable).parent
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync")
 ANSWER_KEYS = ("ArrowLeft", "ArrowRight", "Space", None)  # Breakout: LEFT, RIGHT, FIRE, NOOP
 ANSWER_ACTIONS = (3, 2, 1, 0)
 STRESS = os.environ.get("GYMREC_STRESS", "") not in ("", "0")  # make stress: four browsers at once too
@@ -139,7 +139,7 @@ def browser_page() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS), headless=True)
         try:
             yield browser.new_page()
         finally:

@@ -197,7 +197,7 @@ def test_four_participants_at_once_each_get_their_own_sealed_episode(tmp_path: P
 
     ids = [f"crowd-{i}" for i in range(4)]
     with serve(tmp_path, seconds=5, extra=("--max-participants", "4")) as server, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS), headless=True)
         try:
             pages = [browser.new_context().new_page() for _ in ids]
             for raw, page in zip(ids, pages, strict=True):
