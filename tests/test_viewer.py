@@ -262,3 +262,22 @@ def test_served_read_only_over_real_http(sources: dict[str, Any], tmp_path: Path
         code, err = _stop(proc)
     assert code == 0 and "Traceback" not in err, err
     assert tree_digest(sources["dataset"]) == before
+
+
+def test_a_hub_dataset(sources: dict[str, Any], hub: Any, tmp_path: Path) -> None:
+    """owner/name through the suite's Hub with the real client: listed from the index shards, played, verified."""
+    root = sources["dataset"]
+    hub.seed_repo("someone-else/breakout", {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
+                                            if p.is_file() and not p.name.startswith(".")})  # fmt: skip
+    catalog = open_catalog("someone-else/breakout", HubAccess(hub.endpoint))
+    for client in client_for(catalog, tmp_path):
+        client.headers["X-Gymrec-Token"] = TOKEN
+        assert client.get("/api/episodes", params={"player": "alice"}).json()["episodes"][0]["episode_id"] == sources["child"].stem
+        eid = sources["parent"].stem
+        frame = client.get(f"/api/episodes/{eid}").json()["steps"]["frame"]
+        episode = Episode(sources["parent"])
+        assert np.array_equal(_blocks(client, eid, frame), episode.obs("frame", 0, episode.length + 1))
+        assert client.get(f"/api/episodes/{eid}/verdict").json()["status"] == "identical"
+    missing = CliRunner().invoke(view_main, ["someone-else/nothing-here", "--endpoint", hub.endpoint])
+    assert missing.exit_code == 2 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
+    assert "does not exist" in missing.stderr

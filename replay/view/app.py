@@ -31,7 +31,7 @@ from gymrec.replay.view.lineage import lineage
 from gymrec.replay.view.playback import block_png, steps_json
 from gymrec.replay.view.verdicts import Verdicts
 from gymrec.shared.errors import EpisodeNotFoundError, GymrecError
-from gymrec.shared.spool.sources import EpisodeSource
+from gymrec.shared.spool.sources import EpisodeSource, SpoolSource
 
 OPEN_EPISODES = 4  # episodes kept open (their per-step arrays read) for the frame requests that follow
 MAX_PAGE = 500
@@ -56,6 +56,9 @@ class Viewer:
     def source(self, episode_id: str) -> EpisodeSource:
         with self._lock:
             found = self._open.get(episode_id)
+            if isinstance(found, SpoolSource) and not found.episode.path.is_dir():  # the uploader moved it since
+                del self._open[episode_id]
+                found = None
             if found is not None:
                 self._open.move_to_end(episode_id)
                 return found
@@ -67,7 +70,7 @@ class Viewer:
         return found
 
     def known(self, episode_id: str) -> None:
-        if episode_id not in {str(r["episode_id"]) for r in self.catalog.rows()}:
+        if not self.catalog.has(episode_id):
             raise EpisodeNotFoundError(f"no episode {episode_id} in {self.catalog.where}", "pick one from the list")
 
 

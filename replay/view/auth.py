@@ -22,8 +22,8 @@ TOKEN_HEADER = "x-gymrec-token"
 MIN_TOKEN_CHARS = 16
 REFUSED = "gymrec-view: this page needs the admin token: open the URL gymrec-view printed (it ends in ?token=...)"
 # Every answer: never cached, never framed by another site, the URL never sent on as a referrer.
-SAFE_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
-                "X-Content-Type-Options": "nosniff"}  # fmt: skip
+SAFE_HEADERS = (("Cache-Control", "no-store"), ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"),
+                ("X-Content-Type-Options", "nosniff"))  # fmt: skip
 
 
 def new_token() -> str:
@@ -51,7 +51,7 @@ class TokenGate(BaseHTTPMiddleware):
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         response = await self._gate(request, call_next)
-        response.headers.update(SAFE_HEADERS)
+        response.headers.update(dict(SAFE_HEADERS))
         return response
 
     async def _gate(self, request: Request, call_next: RequestResponseEndpoint) -> Response:

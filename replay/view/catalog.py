@@ -9,8 +9,10 @@ through the same sources replay verifies (``SpoolSource``, ``DatasetSource``).
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gymrec.shared.errors import CorruptEpisodeError, EpisodeNotFoundError
@@ -33,7 +35,7 @@ TEXT_COLUMNS = ("env_id", "player", "collector", "end_reason", "pairing", *STUDY
 NUMBER_COLUMNS = ("length", "return", *QUALITY_COLUMNS)
 LIST_COLUMNS = ("episode_id", *TEXT_COLUMNS, "length", "return", *QUALITY_COLUMNS, *LINEAGE_COLUMNS)
 # Index columns named differently from the attribute they repeat.
-_ATTR_OF = {"return": "episode_return"}
+_ATTR_OF: Mapping[str, str] = MappingProxyType({"return": "episode_return"})
 
 
 def attrs_row(attrs: EpisodeAttrs) -> Row:
@@ -49,6 +51,9 @@ class Catalog(Protocol):
 
     def rows(self) -> list[Row]:
         """Every episode's row, in episode id order (the order of replay's ``#N``)."""
+
+    def has(self, episode_id: str) -> bool:
+        """Whether the source holds this episode (without listing every episode again)."""
 
     def open(self, episode_id: str) -> EpisodeSource:
         """The episode as replay reads it: EpisodeNotFoundError for an id not listed."""
@@ -80,11 +85,18 @@ class SpoolCatalog:
             self._paths = {p.stem: p for p in paths}
             return sorted((self._rows[p] for p in paths), key=lambda r: str(r["episode_id"]))
 
-    def open(self, episode_id: str) -> EpisodeSource:
+    def _path(self, episode_id: str) -> Path | None:
         with self._lock:
             path = self._paths.get(episode_id)
-        if path is None or not path.is_dir():  # moved to another area since the last listing
+        if path is None or not path.is_dir():  # new, or moved to another area since the last listing
             path = {p.stem: p for p in spool_all(self.spool)}.get(episode_id)
+        return path
+
+    def has(self, episode_id: str) -> bool:
+        return self._path(episode_id) is not None
+
+    def open(self, episode_id: str) -> EpisodeSource:
+        path = self._path(episode_id)
         if path is None:
             raise EpisodeNotFoundError(f"no episode {episode_id} in {self.where}", "pick one from the list")
         return SpoolSource(path)
@@ -120,6 +132,9 @@ class DatasetCatalog:
 
     def rows(self) -> list[Row]:
         return self._rows
+
+    def has(self, episode_id: str) -> bool:
+        return episode_id in self.index.entries
 
     def open(self, episode_id: str) -> EpisodeSource:
         from gymrec.shared.dataset.reader import DatasetSource
