@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -165,10 +166,14 @@ def test_bad_sources_and_tokens_are_one_line(sources: dict[str, Any], tmp_path: 
         ([str(sources["spool"]), "--token-file", str(tmp_path / "missing")], "cannot read the token file"),
         ([str(sources["spool"]), "--port", "70000"], "70000"),
     ]
-    for args, expected in cases:
-        done = CliRunner().invoke(view_main, args)
-        lines = done.stderr.strip().splitlines()
-        assert done.exit_code == 2 and len(lines) == 1 and expected in lines[0], (args, done.stderr)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        cases.append(([str(sources["spool"]), "--port", str(busy.getsockname()[1])], "cannot listen on 127.0.0.1:"))
+        for args, expected in cases:
+            done = CliRunner().invoke(view_main, args)
+            lines = done.stderr.strip().splitlines()
+            assert done.exit_code == 2 and len(lines) == 1 and expected in lines[0], (args, done.stderr)
 
 
 def _serve(source: Path, tmp_path: Path) -> tuple[subprocess.Popen[str], str]:

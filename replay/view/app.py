@@ -109,10 +109,13 @@ def build_app(viewer: Viewer, settings: ViewSettings) -> Starlette:
         viewer.known(eid)
         source = viewer.source(eid)
         rows = viewer.catalog.rows()
+        row = next((r for r in rows if r["episode_id"] == eid), None)
+        if row is None:  # gone between the check and the listing (a spool being cleaned up)
+            raise EpisodeNotFoundError(f"no episode {eid} in {viewer.catalog.where}", "pick one from the list")
         attributes = {k: v for k, v in source.attrs.as_dict().items() if k not in HIDDEN_ATTRIBUTES}
         return JSONResponse({
             "episode_id": eid, "where": viewer.catalog.where, "attributes": attributes,
-            "row": next(r for r in rows if r["episode_id"] == eid), "steps": steps_json(source),
+            "row": row, "steps": steps_json(source),
             "lineage": lineage(rows, eid), "verdict": viewer.verdicts.cached(eid),
         })  # fmt: skip
 

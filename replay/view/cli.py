@@ -99,6 +99,9 @@ def serve(config: ViewConfig, catalog: Catalog) -> None:
             click.echo(f"{PROG}: {count} episodes in {catalog.where}: open {url}?token={config.token}")
         else:
             click.echo(f"{PROG}: {count} episodes in {catalog.where}: open {url}?token=<the token in {config.token_file}>")
+        if count == 0:
+            click.echo(f"{PROG}: warning: {catalog.where} holds no sealed episodes (is it the right spool or dataset?)",
+                       err=True)  # fmt: skip
         if not is_loopback(config.host):
             click.echo(f"{PROG}: warning: listening on {config.host}, not only this machine: anyone who can reach it "
                        "and has the token sees every episode", err=True)  # fmt: skip
