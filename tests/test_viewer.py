@@ -286,3 +286,25 @@ def test_a_hub_dataset(sources: dict[str, Any], hub: Any, tmp_path: Path) -> Non
     missing = CliRunner().invoke(view_main, ["someone-else/nothing-here", "--endpoint", hub.endpoint])
     assert missing.exit_code == 2 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
     assert "does not exist" in missing.stderr
+
+
+def test_a_takeover_rewind_shows_its_actors_and_lineage(spool: Path, tmp_path: Path) -> None:
+    """A real --takeover session rewound by the person: the branch's actors (copied, then human) and the tree."""
+    import pygame
+
+    from tests.test_play_human import DOWN, UP, tap
+    from tests.test_takeover_rewind import _takeover
+
+    script = {0: tap(pygame.K_n), 3: tap(pygame.K_t), 4: [(DOWN, pygame.K_RIGHT)],
+              9: [(UP, pygame.K_RIGHT), (DOWN, pygame.K_r)], 12: [(UP, pygame.K_r)], 14: [(DOWN, pygame.K_ESCAPE)]}  # fmt: skip
+    (parent, branch), _, _ = _takeover(spool, script)
+    for client in client_for(open_catalog(str(spool), HubAccess(None)), tmp_path):
+        client.headers["X-Gymrec-Token"] = TOKEN
+        rows = {r["episode_id"]: r for r in client.get("/api/episodes").json()["episodes"]}
+        assert rows[branch.id]["takeover"] is True and rows[branch.id]["parent_episode_id"] == parent.id
+        assert rows[parent.id]["end_reason"] == "branched" and rows[parent.id]["branched_at"] == parent.attrs.branched_at
+        shown = client.get(f"/api/episodes/{branch.id}").json()
+        step = branch.attrs.branch_step or 0
+        assert shown["steps"]["actor"] == ["copied"] * step + ["human"] * (branch.length - step)
+        tree = client.get(f"/api/episodes/{parent.id}").json()["lineage"]["root"]
+        assert tree["episode_id"] == parent.id and [(c["episode_id"], c["branch_step"]) for c in tree["children"]] == [(branch.id, step)]
