@@ -308,3 +308,16 @@ def test_a_takeover_rewind_shows_its_actors_and_lineage(spool: Path, tmp_path: P
         assert shown["steps"]["actor"] == ["copied"] * step + ["human"] * (branch.length - step)
         tree = client.get(f"/api/episodes/{parent.id}").json()["lineage"]["root"]
         assert tree["episode_id"] == parent.id and [(c["episode_id"], c["branch_step"]) for c in tree["children"]] == [(branch.id, step)]
+
+
+def test_a_damaged_episode_is_listed_with_its_problem(sources: dict[str, Any], tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    damaged = copy_episode(sources["parent"], spool)
+    (damaged / "zarr.json").write_text("{not json")
+    for client in client_for(open_catalog(str(spool), HubAccess(None)), tmp_path):
+        client.headers["X-Gymrec-Token"] = TOKEN
+        (row,) = client.get("/api/episodes").json()["episodes"]
+        assert row["episode_id"] == damaged.stem and "zarr.json" in row["error"]
+        opened = client.get(f"/api/episodes/{damaged.stem}")
+        assert opened.status_code == 500 and "the episode is damaged" in opened.json()["error"]
+        assert "Traceback" not in opened.text and "\n" not in opened.json()["error"]

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gymrec.shared.errors import CorruptEpisodeError, EpisodeNotFoundError
+from gymrec.shared.spool import schema
 from gymrec.shared.spool.attrs import EpisodeAttrs
 from gymrec.shared.spool.directory import check_spool
 from gymrec.shared.spool.episode import episode_attributes
@@ -72,9 +73,10 @@ class SpoolCatalog:
     def _row(self, path: Path) -> Row:
         try:
             return attrs_row(episode_attributes(path, sealed=True))
-        except (CorruptEpisodeError, OSError, ValueError) as e:
+        except (OSError, ValueError) as e:  # CorruptEpisodeError included
             # A damaged episode is listed (so it is seen), with what is wrong, not hidden.
-            return dict.fromkeys(LIST_COLUMNS) | {"episode_id": path.stem, "error": str(e).split(" (")[0]}
+            problem = str(e) if isinstance(e, CorruptEpisodeError) else f"{path.name}/{schema.METADATA_NAME} is unreadable ({e})"
+            return dict.fromkeys(LIST_COLUMNS) | {"episode_id": path.stem, "error": problem}
 
     def rows(self) -> list[Row]:
         paths = spool_all(self.spool)

@@ -6,6 +6,10 @@ Recorded values reach the page through ``textContent`` only, never as markup.
 
 from __future__ import annotations
 
+import json
+
+from gymrec.replay.view.catalog import NUMBER_COLUMNS
+
 _STYLE = """
 body { font: 14px system-ui, sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; } td, th { padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: left; }
@@ -41,8 +45,7 @@ LIST_PAGE = f"""<!doctype html>
 <table id="episodes"><thead><tr id="head"></tr></thead><tbody id="rows"></tbody></table>
 <script>
 {_COMMON_JS}
-const NUMBERS = ['length', 'return', 'active_fraction', 'inputs_per_minute', 'longest_idle_s', 'paused_s',
-                 'late_frames', 'worst_late_ms'];
+const NUMBERS = {json.dumps(NUMBER_COLUMNS)};
 let params = new URLSearchParams(location.search);
 let built = false;
 function buildFilters(data) {{
