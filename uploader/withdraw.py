@@ -1,0 +1,124 @@
+"""Withdrawals at the target: remove a withdrawn participant's rows from a dataset, in one commit.
+
+A request (``shared.spool.withdrawals``) is applied by the uploader before its next commit to a target,
+and at start-up and every rescan: the target's index shards are read once to find the participant's
+episodes (``affected``: the cost grows with the index, and is paid once per withdrawal and target, as
+the applied marker keeps it from being redone); the shards holding them are rewritten without them
+by ``uploader.compact.merge`` under new deterministic names, and the commit adds those, deletes the old
+ones and updates info.json and the card: one commit of at most ``MAX_OPERATIONS`` files (a participant
+spread over more shards than fit is withdrawn in several commits, each consistent on its own).
+
+Exactly-once stays consistent: the removed ids are simply no longer listed (``uploader.published``
+reads the new index shards like any other), and their episodes are never uploaded again from this spool
+(``Uploader.convert`` and ``Batcher`` drop any episode of a withdrawn participant, and delete it).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from gymrec.shared.dataset import layout
+from gymrec.shared.spool import withdrawals
+from gymrec.uploader.compact import Merged, Shard
+
+log = logging.getLogger(__name__)
+
+MAX_OPERATIONS = 95  # the Hub takes 100 files a commit; info.json and the card are two of them
+PARTICIPANT_COLUMN = "participant"
+
+
+def participant_rows(index_file: str, blob: bytes, participant: str) -> set[str]:
+    """The ids of ``participant``'s episodes in one index shard (by its participant column, or, in
+    shards written before the column, by the attributes JSON)."""
+    parquet = pq.ParquetFile(io.BytesIO(blob))
+    if PARTICIPANT_COLUMN in parquet.schema_arrow.names:
+        rows = parquet.read(columns=["episode_id", PARTICIPANT_COLUMN]).to_pylist()
+        return {str(r["episode_id"]) for r in rows if r[PARTICIPANT_COLUMN] == participant}
+    rows = parquet.read(columns=["episode_id", layout.INDEX_ATTRS_COLUMN]).to_pylist()
+    return {str(r["episode_id"]) for r in rows if json.loads(r[layout.INDEX_ATTRS_COLUMN]).get("participant") == participant}
+
+
+def affected(index_files: Iterable[str], read: Callable[[str], bytes], participant: str) -> dict[Shard, frozenset[str]]:
+    """{shard: the participant's episode ids in it}, reading every index shard in ``index_files`` once."""
+    out: dict[Shard, frozenset[str]] = {}
+    for path in sorted(index_files):
+        if not layout.is_index_path(path):
+            continue
+        ids = participant_rows(path, read(path), participant)
+        if ids:
+            parts = path.split("/")
+            out[Shard(parts[2], parts[4][: -len(layout.SHARD_SUFFIX)], 0)] = frozenset(ids)
+    return out
+
+
+def commits(found: dict[Shard, frozenset[str]]) -> list[list[tuple[Shard, ...]]]:
+    """The affected shards as commits of groups: one group per config (merged into one shard, or none
+    when nothing is left), each commit within ``MAX_OPERATIONS`` (a group of n costs 2n deletions,
+    two additions and maybe the config's preview)."""
+    by_config: dict[str, list[Shard]] = defaultdict(list)
+    for shard in sorted(found, key=lambda s: (s.config, s.shard)):
+        by_config[shard.config].append(shard)
+    per_group = (MAX_OPERATIONS - 3) // 2
+    groups = [tuple(shards[i : i + per_group]) for _, shards in sorted(by_config.items()) for i in range(0, len(shards), per_group)]
+    out: list[list[tuple[Shard, ...]]] = [[]]
+    used = 0
+    for group in groups:
+        cost = 2 * len(group) + 3
+        if out[-1] and used + cost > MAX_OPERATIONS:
+            out.append([])
+            used = 0
+        out[-1].append(group)
+        used += cost
+    return out if out[0] else []
+
+
+def leave_out(group: tuple[Shard, ...], found: dict[Shard, frozenset[str]]) -> frozenset[str]:
+    return frozenset().union(*(found[s] for s in group))
+
+
+def emptied_previews(current: dict[str, Any], new_info: dict[str, Any]) -> list[str]:
+    """The previews of configs the withdrawal left empty (their frames may be the participant's)."""
+    return [layout.preview_path(c) for c in current["configs"] if c not in new_info["configs"]]
+
+
+def removed(merged: list[Merged]) -> int:
+    return sum(len(m.withdrawn) for m in merged)
+
+
+class Applier:
+    """Applies the spool's pending withdrawal requests to the targets one uploader writes to.
+
+    ``remove(target, participant)`` removes the rows (the local writer's or Hub pusher's ``withdraw``)
+    and returns how many episodes it removed; ``handles(target)`` says which targets are this uploader's.
+    """
+
+    def __init__(self, spool: Path, remove: Callable[[str, str], int], handles: Callable[[str], bool]) -> None:
+        self.spool = spool
+        self._remove = remove
+        self._handles = handles
+
+    def apply(self, targets: Iterable[str] = ()) -> int:
+        """Finish interrupted requests in the spool, then apply every request not yet applied to each of
+        ``targets`` and of the targets it names that this uploader handles; episodes removed."""
+        total = 0
+        for doc in withdrawals.requests(self.spool):
+            participant = doc["participant"]
+            if doc.get("swept_at") is None:  # a crash between the request and its deletions, or a live recording
+                doc = doc | {"targets": list(withdrawals.sweep(self.spool, participant, doc).targets)}
+            for target in sorted(set(targets) | set(doc["targets"])):
+                if not self._handles(target) or withdrawals.is_applied(self.spool, participant, target):
+                    continue
+                count = self._remove(target, participant)
+                withdrawals.mark_applied(self.spool, participant, target, {"episodes_removed": count})
+                if count:
+                    log.info("withdrew participant %s from %s: %d episode(s) removed", participant[:12], target, count)
+                total += count
+        return total
