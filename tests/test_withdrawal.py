@@ -135,6 +135,8 @@ def test_the_next_commit_removes_exactly_the_participants_rows(target: Target, s
     info = json.loads(after[layout.INFO_PATH])["configs"][CONFIG]
     assert (info["episodes"], info["steps"], info["shards"]) == (1, 30, 1)
     assert "1 episode" in after[layout.CARD_PATH].decode() or "30" in after[layout.CARD_PATH].decode()
+    name = REPO if target.hub is not None else withdrawals.LOCAL_TARGET + str(target.dataset)
+    assert withdrawals.is_applied(spool, A, name), "recorded as applied, durably"
     one = commits + (target.hub is not None)
     assert target.commits() == one, "one commit"
     assert target.upload(spool).withdrawn == 0 and target.commits() == one, "applied once, not redone"
@@ -143,6 +145,12 @@ def test_the_next_commit_removes_exactly_the_participants_rows(target: Target, s
         assert set(ds["episode_id"]) == set(ids[B]) and ds.num_rows == 30
         source = DatasetSource(DatasetIndex(LocalFiles(target.dataset)), ids[B][0])
         assert verify(source, VerifyOptions(diff_dir=target.tmp)).status == "identical"
+
+    withdrawals.request_withdrawal(spool, B)  # the last participant: the config goes, with its preview
+    assert target.upload(spool).withdrawn == 1
+    left = target.files()
+    assert json.loads(left[layout.INFO_PATH])["configs"] == {}
+    assert not [p for p in left if p.startswith((layout.DATA_DIR, layout.INDEX_DIR, layout.PREVIEW_DIR))], sorted(left)
 
 
 def test_a_crash_between_request_and_deletion_is_finished_by_the_uploader(

@@ -46,7 +46,7 @@ from gymrec.uploader.shards import Batch, batch_id, build_batch
 log = logging.getLogger(__name__)
 
 MAX_CONFIGS = 30  # 2 files each + info.json + card + previews < the Hub's 100 files per commit
-LOCAL_PREFIX = "local:"
+LOCAL_PREFIX = withdrawals.LOCAL_TARGET  # a local dataset as a target: "local:<dir>"
 
 
 @dataclass
@@ -95,7 +95,7 @@ class Batcher:
         self._last_flush: dict[str, float] = {}
         self._in_flight: list[Manifest] = []
         self._lock = threading.Lock()  # the heartbeat thread reads the claims and manifests
-        self.withdrawals = withdraw.Applier(spool, self._withdraw_from, self._handles)
+        self.withdrawals = withdraw.Applier(spool, config.convert, local, pusher, spool / ".uploader-work", claimer.owner)
 
     # --- targets --------------------------------------------------------------------------------
 
@@ -132,22 +132,6 @@ class Batcher:
         return Receipt(manifest.target, head, paths, manifest.batch_id, already_present=True) if head else None
 
     # --- withdrawals ---------------------------------------------------------------------------
-
-    def _handles(self, target: str) -> bool:
-        if target.startswith(LOCAL_PREFIX):
-            return self.local is not None and Path(target[len(LOCAL_PREFIX):]).resolve() == self.local.local_dir.resolve()
-        return self.pusher is not None
-
-    def _withdraw_from(self, target: str, participant: str) -> int:
-        if target.startswith(LOCAL_PREFIX):
-            assert self.local is not None
-            return self.local.withdraw(participant, self.config.convert)
-        assert self.pusher is not None
-        root = staging_dir(self.spool / ".uploader-work", f"withdraw.{self.claimer.owner}")
-        try:
-            return self.pusher.withdraw(target, participant, root, self.config.convert)
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
 
     def apply_withdrawals(self, targets: tuple[str, ...] = ()) -> None:
         """Apply pending withdrawal requests to ``targets`` and this uploader's own target (at start-up,

@@ -18,16 +18,22 @@ from __future__ import annotations
 import io
 import json
 import logging
+import shutil
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 
 from gymrec.shared.dataset import layout
 from gymrec.shared.spool import withdrawals
 from gymrec.uploader.compact import Merged, Shard
+from gymrec.uploader.convert import ConvertOptions
+
+if TYPE_CHECKING:  # they import this module's planning
+    from gymrec.uploader.hub import HubPusher
+    from gymrec.uploader.local import LocalWriter
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +100,35 @@ def removed(merged: list[Merged]) -> int:
 
 
 class Applier:
-    """Applies the spool's pending withdrawal requests to the targets one uploader writes to.
+    """Applies the spool's pending withdrawal requests to the targets one uploader writes to: its local
+    dataset (``"local:<dir>"``), or any repo with its Hub pusher."""
 
-    ``remove(target, participant)`` removes the rows (the local writer's or Hub pusher's ``withdraw``)
-    and returns how many episodes it removed; ``handles(target)`` says which targets are this uploader's.
-    """
-
-    def __init__(self, spool: Path, remove: Callable[[str, str], int], handles: Callable[[str], bool]) -> None:
+    def __init__(self, spool: Path, options: ConvertOptions, local: LocalWriter | None, pusher: HubPusher | None,
+                 work: Path, owner: str) -> None:
         self.spool = spool
-        self._remove = remove
-        self._handles = handles
+        self._options = options
+        self._local = local
+        self._pusher = pusher
+        self._work = work  # where a Hub target's shards are rewritten (a folder of this owner's, removed after)
+        self._owner = owner
+
+    def _handles(self, target: str) -> bool:
+        if target.startswith(withdrawals.LOCAL_TARGET):
+            where = Path(target[len(withdrawals.LOCAL_TARGET):])
+            return self._local is not None and where.resolve() == self._local.local_dir.resolve()
+        return self._pusher is not None
+
+    def _remove(self, target: str, participant: str) -> int:
+        if self._local is not None and target.startswith(withdrawals.LOCAL_TARGET):
+            return self._local.withdraw(participant, self._options)
+        assert self._pusher is not None
+        root = self._work / ".staging" / f"withdraw.{self._owner}"
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        try:
+            return self._pusher.withdraw(target, participant, root, self._options)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
     def apply(self, targets: Iterable[str] = ()) -> int:
         """Finish interrupted requests in the spool, then apply every request not yet applied to each of
