@@ -20,7 +20,6 @@ from typing import Any
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from hubserver import running_hub
 from uploader_helpers import clean_env, index_rows_of, local_files, run_uploader
 
 from gymrec.replay.verify import VerifyOptions, verify
@@ -37,7 +36,7 @@ from gymrec.uploader.daemon import Uploader
 from tests.replay_helpers import copy_episode, record_episode
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
-TOKEN = "hf_withdrawal_7e1f"
+TOKEN = "hf_test_token"  # conftest's hub fixture
 REPO = "tester/gymrec-study"
 CONFIG = "breakoutnoframeskip-v4"
 A = "a1" * 16  # the participant who withdraws
@@ -81,18 +80,11 @@ class Target:
     def commits(self) -> int:
         return len(self.hub.commits(REPO)) if self.hub else 0
 
-    @property
-    def area(self) -> str:
-        return UPLOADED_LOCAL_AREA if self.hub is None else UPLOADED_AREA
-
 
 @pytest.fixture(params=["local", "hub"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    if request.param == "local":
-        yield Target(tmp_path, None)
-    else:
-        with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
-            yield Target(tmp_path, hub)
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
+    """The suite's Hub server (conftest's ``hub``) or a local dataset."""
+    return Target(tmp_path, request.getfixturevalue("hub") if request.param == "hub" else None)
 
 
 def _two_participants(recordings: tuple[Path, Path], spool: Path, target: Target) -> dict[str, list[str]]:
@@ -120,8 +112,9 @@ def test_the_next_commit_removes_exactly_the_participants_rows(target: Target, s
     assert set(index_rows_of(before)) == {*ids[A], *ids[B]}
     receipt = withdrawals.request_withdrawal(spool, A)
     assert sorted(receipt.deleted) == sorted(ids[A]) and not receipt.live
-    assert not [p for p in (spool / target.area).iterdir() if p.stem in ids[A] or p.name.split(".")[0] in ids[A]]
-    assert (spool / target.area / f"{ids[B][0]}.zarr").is_dir(), "the other participant's copy stays"
+    area = spool / (UPLOADED_LOCAL_AREA if target.hub is None else UPLOADED_AREA)
+    assert not [p for p in area.iterdir() if p.name.split(".")[0] in ids[A]], "copies and receipts gone"
+    assert (area / f"{ids[B][0]}.zarr").is_dir(), "the other participant's copy stays"
     commits = target.commits()
     assert target.files() == before, "the dataset changes at the uploader's next commit, not before"
 

@@ -155,6 +155,11 @@ def sweep(spool: Path, participant: str, doc: dict[str, Any]) -> WithdrawalRecei
     return WithdrawalReceipt(participant, path, tuple(sorted(deleted)), tuple(live), tuple(targets))
 
 
+def _is_leftover(name: str) -> bool:
+    """``.<uuid>.withdrawn``: what a crash in ``delete_episode`` left (only ever this exact form is removed)."""
+    return name.startswith(".") and name.endswith(_WITHDRAWN) and schema.is_uuid(name[1 : -len(_WITHDRAWN)])
+
+
 def _is_dir(path: Path) -> bool:
     try:
         return stat.S_ISDIR(path.lstat().st_mode)  # a symlink named like an episode is not followed
@@ -175,7 +180,7 @@ def _episodes_of(spool: Path, participant: str) -> tuple[list[Path], list[Writer
             continue
         for entry in sorted(folder.iterdir()):
             eid = schema.id_from_name(entry.name)
-            if entry.name.startswith(".") and entry.name.endswith(_WITHDRAWN) and _is_dir(entry):
+            if _is_leftover(entry.name) and _is_dir(entry):
                 shutil.rmtree(entry)  # a crash mid-removal left it: our own name, already withdrawn
                 fsync_dir(folder)
                 continue
