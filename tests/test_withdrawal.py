@@ -233,3 +233,52 @@ def test_a_live_recording_is_left_alone(spool: Path, recordings: tuple[Path, Pat
     assert json.loads(receipt.request.read_text())["swept_at"] is None, "left pending for the uploader"
     assert withdrawals.request_withdrawal(spool, A).deleted == (live.stem,)  # its writer is gone now
     shutil.rmtree(spool / withdrawals.WITHDRAWALS_AREA)
+
+
+def test_planned_commits_stay_within_the_hubs_files_per_commit() -> None:
+    from gymrec.uploader import withdraw
+    from gymrec.uploader.compact import Shard
+
+    found = {Shard(config, f"{i:032x}", 0): frozenset({f"e{i}"}) for config in ("a", "b") for i in range(60)}
+    planned = withdraw.commits(found)
+    assert [s for commit in planned for group in commit for s in group] == sorted(found, key=lambda s: (s.config, s.shard))
+    assert all(sum(2 * len(g) + 3 for g in commit) <= withdraw.MAX_OPERATIONS for commit in planned)
+    assert all(len({s.config for s in g}) == 1 for commit in planned for g in commit)
+    assert withdraw.commits({}) == []
+
+
+STRACE = shutil.which("strace")
+
+
+@pytest.mark.skipif(STRACE is None, reason="strace is not installed (apt-get install strace)")
+def test_a_kill_during_the_withdrawal_is_finished_by_a_rerun(tmp_path: Path, spool: Path, recordings: tuple[Path, Path]) -> None:
+    """SIGKILL (strace) at a rename or unlink of ``gymrec-uploader withdraw``: right after the request,
+    mid-deletion; every one of them under GYMREC_STRESS=1. A rerun deletes exactly A's episodes."""
+    import os
+    import subprocess
+
+    from uploader_helpers import BIN
+
+    points = [("rename", 3), ("unlink", 4)]  # the first episode's rename; inside its removal
+    if os.environ.get("GYMREC_STRESS", "") not in ("", "0"):
+        points = [(call, n) for call in ("rename", "unlink", "link") for n in range(1, 12)]
+    template = tmp_path / "template"
+    mine = [_as_participant(recordings[i], template, A).name for i in (0, 1)]
+    theirs = _as_participant(recordings[1], template, B).name
+    env = clean_env(HOME=str(tmp_path), PYTHONDONTWRITEBYTECODE="1")  # no pyc renames of its own
+    killed = 0
+    for call, n in points:
+        shutil.rmtree(spool)
+        shutil.copytree(template, spool)
+        cut = subprocess.run([str(STRACE), "-f", "-o", "/dev/null", "-e", f"inject={call}:signal=KILL:when={n}",
+                              str(BIN / "gymrec-uploader"), "withdraw", A, "--spool", str(spool)],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        if cut.returncode == 0:
+            continue  # fewer such calls than n: nothing was cut
+        assert cut.returncode == -9 or cut.returncode == 128 + 9, cut.stderr
+        killed += 1
+        withdrawals.request_withdrawal(spool, A)  # the rerun
+        left = sorted(p.name for p in spool.iterdir())
+        assert left == sorted([theirs, withdrawals.WITHDRAWALS_AREA]), f"{call} #{n}: {left}"
+        assert not set(mine) & {p.name for p in spool.rglob("*")}
+    assert killed >= min(2, len(points)), "strace cut no run short"

@@ -111,6 +111,7 @@ class Applier:
         self._pusher = pusher
         self._work = work  # where a Hub target's shards are rewritten (a folder of this owner's, removed after)
         self._owner = owner
+        self._swept: set[str] = set()  # requests finished in the spool by this run (a sweep reads every episode)
 
     def _handles(self, target: str) -> bool:
         if target.startswith(withdrawals.LOCAL_TARGET):
@@ -136,8 +137,11 @@ class Applier:
         total = 0
         for doc in withdrawals.requests(self.spool):
             participant = doc["participant"]
-            if doc.get("swept_at") is None:  # a crash between the request and its deletions, or a live recording
+            if doc.get("swept_at") is None and participant not in self._swept:
+                # A crash between the request and its deletions, or a live recording (once sealed, it is
+                # deleted by ``Uploader.convert``: one sweep a run is enough).
                 doc = doc | {"targets": list(withdrawals.sweep(self.spool, participant, doc).targets)}
+                self._swept.add(participant)
             for target in sorted(set(targets) | set(doc["targets"])):
                 if not self._handles(target) or withdrawals.is_applied(self.spool, participant, target):
                     continue
