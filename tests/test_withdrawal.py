@@ -282,3 +282,25 @@ def test_a_kill_during_the_withdrawal_is_finished_by_a_rerun(tmp_path: Path, spo
         assert left == sorted([theirs, withdrawals.WITHDRAWALS_AREA]), f"{call} #{n}: {left}"
         assert not set(mine) & {p.name for p in spool.rglob("*")}
     assert killed >= min(2, len(points)), "strace cut no run short"
+
+
+def test_a_request_made_while_the_episode_waits_in_a_batch_keeps_it_out(
+        tmp_path: Path, spool: Path, recordings: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The participant withdraws after the uploader claimed and converted their episode, before the commit."""
+    from gymrec.uploader.batching import Batcher
+
+    target = Target(tmp_path, None)
+    mine = _as_participant(recordings[0], spool, A)
+    other = _as_participant(recordings[1], spool, B)
+    add = Batcher.add
+
+    def add_then_withdraw(self: Batcher, pending: Any) -> None:
+        add(self, pending)
+        if pending.converted.episode_id == mine.stem:
+            withdrawals.request_withdrawal(spool, A)
+
+    monkeypatch.setattr(Batcher, "add", add_then_withdraw)
+    summary = target.upload(spool)
+    assert summary.uploaded == [other.stem] and not summary.failed and not summary.quarantined
+    assert set(index_rows_of(target.files())) == {other.stem}
+    assert not [p for p in spool.rglob("*") if p.name.split(".")[0] == mine.stem]

@@ -292,6 +292,9 @@ class Uploader:
             kept = True
             return Pending(claim, converted, work)
         except CorruptEpisodeError as e:
+            if not claim.path.is_dir():  # not damaged: a withdrawal deleted it while it was read
+                log.info("%s left the spool while it was converted", eid)
+                return None
             log.error("quarantined %s: %s", eid, e)
             claim.quarantine(str(e))
             kept = True  # it moved to quarantine: nothing to release
@@ -302,7 +305,7 @@ class Uploader:
         except GymrecError:  # typed errors that are OSErrors too (DiskFullError, AuthError) stop the run
             raise
         except OSError as e:
-            if not claim.path.is_dir():  # a withdrawal deleted it meanwhile (``shared.spool.withdrawals``)
+            if not claim.path.is_dir():  # as above (``shared.spool.withdrawals``)
                 log.info("%s left the spool while it was converted", eid)
                 return None
             if e.errno == errno.ENOSPC:  # nothing else will get through either: stop with one line
