@@ -20,7 +20,7 @@ from typing import Any
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from uploader_helpers import clean_env, index_rows_of, local_files, run_uploader
+from uploader_helpers import clean_env, index_rows_of, local_files, run_uploader, spool_frames
 
 from gymrec.replay.verify import VerifyOptions, verify
 from gymrec.shared.dataset import layout
@@ -31,7 +31,7 @@ from gymrec.shared.spool import withdrawals
 from gymrec.shared.spool.directory import UPLOADED_AREA, UPLOADED_LOCAL_AREA
 from gymrec.shared.spool.episode import episode_attributes
 from gymrec.uploader.config import UploaderConfig
-from gymrec.uploader.convert import ConvertOptions
+from gymrec.uploader.convert import ConvertOptions, preview_steps, preview_strip
 from gymrec.uploader.daemon import Uploader
 from tests.replay_helpers import copy_episode, record_episode
 
@@ -43,11 +43,11 @@ A = "a1" * 16  # the participant who withdraws
 B = "b2" * 16
 
 
-def _as_participant(src: Path, spool: Path, participant: str) -> Path:
+def _as_participant(src: Path, spool: Path, participant: str, new_id: str | None = None) -> Path:
     """A copy of ``src`` under a new id, recorded as ``participant``'s (as gymrec-serve records it)."""
     from gymrec.shared.spool.checksums import resign
 
-    copy = copy_episode(src, spool)
+    copy = copy_episode(src, spool, new_id)
     meta_path = copy / "zarr.json"
     meta = json.loads(meta_path.read_text())
     meta["attributes"] = resign(meta["attributes"] | {"participant": participant})
@@ -88,12 +88,20 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
 
 
 def _two_participants(recordings: tuple[Path, Path], spool: Path, target: Target) -> dict[str, list[str]]:
-    """A1 and B1 uploaded in one batch (one shard), then A2 alone (a shard of its own)."""
-    a1, b1 = _as_participant(recordings[0], spool, A), _as_participant(recordings[1], spool, B)
+    """A1 and B1 uploaded in one batch (one shard: A1 first, so the config's preview shows A1), then A2
+    alone (a shard of its own)."""
+    a1 = _as_participant(recordings[0], spool, A, "1a000000-0000-4000-8000-000000000001")
+    b1 = _as_participant(recordings[1], spool, B, "2b000000-0000-4000-8000-000000000002")
     assert len(target.upload(spool).uploaded) == 2
     a2 = _as_participant(recordings[1], spool, A)
     assert len(target.upload(spool).uploaded) == 1
     return {A: [a1.stem, a2.stem], B: [b1.stem]}
+
+
+def _pixels(png: bytes) -> bytes:
+    from PIL import Image
+
+    return Image.open(io.BytesIO(png)).tobytes()
 
 
 def _data_rows(files: dict[str, bytes]) -> dict[str, int]:
@@ -128,6 +136,9 @@ def test_the_next_commit_removes_exactly_the_participants_rows(target: Target, s
     info = json.loads(after[layout.INFO_PATH])["configs"][CONFIG]
     assert (info["episodes"], info["steps"], info["shards"]) == (1, 30, 1)
     assert "1 episode" in after[layout.CARD_PATH].decode() or "30" in after[layout.CARD_PATH].decode()
+    b_frames = spool_frames(area / f"{ids[B][0]}.zarr")[0]  # the preview is redrawn from B's episode
+    expected = preview_strip([b_frames[t] for t in sorted(preview_steps(30))])
+    assert _pixels(after[layout.preview_path(CONFIG)]) == _pixels(expected) != _pixels(before[layout.preview_path(CONFIG)])
     name = REPO if target.hub is not None else withdrawals.LOCAL_TARGET + str(target.dataset)
     assert withdrawals.is_applied(spool, A, name), "recorded as applied, durably"
     one = commits + (target.hub is not None)

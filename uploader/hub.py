@@ -360,6 +360,7 @@ class HubPusher:
             operations += [CommitOperationAdd(path, str(file)) for path, file in sorted(m.files.items())]
             operations += [CommitOperationDelete(path) for path in m.deleted]
         operations += [CommitOperationDelete(p) for p in withdraw.emptied_previews(current, new_info) if p in previews]
+        operations += [CommitOperationAdd(p, png) for p, png in sorted(withdraw.redrawn_previews(merged).items())]
         operations.append(CommitOperationAdd(layout.INFO_PATH, info.dumps(new_info)))
         if ownership.writes_card(new_info):
             operations.append(CommitOperationAdd(layout.CARD_PATH, card.render(new_info, card.Target(repo_id, local=False)).encode()))

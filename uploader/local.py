@@ -264,6 +264,7 @@ class LocalWriter:
         new_paths = sorted(p for m in merged for p in m.files)
         deleted = sorted(p for m in merged for p in m.deleted)
         previews = [p for p in withdraw.emptied_previews(current, new_info) if (base / p).is_file()]
+        redrawn = withdraw.redrawn_previews(merged)  # from the new shards, before they move in
         durable_write(base / PENDING_PATH, json.dumps({"info": new_info, "shards": new_paths, "delete": deleted + previews}).encode())
         for m in merged:
             for rel, file in sorted(m.files.items()):
@@ -271,6 +272,9 @@ class LocalWriter:
                 fsync_file(file)
                 os.replace(file, base / rel)
                 fsync_dir((base / rel).parent)
+        for rel, png in sorted(redrawn.items()):
+            durable_mkdir((base / rel).parent)
+            durable_write(base / rel, png)
         durable_write(base / layout.INFO_PATH, info.dumps(new_info))
         _delete(base, deleted + previews)
         (base / PENDING_PATH).unlink()

@@ -24,12 +24,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow.parquet as pq
+from PIL import Image
 
 from gymrec.shared.dataset import layout
 from gymrec.shared.spool import withdrawals
 from gymrec.uploader.compact import Merged, Shard
-from gymrec.uploader.convert import ConvertOptions
+from gymrec.uploader.convert import ConvertOptions, preview_steps, preview_strip
 
 if TYPE_CHECKING:  # they import this module's planning
     from gymrec.uploader.hub import HubPusher
@@ -93,6 +95,35 @@ def leave_out(group: tuple[Shard, ...], found: dict[Shard, frozenset[str]]) -> f
 def emptied_previews(current: dict[str, Any], new_info: dict[str, Any]) -> list[str]:
     """The previews of configs the withdrawal left empty (their frames may be the participant's)."""
     return [layout.preview_path(c) for c in current["configs"] if c not in new_info["configs"]]
+
+
+def redrawn_previews(merged: list[Merged]) -> dict[str, bytes]:
+    """{preview path: a new strip} for each config a withdrawal rewrote and left episodes in: the old
+    strip may show the withdrawn participant's frames, so it is redrawn from the first episode left."""
+    out: dict[str, bytes] = {}
+    for m in merged:
+        if m.withdrawn and m.files and layout.preview_path(m.config) not in out:
+            out[layout.preview_path(m.config)] = _strip_of_first(m.files[layout.data_path(m.config, m.shard)],
+                                                                 m.files[layout.index_path(m.config, m.shard)])  # fmt: skip
+    return out
+
+
+def _strip_of_first(data_file: Path, index_file: Path) -> bytes:
+    """The preview strip of the first episode in a shard: reads its observations only, up to its end."""
+    first = pq.read_table(index_file, columns=[layout.INDEX_ROW_START_COLUMN, layout.INDEX_ROW_COUNT_COLUMN]).to_pylist()
+    start = min(int(r[layout.INDEX_ROW_START_COLUMN]) for r in first)
+    count = next(int(r[layout.INDEX_ROW_COUNT_COLUMN]) for r in first if int(r[layout.INDEX_ROW_START_COLUMN]) == start)
+    wanted = {start + t for t in preview_steps(count)}
+    frames: list[np.ndarray] = []
+    position = 0
+    for batch in pq.ParquetFile(data_file).iter_batches(batch_size=256, columns=[layout.OBS_COLUMN]):
+        for offset, cell in enumerate(batch.column(0).to_pylist()):
+            if position + offset in wanted:
+                frames.append(np.asarray(Image.open(io.BytesIO(cell["bytes"]))))
+        position += batch.num_rows
+        if position >= start + count:
+            break
+    return preview_strip(frames)
 
 
 def removed(merged: list[Merged]) -> int:
