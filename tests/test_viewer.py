@@ -30,6 +30,7 @@ from gymrec.shared.spool.sources import SpoolSource
 from tests.replay_helpers import copy_episode, edit_attributes, record_episode, to_dataset, tree_digest
 
 TOKEN = "test-admin-token-0123456789"
+PARTICIPANT = "ab" * 8  # a salted hash, as gymrec-serve stores participants
 BIN = Path(sys.executable).parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -44,7 +45,7 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     parent = record_episode(spool, "BreakoutNoFrameskip-v4", 90, 3)
     child = copy_episode(parent, spool)
     edit_attributes(child, ('"player": "test"', f'"player": "alice", "parent_episode_id": "{parent.stem}", '
-                                                 '"branch_step": 10, "study": "s1", "participant": "p1"'))  # fmt: skip
+                                                 f'"branch_step": 10, "study": "s1", "participant": "{PARTICIPANT}"'))  # fmt: skip
     dataset = to_dataset([parent, child], tmp_path_factory.mktemp("dataset") / "ds")
     return {"spool": spool, "dataset": dataset, "parent": parent, "child": child}
 
@@ -102,7 +103,7 @@ def test_filters_and_pages(client: TestClient, sources: dict[str, Any]) -> None:
     assert second["total"] == 2 and [r["index"] for r in second["episodes"]] == [1]
     studies = client.get("/api/episodes", params={"study": "s1"}).json()
     if "study" in every["columns"]:  # the spool's attributes carry it; this dataset's index predates the column
-        assert [r["participant"] for r in studies["episodes"]] == ["p1"]
+        assert [r["participant"] for r in studies["episodes"]] == [PARTICIPANT]
     else:
         assert studies["total"] == 0 and "study" not in every["choices"]
     bad = client.get("/api/episodes", params={"colour": "red"})
@@ -321,3 +322,17 @@ def test_a_damaged_episode_is_listed_with_its_problem(sources: dict[str, Any], t
         opened = client.get(f"/api/episodes/{damaged.stem}")
         assert opened.status_code == 500 and "the episode is damaged" in opened.json()["error"]
         assert "Traceback" not in opened.text and "\n" not in opened.json()["error"]
+
+
+def test_a_withdrawn_participant_is_not_shown(sources: dict[str, Any], tmp_path: Path) -> None:
+    """A withdrawal requested but not yet carried out (the recorder still writing, say): already hidden."""
+    spool = tmp_path / "spool"
+    kept, gone = copy_episode(sources["parent"], spool), copy_episode(sources["child"], spool)
+    for client in client_for(open_catalog(str(spool), HubAccess(None)), tmp_path):
+        client.headers["X-Gymrec-Token"] = TOKEN
+        assert client.get("/api/episodes").json()["total"] == 2
+        (spool / "withdrawals").mkdir()
+        (spool / "withdrawals" / f"{PARTICIPANT}.json").write_text("{}")
+        assert [r["episode_id"] for r in client.get("/api/episodes").json()["episodes"]] == [kept.stem]
+        assert client.get(f"/api/episodes/{gone.stem}").status_code == 404
+        assert client.get(f"/api/episodes/{gone.stem}/blocks/0.png").status_code == 404

@@ -21,6 +21,7 @@ from gymrec.shared.spool.attrs import EpisodeAttrs
 from gymrec.shared.spool.directory import check_spool
 from gymrec.shared.spool.episode import episode_attributes
 from gymrec.shared.spool.sources import EpisodeSource, SpoolSource, spool_all
+from gymrec.shared.spool.withdrawals import withdrawn
 
 if TYPE_CHECKING:
     from gymrec.shared.dataset.index import DatasetIndex
@@ -80,18 +81,24 @@ class SpoolCatalog:
 
     def rows(self) -> list[Row]:
         paths = spool_all(self.spool)
+        gone = withdrawn(self.spool)  # a participant who withdrew: not shown while the deletion is under way
         with self._lock:
             for path in paths:
                 if path not in self._rows:
                     self._rows[path] = self._row(path)
-            self._paths = {p.stem: p for p in paths}
-            return sorted((self._rows[p] for p in paths), key=lambda r: str(r["episode_id"]))
+            shown = [p for p in paths if self._rows[p].get("participant") not in gone]
+            self._paths = {p.stem: p for p in shown}
+            return sorted((self._rows[p] for p in shown), key=lambda r: str(r["episode_id"]))
 
     def _path(self, episode_id: str) -> Path | None:
         with self._lock:
             path = self._paths.get(episode_id)
         if path is None or not path.is_dir():  # new, or moved to another area since the last listing
-            path = {p.stem: p for p in spool_all(self.spool)}.get(episode_id)
+            self.rows()
+            with self._lock:
+                path = self._paths.get(episode_id)
+        if path is not None and self._rows[path].get("participant") in withdrawn(self.spool):
+            return None
         return path
 
     def has(self, episode_id: str) -> bool:
