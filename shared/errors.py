@@ -344,3 +344,7 @@ class ExportCorruptError(ExportError, ValueError):
 
 class ExportDiskFullError(ExportError, OSError):
     """The disk holding the export target filled up; the partial output was removed."""
+
+
+class ViewerError(GymrecError, ValueError):
+    """gymrec-view cannot start: a SOURCE it cannot read, a token file without a token, a port it cannot use."""
