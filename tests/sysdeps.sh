@@ -29,5 +29,5 @@ if can_install; then
 fi
 have_window_tools || echo "make test: the real-window tests will skip: no Xvfb/xdotool/import (install xvfb xdotool x11-apps imagemagick)"
 have_fuse || echo "make test: the power-cut suite (R7) will skip: no FUSE 3 (install fuse3 libfuse3-3; it also needs /dev/fuse)"
-have_chromium || echo "make test: the browser tests (gymrec-serve) will skip: no /usr/bin/chromium (install chromium)"
+have_chromium || echo "make test: the browser tests (gymrec-serve, gymrec-view) will skip: no /usr/bin/chromium (install chromium)"
 exit 0

@@ -24,8 +24,8 @@ from gymrec.uploader.published import CONTENT_DIGEST_COLUMN
 
 QUALITY_FIELDS = ("active_fraction", "inputs_per_minute", "longest_idle_s", "paused_s", "late_frames", "worst_late_ms")
 LINEAGE_FIELDS = ("parent_episode_id", "branch_step", "branched_at", "takeover")
-# Browser play (gymrec-serve): empty for other episodes; ``participant`` is a salted hash (withdrawal keys on it).
-STUDY_TEXT_FIELDS = ("study", "participant", "study_session", "client_browser", "client_input")
+# Browser play (gymrec-serve): empty for other episodes (``participant``, the salted hash, is a column above).
+STUDY_TEXT_FIELDS = ("study", "study_session", "client_browser", "client_input")
 STUDY_FIGURES = ("rtt_p50_ms", "rtt_p99_ms", "display_p99_error_ms")
 
 
@@ -44,7 +44,7 @@ ATTR_COLUMNS: tuple[AttrColumn, ...] = (
     AttrColumn("player", "player", ""), AttrColumn("collector", "collector", ""), AttrColumn("fps", "fps", 0.0),
     AttrColumn("versions", "versions", {}), AttrColumn("action_space", "action_space"),
     AttrColumn("observation_space", "observation_space"), AttrColumn("keymap", "keymap"),
-    AttrColumn("action_meanings", "action_meanings"),
+    AttrColumn("action_meanings", "action_meanings"), AttrColumn("participant", "participant"),
     *(AttrColumn(name, name) for name in QUALITY_FIELDS + LINEAGE_FIELDS),
     *(AttrColumn(name, name, "") for name in STUDY_TEXT_FIELDS), *(AttrColumn(name, name) for name in STUDY_FIGURES),
 )  # fmt: skip

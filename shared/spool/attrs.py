@@ -94,10 +94,11 @@ class EpisodeAttrs:
     takeover: bool | None = None  # --takeover: the agent played until the human took control (see ``actor``)
     # schema.PAIRING_*: written by gymrec >= 0.2; absent in older episodes (``action_pairing`` says what they are).
     pairing: str | None = None
-    # Browser play (gymrec-serve, docs/browser.md); None for every other episode. ``participant`` is the
-    # salted hash of the id the study platform gave (shared.study.participants), never the id itself.
-    study: str | None = None
+    # A study participant's salted hash (hex; None outside studies): what a withdrawal names (shared.spool.withdrawals).
     participant: str | None = None
+    # Browser play (gymrec-serve, docs/browser.md); None for every other episode. ``participant`` above is
+    # the salted hash of the id the study platform gave (shared.study.participants), never the id itself.
+    study: str | None = None
     study_session: str | None = None
     client_browser: str | None = None  # the browser's family and major version ("chrome 120"), nothing finer
     client_input: str | None = None  # what the participant played with: keyboard, gamepad or keyboard+gamepad
