@@ -188,6 +188,7 @@ def test_a_participant_withdraws_with_the_button(tmp_path: Path) -> None:
         who = participant_hash(SALT, "withdrawer-7")
         assert (server.spool / "withdrawals" / f"{who}.json").is_file()
         assert not episodes(server.spool, ".partial"), "the session ended (its episode sealed) before withdrawal"
+        assert not episodes(server.spool), "the participant's episode is deleted from the spool"
 
 
 @pytest.mark.skipif(not STRESS, reason="four browsers at once: make stress (GYMREC_STRESS=1) only")
