@@ -71,11 +71,10 @@ class Live:
 class Server:
     config: ServeConfig
     live: dict[str, Live] = field(default_factory=dict)  # by study_session
-    reserved: int = 0  # consents accepted whose process is starting
 
     @property
     def full(self) -> bool:
-        return len(self.live) + self.reserved >= self.config.max_participants
+        return len(self.live) >= self.config.max_participants
 
     def app(self) -> Starlette:
         return Starlette(routes=[
@@ -124,12 +123,9 @@ class Server:
                 await ws.send_json({"type": "full"})
                 return
             session = new_session_id()
-            self.reserved += 1
-            try:
-                live = self._start(participant, session, browser_family(ws.headers.get("user-agent", "")))
-            finally:
-                self.reserved -= 1
-            self.live[session] = live
+            # No await between the check above and this: two consents cannot take one last place.
+            client = browser_family(ws.headers.get("user-agent", ""))
+            live = self.live[session] = self._start(participant, session, client)
             await ws.send_json({"type": "session", "session": session})
             await self._relay(ws, live, session)
         except WebSocketDisconnect:
