@@ -4,6 +4,7 @@ the browser controller over a real pipe, answers, the index columns and the CLI'
 from __future__ import annotations
 
 import multiprocessing
+import socket
 import subprocess
 import sys
 import threading
@@ -74,6 +75,18 @@ def test_gymrec_serve_refuses_a_missing_study_in_one_line(tmp_path: Path) -> Non
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "does not exist" in out.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_gymrec_serve_refuses_a_taken_port_in_one_line(tmp_path: Path) -> None:
+    study = tmp_path / "s.toml"
+    study.write_text(_study_text())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        out = subprocess.run([str(BIN / "gymrec-serve"), str(study), "--port", port, "--spool", str(tmp_path / "s")],
+                             capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in out.stderr
 
 
 def test_participant_ids_become_salted_pseudonyms() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -12,12 +13,24 @@ import click
 
 from gymrec.shared.cli.edge import OneLineCommand, cli_edge, configure_logging
 from gymrec.shared.cli.paths import default_spool
-from gymrec.shared.errors import StudyError
+from gymrec.shared.errors import ListenError, StudyError
 from gymrec.shared.spool.directory import check_spool
 from gymrec.shared.spool.recovery import format_report, recover_orphans
 from gymrec.shared.study.study import load_study
 
 PROG = "gymrec-serve"
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Fail in one line now if the address is taken or not ours (uvicorn would log and exit)."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as e:
+        raise ListenError(f"cannot listen on {host}:{port}: {e.strerror or e}",
+                          "pick another --port, or stop what uses it") from e
 
 
 def _admin_token(path: Path | None) -> tuple[str, bool]:
@@ -53,6 +66,7 @@ def main(study_file: Path, host: str, port: int, spool: Path | None, max_partici
 
     configure_logging(verbose)
     study = load_study(study_file)
+    _check_listen(host, port)
     root = check_spool(spool or default_spool(os.environ), create=True)
     click.echo(format_report(recover_orphans(root)), err=True, nl=False)
     token, generated = _admin_token(admin_token_file)
