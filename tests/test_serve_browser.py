@@ -39,6 +39,12 @@ from tests.serve_helpers import (
 )
 
 SALT = "test-salt-0123456789abcdef"
+PAD_LEFT = """() => {
+  const pad = {mapping: "standard", axes: [0, 0], buttons: Array.from({length: 17}, (_, i) => ({pressed: i === 14}))};
+  navigator.getGamepads = () => [pad];
+  return window.gymrecState.current.t;
+}"""
+NO_PAD = "() => { navigator.getGamepads = () => []; return window.gymrecState.current.t; }"
 # For 400 ms the network holds everything the page sends, then delivers it in order (as TCP would).
 STALL = """() => {
   const send = WebSocket.prototype.send, held = [];
@@ -100,6 +106,11 @@ def test_consent_play_complete_replay_and_pairing(tmp_path: Path) -> None:
         page.keyboard.press("Enter")  # the start press starts; it acts on no step
         log = bot_play(page, seconds=2)
         page.evaluate(STALL)  # the network holds the page's messages for 400 ms: the game must wait
+        log.presses += bot_play(page, seconds=1).presses
+        # A gamepad (the Gamepad API's standard mapping) holding d-pad left for half a second.
+        pad_from = page.evaluate(PAD_LEFT)
+        time.sleep(0.5)
+        pad_to = page.evaluate(NO_PAD)
         log.presses += bot_play(page, seconds=20).presses
         _wait(page, "window.gymrecState.mode === 'over'")
         page.keyboard.press("Enter")
@@ -112,7 +123,7 @@ def test_consent_play_complete_replay_and_pairing(tmp_path: Path) -> None:
     episode = Episode(path)
     attrs = episode.attrs
     who = participant_hash(SALT, RAW_PID)
-    assert (attrs.study, attrs.participant, attrs.client_input) == ("pilot-1", who, "keyboard")
+    assert (attrs.study, attrs.participant, attrs.client_input) == ("pilot-1", who, "gamepad+keyboard")
     assert attrs.client_browser is not None and attrs.client_browser.startswith("chrom")
     assert attrs.end_reason == "truncated" and attrs.length == 75  # 5 s at 15 Hz
     assert attrs.rtt_p50_ms is not None and 0 <= attrs.rtt_p50_ms <= (attrs.rtt_p99_ms or 0)
@@ -126,6 +137,8 @@ def test_consent_play_complete_replay_and_pairing(tmp_path: Path) -> None:
     [answers] = (server.spool / "studies" / "pilot-1").iterdir()
     stored = json.loads(answers.read_text())
     assert stored["answers"] == {"fun": "3"} and stored["participant"] == who and stored["publish"] is False
+    actions = episode.actions()
+    assert pad_to - pad_from >= 3 and all(actions[t] == 3 for t in range(pad_from + 1, pad_to)), "d-pad left is LEFT"
     matching, counted = _pairing(episode, log.presses)
     print(f"pairing {matching}/{counted}, rtt p50 {attrs.rtt_p50_ms} ms p99 {attrs.rtt_p99_ms} ms, display p99 error {attrs.display_p99_error_ms} ms")
     assert counted >= 15, f"only {counted} steps where the bot answered a new frame in time"
