@@ -94,6 +94,10 @@ class EpisodeAttrs:
     takeover: bool | None = None  # --takeover: the agent played until the human took control (see ``actor``)
     # schema.PAIRING_*: written by gymrec >= 0.2; absent in older episodes (``action_pairing`` says what they are).
     pairing: str | None = None
+    # A planned run (``gymrec-play --ray``): its name and this episode's index in its plan. The id and
+    # seed are a pure function of (run seed, run, plan_index); recovery never publishes such a partial.
+    run: str | None = None
+    plan_index: int | None = None
     # Keys this gymrec does not know (a newer writer's, or a dataset's meta fields): kept verbatim.
     extra: JsonDict = field(default_factory=dict)
 
