@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,15 +32,32 @@ def connect(ray: Any, address: str, workers: int | None, spool: Path | None, cpu
                     "include_dashboard": False}
     else:
         options["address"] = address
-    try:
-        ray.init(**options)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise ClusterError(f"cannot join the Ray cluster at {address}: {str(e).splitlines()[0] if str(e) else e}",
-                           "start it with ray start --head, or give its address to --ray") from e
+    with _stdout_to_stderr():
+        try:
+            ray.init(**options)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ClusterError(f"cannot join the Ray cluster at {address}: {first}",
+                               "start it with ray start --head, or give its address to --ray") from e
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Ray's own messages (a node marked dead, its start-up) go to file descriptor 1, from threads we do
+    not own: while Ray runs, that is stderr, so stdout stays the sealed paths a script reads."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
     try:
         yield
     finally:
-        ray.shutdown()
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def run_summary(result: RunResult, run: str, seed: int) -> str:

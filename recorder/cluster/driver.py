@@ -28,6 +28,7 @@ from gymrec.shared.errors import ClusterError, GymrecError
 log = logging.getLogger(__name__)
 NODE_RESOURCE_PREFIX = "gymrec_node_"
 INSTALL_HINT = "pip install 'gymrec[ray]'"
+CLOSE_TIMEOUT = 20.0  # seconds for the actors' writer processes to finish at the end of a run
 START_FAILURES = 4  # actors dying before they are up, before the run gives up (a bad env fails everywhere)
 
 
@@ -148,10 +149,17 @@ class Driver:
                         actors.remove(actor)
                         actors.extend(self._replace(actor.node))
         finally:
-            for actor in actors:
-                ray.kill(actor.handle, no_restart=True)
+            self._stop(actors)
         result.failed = sorted(set(result.failed) | {p.index for p in pending})
         return result
+
+    def _stop(self, actors: list[_Actor]) -> None:
+        """Close every started actor (its writer process finishes and /dev/shm is freed), then kill them all."""
+        closing = [a.handle.close.remote() for a in actors if a.ready is None and a.task is None]
+        if closing:
+            self.ray.wait(closing, num_returns=len(closing), timeout=CLOSE_TIMEOUT)
+        for actor in actors:
+            self.ray.kill(actor.handle, no_restart=True)
 
     def _assign(self, actors: list[_Actor], pending: collections.deque[PlannedEpisode]) -> None:
         for actor in actors:
