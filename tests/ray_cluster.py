@@ -124,7 +124,7 @@ class RayCluster:
         head = not self.nodes
         spool = self.root / f"spool-{name}"
         log = self.root / f"node-{name}.log"
-        args = [str(BIN / "ray"), "start", "--block", "--num-cpus=1", f"--temp-dir={self.temp / name}",
+        args = [str(BIN / "ray"), "start", "--block", f"--num-cpus={slots}", f"--temp-dir={self.temp / name}",
                 f"--resources={{\"gymrec_node_{name}\": {slots}}}", "--disable-usage-stats"]
         args += (["--head", f"--port={self.port}", "--include-dashboard=false"]
                  if head else [f"--address={self.address}"])
@@ -146,14 +146,14 @@ class RayCluster:
 
 
 @contextlib.contextmanager
-def ray_cluster(root: Path, names: tuple[str, ...] = ("a", "b")) -> Iterator[RayCluster]:
+def ray_cluster(root: Path, names: tuple[str, ...] = ("a", "b"), slots: int = 1) -> Iterator[RayCluster]:
     """A cluster of ``names`` nodes (the first is the head), every process of it killed afterwards."""
     root.mkdir(parents=True, exist_ok=True)
     # Under tmp_path the session's socket paths are too long for AF_UNIX: a short directory of our own.
     cluster = RayCluster(root, free_port(), Path(tempfile.mkdtemp(prefix="gymrec-ray-", dir="/tmp")))
     try:
         for name in names:
-            cluster.start(name)
+            cluster.start(name, slots)
         yield cluster
     finally:
         cluster.close()
