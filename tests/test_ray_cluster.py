@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from hubserver import running_hub
-from reliability_uploader_helpers import cli_env, landing, run
+from reliability_uploader_helpers import STRESS, cli_env, landing, run
 
 from gymrec.recorder.cluster.plan import plan_run
 from gymrec.shared.spool import schema
@@ -57,11 +57,20 @@ def _superseded(spool: Path) -> list[str]:
 
 
 def test_a_planned_run_survives_an_actor_kill_and_a_node_loss_and_publishes_each_episode_once(tmp_path: Path) -> None:
-    with ray_cluster(tmp_path / "cluster") as cluster, running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
+    _planned_run(tmp_path, EPISODES, slots=1)
+
+
+@pytest.mark.skipif(not STRESS, reason="make stress only (GYMREC_STRESS=1): 4 actors, 24 episodes")
+def test_a_bigger_planned_run_with_two_actors_a_node(tmp_path: Path) -> None:
+    _planned_run(tmp_path, 24, slots=2)
+
+
+def _planned_run(tmp_path: Path, episodes: int, slots: int) -> None:
+    with ray_cluster(tmp_path / "cluster", slots=slots) as cluster, running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
         a, b = cluster.nodes["a"], cluster.nodes["b"]
         driver = subprocess.Popen(
             [str(BIN / "gymrec-play"), BREAKOUT, "--agent", "tests.slow_agent:act", "--ray", cluster.address,
-             "--episodes", str(EPISODES), "--max-steps", str(STEPS), "--seed", str(SEED), "--run", RUN],
+             "--episodes", str(episodes), "--max-steps", str(STEPS), "--seed", str(SEED), "--run", RUN],
             cwd=tmp_path, env=node_env(tmp_path / "driver-spool", cluster.root / "home"), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )  # fmt: skip
@@ -77,9 +86,9 @@ def test_a_planned_run_survives_an_actor_kill_and_a_node_loss_and_publishes_each
                 driver.wait()
         assert driver.returncode == 0, err
         summary = err.strip().splitlines()[-1]
-        assert f"{EPISODES} planned, {EPISODES} recorded" in summary and ", 0 failed" in summary, err
+        assert f"{episodes} planned, {episodes} recorded" in summary and ", 0 failed" in summary, err
         assert int(summary.split(" retried")[0].rsplit(" ", 1)[1]) >= 2, summary  # the actor's and the node's
-        planned = {p.episode_id: p for p in plan_run(SEED, RUN, EPISODES)}
+        planned = {p.episode_id: p for p in plan_run(SEED, RUN, episodes)}
         assert {Path(line).stem for line in out.split()} == set(planned), out
 
         # One uploader per node spool into one repo; each runs crash recovery first, which keeps the
@@ -96,7 +105,7 @@ def test_a_planned_run_survives_an_actor_kill_and_a_node_loss_and_publishes_each
             assert (meta["run"], meta["plan_index"], meta["seed"]) == (RUN, planned[eid].index, planned[eid].seed)
 
         replayed = run("gymrec-replay", ["--all", "--repo-id", REPO, "--endpoint", hub.endpoint], tmp_path, env)
-        assert replayed.returncode == 0 and replayed.stdout.count("identical") == EPISODES, replayed.stdout + replayed.stderr
+        assert replayed.returncode == 0 and replayed.stdout.count("identical") == episodes, replayed.stdout + replayed.stderr
 
 
 def test_without_ray_the_flag_says_how_to_install_it(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 NODE_RESOURCE_PREFIX = "gymrec_node_"
 INSTALL_HINT = "pip install 'gymrec[ray]'"
 CLOSE_TIMEOUT = 20.0  # seconds for the actors' writer processes to finish at the end of a run
+REPLACE_AFTER = 1.0  # seconds before the first lost actor of a node is replaced there
 START_FAILURES = 4  # actors dying before they are up, before the run gives up (a bad env fails everywhere)
 
 
@@ -113,6 +114,10 @@ class Driver:
         # num_cpus=0: the node's gymrec resource counts the actors; Ray's CPU count stays for others.
         self._remote = ray.remote(num_cpus=0, max_restarts=0)(RecordingActor)
         self._start_failures = 0
+        # Replacements wait a moment: an actor lost with its node is often reported before Ray declares
+        # the node dead, and a replacement started there at once would die too.
+        self._deferred: list[tuple[float, Node]] = []
+        self._lost_on: collections.Counter[str] = collections.Counter()
 
     def _start(self, node: Node) -> _Actor:
         handle = self._remote.options(resources={node.resource: 1}).remote(self.config)
@@ -136,10 +141,10 @@ class Driver:
                     usable_at = time.monotonic()
                 elif time.monotonic() - usable_at > self.settings.no_actor_timeout:
                     break  # work left, and for that long no actor could take it: the rest failed
+                actors.extend(self._due_replacements(not actors))
                 waiting = [a for a in actors if a.ready is not None or a.task is not None]
-                if not waiting:  # every actor lost: start one wherever a gymrec node is alive
-                    actors.extend(self._replace(None))
-                    time.sleep(0.5)
+                if not waiting:
+                    time.sleep(0.2)
                     continue
                 refs = [a.ready if a.ready is not None else a.task for a in waiting]
                 done, _ = ray.wait(refs, num_returns=1, timeout=1.0)
@@ -147,7 +152,7 @@ class Driver:
                     actor = waiting[refs.index(ref)]
                     if self._collect(actor, ref, result, attempts, pending):
                         actors.remove(actor)
-                        actors.extend(self._replace(actor.node))
+                        self._defer(actor.node)
         finally:
             self._stop(actors)
         result.failed = sorted(set(result.failed) | {p.index for p in pending})
@@ -174,7 +179,9 @@ class Driver:
         try:
             answer = ray.get(ref)
         except ray.exceptions.RayActorError as e:
-            if actor.ready is not None:  # it never started: a failing env or agent fails on every node
+            alive = {n.node_id for n in gymrec_nodes(ray.nodes())}
+            if actor.ready is not None and actor.node.node_id in alive:
+                # It never started on a node that is up: a failing env or agent fails on every node.
                 self._start_failures += 1
                 if self._start_failures > START_FAILURES:
                     raise ClusterError(f"the recording actors cannot start: {_first_line(e)}",
@@ -206,12 +213,28 @@ class Driver:
         self._on_recorded(recorded)
         return False
 
-    def _replace(self, node: Node | None) -> list[_Actor]:
-        """A new actor on ``node`` if it is still alive (None: on the first alive gymrec node)."""
+    def _defer(self, node: Node) -> None:
+        """Replace a lost actor later, the longer the more were lost on that node (1, 2, 4 ... 32 s): a
+        node Ray has not yet declared dead (its health check takes up to ~30 s by default) is not
+        mistaken for an env that cannot start."""
+        self._lost_on[node.node_id] += 1
+        delay = REPLACE_AFTER * 2 ** min(self._lost_on[node.node_id] - 1, 5)
+        self._deferred.append((time.monotonic() + delay, node))
+
+    def _due_replacements(self, none_left: bool) -> list[_Actor]:
+        """New actors for the lost ones whose wait is over, each on its own node if that is still alive;
+        with no actor left at all, on any alive gymrec node instead."""
+        now = time.monotonic()
+        due = [node for when, node in self._deferred if when <= now]
+        if not due:
+            return []
+        self._deferred = [(when, node) for when, node in self._deferred if when > now]
         alive = gymrec_nodes(self.ray.nodes())
-        if node is not None:
-            alive = [n for n in alive if n.node_id == node.node_id]
-        return [self._start(alive[0])] if alive else []
+        by_id = {n.node_id: n for n in alive}
+        started = [self._start(by_id[node.node_id]) for node in due if node.node_id in by_id]
+        if not started and none_left and alive:
+            started = [self._start(alive[0])]
+        return started
 
 
 def _first_line(error: BaseException) -> str:
