@@ -210,15 +210,12 @@ class AgentRecorder:
         from gymrec.shared.envs.backends import make_env
         from gymrec.shared.spool.sinks import Sink
 
-        self._stack = contextlib.ExitStack()
-        # The writer process first: its start-up overlaps the env's (Session.run).
-        self.sink = self._stack.enter_context(Sink(process=True, spill_dir=config.spill_dir))
-        try:
+        with contextlib.ExitStack() as stack:  # a failing make_env stops the writer process again
+            # The writer process first: its start-up overlaps the env's (Session.run).
+            self.sink = stack.enter_context(Sink(process=True, spill_dir=config.spill_dir))
             self.made = make_env(config.env_id, dict(config.env_kwargs))
-        except BaseException:
-            self._stack.close()
-            raise
-        self._stack.callback(self.made.env.close)  # closed before the sink (LIFO)
+            stack.callback(self.made.env.close)  # closed before the sink (LIFO)
+            self._stack = stack.pop_all()
 
     def record(self, config: PlayConfig, progress: Progress, stop: StopRequest) -> SessionResult:
         from gymrec.recorder.play_source import action_source
