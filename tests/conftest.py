@@ -40,6 +40,7 @@ SLOW_TESTS = frozenset({
     "test_recovery::test_sigkill_loses_no_step",
     "test_recorder_errors::test_bad_input",
     "test_recorder_errors::test_full_disk_keeps_the_episode_so_far",
+    "test_viewer::test_a_browser_lists_and_plays_an_episode", "test_viewer::test_served_read_only_over_real_http",
 })
 
 

@@ -282,7 +282,8 @@ def _encode_batches(episode: Episode, leaf: Leaf, fmt: str, options: ConvertOpti
         current = following
 
 
-def _preview_steps(length: int) -> set[int]:
+def preview_steps(length: int) -> set[int]:
+    """The steps of an episode of ``length`` steps its config's preview strip shows."""
     return {min(length - 1, (length * (2 * k + 1)) // (2 * PREVIEW_FRAMES)) for k in range(PREVIEW_FRAMES)}
 
 
@@ -295,6 +296,11 @@ def _strip(frames: list[np.ndarray]) -> Image.Image:
         strip.paste(im, (x, 0))
         x += im.width + 4
     return strip
+
+
+def preview_strip(frames: list[np.ndarray]) -> bytes:
+    """A config's preview: ``frames`` side by side, as a PNG."""
+    return _png(_strip(frames))
 
 
 def _png(image: Image.Image) -> bytes:
@@ -314,7 +320,7 @@ def convert_episode(episode: Episode, root: Path, options: ConvertOptions) -> Co
     features = features_for(episode)
     root.mkdir(parents=True, exist_ok=True)
     rows_file = root / f"{eid}{layout.SHARD_SUFFIX}"
-    wanted = _preview_steps(episode.length)
+    wanted = preview_steps(episode.length)
     previews: list[np.ndarray] = []
     with RowGroupWriter(rows_file, features.arrow_schema, options) as writer:
         with ThreadPoolExecutor(max(1, options.workers), thread_name_prefix="gymrec-encode") as pool:
@@ -333,6 +339,6 @@ def convert_episode(episode: Episode, root: Path, options: ConvertOptions) -> Co
         features=features, final_png=final_png,
         final_hash=int(verified_hashes(episode, leaf.name, final_image[np.newaxis], episode.length)[0]),
         final_extra={extra.name: np.asarray(final[extra.name]).tolist() for extra in _extra_leaves(episode)},
-        preview_png=_png(_strip(previews)),
+        preview_png=preview_strip(previews),
         sealed_at=_epoch(attrs.ended_at), chunk_digests=episode.chunk_digests,
     )  # fmt: skip

@@ -94,6 +94,8 @@ class EpisodeAttrs:
     takeover: bool | None = None  # --takeover: the agent played until the human took control (see ``actor``)
     # schema.PAIRING_*: written by gymrec >= 0.2; absent in older episodes (``action_pairing`` says what they are).
     pairing: str | None = None
+    # A study participant's salted hash (hex; None outside studies): what a withdrawal names (shared.spool.withdrawals).
+    participant: str | None = None
     # A planned run (``gymrec-play --ray``): its name and this episode's index in its plan. The id and
     # seed are a pure function of (run seed, run, plan_index); recovery never publishes such a partial.
     run: str | None = None
