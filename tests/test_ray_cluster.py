@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -130,3 +132,19 @@ def test_the_plan_is_a_pure_function_of_seed_run_and_index(seed: int) -> None:
     assert {p.episode_id for p in first}.isdisjoint(p.episode_id for p in plan_run(seed, "other", 5))
     assert all(schema.is_uuid(p.episode_id) for p in first)
     assert json.dumps([p.index for p in first]) == "[0, 1, 2, 3, 4]"
+
+
+@pytest.mark.skipif(not STRESS, reason="make stress only (GYMREC_STRESS=1): a local cluster whose actors cannot start")
+def test_an_env_that_cannot_start_on_the_cluster_is_one_line(tmp_path: Path) -> None:
+    """``--ray`` alone: a local cluster of the run's own (its temp dir and HOME ours); every actor fails the same."""
+    short = Path(tempfile.mkdtemp(prefix="gymrec-ray-", dir="/tmp"))  # Ray's socket paths: <= 107 bytes
+    try:
+        env = node_env(tmp_path / "unused", tmp_path / "home") | {"RAY_TMPDIR": str(short)}
+        done = subprocess.run([str(BIN / "gymrec-play"), BREAKOUT, "--agent", "random", "--ray", "--episodes", "2",
+                               "--env-kwarg", "frameskip=-3", "--spool", str(tmp_path / "spool")],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "frameskip" in done.stderr, done.stderr
+    assert done.stdout == ""

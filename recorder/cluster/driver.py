@@ -184,9 +184,9 @@ class Driver:
                 # It never started on a node that is up: a failing env or agent fails on every node.
                 self._start_failures += 1
                 if self._start_failures > START_FAILURES:
-                    raise ClusterError(f"the recording actors cannot start: {_first_line(e)}",
-                                       "run the same gymrec-play command without --ray on a node to see why") from e
-            log.warning("an actor on %s was lost (%s)", actor.node.resource, type(e).__name__)
+                    raise _start_error(e) from e
+            # Said once in the summary (retried); the details for -v.
+            log.info("an actor on %s was lost (%s)", actor.node.resource, type(e).__name__)
             episode, actor.episode, actor.task = actor.episode, None, None
             if episode is not None:
                 attempts[episode.index] += 1
@@ -237,6 +237,15 @@ class Driver:
         return started
 
 
-def _first_line(error: BaseException) -> str:
+def _start_error(error: BaseException) -> GymrecError:
+    """Why the actors cannot start, as the typed error the actor raised (Ray passes it on as text)."""
+    from gymrec.shared import errors
+
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
+    last = lines[-1] if lines else type(error).__name__
+    name, sep, message = last.partition(": ")
+    kind = getattr(errors, name.rsplit(".", 1)[-1], None) if sep and name.startswith("gymrec.") else None
+    if isinstance(kind, type) and issubclass(kind, GymrecError):
+        return kind(f"the recording actors cannot start: {message}")
+    return ClusterError(f"the recording actors cannot start: {last}",
+                        "run the same gymrec-play command without --ray on a node to see why")
