@@ -96,6 +96,10 @@ class EpisodeAttrs:
     pairing: str | None = None
     # A study participant's salted hash (hex; None outside studies): what a withdrawal names (shared.spool.withdrawals).
     participant: str | None = None
+    # A planned run (``gymrec-play --ray``): its name and this episode's index in its plan. The id and
+    # seed are a pure function of (run seed, run, plan_index); recovery never publishes such a partial.
+    run: str | None = None
+    plan_index: int | None = None
     # Keys this gymrec does not know (a newer writer's, or a dataset's meta fields): kept verbatim.
     extra: JsonDict = field(default_factory=dict)
 
