@@ -71,6 +71,12 @@ def rewind_rows() -> list[Row]:
     return rewind_bench.rows()
 
 
+def p12_rows() -> list[Row]:
+    from bench import ray_bench
+
+    return ray_bench.p12()
+
+
 def export_rows() -> list[Row]:
     from bench import export_bench
 
@@ -89,6 +95,7 @@ SUITES: Mapping[str, Callable[[], list[Row]]] = MappingProxyType({
     "P2": recorder_bench.p2,
     "P2X": p2_window_rows,
     "P11": cli_bench.p11,
+    "P12": p12_rows,
     "P6": p6_rows,
     "P4": uploader_rows,
     "P7": p7_rows,

@@ -331,6 +331,19 @@ def unreachable(what: str, endpoint: str | None, cause: BaseException) -> HubUnr
 # --- export -----------------------------------------------------------------------------------
 
 
+# --- a cluster run (gymrec-play --ray) ------------------------------------------------------------
+
+
+class ClusterError(GymrecError, RuntimeError):
+    """Ray is not installed, the cluster cannot be reached, or it has no node to record on."""
+
+
+class PlannedEpisodesFailedError(ClusterError):
+    """Some planned episodes were not recorded after every retry: the run is incomplete."""
+
+    exit_code = 1
+
+
 class ExportError(GymrecError):
     """``gymrec-export`` cannot produce the requested Minari dataset or video."""
 

@@ -96,6 +96,10 @@ class EpisodeAttrs:
     pairing: str | None = None
     # A study participant's salted hash (hex; None outside studies): what a withdrawal names (shared.spool.withdrawals).
     participant: str | None = None
+    # A planned run (``gymrec-play --ray``): its name and this episode's index in its plan. The id and
+    # seed are a pure function of (run seed, run, plan_index); recovery never publishes such a partial.
+    run: str | None = None
+    plan_index: int | None = None
     # Browser play (gymrec-serve, docs/browser.md); None for every other episode. ``participant`` above is
     # the salted hash of the id the study platform gave (shared.study.participants), never the id itself.
     study: str | None = None
