@@ -83,6 +83,12 @@ def export_rows() -> list[Row]:
     return export_bench.rows()
 
 
+def p13_rows() -> list[Row]:
+    from bench import serve_bench
+
+    return serve_bench.p13()
+
+
 SUITES: Mapping[str, Callable[[], list[Row]]] = MappingProxyType({
     "P1": cli_bench.p1_p5,
     "P3": recorder_bench.p3,
@@ -96,6 +102,7 @@ SUITES: Mapping[str, Callable[[], list[Row]]] = MappingProxyType({
     "P8": scale_rows,
     "E1": export_rows,
     "RW": rewind_rows,
+    "P13": p13_rows,
 })
 # P5 comes with P1 (it replays P1's recording); P9 and the read speed with P8; E2/E3 (video) with E1.
 # P2X is P2 in a real X window (Xvfb); ``P2`` runs both.

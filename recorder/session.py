@@ -109,6 +109,7 @@ def episode_attrs(config: PlayConfig, made: MadeEnv, seed: int, fps: float, keym
         # From the start, not only at sealing: crash recovery seals what the partial holds.
         **({"takeover": True} if config.takeover else {}),
         **({"run": planned.run, "plan_index": planned.index} if planned is not None else {}),
+        **config.start_attrs,
     }
 
 

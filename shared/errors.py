@@ -40,6 +40,21 @@ class GymrecError(Exception):
         super().__init__(message if hint is None else f"{message} ({hint})")
 
 
+# --- studies (gymrec-serve) ---------------------------------------------------------------------
+
+
+class StudyError(GymrecError, ValueError):
+    """A study file (TOML) is missing, unreadable or does not say what a study needs."""
+
+
+class ListenError(GymrecError, OSError):
+    """gymrec-serve cannot listen on the address and port it was given."""
+
+
+class ParticipantError(GymrecError, ValueError):
+    """A participant id from the URL is missing or not an id (gymrec-serve refuses the page)."""
+
+
 # --- environments -----------------------------------------------------------------------------
 
 

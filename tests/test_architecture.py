@@ -24,7 +24,7 @@ PRODUCT = ("shared", "recorder", "uploader", "replay", "export")
 # The CLI edge: the modules that read the environment, the user's home and the temp dir, and map any
 # error to one line. Each is named; a new cli.py is not exempt until it is listed here.
 CLI_EDGE = frozenset({"recorder/cli.py", "uploader/cli.py", "replay/cli.py", "export/cli.py", "shared/cli/edge.py",
-                      "replay/view/cli.py"})
+                      "replay/view/cli.py", "recorder/web/cli.py"})
 # The broad ``except``s below the CLI edge, by (file, function):
 BROAD_ALLOWED = frozenset({
     ("uploader/daemon.py", "Uploader._process"),  # one bad episode must not stop the uploader daemon

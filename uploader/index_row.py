@@ -25,6 +25,9 @@ from gymrec.uploader.published import CONTENT_DIGEST_COLUMN
 QUALITY_FIELDS = ("active_fraction", "inputs_per_minute", "longest_idle_s", "paused_s", "late_frames", "worst_late_ms")
 LINEAGE_FIELDS = ("parent_episode_id", "branch_step", "branched_at", "takeover")
 PLAN_FIELDS = ("run", "plan_index")  # a planned run's episodes (gymrec-play --ray); null otherwise
+# Browser play (gymrec-serve): empty for other episodes (``participant``, the salted hash, is a column above).
+STUDY_TEXT_FIELDS = ("study", "study_session", "client_browser", "client_input")
+STUDY_FIGURES = ("rtt_p50_ms", "rtt_p99_ms", "display_p99_error_ms")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ ATTR_COLUMNS: tuple[AttrColumn, ...] = (
     AttrColumn("observation_space", "observation_space"), AttrColumn("keymap", "keymap"),
     AttrColumn("action_meanings", "action_meanings"), AttrColumn("participant", "participant"),
     *(AttrColumn(name, name) for name in QUALITY_FIELDS + LINEAGE_FIELDS + PLAN_FIELDS),
+    *(AttrColumn(name, name, "") for name in STUDY_TEXT_FIELDS), *(AttrColumn(name, name) for name in STUDY_FIGURES),
 )  # fmt: skip
 
 _HINTS = typing.get_type_hints(EpisodeAttrs)
