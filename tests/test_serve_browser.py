@@ -200,6 +200,7 @@ def test_a_participant_withdraws_with_the_button(tmp_path: Path) -> None:
         _wait(page, "document.getElementById('message').textContent.includes('withdrawn')")
         who = participant_hash(SALT, "withdrawer-7")
         assert (server.spool / "withdrawals" / f"{who}.json").is_file()
+        assert not list((server.spool / "studies").glob(f"*/{who}.*")), "the participant's answers stayed"
         assert not episodes(server.spool, ".partial"), "the session ended (its episode sealed) before withdrawal"
         assert not episodes(server.spool), "the participant's episode is deleted from the spool"
 
