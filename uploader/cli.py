@@ -72,7 +72,9 @@ def _install_stop(stop: threading.Event, abort: threading.Event) -> None:
 @click.option("--once", is_flag=True, help="Upload what is in the spool now, then exit.")
 @click.option("--commit-every", type=FiniteFloat(0.0, 86400.0), default=60.0, show_default=True,
               help="Seconds from a batch's first episode to its commit.")
-@click.option("--batch-episodes", type=click.IntRange(1, 10_000), default=100, show_default=True,
+# Up to 1 M episodes a batch: a cluster node publishing at the repo's commit budget (docs/cluster.md) needs
+# ~170 k a commit; a batch costs one manifest write and one shard per config, whatever its size.
+@click.option("--batch-episodes", type=click.IntRange(1, 1_000_000), default=100, show_default=True,
               help="Commit sooner when a batch holds this many episodes.")
 @click.option("--batch-mb", type=FiniteFloat(1.0, 100_000.0), default=256.0, show_default=True,
               help="Commit sooner when a batch holds about this much converted data (MB).")
