@@ -196,9 +196,10 @@ class RowGroupWriter:
     def __init__(self, path: Path, schema: pa.Schema, options: ConvertOptions) -> None:
         self.schema = schema
         self.options = options
-        self.writer = pq.ParquetWriter(
-            path, self.schema, compression=options.compression, compression_level=options.zstd_level, use_dictionary=False
-        )
+        codecs = options.compression
+        level: int | dict[str, int] = options.zstd_level if isinstance(codecs, str) else \
+            {name: options.zstd_level for name, codec in codecs.items() if codec == "zstd"}  # fmt: skip
+        self.writer = pq.ParquetWriter(path, self.schema, compression=codecs, compression_level=level, use_dictionary=False)
         self.pending: list[pa.RecordBatch] = []
         self.rows = 0
         self.bytes = 0
