@@ -35,7 +35,8 @@ class _Shard:
     starts: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # row group i's first row; last: total
 
 
-def _open_shard(source: BinaryIO) -> _Shard:
+def open_shard(source: BinaryIO) -> _Shard:
+    """A parquet file's reader and the first row of each row group (ArrowException/OSError if unreadable)."""
     parquet = pq.ParquetFile(source)
     sizes = [parquet.metadata.row_group(i).num_rows for i in range(parquet.metadata.num_row_groups)]
     return _Shard(source, parquet, np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]))
@@ -69,7 +70,7 @@ class FrameStore:
         if path not in self._shards:
             source = self.index.files.open(path)
             try:
-                self._shards[path] = _open_shard(source)
+                self._shards[path] = open_shard(source)
             except (pa.ArrowException, OSError) as e:
                 source.close()
                 raise CorruptEpisodeError(f"{self.index.where}: {path} is not readable parquet ({e})",
