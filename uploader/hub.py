@@ -292,7 +292,7 @@ class HubPusher:
     # --- compaction -------------------------------------------------------------------------------
 
     def _tree_sizes(self, repo_id: str, head: str) -> dict[str, int]:
-        return self._tree(repo_id, head, (layout.DATA_DIR, layout.INDEX_DIR))
+        return self._tree(repo_id, head, (layout.DATA_DIR, layout.INDEX_DIR, layout.FRAMES_DIR))
 
     def _tree(self, repo_id: str, head: str, folders: tuple[str, ...]) -> dict[str, int]:
         """path -> size of every file under ``folders`` at ``head`` (a missing folder is empty)."""
@@ -322,16 +322,16 @@ class HubPusher:
             chosen: list[tuple[compact.Shard, ...]] = []
             operations_count = 0
             for group in groups:  # a commit stays under the Hub's 100 files
-                if chosen and operations_count + 2 * len(group) + 2 > 95:
+                if chosen and operations_count + 3 * len(group) + 3 > 95:
                     break
                 chosen.append(group)
-                operations_count += 2 * len(group) + 2
+                operations_count += 3 * len(group) + 3
             if not chosen:
                 return replaced, written
             local: dict[str, Path] = {}
             for group in chosen:
                 for shard in group:
-                    for path in (shard.data_file, shard.index_file):
+                    for path in shard.files:
                         with hub_call(f"{repo_id}:{path}", self._endpoint):
                             local[path] = Path(self._api.hf_hub_download(repo_id, path, repo_type=REPO_TYPE, revision=head))
             checked = [compact.usable(group, local) for group in chosen]

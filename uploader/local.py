@@ -243,10 +243,10 @@ class LocalWriter:
             if current is None:
                 raise DatasetError(f"{base} holds no gymrec dataset (no {layout.INFO_PATH})", "check --local-dir")
             sizes = {str(p.relative_to(base)): p.stat().st_size
-                     for folder in (layout.DATA_DIR, layout.INDEX_DIR) if (base / folder).is_dir()
+                     for folder in (layout.DATA_DIR, layout.INDEX_DIR, layout.FRAMES_DIR) if (base / folder).is_dir()
                      for p in (base / folder).rglob("*" + layout.SHARD_SUFFIX)}  # fmt: skip
             planned = compact.plan(compact.shards_of(sizes), target_bytes, compact.duplicated_shards(self.listed()))
-            local = {path: base / path for group in planned for s in group for path in (s.data_file, s.index_file)}
+            local = {path: base / path for group in planned for s in group for path in s.files}
             checked = [compact.usable(group, local) for group in planned]
             self.skipped = [why for _, bad in checked for why in bad]
             groups = [group for group, _ in checked if len(group) > 1]
@@ -267,4 +267,4 @@ class LocalWriter:
             _delete(base, deleted)
             (base / PENDING_PATH).unlink()
             write_card(base, new_info)
-        return len(deleted) // 2, len(merged)
+        return sum(len(m.replaces) for m in merged), len(merged)
