@@ -199,7 +199,12 @@ class RowGroupWriter:
         codecs = options.compression
         level: int | dict[str, int] = options.zstd_level if isinstance(codecs, str) else \
             {name: options.zstd_level for name, codec in codecs.items() if codec == "zstd"}  # fmt: skip
-        self.writer = pq.ParquetWriter(path, self.schema, compression=codecs, compression_level=level, use_dictionary=False)
+        # No min/max statistics of binary payloads (frame blocks, preview images): no reader filters on
+        # them, and parquet would keep two whole values per row group in the footer (measured: the
+        # frames file's size doubled).
+        stats = [f.name for f in schema if not (pa.types.is_binary(f.type) or pa.types.is_struct(f.type))]
+        self.writer = pq.ParquetWriter(path, self.schema, compression=codecs, compression_level=level, use_dictionary=False,
+                                       write_statistics=stats)  # fmt: skip
         self.pending: list[pa.RecordBatch] = []
         self.rows = 0
         self.bytes = 0
