@@ -46,7 +46,7 @@ class BlockCodec:
             raise ValueError(f"a block holds 1..{BLOCK_FRAMES} frames, not {len(frames)}")
         return bytes(self._compressor.compress(_deltas(frames).data))
 
-    def decode(self, data: bytes, n: int, shape: tuple[int, ...], dtype: np.dtype | str = np.uint8) -> np.ndarray:
+    def decode(self, data: bytes, n: int, shape: tuple[int, ...], dtype: np.dtype | str = "uint8") -> np.ndarray:
         """The ``n`` frames of one block, (n, *shape), writable; CorruptEpisodeError when ``data`` is not one."""
         dtype = np.dtype(dtype)
         size = n * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -70,7 +70,7 @@ def encode_block(frames: np.ndarray, codec: BlockCodec | None = None) -> bytes:
     return (codec or BlockCodec()).encode(frames)
 
 
-def decode_block(data: bytes, n: int, shape: tuple[int, ...], dtype: np.dtype | str = np.uint8,
+def decode_block(data: bytes, n: int, shape: tuple[int, ...], dtype: np.dtype | str = "uint8",
                  codec: BlockCodec | None = None) -> np.ndarray:  # fmt: skip
     """``encode_block``'s inverse: (n, *shape) frames of ``dtype``."""
     return (codec or BlockCodec()).decode(data, n, tuple(shape), dtype)
