@@ -50,12 +50,14 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".gymrec.lock"}
 
 
-@pytest.mark.parametrize("shape", [(210, 160, 3), (7, 5, 1), (3, 3)])
+@pytest.mark.parametrize(("shape", "colours"), [((210, 160, 3), 16), ((30, 40, 3), 5000), ((7, 5, 1), 256), ((3, 3), 256)])
 @pytest.mark.parametrize("n", [1, 5, BLOCK_FRAMES])
-def test_blocks_round_trip(shape: tuple[int, ...], n: int) -> None:
+def test_blocks_round_trip(shape: tuple[int, ...], colours: int, n: int) -> None:
+    """Palette (<= 256 colours) or not, XOR or not: every block decodes to its very frames."""
     rng = np.random.default_rng(n)
     frames = np.zeros((n, *shape), np.uint8)
-    frames[:] = rng.integers(0, 256, shape, dtype=np.uint8)  # a background...
+    frames[:] = (rng.integers(0, 256, (colours, shape[-1]), dtype=np.uint8)[rng.integers(0, colours, shape[:-1])]
+                 if len(shape) == 3 and shape[-1] == 3 else rng.integers(0, 256, shape, dtype=np.uint8))  # a background...
     for i in range(n):  # ...and something that moves
         frames[i].reshape(-1)[i % frames[i].size] ^= 0x5A
     codec = BlockCodec()
@@ -64,8 +66,10 @@ def test_blocks_round_trip(shape: tuple[int, ...], n: int) -> None:
     assert np.array_equal(decode_block(encode_block(frames), n, shape, np.uint8), frames)
     with pytest.raises(CorruptEpisodeError, match="holds"):
         codec.decode(data, n + 1, shape)
-    with pytest.raises(CorruptEpisodeError, match="decompress"):
+    with pytest.raises(CorruptEpisodeError, match="unknown flags"):
         codec.decode(b"not zstd" + data, n, shape)
+    with pytest.raises(CorruptEpisodeError, match="decompress"):
+        codec.decode(data[:-8], n, shape)  # truncated
     with pytest.raises(ValueError):
         codec.encode(np.zeros((BLOCK_FRAMES + 1, *shape), np.uint8))
 

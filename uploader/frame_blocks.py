@@ -8,6 +8,7 @@ file of small row groups. Memory holds at most one partial block and one batch o
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from gymrec.shared.dataset import layout
-from gymrec.shared.dataset.blocks import BLOCK_FRAMES, encode_block
+from gymrec.shared.dataset.blocks import BLOCK_FRAMES, BlockCodec
 
 FRAMES_SCHEMA = pa.schema([
     pa.field(layout.BLOCK_EPISODE_COLUMN, pa.string()),
@@ -47,20 +48,27 @@ class BlockEncoder:
         self._carry: list[np.ndarray] = []  # frames of the block being filled
         self._futures: list[tuple[int, Future[bytes]]] = []
         self.blocks = 0  # blocks taken so far
+        self._codecs = threading.local()  # a codec per pool thread: its contexts and colour table are reused
+
+    def _encode(self, frames: np.ndarray) -> bytes:
+        codec = getattr(self._codecs, "codec", None)
+        if codec is None:
+            codec = self._codecs.codec = BlockCodec()
+        return codec.encode(frames)
 
     def add(self, frames: np.ndarray) -> None:
         pending = np.concatenate([*self._carry, frames]) if self._carry else frames
         full = len(pending) // BLOCK_FRAMES * BLOCK_FRAMES
         for i in range(0, full, BLOCK_FRAMES):
             part = pending[i : i + BLOCK_FRAMES]
-            self._futures.append((len(part), self.pool.submit(encode_block, part)))
+            self._futures.append((len(part), self.pool.submit(self._encode, part)))
         self._carry = [pending[full:].copy()] if full < len(pending) else []
 
     def finish(self) -> None:
         """The last, partial block (the final observation is the episode's last frame)."""
         if self._carry:
             last = self._carry[0]
-            self._futures.append((len(last), self.pool.submit(encode_block, last)))
+            self._futures.append((len(last), self.pool.submit(self._encode, last)))
             self._carry = []
 
     def take(self) -> pa.Table | None:
