@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import datasets
@@ -46,8 +47,8 @@ WEBP = "webp"
 PNG = "png"
 READ_BATCH = 256  # steps read (and encoded in parallel) at a time: a multiple of the spool's chunk
 PREVIEW_FRAMES = 4
-COLUMN_ENCODINGS = {layout.STEP_COLUMN: "DELTA_BINARY_PACKED", "timestamp": "BYTE_STREAM_SPLIT",
-                    layout.BLOCK_FIRST_STEP_COLUMN: "DELTA_BINARY_PACKED"}  # fmt: skip
+COLUMN_ENCODINGS = MappingProxyType({layout.STEP_COLUMN: "DELTA_BINARY_PACKED", "timestamp": "BYTE_STREAM_SPLIT",
+                                     layout.BLOCK_FIRST_STEP_COLUMN: "DELTA_BINARY_PACKED"})  # fmt: skip
 
 
 @dataclass(frozen=True)

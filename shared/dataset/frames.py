@@ -25,7 +25,7 @@ from gymrec.shared.dataset.index import DatasetIndex, FramesLocation, IndexEntry
 from gymrec.shared.errors import CorruptEpisodeError
 from gymrec.shared.spool.schema import row_hash
 
-_BLOCK_COLUMNS = [layout.BLOCK_EPISODE_COLUMN, layout.BLOCK_INDEX_COLUMN, layout.BLOCK_COUNT_COLUMN, layout.BLOCK_DATA_COLUMN]
+_BLOCK_COLUMNS = (layout.BLOCK_EPISODE_COLUMN, layout.BLOCK_INDEX_COLUMN, layout.BLOCK_COUNT_COLUMN, layout.BLOCK_DATA_COLUMN)
 
 
 @dataclass
@@ -140,7 +140,7 @@ class EpisodeFrames:
         first, last = start // BLOCK_FRAMES, (stop - 1) // BLOCK_FRAMES
         loc = self.location
         shard = self.store.shard(loc.file)
-        table = read_rows(shard.parquet, shard.starts, loc.row_start + first, last - first + 1, _BLOCK_COLUMNS,
+        table = read_rows(shard.parquet, shard.starts, loc.row_start + first, last - first + 1, list(_BLOCK_COLUMNS),
                           self.where, loc.file)  # fmt: skip
         rows = table.to_pydict()
         parts = []
