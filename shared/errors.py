@@ -162,6 +162,10 @@ class RecoveryError(GymrecError, RuntimeError):
     """Re-simulating an orphaned episode did not reproduce the chunks already on disk."""
 
 
+class WithdrawalError(GymrecError, ValueError):
+    """A withdrawal cannot be recorded: a participant that is not a hex hash, or a foreign file where its request goes."""
+
+
 # --- hub / dataset ----------------------------------------------------------------------------
 #
 # ``hub_error`` below is the one table from an HTTP answer to these classes. The uploader and replay

@@ -32,9 +32,9 @@ from gymrec.shared.errors import (
     GymrecError,
     HubUnavailableError,
 )
-from gymrec.shared.spool import schema
+from gymrec.shared.spool import schema, withdrawals
 from gymrec.shared.spool.directory import UPLOADED_AREA, UPLOADED_LOCAL_AREA
-from gymrec.uploader import manifests
+from gymrec.uploader import manifests, withdraw
 from gymrec.uploader.claims import RECEIPT_SUFFIX, Claim, Claimer, episode_attrs, owner_is_dead_here
 from gymrec.uploader.config import UploaderConfig
 from gymrec.uploader.convert import Converted
@@ -46,7 +46,7 @@ from gymrec.uploader.shards import Batch, batch_id, build_batch
 log = logging.getLogger(__name__)
 
 MAX_CONFIGS = 24  # 3 files each + info.json + card + previews < the Hub's 100 files per commit
-LOCAL_PREFIX = "local:"
+LOCAL_PREFIX = withdrawals.LOCAL_TARGET  # a local dataset as a target: "local:<dir>"
 
 
 @dataclass
@@ -56,6 +56,7 @@ class RunSummary:
     quarantined: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     commits: int = 0
+    withdrawn: int = 0  # episodes removed from targets by withdrawals (``uploader.withdraw``)
     last_failure: str = ""  # why the last batch stayed queued: --once ends on it, in its one line
 
 
@@ -94,6 +95,7 @@ class Batcher:
         self._last_flush: dict[str, float] = {}
         self._in_flight: list[Manifest] = []
         self._lock = threading.Lock()  # the heartbeat thread reads the claims and manifests
+        self.withdrawals = withdraw.Applier(spool, config.convert, local, pusher, spool / ".uploader-work", claimer.owner)
 
     # --- targets --------------------------------------------------------------------------------
 
@@ -128,6 +130,29 @@ class Batcher:
         assert self.pusher is not None
         head = self.pusher.batch_landed(manifest.target, paths)
         return Receipt(manifest.target, head, paths, manifest.batch_id, already_present=True) if head else None
+
+    # --- withdrawals ---------------------------------------------------------------------------
+
+    def apply_withdrawals(self, targets: tuple[str, ...] = ()) -> None:
+        """Apply pending withdrawal requests to ``targets`` and this uploader's own target (at start-up,
+        every rescan and before every commit); a Hub that does not answer leaves them pending."""
+        own = [LOCAL_PREFIX + str(self.local.local_dir)] if self.local is not None else []
+        own += [self.config.repo_id] if self.pusher is not None and self.config.repo_id else []
+        try:
+            self.summary.withdrawn += self.withdrawals.apply([*own, *targets])
+        except HubUnavailableError as e:
+            log.warning("withdrawals stay pending: %s", e)
+
+    def _without_withdrawn(self, items: list[Pending]) -> list[Pending]:
+        """``items`` less the episodes of withdrawn participants, which are deleted (claim and work dir)."""
+        gone = withdrawals.withdrawn(self.spool)
+        kept = [p for p in items if p.converted.attrs.participant is None or p.converted.attrs.participant not in gone]
+        for p in items:
+            if p not in kept:
+                log.info("not uploading %s: its participant withdrew", p.converted.episode_id)
+                withdrawals.delete_episode(p.claim.path)
+                shutil.rmtree(p.work, ignore_errors=True)
+        return kept
 
     # --- pending episodes -----------------------------------------------------------------------
 
@@ -195,6 +220,10 @@ class Batcher:
     # --- committing -----------------------------------------------------------------------------
 
     def _commit(self, target: str, items: list[Pending]) -> None:
+        items = self._without_withdrawn(items)
+        if not items:
+            return
+        self.apply_withdrawals((target,))  # a request is applied at the target's next commit, before it
         ids = [p.converted.episode_id for p in items]
         bid = batch_id(ids)
         base = self.local.local_dir if self.local is not None else self.spool / ".uploader-work"

@@ -33,19 +33,20 @@ import psutil
 
 from gymrec.shared.spool import schema
 from gymrec.shared.spool.attrs import EpisodeAttrs
-
-# noqa: F401  (re-exported: the uploader's areas live here)
-from gymrec.shared.spool.directory import UPLOADED_LOCAL_AREA, is_episode_id
+from gymrec.shared.spool.directory import (  # noqa: F401  (re-exported: the uploader's areas)
+    CLAIMED_AREA,
+    QUARANTINE_AREA,
+    REASON_SUFFIX,
+    RECEIPT_SUFFIX,
+    UPLOADED_LOCAL_AREA,
+    is_episode_id,
+)
 from gymrec.shared.spool.episode import episode_attributes
 from gymrec.shared.spool.fsio import durable_mkdir, fsync_dir
 from gymrec.uploader.manifests import durable_json, durable_write
 
 log = logging.getLogger(__name__)
 
-CLAIMED_AREA = "claimed"
-QUARANTINE_AREA = "quarantine"
-RECEIPT_SUFFIX = ".receipt.json"
-REASON_SUFFIX = ".reason.txt"
 _OWNER = re.compile(r"^(?P<host>[A-Za-z0-9-]+)_p(?P<pid>\d+)_[0-9a-f]+$")
 
 

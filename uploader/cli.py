@@ -20,6 +20,7 @@ from gymrec.shared.errors import AuthError, CorruptShardError, DatasetError, Hub
 from gymrec.shared.hub.client import set_request_timeout
 from gymrec.shared.hub.credentials import hub_access
 from gymrec.shared.spool.directory import check_spool
+from gymrec.shared.spool.withdrawals import check_participant, request_withdrawal
 from gymrec.uploader.config import UploaderConfig, check_repo_id
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.daemon import Uploader
@@ -159,6 +160,7 @@ def main(ctx: click.Context, spool: Path | None, repo_id: str | None, private: b
     click.echo(
         f"{len(summary.uploaded)} uploaded to {where}, {len(summary.already)} already there, "
         f"{len(summary.quarantined)} quarantined, {len(summary.failed)} failed"
+        + (f", {summary.withdrawn} withdrawn from the dataset" if summary.withdrawn else "")
     )
     if once and uploader.outage is not None and uploader.outage.down is not None:
         raise uploader.outage.once_error()  # the endpoint, that it is down, how many stay queued: one line
@@ -186,6 +188,23 @@ def status(ctx: click.Context, spool_opt: Path | None, min_active: float) -> Non
         sys.stdout.flush()
     except BrokenPipeError:
         _quiet_broken_pipe()
+
+
+@main.command()
+@click.argument("participant")
+@click.option("--spool", "spool_opt", type=click.Path(path_type=Path), help="Spool directory.")
+@click.pass_context
+@cli_edge(PROG)
+def withdraw(ctx: click.Context, participant: str, spool_opt: Path | None) -> None:
+    """Withdraw a study participant (their salted hash): delete their episodes from the spool now, and
+    from the dataset at the uploader's next commit."""
+    configure_logging()
+    participant = check_participant(participant.strip())  # before the spool is looked at: nothing is touched
+    spool = check_spool(spool_opt or ctx.obj, create=False)
+    receipt = request_withdrawal(spool, participant)
+    live = f"; {len(receipt.live)} still being recorded (deleted once sealed)" if receipt.live else ""
+    click.echo(f"withdrew {participant}: {len(receipt.deleted)} episode(s) deleted from {spool}{live}; "
+               "the uploader removes their rows from the dataset at its next commit")  # fmt: skip
 
 
 @main.command()

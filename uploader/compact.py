@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ class Merged:
     replaces: tuple[Shard, ...]
     files: dict[str, Path]  # path in the dataset -> the merged local file
     dropped: tuple[dict[str, Any], ...] = ()  # index rows of identical duplicates left out
+    withdrawn: tuple[dict[str, Any], ...] = ()  # index rows of withdrawn episodes left out
 
     @property
     def deleted(self) -> list[str]:
@@ -162,14 +163,31 @@ def _kept(index_rows: list[dict[str, Any]], seen: dict[str, str], where: str) ->
     return keep, drop
 
 
-def merge(group: tuple[Shard, ...], local: dict[str, Path], root: Path, options: ConvertOptions) -> Merged:
-    """Write the merged data and index shard of ``group`` under ``root`` and verify them.
+def merge(group: tuple[Shard, ...], local: dict[str, Path], root: Path, options: ConvertOptions,
+          leave_out: frozenset[str] = frozenset()) -> Merged:
+    """Write the merged data, frames and index shard of ``group`` under ``root`` and verify them.
 
     An episode listed twice with identical content (published twice by a gymrec before exactly-once
-    checked ids) keeps its first copy; its later rows are left out.
+    checked ids) keeps its first copy; its later rows are left out. The episodes in ``leave_out`` (a
+    withdrawal, ``uploader.withdraw``) are left out altogether; the new shard's id then names them too,
+    so it differs from a compaction's of the same shards. Nothing is written when nothing is left.
     """
     config = group[0].config
-    new = layout.shard_id(s.shard for s in group)
+    seen: dict[str, str] = {}
+    plans = []  # per shard: its kept index rows and the index rows left out
+    dropped: list[dict[str, Any]] = []
+    withdrawn: list[dict[str, Any]] = []
+    for s in sorted(group, key=lambda s: s.shard):
+        keep, drop = _kept(pq.read_table(local[s.index_file]).to_pylist(), seen, s.index_file)
+        out = [r for r in keep if r["episode_id"] in leave_out]
+        keep = [r for r in keep if r["episode_id"] not in leave_out]
+        plans.append((s, keep, drop + out))
+        dropped += drop
+        withdrawn += out
+    gone_ids = sorted(f"without {r['episode_id']}" for r in withdrawn)
+    new = layout.shard_id([*(s.shard for s in group), *gone_ids])
+    if not any(keep for _, keep, _ in plans):
+        return Merged(config, new, group, {}, tuple(dropped), tuple(withdrawn))
     data_file, index_file = layout.data_path(config, new), layout.index_path(config, new)
     blocks = all(s.frames for s in group)
     if not blocks and any(s.frames for s in group):
@@ -179,33 +197,24 @@ def merge(group: tuple[Shard, ...], local: dict[str, Path], root: Path, options:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
     first = pq.ParquetFile(local[group[0].data_file])
     rows: list[dict[str, Any]] = []
-    dropped: list[dict[str, Any]] = []
-    seen: dict[str, str] = {}
     expected_hashes: list[Any] = []
     # a failed write is not written again
     with RowGroupWriter(root / data_file, first.schema_arrow, options) as writer, \
             RowGroupWriter(root / frames_file, FRAMES_SCHEMA, frames_options(options)) as block_writer:  # fmt: skip
-        for s in sorted(group, key=lambda s: s.shard):
+        for s, keep, removed in plans:
             offset = writer.written + writer.rows
             shard = pq.ParquetFile(local[s.data_file])
             if shard.schema_arrow != first.schema_arrow:
                 raise DatasetError(f"{s.data_file} has another schema than {group[0].data_file}", "compact it separately")
-            keep, drop = _kept(pq.read_table(local[s.index_file]).to_pylist(), seen, s.index_file)
-            gone = _ranges(drop, layout.INDEX_ROW_START_COLUMN, layout.INDEX_ROW_COUNT_COLUMN)
-            position = 0
-            for batch in shard.iter_batches(batch_size=256):
-                if gone:
-                    mask = [not any(a <= position + i < a + n for a, n in gone) for i in range(batch.num_rows)]
-                    position += batch.num_rows
-                    batch = batch.filter(pa.array(mask))
+            gone = _ranges(removed, layout.INDEX_ROW_START_COLUMN, layout.INDEX_ROW_COUNT_COLUMN)
+            for batch in _without(shard, gone, 256):
                 writer.add(batch)
                 expected_hashes += batch.column(layout.OBS_HASH_COLUMN).to_pylist()
             moved = [row | {layout.INDEX_DATA_FILE_COLUMN: data_file, layout.INDEX_ROW_START_COLUMN: offset + start}
                      for row, start in zip(keep, _shifted(keep, gone, layout.INDEX_ROW_START_COLUMN), strict=True)]  # fmt: skip
             if blocks:
-                moved = _copy_blocks(local[s.frames_file], keep, drop, block_writer, frames_file, moved)
+                moved = _copy_blocks(local[s.frames_file], keep, removed, block_writer, frames_file, moved)
             rows += moved
-            dropped += drop
     pq.write_table(pa.Table.from_pylist(rows, schema=INDEX_FEATURES.arrow_schema), root / index_file, compression="zstd")
     _verify(root / data_file, root / index_file, rows, expected_hashes, data_file)
     files = {data_file: root / data_file, index_file: root / index_file}
@@ -214,7 +223,7 @@ def merge(group: tuple[Shard, ...], local: dict[str, Path], root: Path, options:
         files[frames_file] = root / frames_file
     if dropped:
         log.warning("%s: left out %d duplicate row(s) of %s", config, len(dropped), ", ".join(sorted({r["episode_id"] for r in dropped})))
-    return Merged(config, new, group, files, tuple(dropped))
+    return Merged(config, new, group, files, tuple(dropped), tuple(withdrawn))
 
 
 def _ranges(rows: list[dict[str, Any]], start: str, count: str) -> list[tuple[int, int]]:
@@ -222,21 +231,27 @@ def _ranges(rows: list[dict[str, Any]], start: str, count: str) -> list[tuple[in
 
 
 def _shifted(keep: list[dict[str, Any]], gone: list[tuple[int, int]], column: str) -> list[int]:
-    """Each kept row's start, less the dropped rows ahead of it in its shard."""
+    """Each kept row's start, less the rows left out ahead of it in its shard."""
     return [int(r[column]) - sum(n for a, n in gone if a < int(r[column])) for r in keep]
 
 
-def _copy_blocks(source: Path, keep: list[dict[str, Any]], drop: list[dict[str, Any]], writer: RowGroupWriter,
-                 frames_file: str, moved: list[dict[str, Any]]) -> list[dict[str, Any]]:  # fmt: skip
-    """Copy a shard's block rows (not the dropped duplicates') and point ``moved`` at them in ``frames_file``."""
-    offset = writer.written + writer.rows
-    gone = _ranges(drop, layout.INDEX_FRAMES_ROW_START_COLUMN, layout.INDEX_FRAMES_ROW_COUNT_COLUMN)
+def _without(shard: pq.ParquetFile, gone: list[tuple[int, int]], size: int) -> Iterator[pa.RecordBatch]:
+    """A shard's rows in batches, less the (start, count) ranges ``gone``."""
     position = 0
-    for batch in pq.ParquetFile(source).iter_batches(batch_size=64):
+    for batch in shard.iter_batches(batch_size=size):
         if gone:
             mask = [not any(a <= position + i < a + n for a, n in gone) for i in range(batch.num_rows)]
             position += batch.num_rows
             batch = batch.filter(pa.array(mask))
+        yield batch
+
+
+def _copy_blocks(source: Path, keep: list[dict[str, Any]], removed: list[dict[str, Any]], writer: RowGroupWriter,
+                 frames_file: str, moved: list[dict[str, Any]]) -> list[dict[str, Any]]:  # fmt: skip
+    """Copy a shard's block rows (not those of ``removed``) and point ``moved`` at them in ``frames_file``."""
+    offset = writer.written + writer.rows
+    gone = _ranges(removed, layout.INDEX_FRAMES_ROW_START_COLUMN, layout.INDEX_FRAMES_ROW_COUNT_COLUMN)
+    for batch in _without(pq.ParquetFile(source), gone, 64):
         writer.add(batch)
     starts = _shifted(keep, gone, layout.INDEX_FRAMES_ROW_START_COLUMN)
     return [row | {layout.INDEX_FRAMES_FILE_COLUMN: frames_file, layout.INDEX_FRAMES_ROW_START_COLUMN: offset + start}
@@ -274,17 +289,22 @@ def _verify(data: Path, index: Path, rows: list[dict[str, Any]], hashes: list[An
 
 
 def updated_info(current: dict[str, Any], merged: list[Merged]) -> dict[str, Any]:
+    """``current`` less what ``merged`` left out; a config left with no episode is dropped."""
     out = json.loads(json.dumps(current))
     for m in merged:
         entry = out["configs"][m.config]
-        entry["shards"] -= len(m.replaces) - 1
-        entry["episodes"] -= len(m.dropped)
-        entry["steps"] -= sum(int(r["length"]) for r in m.dropped)
-        dropped = [parse_attributes(r[layout.INDEX_ATTRS_COLUMN], m.config)[0] for r in m.dropped]
-        entry["seconds"] = round(entry["seconds"] - sum(seconds(a, int(r["length"])) for a, r in zip(dropped, m.dropped, strict=True)), 6)
-        if m.dropped and "quality" in entry:  # the sums lose the duplicates; a maximum stays an upper bound
-            gone = quality_totals(dropped)
-            entry["quality"] = {k: v if k.endswith("_max") else _minus(v, gone.get(k, 0)) for k, v in entry["quality"].items()}
+        entry["shards"] -= len(m.replaces) - (1 if m.files else 0)
+        gone = [*m.dropped, *m.withdrawn]
+        entry["episodes"] -= len(gone)
+        entry["steps"] -= sum(int(r["length"]) for r in gone)
+        attrs = [parse_attributes(r[layout.INDEX_ATTRS_COLUMN], m.config)[0] for r in gone]
+        entry["seconds"] = round(entry["seconds"] - sum(seconds(a, int(r["length"])) for a, r in zip(attrs, gone, strict=True)), 6)
+        if gone and "quality" in entry:  # the sums lose those episodes; a maximum stays an upper bound
+            less = quality_totals(attrs)
+            entry["quality"] = {k: v if k.endswith("_max") else _minus(v, less.get(k, 0)) for k, v in entry["quality"].items()}
+    for config in {m.config for m in merged}:
+        if out["configs"][config]["episodes"] <= 0:
+            del out["configs"][config]
     return out
 
 

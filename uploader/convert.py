@@ -38,7 +38,7 @@ from gymrec.shared.spool.attrs import TIMESTAMP_FORMAT, EpisodeAttrs
 from gymrec.shared.spool.episode import Episode, StepBatch
 from gymrec.shared.spool.spaces import Leaf
 from gymrec.uploader import encoding
-from gymrec.uploader.frame_blocks import FRAMES_SCHEMA, BlockEncoder, frames_file, preview_steps
+from gymrec.uploader.frame_blocks import FRAMES_SCHEMA, BlockEncoder, block_starts, frames_file
 from gymrec.uploader.index_row import Derived
 
 log = logging.getLogger(__name__)
@@ -308,7 +308,7 @@ def _encode_batches(episode: Episode, leaf: Leaf, fmt: str, options: ConvertOpti
     for batch in episode.batches(READ_BATCH):
         frames = batch.obs[leaf.name]
         blocks.add(frames)
-        futures = {t: pool.submit(encode_frame, frames[t - batch.start], fmt, options) for t in preview_steps(batch.start, batch.stop)}
+        futures = {t: pool.submit(encode_frame, frames[t - batch.start], fmt, options) for t in block_starts(batch.start, batch.stop)}
         hashes = verified_hashes(episode, leaf.name, frames, batch.start)  # while the pool encodes
         yield batch, hashes, {t: f.result() for t, f in futures.items()}
 
@@ -319,7 +319,8 @@ def _add_blocks(writer: RowGroupWriter, blocks: BlockEncoder) -> None:
         writer.add(table)
 
 
-def _preview_steps(length: int) -> set[int]:
+def preview_steps(length: int) -> set[int]:
+    """The steps of an episode of ``length`` steps its config's preview strip shows."""
     return {min(length - 1, (length * (2 * k + 1)) // (2 * PREVIEW_FRAMES)) for k in range(PREVIEW_FRAMES)}
 
 
@@ -332,6 +333,11 @@ def _strip(frames: list[np.ndarray]) -> Image.Image:
         strip.paste(im, (x, 0))
         x += im.width + 4
     return strip
+
+
+def preview_strip(frames: list[np.ndarray]) -> bytes:
+    """A config's preview: ``frames`` side by side, as a PNG."""
+    return _png(_strip(frames))
 
 
 def _png(image: Image.Image) -> bytes:
@@ -351,7 +357,7 @@ def convert_episode(episode: Episode, root: Path, options: ConvertOptions) -> Co
     features = features_for(episode)
     root.mkdir(parents=True, exist_ok=True)
     rows_file = root / f"{eid}{layout.SHARD_SUFFIX}"
-    wanted = _preview_steps(episode.length)
+    wanted = preview_steps(episode.length)
     previews: list[np.ndarray] = []
     blocks_file = frames_file(root, eid)
     final = episode.final_obs()
@@ -377,6 +383,6 @@ def convert_episode(episode: Episode, root: Path, options: ConvertOptions) -> Co
         episode_id=eid, env_id=env_id, slug=slug, rows_file=rows_file, length=episode.length, attrs=attrs, derived=derived,
         features=features, final_png=final_png, final_hash=final_hash, frames_file=blocks_file, frame_blocks=blocks.blocks,
         final_extra={extra.name: np.asarray(final[extra.name]).tolist() for extra in _extra_leaves(episode)},
-        preview_png=_png(_strip(previews)),
+        preview_png=preview_strip(previews),
         sealed_at=_epoch(attrs.ended_at), chunk_digests=episode.chunk_digests,
     )  # fmt: skip

@@ -33,7 +33,7 @@ from watchdog.events import DirCreatedEvent, DirMovedEvent, FileSystemEvent, Fil
 from watchdog.observers import Observer
 
 from gymrec.shared.errors import AuthError, CorruptEpisodeError, DatasetError, DiskFullError, GymrecError
-from gymrec.shared.spool import schema
+from gymrec.shared.spool import schema, withdrawals
 from gymrec.shared.spool.directory import check_spool
 from gymrec.shared.spool.episode import Episode
 from gymrec.uploader.batching import Batcher, Pending, RunSummary
@@ -129,6 +129,7 @@ class Uploader:
 
     def _run(self) -> RunSummary:
         self._sweep_work()
+        self.batcher.apply_withdrawals()  # requests made since the last run (``uploader.withdraw``)
         heartbeat = threading.Thread(target=self._heartbeat, name="gymrec-uploader-heartbeat", daemon=True)
         heartbeat.start()
         observer = None
@@ -208,6 +209,7 @@ class Uploader:
 
     def _rescan(self) -> None:
         self._recover()
+        self.batcher.apply_withdrawals()
         self.batcher.sweep_manifests()
         for path in self.claimer.stale_claims():
             self._process(path, takeover=True)
@@ -278,6 +280,11 @@ class Uploader:
             episode = Episode(claim.path)
             if skip_reason(episode.attrs, self.config.min_active) is not None:
                 return None
+            if episode.attrs.participant is not None and episode.attrs.participant in withdrawals.withdrawn(self.spool):
+                log.info("not uploading %s: its participant withdrew", eid)  # sealed after the request, say
+                withdrawals.delete_episode(claim.path)
+                kept = True  # deleted: nothing to release
+                return None
             # Conversion decodes, and so crc-checks, every chunk; this proves they are this episode's.
             episode.verify_chunk_digests()
             work = self._work_dir(eid)
@@ -285,6 +292,9 @@ class Uploader:
             kept = True
             return Pending(claim, converted, work)
         except CorruptEpisodeError as e:
+            if not claim.path.is_dir():  # not damaged: a withdrawal deleted it while it was read
+                log.info("%s left the spool while it was converted", eid)
+                return None
             log.error("quarantined %s: %s", eid, e)
             claim.quarantine(str(e))
             kept = True  # it moved to quarantine: nothing to release
@@ -295,6 +305,9 @@ class Uploader:
         except GymrecError:  # typed errors that are OSErrors too (DiskFullError, AuthError) stop the run
             raise
         except OSError as e:
+            if not claim.path.is_dir():  # as above (``shared.spool.withdrawals``)
+                log.info("%s left the spool while it was converted", eid)
+                return None
             if e.errno == errno.ENOSPC:  # nothing else will get through either: stop with one line
                 raise DiskFullError(f"the disk holding {self._work_base()} is full while converting {eid}",
                                     "free some space; the episode stays queued and a rerun finds it") from e

@@ -81,7 +81,7 @@ class BlockEncoder:
         return table
 
 
-def preview_steps(start: int, stop: int) -> range:
+def block_starts(start: int, stop: int) -> range:
     """The steps in [start, stop) whose frame is a preview: the first of each block."""
     first = -(-start // BLOCK_FRAMES) * BLOCK_FRAMES
     return range(first, stop, BLOCK_FRAMES)

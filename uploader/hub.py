@@ -36,7 +36,7 @@ from gymrec.shared.errors import (
     RepoNotFoundError,
 )
 from gymrec.shared.hub.client import hub_call, offline_mode
-from gymrec.uploader import card, compact, info, ownership, published, reformat
+from gymrec.uploader import card, compact, info, ownership, published, reformat, withdraw
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.shards import Batch
 
@@ -376,22 +376,73 @@ class HubPusher:
             if not chosen:
                 return replaced, written
             merged = [compact.merge(group, local, root, options) for group in chosen]
-            new_info = compact.updated_info(current, merged)
-            operations: list[CommitOperationAdd | CommitOperationDelete] = []
-            for m in merged:
-                operations += [CommitOperationAdd(path, str(file)) for path, file in sorted(m.files.items())]
-                operations += [CommitOperationDelete(path) for path in m.deleted]
-            operations.append(CommitOperationAdd(layout.INFO_PATH, info.dumps(new_info)))
-            if ownership.writes_card(new_info):
-                operations.append(CommitOperationAdd(layout.CARD_PATH, card.render(new_info, card.Target(repo_id, local=False)).encode()))
             olds = sum(len(m.replaces) for m in merged)
             try:
-                with hub_call(repo_id, self._endpoint):
-                    self._api.create_commit(repo_id, operations, repo_type=REPO_TYPE, parent_commit=head,
-                                            commit_message=f"Compact {olds} shards into {len(merged)}")  # fmt: skip
+                self._commit_merged(repo_id, head, current, merged, f"Compact {olds} shards into {len(merged)}")
             except CommitConflictError as e:
                 conflicts += 1
                 log.info("%s; planning the compaction again", e)
                 continue
             replaced, written = replaced + olds, written + len(merged)
         raise HubUnavailableError(f"{repo_id} kept changing under every compaction commit", "run compact again later")
+
+    def _commit_merged(self, repo_id: str, head: str, current: dict[str, Any], merged: list[compact.Merged], message: str,
+                       previews: frozenset[str] = frozenset()) -> None:
+        """One commit on ``head``: ``merged``'s shards in, those they replace out, info.json and the card
+        updated, and the preview of a config left empty deleted (``previews``: those in the repo)."""
+        new_info = compact.updated_info(current, merged)
+        operations: list[CommitOperationAdd | CommitOperationDelete] = []
+        for m in merged:
+            operations += [CommitOperationAdd(path, str(file)) for path, file in sorted(m.files.items())]
+            operations += [CommitOperationDelete(path) for path in m.deleted]
+        operations += [CommitOperationDelete(p) for p in withdraw.emptied_previews(current, new_info) if p in previews]
+        operations += [CommitOperationAdd(p, png) for p, png in sorted(withdraw.redrawn_previews(merged).items())]
+        operations.append(CommitOperationAdd(layout.INFO_PATH, info.dumps(new_info)))
+        if ownership.writes_card(new_info):
+            operations.append(CommitOperationAdd(layout.CARD_PATH, card.render(new_info, card.Target(repo_id, local=False)).encode()))
+        with hub_call(repo_id, self._endpoint):
+            self._api.create_commit(repo_id, operations, repo_type=REPO_TYPE, parent_commit=head, commit_message=message)
+
+    # --- withdrawal ---------------------------------------------------------------------------------
+
+    def withdraw(self, repo_id: str, participant: str, root: Path, options: ConvertOptions) -> int:
+        """Remove ``participant``'s episodes from ``repo_id`` (``uploader.withdraw``): one commit on the
+        head, re-planned on a conflict; how many were removed (0: none there, or no such repo)."""
+        total = 0
+        for _ in range(self._retry.max_conflicts):
+            try:
+                count, done = self._retrying(repo_id, lambda: self._withdraw_once(repo_id, participant, root, options))
+            except CommitConflictError as e:
+                log.info("%s; planning the withdrawal again", e)
+                continue
+            except RepoNotFoundError:
+                return total
+            total += count
+            if done:
+                return total
+        raise HubUnavailableError(f"{repo_id} kept changing under every withdrawal commit", "the withdrawal stays pending")
+
+    def _withdraw_once(self, repo_id: str, participant: str, root: Path, options: ConvertOptions) -> tuple[int, bool]:
+        """One commit's worth: (episodes removed, whether that was all of them)."""
+        head = self.head(repo_id)
+        current = self._info_at(repo_id, head, writing=False)  # a format-2 dataset is withdrawn from too
+        tree = self._tree(repo_id, head, (layout.INDEX_DIR, layout.PREVIEW_DIR))
+        if current is None:
+            return 0, True
+        # Downloaded into ``root`` (removed after), not the cache: the withdrawn rows leave no copy here.
+        folder = root / f"withdraw-{head[:12]}"
+
+        def fetch(path: str) -> Path:
+            with hub_call(f"{repo_id}:{path}", self._endpoint):
+                return Path(self._api.hf_hub_download(repo_id, path, repo_type=REPO_TYPE, revision=head, local_dir=folder))
+
+        found = withdraw.affected(tree, lambda path: fetch(path).read_bytes(), participant)
+        planned = withdraw.commits(found)
+        if not planned:
+            return 0, True
+        local = {path: fetch(path) for group in planned[0] for s in group for path in s.files}
+        merged = [compact.merge(g, local, folder / "new", options, withdraw.leave_out(g, found)) for g in planned[0]]
+        count = withdraw.removed(merged)
+        self._commit_merged(repo_id, head, current, merged, f"Withdraw a participant: {card.plural(count, 'episode')} removed",
+                            frozenset(tree))  # fmt: skip
+        return count, len(planned) == 1

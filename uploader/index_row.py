@@ -41,7 +41,7 @@ ATTR_COLUMNS: tuple[AttrColumn, ...] = (
     AttrColumn("player", "player", ""), AttrColumn("collector", "collector", ""), AttrColumn("fps", "fps", 0.0),
     AttrColumn("versions", "versions", {}), AttrColumn("action_space", "action_space"),
     AttrColumn("observation_space", "observation_space"), AttrColumn("keymap", "keymap"),
-    AttrColumn("action_meanings", "action_meanings"),
+    AttrColumn("action_meanings", "action_meanings"), AttrColumn("participant", "participant"),
     *(AttrColumn(name, name) for name in QUALITY_FIELDS + LINEAGE_FIELDS),
 )  # fmt: skip
 

@@ -27,7 +27,7 @@ from filelock import FileLock
 from gymrec.shared.dataset import layout
 from gymrec.shared.errors import AlreadyPublishedError, DatasetError, DiskFullError
 from gymrec.shared.spool.fsio import durable_mkdir, fsync_dir, fsync_file
-from gymrec.uploader import card, compact, info, ownership, published, reformat
+from gymrec.uploader import card, compact, info, ownership, published, reformat, withdraw
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.hub import Receipt
 from gymrec.uploader.manifests import durable_write
@@ -270,7 +270,7 @@ class LocalWriter:
             if not groups:
                 return 0, 0
             merged = [compact.merge(group, local, root, options) for group in groups]
-            self._replace(merged, compact.updated_info(current, merged))
+            self._replace(current, merged)
         return sum(len(m.replaces) for m in merged), len(merged)
 
     def _reformat(self, root: Path, options: ConvertOptions) -> tuple[int, int, int]:
@@ -282,22 +282,52 @@ class LocalWriter:
             if not todo and layout.format_of(current) == layout.FORMAT_VERSION:
                 return 0, 0, 0
             done = [reformat.reformat(s, {path: base / path for path in s.files}, root, options) for s in todo]
-            self._replace([d.merged for d in done], reformat.converted_info(current))
+            self._replace(current, [d.merged for d in done], reformat.converted_info(current))
         return len(done), sum(d.episodes for d in done), sum(d.frames for d in done)
 
-    def _replace(self, merged: list[compact.Merged], new_info: dict[str, Any]) -> None:
-        """Swap shards in one journaled step (call with the lock held): new ones in, info.json, old ones out."""
+    def _replace(self, current: dict[str, Any], merged: list[compact.Merged], new_info: dict[str, Any] | None = None) -> list[str]:
+        """Swap ``merged``'s shards in for those they replace, journaled as a batch is (call with the
+        lock held), with ``new_info`` (default: ``current`` less what they left out); returns the paths deleted."""
         base = self.local_dir
+        new_info = compact.updated_info(current, merged) if new_info is None else new_info
         new_paths = sorted(p for m in merged for p in m.files)
         deleted = sorted(p for m in merged for p in m.deleted)
-        durable_write(base / PENDING_PATH, json.dumps({"info": new_info, "shards": new_paths, "delete": deleted}).encode())
+        previews = [p for p in withdraw.emptied_previews(current, new_info) if (base / p).is_file()]
+        redrawn = withdraw.redrawn_previews(merged)  # from the new shards, before they move in
+        durable_write(base / PENDING_PATH, json.dumps({"info": new_info, "shards": new_paths, "delete": deleted + previews}).encode())
         for m in merged:
             for rel, file in sorted(m.files.items()):
                 durable_mkdir((base / rel).parent)
                 fsync_file(file)
                 os.replace(file, base / rel)
                 fsync_dir((base / rel).parent)
+        for rel, png in sorted(redrawn.items()):
+            durable_mkdir((base / rel).parent)
+            durable_write(base / rel, png)
         durable_write(base / layout.INFO_PATH, info.dumps(new_info))
-        _delete(base, deleted)
+        _delete(base, deleted + previews)
         (base / PENDING_PATH).unlink()
         write_card(base, new_info)
+        return deleted
+
+    def withdraw(self, participant: str, options: ConvertOptions) -> int:
+        """Remove ``participant``'s episodes (``uploader.withdraw``); how many were removed."""
+        base = self.local_dir
+        root = staging_dir(base, f"withdraw.{os.getpid()}")
+        try:
+            with self._lock:
+                _finish_pending(base)
+                current = read_info(base, self.force_adopt, writing=False)  # a format-2 dataset is withdrawn from too
+                folder = base / layout.INDEX_DIR
+                if current is None or not folder.is_dir():
+                    return 0
+                paths = [str(p.relative_to(base)) for p in folder.rglob("*" + layout.SHARD_SUFFIX)]
+                found = withdraw.affected(paths, lambda rel: (base / rel).read_bytes(), participant)
+                groups = [g for commit in withdraw.commits(found) for g in commit]  # no file limit here: one step
+                local = {path: base / path for group in groups for s in group for path in s.files}
+                merged = [compact.merge(g, local, root, options, withdraw.leave_out(g, found)) for g in groups]
+                if merged:
+                    self._replace(current, merged)
+            return withdraw.removed(merged)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)

@@ -94,6 +94,8 @@ class EpisodeAttrs:
     takeover: bool | None = None  # --takeover: the agent played until the human took control (see ``actor``)
     # schema.PAIRING_*: written by gymrec >= 0.2; absent in older episodes (``action_pairing`` says what they are).
     pairing: str | None = None
+    # A study participant's salted hash (hex; None outside studies): what a withdrawal names (shared.spool.withdrawals).
+    participant: str | None = None
     # Keys this gymrec does not know (a newer writer's, or a dataset's meta fields): kept verbatim.
     extra: JsonDict = field(default_factory=dict)
 

@@ -26,6 +26,12 @@ SET_ASIDE_AREA = "set-aside"
 UPLOADED_LOCAL_AREA = "uploaded-local"
 # Areas, besides the spool root, where sealed episodes live on (the uploader moves them there).
 SEALED_AREAS = ("", UPLOADED_AREA, UPLOADED_LOCAL_AREA)
+# The uploader's areas (``uploader.claims``): named here because a withdrawal (``shared.spool.withdrawals``)
+# deletes a participant's episodes from every one of them.
+CLAIMED_AREA = "claimed"
+QUARANTINE_AREA = "quarantine"
+RECEIPT_SUFFIX = ".receipt.json"
+REASON_SUFFIX = ".reason.txt"
 _ID_PREFIX = re.compile(r"^[0-9a-f-]{1,36}$")
 
 
