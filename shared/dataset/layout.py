@@ -23,7 +23,10 @@ every frame as WebP in the step rows' ``observation`` column; it is still read, 
 ``<shard>`` is a 32-hex-digit id, deterministic in what the shard holds (the sorted episode ids of an
 upload batch, or the merged shards of a compaction), so a retried or racing commit can only write the
 same paths again; ``<ss>`` is its first two digits. No folder needs a shared counter, and the
-Hub's 100k-files-per-repo limit keeps every folder far below 10k entries (256 sub-folders).
+Hub's 100k-files-per-repo limit keeps every folder far below 10k entries (256 sub-folders). Format 3
+writes three files a batch and config (data, frames, index) where format 2 wrote two, so a repo
+reaches that limit after ~33k uncompacted batches instead of 50k; ``gymrec-uploader compact`` merges
+them, and a commit (at most 100 files) holds at most 24 configs (``uploader.batching.MAX_CONFIGS``).
 
 Action column encoding (one value per row):
 
