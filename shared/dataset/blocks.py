@@ -24,8 +24,9 @@ ZSTD_LEVEL = 7
 
 
 XOR = 0x01  # flag: frame i is stored XORed with frame i-1
-PALETTE = 0x02  # flag: RGB frames of <= 256 colours, stored as one index byte a pixel plus the palette
-_NO_INDEX = 0xFFFF
+PALETTE = 0x02  # flag: RGB frames of <= 255 colours, stored as one index byte a pixel plus the palette
+_NO_INDEX = 0xFF  # the colour table's "not in this palette": so a palette holds at most 255 colours
+_MAX_COLOURS = 255
 
 
 def _deltas(frames: np.ndarray) -> np.ndarray:
@@ -56,7 +57,7 @@ class BlockCodec:
     (Doom's turning camera: 46 KB a frame), so it is used only when most XOR bytes are zero.
 
     One zstd compression and one decompression context, reused (``shared.zstd_frames``: a context per
-    call costs ~20 us in a VM), and a 32 MB colour table allocated at the first palette block. Not
+    call costs ~20 us in a VM), and a 16 MB colour table allocated at the first palette block. Not
     thread-safe: one per thread, as ``ZstdFrames``.
     """
 
@@ -68,33 +69,35 @@ class BlockCodec:
         self._lut: np.ndarray | None = None  # packed RGB -> palette index, _NO_INDEX elsewhere
 
     def _palette(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """(colours (P, 3), index bytes (n, H, W)) of RGB frames with <= 256 colours, else None."""
+        """(colours (P, 3), index bytes (n, H, W)) of RGB frames with <= 255 colours, else None."""
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
             return None
-        rgbx = np.zeros((*frames.shape[:3], 4), np.uint8)  # one copy, then each pixel is one uint32 key
-        rgbx[..., :3] = frames
-        packed = rgbx.view(np.uint32)[..., 0] & 0xFFFFFF  # little-endian keys, < 2**24 on any byte order
+        # Each pixel as one little-endian uint32 key, read at a 3-byte stride from a copy one byte longer
+        # (the last pixel's fourth byte), masked to 24 bits: ~7x faster than packing the channels.
+        padded = np.empty(frames.nbytes + 1, np.uint8)
+        padded[:-1] = frames.reshape(-1)
+        pixels = frames.size // 3
+        packed = np.ndarray((pixels,), np.dtype("<u4"), padded, 0, (3,)) & 0xFFFFFF
         if self._lut is None:
-            self._lut = np.full(1 << 24, _NO_INDEX, np.uint16)
+            self._lut = np.full(1 << 24, _NO_INDEX, np.uint8)
         lut = self._lut
-        colours = np.unique(packed[0])  # the first frame's; later frames rarely add any
+        colours = np.unique(packed[: pixels // len(frames)])  # the first frame's; later frames rarely add any
         try:
-            if len(colours) > 256:
+            if len(colours) > _MAX_COLOURS:
                 return None
-            lut[colours] = np.arange(len(colours), dtype=np.uint16)
+            lut[colours] = np.arange(len(colours), dtype=np.uint8)
             index = lut[packed]
-            missing = index == _NO_INDEX
-            if missing.any():
-                extra = np.unique(packed[missing])
-                if len(colours) + len(extra) > 256:
+            if index.max() == _NO_INDEX:
+                extra = np.unique(packed[index == _NO_INDEX])
+                if len(colours) + len(extra) > _MAX_COLOURS:
                     return None
-                lut[extra] = np.arange(len(colours), len(colours) + len(extra), dtype=np.uint16)
+                lut[extra] = np.arange(len(colours), len(colours) + len(extra), dtype=np.uint8)
                 colours = np.concatenate([colours, extra])
                 index = lut[packed]
         finally:
             lut[colours] = _NO_INDEX  # the table stays all _NO_INDEX between blocks
         rgb = np.ascontiguousarray(colours.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :3])
-        return rgb, index.astype(np.uint8)
+        return rgb, index.reshape(frames.shape[:3])
 
     def encode(self, frames: np.ndarray) -> bytes:
         if not 1 <= len(frames) <= BLOCK_FRAMES:
@@ -143,11 +146,15 @@ class BlockCodec:
             return flat.view(dtype).reshape(n, *shape)
         if flat.size and int(flat.max()) >= len(colours):
             raise CorruptEpisodeError("a frame block indexes past its palette", "the dataset is damaged")
-        # One 4-byte gather a pixel (~8x faster than indexing an (P, 3) table), then the RGB bytes.
+        # One 4-byte gather a pixel, stored at a 3-byte stride in ascending order, each store's fourth
+        # byte overwritten by the next pixel's first: ~6x faster than indexing an (P, 3) table or
+        # dropping the fourth bytes with a strided copy. The round-trip tests hold numpy to the order.
         table = np.zeros((len(colours), 4), np.uint8)
         table[:, :3] = colours
-        rgbx = np.take(table.view(np.uint32).reshape(-1), flat)
-        return np.ascontiguousarray(rgbx.view(np.uint8).reshape(n, -1, 4)[..., :3]).reshape(n, *shape)
+        rgbx = np.take(table.view(np.dtype("<u4")).reshape(-1), flat.reshape(-1))
+        out = np.empty(rgbx.size * 3 + 1, np.uint8)
+        np.ndarray((rgbx.size,), np.dtype("<u4"), out, 0, (3,))[...] = rgbx
+        return out[:-1].reshape(n, *shape)
 
 
 def encode_block(frames: np.ndarray, codec: BlockCodec | None = None) -> bytes:
