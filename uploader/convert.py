@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 WEBP = "webp"
 PNG = "png"
 READ_BATCH = 256  # steps read (and encoded in parallel) at a time: a multiple of the spool's chunk
+PENDING_BLOCKS = 2 * READ_BATCH // 64  # blocks left encoding while the next batch is read (bounds memory)
 PREVIEW_FRAMES = 4
 COLUMN_ENCODINGS = MappingProxyType({layout.STEP_COLUMN: "DELTA_BINARY_PACKED", "timestamp": "BYTE_STREAM_SPLIT",
                                      layout.BLOCK_FIRST_STEP_COLUMN: "DELTA_BINARY_PACKED"})  # fmt: skip
@@ -313,8 +314,8 @@ def _encode_batches(episode: Episode, leaf: Leaf, fmt: str, options: ConvertOpti
         yield batch, hashes, {t: f.result() for t, f in futures.items()}
 
 
-def _add_blocks(writer: RowGroupWriter, blocks: BlockEncoder) -> None:
-    table = blocks.take()
+def _add_blocks(writer: RowGroupWriter, blocks: BlockEncoder, pending: int = 0) -> None:
+    table = blocks.take(pending)
     if table is not None:
         writer.add(table)
 
@@ -370,7 +371,7 @@ def convert_episode(episode: Episode, root: Path, options: ConvertOptions) -> Co
         for batch, hashes, images in _encode_batches(episode, leaf, fmt, options, pool, blocks):
             writer.add(_record_batch(episode, batch, images, hashes, writer.schema))
             previews += [batch.obs[leaf.name][t - batch.start].copy() for t in sorted(wanted) if batch.start <= t < batch.stop]
-            _add_blocks(block_writer, blocks)
+            _add_blocks(block_writer, blocks, PENDING_BLOCKS)
         blocks.add(final_image[np.newaxis])
         blocks.finish()
         _add_blocks(block_writer, blocks)

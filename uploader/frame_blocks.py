@@ -71,13 +71,16 @@ class BlockEncoder:
             self._futures.append((len(last), self.pool.submit(self._encode, last)))
             self._carry = []
 
-    def take(self) -> pa.Table | None:
-        if not self._futures:
+    def take(self, pending: int = 0) -> pa.Table | None:
+        """The encoded blocks, in order, leaving up to ``pending`` still being encoded: the caller reads
+        the next frames meanwhile, and memory holds at most ``pending`` blocks more."""
+        count = len(self._futures) - pending
+        if count <= 0:
             return None
-        done = [(n, f.result()) for n, f in self._futures]
+        done = [(n, f.result()) for n, f in self._futures[:count]]
         table = block_table(self.episode_id, self.blocks, done)
         self.blocks += len(done)
-        self._futures = []
+        self._futures = self._futures[count:]
         return table
 
 
