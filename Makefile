@@ -20,7 +20,7 @@ TEST_ENV := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 HF_
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ray,web]'
 	$(BIN)/python -m pip check
 	@touch $(STAMP)
 
@@ -72,7 +72,7 @@ stress: $(STAMP)
 	GYMREC_STRESS=1 GYMREC_STRESS_RESULTS=tests/stress_results.json \
 		SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 \
 		$(BIN)/python -m pytest -q -s tests/test_reliability_recorder.py tests/test_reliability_uploader.py \
-		tests/test_reliability_power.py $(ARGS); status=$$?; $(BIN)/python -m bench.report; exit $$status
+		tests/test_reliability_power.py tests/test_reliability_cluster.py tests/test_ray_cluster.py $(ARGS); status=$$?; $(BIN)/python -m bench.report; exit $$status
 
 # The performance and reliability tables in docs/, from bench/results.json and tests/stress_results.json.
 .PHONY: docs

@@ -71,10 +71,22 @@ def rewind_rows() -> list[Row]:
     return rewind_bench.rows()
 
 
+def p12_rows() -> list[Row]:
+    from bench import ray_bench
+
+    return ray_bench.p12()
+
+
 def export_rows() -> list[Row]:
     from bench import export_bench
 
     return export_bench.rows()
+
+
+def p13_rows() -> list[Row]:
+    from bench import serve_bench
+
+    return serve_bench.p13()
 
 
 SUITES: Mapping[str, Callable[[], list[Row]]] = MappingProxyType({
@@ -83,12 +95,14 @@ SUITES: Mapping[str, Callable[[], list[Row]]] = MappingProxyType({
     "P2": recorder_bench.p2,
     "P2X": p2_window_rows,
     "P11": cli_bench.p11,
+    "P12": p12_rows,
     "P6": p6_rows,
     "P4": uploader_rows,
     "P7": p7_rows,
     "P8": scale_rows,
     "E1": export_rows,
     "RW": rewind_rows,
+    "P13": p13_rows,
 })
 # P5 comes with P1 (it replays P1's recording); P9 and the read speed with P8; E2/E3 (video) with E1.
 # P2X is P2 in a real X window (Xvfb); ``P2`` runs both.

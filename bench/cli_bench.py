@@ -66,9 +66,9 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _timed(cmd: list[str], cwd: Path) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+def _timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, float, subprocess.CompletedProcess[str]]:
     start, cpu = time.perf_counter(), _cpu()
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=1800)
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=1800, env=env)
     elapsed, used = time.perf_counter() - start, _cpu() - cpu
     if out.returncode not in (0, 1):
         raise RuntimeError(f"{' '.join(cmd[:3])} failed: {out.stderr.strip()[-500:]}")

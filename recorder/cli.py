@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -80,6 +81,37 @@ def _play_workers(config: PlayConfig, workers: int) -> None:
     click.echo(summary(len(result.sealed), result.steps, len(result.discarded), spool, len(configs)), err=True)
 
 
+def _play_ray(config: PlayConfig, address: str, workers: int | None, run: str | None, spool: Path | None) -> None:
+    """``--ray [ADDRESS]``: a planned run recorded by Ray actors into each node's spool (recorder.cluster)."""
+    from gymrec.recorder.cluster.connect import connect, run_summary
+    from gymrec.recorder.cluster.driver import Driver, RunSettings, load_ray
+    from gymrec.recorder.cluster.plan import default_run_name, plan_run, run_seed
+    from gymrec.shared.errors import PlannedEpisodesFailedError
+
+    ray = load_ray()
+    name = run or default_run_name(config.env_id)
+    seed = run_seed(name, config.seed)
+    plan = plan_run(seed, name, int(config.episodes or 1))
+    progress = progress_for(sys.stderr, len(plan), PROG)
+    # --spool names the path on every node; without it each node's GYMREC_SPOOL (or default) is its spool.
+    with connect(ray, address, workers, spool):
+        try:
+            result = Driver(ray, config, RunSettings(workers=workers), progress).run(plan)
+        finally:
+            progress.close()
+    for index in sorted(result.recorded):
+        click.echo(result.recorded[index].path)
+    click.echo(run_summary(result, name, seed), err=True)
+    if result.failed:
+        raise PlannedEpisodesFailedError(
+            f"{len(result.failed)} planned episode(s) were not recorded (indices {_short_list(result.failed)})",
+            f"run the same command with --run {name} --seed {seed}: it records only those")
+
+
+def _short_list(values: list[int], limit: int = 8) -> str:
+    return ", ".join(map(str, values[:limit])) + (", ..." if len(values) > limit else "")
+
+
 def _play(config: PlayConfig) -> None:
     from gymrec.recorder.session import Session
     from gymrec.shared.spool.sinks import Sink
@@ -138,13 +170,16 @@ def summary(kept: int, steps: int, discarded: int, spool: Path, workers: int = 1
 @click.option("--takeover", is_flag=True, help="With --agent: the agent plays in the window; T takes control and gives it back.")
 @click.option("--step-mode", is_flag=True, help="The game advances only while you press or hold a key or button.")
 @click.option("--publish-host", is_flag=True, help="Store this machine's hostname with each episode (it identifies it).")
-@click.option("--workers", type=click.IntRange(1, 64), help="Record with N processes (agents only), each its own env and seed.")
+@click.option("--workers", type=click.IntRange(1, 64), help="Record with N processes (agents only), each its own env and seed; with --ray: N actors in all.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Record a planned run on a Ray cluster (ADDRESS, or 'auto'; alone: a local one). Needs pip install 'gymrec[ray]'.")
+@click.option("--run", "run_name", help="With --ray: the run's name (default: ENV and the time); the same name and seed plan the same episodes.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress.")
 @cli_edge(PROG)
 def main(env_id: str | None, list_envs_flag: bool, installed: bool, fps: float | None, scale: int, seed: int | None,
          episodes: int | None, max_steps: int | None, spool: Path | None, agent: str, headless: bool,
          env_kwargs: tuple[str, ...], keymap_path: Path | None, player: str, takeover: bool, step_mode: bool,
-         publish_host: bool, workers: int | None, verbose: bool) -> None:
+         publish_host: bool, workers: int | None, ray_address: str | None, run_name: str | None, verbose: bool) -> None:
     """Play ENV_ID and record every episode into the spool.
 
     \b
@@ -174,6 +209,10 @@ def main(env_id: str | None, list_envs_flag: bool, installed: bool, fps: float |
         raise click.UsageError("--takeover needs an --agent playing in a window (not --headless) to take over from")
     if step_mode and (agent != HUMAN or headless):
         raise click.UsageError("--step-mode is for human play: the game waits for your key presses")
+    if ray_address is None and run_name is not None:
+        raise click.UsageError("--run names a planned --ray run; add --ray, or drop --run")
+    if ray_address is not None and agent == HUMAN:
+        raise BadAgentError("--ray records with agents: a human plays one game at a time", "add --agent MODULE:CALLABLE")
     if workers is not None and agent == HUMAN:
         raise BadAgentError("--workers records with agents: a human plays one game at a time",
                             "add --agent random, or drop --workers")
@@ -201,7 +240,10 @@ def main(env_id: str | None, list_envs_flag: bool, installed: bool, fps: float |
     )
     # SIGTERM stops like Esc: the episode is sealed, not left for recovery.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    if workers is not None and workers > 1:
+    if ray_address is not None:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray's usage report is a network call: off unless asked
+        _play_ray(dataclasses.replace(config, headless=True), ray_address, workers, run_name, spool)
+    elif workers is not None and workers > 1:
         _play_workers(config, workers)
     else:
         _play(config)

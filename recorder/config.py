@@ -14,6 +14,15 @@ HUMAN = "human"
 
 
 @dataclass(frozen=True)
+class Planned:
+    """One episode of a planned run (``recorder.cluster.plan``): recorded under this id, never a fresh one."""
+
+    run: str
+    index: int
+    episode_id: str
+
+
+@dataclass(frozen=True)
 class PlayConfig:
     env_id: str
     spool: Path
@@ -30,7 +39,10 @@ class PlayConfig:
     step_mode: bool = False  # the env advances only when the player acts
     publish_host: bool = False  # store the machine's hostname with each episode
     takeover: bool = False  # the agent plays in the window; T hands control to the human and back
+    # Attributes every episode starts with (gymrec-serve: the study, the pseudonymous participant, the client).
+    start_attrs: Mapping[str, Any] = field(default_factory=dict)
     spill_dir: Path | None = None  # chunk buffers when /dev/shm is too small (the CLI: the temp dir); None: /dev/shm only
+    planned: Planned | None = None  # one episode of a planned run (--ray): its id, run and index
 
     @property
     def human(self) -> bool:

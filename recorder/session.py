@@ -75,9 +75,11 @@ def episode_attrs(config: PlayConfig, made: MadeEnv, seed: int, fps: float, keym
     env = made.env
     # Describing a Box observation scans its bounds (100k values for Atari): do it once per session.
     action_desc, obs_desc = spaces or (describe_space(env.action_space), describe_space(env.observation_space))
+    planned = config.planned
     return {
         "schema_version": schema.SCHEMA_VERSION,
-        "episode_id": str(uuid.uuid4()),
+        # A planned episode keeps the id its plan gave it: a re-recording after a fault is the same episode.
+        "episode_id": planned.episode_id if planned is not None else str(uuid.uuid4()),
         "env_id": made.env_id,
         "env_kwargs": made.kwargs,
         "env_spec_kwargs": made.spec_kwargs,
@@ -106,6 +108,8 @@ def episode_attrs(config: PlayConfig, made: MadeEnv, seed: int, fps: float, keym
         "pairing": schema.PAIRING_ON_SCREEN,
         # From the start, not only at sealing: crash recovery seals what the partial holds.
         **({"takeover": True} if config.takeover else {}),
+        **({"run": planned.run, "plan_index": planned.index} if planned is not None else {}),
+        **config.start_attrs,
     }
 
 

@@ -15,6 +15,7 @@ A worker reports on stdout, one event a line: ``steps N``, ``episode``, ``sealed
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import queue
@@ -24,7 +25,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from gymrec.recorder.config import PlayConfig
 from gymrec.recorder.tracked_source import StopRequest, TrackedSource
 from gymrec.shared.cli.edge import EXIT_INTERRUPTED
 from gymrec.shared.cli.progress import Progress
+
+if TYPE_CHECKING:
+    from gymrec.recorder.session import SessionResult
 
 SEED_SPACE = 2**31 - 1
 _STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
@@ -198,12 +202,44 @@ class LineProgress:
         self._flush()
 
 
-def _worker_main(encoded: str) -> None:
-    from gymrec.recorder.play_source import action_source
-    from gymrec.recorder.session import Session
-    from gymrec.shared.envs.backends import make_env
-    from gymrec.shared.spool.sinks import Sink
+class AgentRecorder:
+    """An agent's env and writer process, kept across sessions: a worker records one session with it,
+    a Ray actor (``recorder.cluster.actor``) one per planned episode."""
 
+    def __init__(self, config: PlayConfig) -> None:
+        from gymrec.shared.envs.backends import make_env
+        from gymrec.shared.spool.sinks import Sink
+
+        with contextlib.ExitStack() as stack:  # a failing make_env stops the writer process again
+            # The writer process first: its start-up overlaps the env's (Session.run).
+            self.sink = stack.enter_context(Sink(process=True, spill_dir=config.spill_dir))
+            self.made = make_env(config.env_id, dict(config.env_kwargs))
+            stack.callback(self.made.env.close)  # closed before the sink (LIFO)
+            self._stack = stack.pop_all()
+
+    def record(self, config: PlayConfig, progress: Progress, stop: StopRequest) -> SessionResult:
+        from gymrec.recorder.play_source import action_source
+        from gymrec.recorder.session import Session
+
+        source = None
+        try:
+            source = TrackedSource(action_source(config, self.made), progress, stop)
+            return Session(config, self.made, source).run(self.sink)
+        finally:
+            if source is not None:
+                source.close()
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> AgentRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _worker_main(encoded: str) -> None:
     config = _decode(encoded)
     out = sys.stdout
     stop = StopRequest()
@@ -211,16 +247,8 @@ def _worker_main(encoded: str) -> None:
     signal.signal(signal.SIGTERM, stop.handler)  # stop at the next step, as Esc would
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked since birth (see _Worker)
     progress = LineProgress(out)
-    with Sink(process=True, spill_dir=config.spill_dir) as sink:  # first: its start-up overlaps the env's (Session.run)
-        made = make_env(config.env_id, dict(config.env_kwargs))
-        source = None
-        try:
-            source = TrackedSource(action_source(config, made), progress, stop)
-            result = Session(config, made, source).run(sink)
-        finally:
-            if source is not None:
-                source.close()
-            made.env.close()
+    with AgentRecorder(config) as recorder:
+        result = recorder.record(config, progress, stop)
     progress.close()
     for path in result.sealed:
         out.write(f"{'discarded' if path in result.discarded else 'sealed'} {path}\n")

@@ -40,6 +40,21 @@ class GymrecError(Exception):
         super().__init__(message if hint is None else f"{message} ({hint})")
 
 
+# --- studies (gymrec-serve) ---------------------------------------------------------------------
+
+
+class StudyError(GymrecError, ValueError):
+    """A study file (TOML) is missing, unreadable or does not say what a study needs."""
+
+
+class ListenError(GymrecError, OSError):
+    """gymrec-serve cannot listen on the address and port it was given."""
+
+
+class ParticipantError(GymrecError, ValueError):
+    """A participant id from the URL is missing or not an id (gymrec-serve refuses the page)."""
+
+
 # --- environments -----------------------------------------------------------------------------
 
 
@@ -316,6 +331,19 @@ def unreachable(what: str, endpoint: str | None, cause: BaseException) -> HubUnr
 # --- export -----------------------------------------------------------------------------------
 
 
+# --- a cluster run (gymrec-play --ray) ------------------------------------------------------------
+
+
+class ClusterError(GymrecError, RuntimeError):
+    """Ray is not installed, the cluster cannot be reached, or it has no node to record on."""
+
+
+class PlannedEpisodesFailedError(ClusterError):
+    """Some planned episodes were not recorded after every retry: the run is incomplete."""
+
+    exit_code = 1
+
+
 class ExportError(GymrecError):
     """``gymrec-export`` cannot produce the requested Minari dataset or video."""
 
@@ -344,3 +372,7 @@ class ExportCorruptError(ExportError, ValueError):
 
 class ExportDiskFullError(ExportError, OSError):
     """The disk holding the export target filled up; the partial output was removed."""
+
+
+class ViewerError(GymrecError, ValueError):
+    """gymrec-view cannot start: a SOURCE it cannot read, a token file without a token, a port it cannot use."""

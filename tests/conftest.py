@@ -33,13 +33,14 @@ SLOW_MODULES = frozenset({
     "test_dataset_human_fields", "test_integrity", "test_uploader_paths", "test_uploader_local",
     "test_readme_paths", "test_replay_sources", "test_pairing_bot", "test_real_window_help", "test_readme_commands",
     "test_export_mixed", "test_compact_crash", "test_exactly_once", "test_foreign_targets", "test_poison_pills",
-    "test_duplicate_rows", "test_uploader_daemon_output",
+    "test_duplicate_rows", "test_uploader_daemon_output", "test_ray_cluster", "test_serve_browser",
 })
 # Single heavy tests (module::function) in otherwise quick modules: kills and CLI subprocess tables.
 SLOW_TESTS = frozenset({
     "test_recovery::test_sigkill_loses_no_step",
     "test_recorder_errors::test_bad_input",
     "test_recorder_errors::test_full_disk_keeps_the_episode_so_far",
+    "test_viewer::test_a_browser_lists_and_plays_an_episode", "test_viewer::test_served_read_only_over_real_http",
 })
 
 

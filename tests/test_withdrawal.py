@@ -315,3 +315,14 @@ def test_a_request_made_while_the_episode_waits_in_a_batch_keeps_it_out(
     assert summary.uploaded == [other.stem] and not summary.failed and not summary.quarantined
     assert set(index_rows_of(target.files())) == {other.stem}
     assert not [p for p in spool.rglob("*") if p.name.split(".")[0] == mine.stem]
+
+
+def test_the_participants_questionnaire_answers_go_and_nobody_elses(spool: Path) -> None:
+    study = spool / "studies" / "pilot"
+    study.mkdir(parents=True)
+    theirs, other = study / f"{A}.s-1.json", study / f"{B}.s-2.json"
+    for path in (theirs, other):
+        path.write_text("{}")
+    withdrawals.request_withdrawal(spool, A)
+    assert not theirs.exists(), "a withdrawn participant's answers stayed in the spool"
+    assert other.read_text() == "{}"

@@ -24,6 +24,10 @@ from gymrec.uploader.published import CONTENT_DIGEST_COLUMN
 
 QUALITY_FIELDS = ("active_fraction", "inputs_per_minute", "longest_idle_s", "paused_s", "late_frames", "worst_late_ms")
 LINEAGE_FIELDS = ("parent_episode_id", "branch_step", "branched_at", "takeover")
+PLAN_FIELDS = ("run", "plan_index")  # a planned run's episodes (gymrec-play --ray); null otherwise
+# Browser play (gymrec-serve): empty for other episodes (``participant``, the salted hash, is a column above).
+STUDY_TEXT_FIELDS = ("study", "study_session", "client_browser", "client_input")
+STUDY_FIGURES = ("rtt_p50_ms", "rtt_p99_ms", "display_p99_error_ms")
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class AttrColumn:
 
 
 # Human play (null for agents and older episodes), then lineage (null unless a branch, a branched
-# parent or a takeover).
+# parent or a takeover), then the plan (null unless recorded by a planned run).
 ATTR_COLUMNS: tuple[AttrColumn, ...] = (
     AttrColumn("env_id", "env_id"), AttrColumn("seed", "seed"), AttrColumn("length", "length"),
     AttrColumn("return", "episode_return", 0.0), AttrColumn("end_reason", "end_reason", ""),
@@ -42,7 +46,8 @@ ATTR_COLUMNS: tuple[AttrColumn, ...] = (
     AttrColumn("versions", "versions", {}), AttrColumn("action_space", "action_space"),
     AttrColumn("observation_space", "observation_space"), AttrColumn("keymap", "keymap"),
     AttrColumn("action_meanings", "action_meanings"), AttrColumn("participant", "participant"),
-    *(AttrColumn(name, name) for name in QUALITY_FIELDS + LINEAGE_FIELDS),
+    *(AttrColumn(name, name) for name in QUALITY_FIELDS + LINEAGE_FIELDS + PLAN_FIELDS),
+    *(AttrColumn(name, name, "") for name in STUDY_TEXT_FIELDS), *(AttrColumn(name, name) for name in STUDY_FIGURES),
 )  # fmt: skip
 
 _HINTS = typing.get_type_hints(EpisodeAttrs)

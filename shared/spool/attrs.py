@@ -96,6 +96,22 @@ class EpisodeAttrs:
     pairing: str | None = None
     # A study participant's salted hash (hex; None outside studies): what a withdrawal names (shared.spool.withdrawals).
     participant: str | None = None
+    # A planned run (``gymrec-play --ray``): its name and this episode's index in its plan. The id and
+    # seed are a pure function of (run seed, run, plan_index); recovery never publishes such a partial.
+    run: str | None = None
+    plan_index: int | None = None
+    # Browser play (gymrec-serve, docs/browser.md); None for every other episode. ``participant`` above is
+    # the salted hash of the id the study platform gave (shared.study.participants), never the id itself.
+    study: str | None = None
+    study_session: str | None = None
+    client_browser: str | None = None  # the browser's family and major version ("chrome 120"), nothing finer
+    client_input: str | None = None  # what the participant played with: keyboard, gamepad or keyboard+gamepad
+    rtt_p50_ms: float | None = None  # network round trip, server -> browser -> server, per step
+    rtt_p99_ms: float | None = None
+    display_p99_error_ms: float | None = None  # p99 |browser frame interval - period|
+    # Per step, in microseconds: the round trip and the browser's display and decision times (from
+    # the episode's first frame on screen, on the browser's own clock). Kept beside shown_ns/decided_ns.
+    browser_timing: JsonDict | None = None
     # Keys this gymrec does not know (a newer writer's, or a dataset's meta fields): kept verbatim.
     extra: JsonDict = field(default_factory=dict)
 

@@ -30,6 +30,9 @@ SEALED_AREAS = ("", UPLOADED_AREA, UPLOADED_LOCAL_AREA)
 # deletes a participant's episodes from every one of them.
 CLAIMED_AREA = "claimed"
 QUARANTINE_AREA = "quarantine"
+# A study's questionnaire answers: studies/<study id>/<participant>.<study session>.json (gymrec-serve writes
+# them, a withdrawal deletes them by the participant prefix, the uploader never publishes them).
+STUDIES_AREA = "studies"
 RECEIPT_SUFFIX = ".receipt.json"
 REASON_SUFFIX = ".reason.txt"
 _ID_PREFIX = re.compile(r"^[0-9a-f-]{1,36}$")

@@ -180,8 +180,16 @@ def _resimulate(orphan: _Orphan, starter: EpisodeStarter, env: Any, writer: Epis
     end = schema.EndReason.RECOVERED
     if total == 0:  # killed before its first step: nothing to keep, but nothing to upload either
         end, extra["discarded_because"] = schema.EndReason.DISCARDED, "the recorder stopped before the first step"
+    elif attrs.plan_index is not None:
+        # A planned run re-records, from its plan (same seed, same id), every episode it did not see
+        # sealed: this partial is superseded by that recording, so it stays here and is never published.
+        end, extra["discarded_because"] = schema.EndReason.DISCARDED, superseded_reason(attrs.run, attrs.plan_index)
     sealed = writer.seal(split_observation(obs), end, extra)
     return Recovered(orphan.partial, sealed, verified, rebuilt)
+
+
+def superseded_reason(run: str | None, index: int) -> str:
+    return f"superseded: episode {index} of the planned run {run!r}, which re-records it from its plan"
 
 
 def _tidy_staging(spool: Path) -> None:
@@ -206,7 +214,7 @@ def _tidy_staging(spool: Path) -> None:
         try:
             alien = _not_creation_files(staging)
             if alien:
-                target = _set_aside_episode(staging, f"an interrupted episode creation holding {alien[0]}, "
+                target = set_aside_episode(staging, f"an interrupted episode creation holding {alien[0]}, "
                                                      "which creation never writes")
                 log.warning("%s holds %s; moved to %s", staging.name, alien[0], target)
             else:
@@ -251,7 +259,7 @@ def format_report(results: list[Recovered]) -> str:
     )
 
 
-def _set_aside_episode(partial: Path, reason: str) -> Path:
+def set_aside_episode(partial: Path, reason: str) -> Path:
     """Move an episode recovery cannot read out of the spool's way, with the reason beside it."""
     area = partial.parent / SET_ASIDE_AREA
     area.mkdir(exist_ok=True)
@@ -278,7 +286,7 @@ def _recover_one(partial: Path) -> Recovered | None:
         log.error("%s", e)
         return Recovered(partial, None, 0, 0, str(e))
     except CorruptEpisodeError as e:  # its attributes are unreadable: out of the way, kept whole
-        target = _set_aside_episode(partial, str(e))
+        target = set_aside_episode(partial, str(e))
         log.error("%s; moved to %s", e, target)
         return Recovered(partial, None, 0, 0, f"{e}; moved to {target}")
     except GymrecError as e:  # e.g. the env or its ROM is missing here: try again on a later run

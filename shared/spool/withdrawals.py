@@ -40,6 +40,7 @@ from gymrec.shared.spool.directory import (
     QUARANTINE_AREA,
     REASON_SUFFIX,
     RECEIPT_SUFFIX,
+    STUDIES_AREA,
     UPLOADED_AREA,
     UPLOADED_LOCAL_AREA,
     WriterLock,
@@ -146,6 +147,7 @@ def sweep(spool: Path, participant: str, doc: dict[str, Any]) -> WithdrawalRecei
         doc = doc | {"targets": targets, "episodes": sorted(set(doc["episodes"]) | set(ids))}
         atomic_write(path, _dumps(doc))  # the targets are durable before the receipts naming them go
         deleted = [eid for p in found if (eid := delete_episode(p)) is not None]
+        _delete_answers(spool, participant)
     finally:
         for lock in locks:
             lock.release()
@@ -153,6 +155,18 @@ def sweep(spool: Path, participant: str, doc: dict[str, Any]) -> WithdrawalRecei
     if deleted or live:
         log.info("withdrew %s: %d episode(s) deleted, %d still being recorded", participant[:12], len(deleted), len(live))
     return WithdrawalReceipt(participant, path, tuple(sorted(deleted)), tuple(live), tuple(targets))
+
+
+def _delete_answers(spool: Path, participant: str) -> None:
+    """The participant's questionnaire answers (gymrec-serve names them ``<participant>.<session>.json``)."""
+    for study in sorted((spool / STUDIES_AREA).glob("*")):
+        gone = False
+        for path in sorted(study.glob(f"{participant}.*.json")):
+            if stat.S_ISREG(path.lstat().st_mode):  # a symlink or folder under that name is not ours to follow
+                path.unlink()
+                gone = True
+        if gone:
+            fsync_dir(study)
 
 
 def _is_leftover(name: str) -> bool:

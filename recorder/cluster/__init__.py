@@ -1,0 +1,1 @@
+"""``gymrec-play --ray``: one planned run recorded by Ray actors across a cluster's nodes (docs/cluster.md)."""
