@@ -254,6 +254,13 @@ class DatasetSource(EpisodeSource):
                 out[leaf.name] = np.asarray(self._column(leaf.name)[t].as_py(), dtype=leaf.dtype).reshape(leaf.shape)
         return out
 
+    def images(self, start: int, stop: int) -> np.ndarray:
+        if not self._blocks:
+            return super().images(start, stop)
+        with FrameStore(self._index) as store:  # the one or two blocks holding them, decoded once
+            leaf = next(leaf for leaf in self.obs_leaves if leaf.name == self.image_key)
+            return store.episode(self.id).read(start, stop).reshape(stop - start, *leaf.shape)
+
     def observations(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         if not self._blocks:
             for t in range(self.length + 1):

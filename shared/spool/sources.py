@@ -87,6 +87,11 @@ class EpisodeSource(abc.ABC):
     def observations(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """Every recorded observation, 0..length inclusive, in order, read in chunks."""
 
+    def images(self, start: int, stop: int) -> np.ndarray:
+        """The image leaf of observations ``start..stop-1`` (``length``: the final one), stacked."""
+        key = self.attrs.image_key
+        return np.stack([self.observation(t)[key] for t in range(start, stop)])
+
     def check_rows(self, name: str, rows: list[Any], expected: int) -> None:
         if len(rows) != expected:
             raise CorruptEpisodeError(
