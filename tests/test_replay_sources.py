@@ -16,22 +16,10 @@ from gymrec.shared.dataset.reader import DatasetSource, LocalFiles
 from gymrec.shared.spool.episode import Episode
 from gymrec.shared.spool.sources import SpoolSource
 from tests.replay_helpers import copy_episode, read_row, record_episode, replay_cli, rewrite_rows, tree_digest
+from tests.uploader_helpers import to_dataset
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 TOKEN = "hf_test_token"
-
-
-def to_dataset(episodes: list[Path], root: Path) -> Path:
-    """A format-2 local dataset of ``episodes``, written by the uploader's own batch writer."""
-    from gymrec.uploader.convert import ConvertOptions, convert_episode
-    from gymrec.uploader.local import LocalWriter
-    from gymrec.uploader.shards import build_batch
-
-    options = ConvertOptions(workers=1)
-    work = root.parent / f"{root.name}-work"
-    converted = [convert_episode(Episode(episode), work / Path(episode).stem, options) for episode in episodes]
-    LocalWriter(root).add(build_batch(converted, work / "batch", options))
-    return root
 
 
 @pytest.fixture(scope="module")
