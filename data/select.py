@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from gymrec.data.sources import Catalog, EpisodeEntry
@@ -19,8 +18,6 @@ from gymrec.shared.dataset import layout
 from gymrec.shared.dataset.index import resolve_ids
 from gymrec.shared.errors import DatasetError
 from gymrec.shared.spool.schema import ACTORS
-
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -31,9 +28,9 @@ class Select:
 
     config: str | None = None  # a dataset config (``ale-breakout-v5``) or an env id (``ALE/Breakout-v5``)
     episodes: tuple[str, ...] = ()  # ids, id prefixes or #N; empty: every episode
-    where: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
-    at_least: Mapping[str, float] = field(default_factory=lambda: _EMPTY)
-    at_most: Mapping[str, float] = field(default_factory=lambda: _EMPTY)
+    where: Mapping[str, Any] = field(default_factory=dict)
+    at_least: Mapping[str, float] = field(default_factory=dict)
+    at_most: Mapping[str, float] = field(default_factory=dict)
     actor: str | None = None
 
     def __post_init__(self) -> None:

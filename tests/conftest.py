@@ -151,3 +151,11 @@ def record(env_id: str, spool: Path, cwd: Path, steps: int = 200, seed: int = 1,
                    "--seed", str(seed), "--spool", str(spool), *extra, cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return [Path(line) for line in proc.stdout.splitlines() if line.endswith(".zarr")]
+
+
+@pytest.fixture(scope="session")
+def data_world(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """Two recorded Breakout games in a spool and in a local dataset, shared by the gymrec.data suites."""
+    from tests.data_helpers import build_world
+
+    return build_world(tmp_path_factory.mktemp("data-world"))
