@@ -53,6 +53,7 @@ class EpisodeSource(abc.ABC):
 
     attrs: EpisodeAttrs
     where: str  # what a user would pass to name it again (a path, or repo:id)
+    cheap_frames = False  # frames decode fast (format-3 blocks): replay then checks every frame's hash by default
 
     @property
     def id(self) -> str:
