@@ -11,6 +11,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,7 @@ class _Open:
     pid: int
     size: int
     episodes: OrderedDict[int, tuple[EpisodeReader, StepArrays]] = field(default_factory=OrderedDict)
+    context: dict[str, Any] = field(default_factory=dict)  # what the opener shares between episodes
 
 
 class WindowReader:
@@ -63,6 +65,19 @@ class WindowReader:
     def __len__(self) -> int:
         return int(self.window_episode.size)
 
+    def close(self) -> None:
+        """Close what this process opened (it reopens on the next read)."""
+        if self._open is not None and self._open.pid == os.getpid():
+            for shared in self._open.context.values():
+                shared.close()
+        self._open = None
+
+    def __enter__(self) -> WindowReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _episode(self, index: int) -> tuple[EpisodeReader, StepArrays]:
         pid = os.getpid()
         if self._open is None or self._open.pid != pid:  # a forked worker never reads its parent's handles
@@ -70,7 +85,7 @@ class WindowReader:
         opened = self._open.episodes
         found = opened.get(index)
         if found is None:
-            reader = self._opener(self.episode_ids[index])
+            reader = self._opener(self.episode_ids[index], self._open.context)
             found = opened[index] = (reader, reader.steps())
             while len(opened) > self._open.size:
                 opened.popitem(last=False)

@@ -47,7 +47,8 @@ class Catalog:
 
 
 class Opener(Protocol):
-    def __call__(self, episode_id: str) -> EpisodeReader: ...
+    def __call__(self, episode_id: str, context: dict[str, Any]) -> EpisodeReader:
+        """Open one episode; ``context`` is the reading process's own (shared handles such as a frame store)."""
 
 
 class Source(Protocol):
@@ -64,10 +65,14 @@ class _DatasetOpener:
 
     index: Any  # shared.dataset.index.DatasetIndex
 
-    def __call__(self, episode_id: str) -> EpisodeReader:
-        from gymrec.data.format2 import DatasetEpisode
+    def __call__(self, episode_id: str, context: dict[str, Any]) -> EpisodeReader:
+        from gymrec.data.dataset import DatasetEpisode
+        from gymrec.shared.dataset.frames import FrameStore
 
-        return DatasetEpisode(self.index, episode_id)
+        store = context.get("frames")
+        if store is None:
+            store = context["frames"] = FrameStore(self.index)
+        return DatasetEpisode(self.index, episode_id, store)
 
 
 def _dataset_catalog(files: Any) -> tuple[Catalog, Opener]:
@@ -139,7 +144,7 @@ class HubDataset:
 class _SpoolOpener:
     paths: dict[str, Path]
 
-    def __call__(self, episode_id: str) -> EpisodeReader:
+    def __call__(self, episode_id: str, context: dict[str, Any]) -> EpisodeReader:
         from gymrec.data.spool import SpoolEpisode
 
         return SpoolEpisode(self.paths[episode_id])

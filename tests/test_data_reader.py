@@ -13,7 +13,7 @@ from huggingface_hub import constants
 
 from gymrec.data import HubDataset, LocalDataset, Select, SpoolDir, WindowReader, WindowSpec
 from gymrec.shared.errors import CorruptEpisodeError, DatasetError
-from tests.data_helpers import CONFIG, STEPS, DataWorld, seed_hub
+from tests.data_helpers import CONFIG, STEPS, DataWorld, format2_copy, seed_hub
 from tests.replay_helpers import copy_episode, read_row, rewrite_rows
 from tests.uploader_helpers import spool_frames
 
@@ -44,6 +44,12 @@ def test_spool_and_dataset_give_the_recorded_windows(data_world: DataWorld) -> N
     assert last["action"][:valid].tolist() == [int(read_row(data_world.episodes[1], "action/value", t)) for t in range(128, STEPS)]
     assert (last["actor"][:valid] == 1).all() and (last["actor"][valid:] == -1).all()  # the random agent
     assert attrs["length"] == STEPS
+
+
+def test_a_format2_dataset_gives_the_same_windows(data_world: DataWorld, tmp_path: Path) -> None:
+    old = WindowReader(LocalDataset(format2_copy(data_world, tmp_path / "v2")), SPEC, verify=True)
+    assert not any((tmp_path / "v2").glob("frames"))
+    _same(old, WindowReader(LocalDataset(data_world.dataset), SPEC))
 
 
 def test_windows_cross_episodes_only_when_asked(data_world: DataWorld) -> None:

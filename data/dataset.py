@@ -1,6 +1,8 @@
-"""A format-2 dataset episode (one parquet row per step, a lossless WebP or PNG per frame) for the
-training reader. Its rows are read once through ``shared.dataset.reader.DatasetSource`` (on the Hub:
-byte ranges of the one data shard holding them); frames are decoded per window.
+"""A dataset episode for the training reader. Its step rows are read once through
+``shared.dataset.reader.DatasetSource`` (on the Hub: byte ranges of the one data shard holding them).
+Frames are read per window: in format 3 from the one or two 64-frame blocks holding them
+(``shared.dataset.frames``, one ``FrameStore`` per process keeps each frames shard open); in format 2
+each frame is a lossless WebP or PNG of the step rows, decoded one by one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from PIL import Image
 
 from gymrec.data.episodes import StepArrays, as_hwc, check_frames, collector_actor
 from gymrec.shared.dataset import layout
+from gymrec.shared.dataset.frames import EpisodeFrames, FrameStore
 from gymrec.shared.dataset.index import DatasetIndex
 from gymrec.shared.dataset.reader import DatasetSource
 from gymrec.shared.errors import CorruptEpisodeError
@@ -33,7 +36,7 @@ def _action_arrays(desc: dict[str, Any], column: pa.ChunkedArray) -> dict[str, n
 
 
 class DatasetEpisode:
-    def __init__(self, index: DatasetIndex, episode_id: str) -> None:
+    def __init__(self, index: DatasetIndex, episode_id: str, store: FrameStore) -> None:
         self.source = DatasetSource(index, episode_id)
         self.episode_id = episode_id
         self.length = self.source.length
@@ -42,6 +45,10 @@ class DatasetEpisode:
         table = self.source.table
         if table.num_rows != self.length:
             raise CorruptEpisodeError(f"{self.where}: {table.num_rows} rows for {self.length} steps", "the dataset is damaged")
+        self._blocks: dict[bool, EpisodeFrames] = {}
+        if index.entries[episode_id].frames is not None:
+            self._blocks = {verify: store.episode(episode_id, verify) for verify in (False, True)}
+            return
         images = self._column(layout.OBS_COLUMN).combine_chunks()
         self._images = images.field("bytes") if pa.types.is_struct(images.type) else images
         self._hashes = self._column(layout.OBS_HASH_COLUMN).to_numpy()
@@ -79,6 +86,8 @@ class DatasetEpisode:
             raise CorruptEpisodeError(f"{self.where}: the frame of step {t} cannot be decoded ({e})") from e
 
     def frames(self, start: int, stop: int, verify: bool) -> np.ndarray:
+        if self._blocks:
+            return as_hwc(self._blocks[verify].read(start, stop))
         rows = np.stack([self._decode(t) for t in range(start, stop)])
         if verify:
             check_frames(rows, self._hashes[start:stop], start, self.where)
