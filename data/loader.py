@@ -41,7 +41,7 @@ class WindowReader:
     """
 
     def __init__(self, source: Source, windows: WindowSpec | None = None, select: Select | None = None,
-                 verify: bool = False, keep_open: int = 16) -> None:  # fmt: skip
+                 verify: bool = False, keep_open: int = 64) -> None:  # fmt: skip
         self.spec = windows or WindowSpec()
         self.select = select or Select()
         self.verify = verify

@@ -121,11 +121,13 @@ class LocalDataset:
 
 @dataclass(frozen=True)
 class HubDataset:
-    """A gymrec dataset repo on the Hub (or any Hub-compatible ``endpoint``); the token is optional."""
+    """A gymrec dataset repo on the Hub (or any Hub-compatible ``endpoint``); the token is optional.
+    ``local_dir``: where the index shards go (default: the Hugging Face cache)."""
 
     repo_id: str
     endpoint: str | None = None
     token: str | None = field(default=None, repr=False)
+    local_dir: Path | None = None
 
     @property
     def where(self) -> str:
@@ -134,7 +136,7 @@ class HubDataset:
     def _files(self) -> Any:
         from gymrec.shared.dataset.reader import HubFiles
 
-        return HubFiles(self.repo_id, self.endpoint, self.token)
+        return HubFiles(self.repo_id, self.endpoint, self.token, self.local_dir)
 
     def open(self) -> tuple[Catalog, Opener]:
         return _dataset_catalog(self._files())

@@ -94,7 +94,9 @@ def assemble(parts: list[Piece], spec: WindowSpec, lengths: Sequence[int],
         steps, frames = read(part)
         span, rows = slice(part.at, part.at + part.count), slice(part.start, part.start + part.count)
         if not out:
-            out = {"frames": _empty(frames, k), "reward": np.zeros(k), "terminated": np.zeros(k, np.bool_),
+            # A window one piece fills takes its frames as read (no copy); otherwise only padding is zeroed.
+            whole = part.count == k and frames.flags.writeable  # the caller may write to its window
+            out = {"frames": frames if whole else np.empty((k, *frames.shape[1:]), frames.dtype), "reward": np.zeros(k), "terminated": np.zeros(k, np.bool_),
                    "truncated": np.zeros(k, np.bool_), "done": np.zeros(k, np.bool_), "valid": np.zeros(k, np.bool_),
                    "first": np.zeros(k, np.bool_), "actor": np.full(k, NO_ACTOR, np.int8),
                    "timestamp": np.zeros(k), "shown_ns": np.zeros(k, np.int64), "decided_ns": np.zeros(k, np.int64),
@@ -103,7 +105,8 @@ def assemble(parts: list[Piece], spec: WindowSpec, lengths: Sequence[int],
         if frames.shape[1:] != out["frames"].shape[1:]:
             raise DatasetError(f"a window spans frames of shapes {out['frames'].shape[1:]} and {frames.shape[1:]}",
                                "select one config (Select(config=...)) when windows cross episodes")  # fmt: skip
-        out["frames"][span] = frames
+        if out["frames"] is not frames:
+            out["frames"][span] = frames
         for name in ("reward", "terminated", "truncated", "actor", "timestamp", "shown_ns", "decided_ns"):
             out[name][span] = getattr(steps, name)[rows]
         for name, values in steps.action.items():
@@ -114,5 +117,8 @@ def assemble(parts: list[Piece], spec: WindowSpec, lengths: Sequence[int],
         out["valid"][span] = True
         out["first"][span] = steps_at == 0
         out["done"][span] = steps.terminated[rows] | steps.truncated[rows] | (steps_at == lengths[part.episode] - 1)
+    filled = parts[-1].at + parts[-1].count if parts else 0
+    if filled < k:
+        out["frames"][filled:] = 0
     out["action"] = action if dict_action else next(iter(action.values()))
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +31,8 @@ def seed_hub(hub: object, world: DataWorld, repo_id: str) -> None:
     hub.seed_repo(repo_id, local_files(world.dataset))  # type: ignore[attr-defined]
 
 
-def format2_copy(world: DataWorld, out: Path) -> Path:
-    """The world's dataset as format 2 wrote it (every frame a lossless WebP in the step rows, no frames/):
+def format2_copy(dataset: Path, episodes: Sequence[Path], out: Path) -> Path:
+    """A format-3 ``dataset`` of the spool ``episodes`` as format 2 wrote it (every frame a lossless WebP in the step rows, no frames/):
     a fixture for the format-2 reader, since this gymrec's uploader writes format 3 only."""
     import io
     import json
@@ -44,17 +45,28 @@ def format2_copy(world: DataWorld, out: Path) -> Path:
     from gymrec.shared.dataset import layout
     from gymrec.shared.spool.episode import Episode
 
-    shutil.copytree(world.dataset, out, ignore=shutil.ignore_patterns(layout.FRAMES_DIR, ".*"))
-    frames = {Episode(p).id: Episode(p).obs("frame", 0, Episode(p).length) for p in world.episodes}
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # a datasets Image cell
+    shutil.copytree(dataset, out, ignore=shutil.ignore_patterns(layout.FRAMES_DIR, ".*"))
+    opened = [Episode(p) for p in episodes]
+    frames = {e.id: e.obs(e.attrs.image_key, 0, e.length) for e in opened}
     for shard in (out / layout.DATA_DIR).rglob("*" + layout.SHARD_SUFFIX):
         table = pq.read_table(shard)
         images = []
         for eid, step in zip(table.column("episode_id").to_pylist(), table.column("step").to_pylist(), strict=True):
             buf = io.BytesIO()
-            Image.fromarray(frames[eid][step]).save(buf, "WEBP", lossless=True, exact=True)
+            frame = frames[eid][step]
+            if frame.ndim == 3 and frame.shape[2] in (3, 4):
+                Image.fromarray(frame).save(buf, "WEBP", lossless=True, exact=True)
+            else:  # grayscale: format 2 kept it as PNG
+                Image.fromarray(frame.reshape(frame.shape[:2])).save(buf, "PNG")
             images.append({"bytes": buf.getvalue(), "path": None})
-        table = table.drop_columns([layout.PREVIEW_COLUMN]).append_column(layout.OBS_COLUMN, pa.array(images))
-        pq.write_table(table, shard)
+        at = table.column_names.index(layout.PREVIEW_COLUMN)
+        table = table.drop_columns([layout.PREVIEW_COLUMN]).add_column(at, layout.OBS_COLUMN, pa.array(images, image_type))
+        # datasets reads the features from the schema metadata: the preview Image becomes the observation Image
+        meta = json.loads(table.schema.metadata[b"huggingface"])
+        meta["info"]["features"] = {layout.OBS_COLUMN if k == layout.PREVIEW_COLUMN else k: v
+                                    for k, v in meta["info"]["features"].items()}  # fmt: skip
+        pq.write_table(table.replace_schema_metadata({b"huggingface": json.dumps(meta).encode()}), shard)
     info = json.loads((out / layout.INFO_PATH).read_text())
     (out / layout.INFO_PATH).write_text(json.dumps(info | {"format_version": 2}))
     return out

@@ -47,7 +47,7 @@ def test_spool_and_dataset_give_the_recorded_windows(data_world: DataWorld) -> N
 
 
 def test_a_format2_dataset_gives_the_same_windows(data_world: DataWorld, tmp_path: Path) -> None:
-    old = WindowReader(LocalDataset(format2_copy(data_world, tmp_path / "v2")), SPEC, verify=True)
+    old = WindowReader(LocalDataset(format2_copy(data_world.dataset, data_world.episodes, tmp_path / "v2")), SPEC, verify=True)
     assert not any((tmp_path / "v2").glob("frames"))
     _same(old, WindowReader(LocalDataset(data_world.dataset), SPEC))
 
