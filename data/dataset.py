@@ -24,7 +24,7 @@ from gymrec.shared.spool import schema
 from gymrec.shared.spool.spaces import action_leaves
 
 
-def _action_arrays(desc: dict[str, Any], column: pa.ChunkedArray) -> dict[str, np.ndarray]:
+def action_arrays(desc: dict[str, Any], column: pa.ChunkedArray) -> dict[str, np.ndarray]:
     """The action column back as the spool's leaves: (T, *shape) arrays in the leaf dtypes."""
     leaves = action_leaves(desc)
     if desc["type"] == "Dict":
@@ -68,7 +68,7 @@ class DatasetEpisode:
         actor = (collector_actor(self.source.attrs.collector, self.length) if schema.ACTOR not in table.column_names
                  else table.column(schema.ACTOR).to_numpy().astype(np.int8))  # fmt: skip
         return StepArrays(
-            action=_action_arrays(self.source.attrs.action_space, self._column(layout.ACTION_COLUMN)),
+            action=action_arrays(self.source.attrs.action_space, self._column(layout.ACTION_COLUMN)),
             reward=self._column("reward").to_numpy().astype(np.float64),
             terminated=self._column("terminated").to_numpy(zero_copy_only=False).astype(np.bool_),
             truncated=self._column("truncated").to_numpy(zero_copy_only=False).astype(np.bool_),

@@ -33,7 +33,7 @@ SLOW_MODULES = frozenset({
     "test_dataset_human_fields", "test_integrity", "test_uploader_paths", "test_uploader_local",
     "test_readme_paths", "test_replay_sources", "test_pairing_bot", "test_real_window_help", "test_readme_commands",
     "test_export_mixed", "test_compact_crash", "test_exactly_once", "test_foreign_targets", "test_poison_pills",
-    "test_duplicate_rows", "test_uploader_daemon_output",
+    "test_duplicate_rows", "test_uploader_daemon_output", "test_data_docs",
 })
 # Single heavy tests (module::function) in otherwise quick modules: kills and CLI subprocess tables.
 SLOW_TESTS = frozenset({

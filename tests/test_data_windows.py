@@ -71,3 +71,20 @@ def test_a_crossing_window_marks_where_episodes_end_and_begin() -> None:
     assert padded["valid"].tolist() == [True] * 3 + [False] * 3
     assert padded["step"].tolist() == [1, 2, 3, -1, -1, -1] and padded["actor"].tolist() == [1, 1, 1, -1, -1, -1]
     assert padded["action"]["value"].tolist() == [101, 102, 103, 0, 0, 0] and not padded["frames"][3:].any()
+
+
+def test_dataset_action_columns_come_back_as_the_spool_leaves() -> None:
+    """Dict (VizDoom Deathmatch) and MultiBinary action columns, as the uploader encodes them."""
+    import pyarrow as pa
+
+    from gymrec.data.dataset import action_arrays
+
+    desc = {"type": "Dict", "spaces": {"binary": {"type": "Discrete", "n": 18, "start": 0},
+                                       "continuous": {"type": "Box", "shape": [3], "dtype": "float32", "low": -1, "high": 1}}}  # fmt: skip
+    column = pa.chunked_array([pa.array([{"binary": 4, "continuous": [0.5, -0.25, 1.0]},
+                                         {"binary": 17, "continuous": [0.0, 0.0, -1.0]}])])  # fmt: skip
+    leaves = action_arrays(desc, column)
+    assert leaves["binary"].tolist() == [4, 17] and leaves["binary"].dtype == np.int64
+    assert leaves["continuous"].dtype == np.float32 and leaves["continuous"].tolist() == [[0.5, -0.25, 1.0], [0.0, 0.0, -1.0]]
+    multi = action_arrays({"type": "MultiBinary", "shape": [2, 2]}, pa.chunked_array([pa.array([[[1, 0], [0, 1]]])]))
+    assert multi["value"].shape == (1, 2, 2) and multi["value"].dtype == np.int8
