@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from gymrec.data import HubDataset, LocalDataset, Select, WindowReader, WindowSpec
 from gymrec.shared.dataset import layout
 from gymrec.shared.spool.episode import Episode
 
-GAMES = {"Breakout": ("BreakoutNoFrameskip-v4", 20_000), "VizDoom": ("VizdoomBasic-v1", 6_000)}
+GAMES: Mapping[str, tuple[str, int]] = MappingProxyType({"Breakout": ("BreakoutNoFrameskip-v4", 20_000),
+                                                         "VizDoom": ("VizdoomBasic-v1", 6_000)})  # fmt: skip
 WINDOW = 64
 READ_FRAMES = 30_000  # per row: windows are read until this many frames
 SMOKE_SCALE = 1.0  # read_rows(scale=0.01) checks the code in seconds (never a figure)
