@@ -33,7 +33,8 @@ def test_a_training_example_runs(number: int, data_world: DataWorld, hub: object
     seed_hub(hub, data_world, f"you/gymrec-{CONFIG}")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "GYMREC_"))}
     env |= {"HOME": str(home), "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": hub.endpoint,  # type: ignore[attr-defined]
-            "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}  # fmt: skip
+            "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            "OMP_NUM_THREADS": "1"}  # fmt: skip  (one torch thread: the suite shares the cores)
     done = subprocess.run([sys.executable, "-c", BLOCKS[number]], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=240)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
