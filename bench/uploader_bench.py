@@ -61,6 +61,7 @@ def _kind(path: str) -> str:
     from gymrec.shared.dataset import layout
 
     for prefix, kind in ((layout.INDEX_DIR, "index"), (layout.PREVIEW_DIR, "previews"), (layout.DATA_DIR, "data"),
+                         (layout.FRAMES_DIR, "frames"),
                          (layout.INFO_PATH, "info.json"), (layout.CARD_PATH, "card")):
         if path.startswith(prefix):
             return kind

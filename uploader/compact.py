@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 
 from gymrec.shared.dataset import layout
 from gymrec.shared.errors import DatasetError
-from gymrec.uploader.convert import ConvertOptions, RowGroupWriter
+from gymrec.uploader.convert import ConvertOptions, RowGroupWriter, frames_options
+from gymrec.uploader.frame_blocks import FRAMES_SCHEMA
 from gymrec.uploader.index_row import INDEX_FEATURES, parse_attributes, quality_totals, seconds
 from gymrec.uploader.published import CONTENT_DIGEST_COLUMN, Listed, legacy_fingerprint
 
@@ -35,6 +36,7 @@ class Shard:
     config: str
     shard: str
     size: int
+    frames: bool = False  # format 3: a frames shard beside the data shard
 
     @property
     def data_file(self) -> str:
@@ -43,6 +45,14 @@ class Shard:
     @property
     def index_file(self) -> str:
         return layout.index_path(self.config, self.shard)
+
+    @property
+    def frames_file(self) -> str:
+        return layout.frames_path(self.config, self.shard)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (self.data_file, self.index_file, *((self.frames_file,) if self.frames else ()))
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,7 @@ class Merged:
 
     @property
     def deleted(self) -> list[str]:
-        return sorted(p for s in self.replaces for p in (s.data_file, s.index_file))
+        return sorted(p for s in self.replaces for p in s.files)
 
 
 def shards_of(paths: dict[str, int]) -> list[Shard]:
@@ -66,7 +76,8 @@ def shards_of(paths: dict[str, int]) -> list[Shard]:
         if path.startswith(layout.DATA_DIR + "/") and len(parts) == 4 and path.endswith(layout.SHARD_SUFFIX):
             config, shard = parts[1], parts[3][: -len(layout.SHARD_SUFFIX)]
             if layout.index_path(config, shard) in paths:
-                out.append(Shard(config, shard, size))
+                frames = paths.get(layout.frames_path(config, shard))
+                out.append(Shard(config, shard, size + (frames or 0), frames is not None))
     return sorted(out, key=lambda s: (s.config, s.size, s.shard))
 
 
@@ -113,6 +124,8 @@ def usable(group: tuple[Shard, ...], local: dict[str, Path]) -> tuple[tuple[Shar
             rows = pq.read_table(local[shard.index_file]).num_rows
             data = pq.ParquetFile(local[shard.data_file])
             data.read(columns=[layout.EPISODE_ID_COLUMN, layout.OBS_HASH_COLUMN])
+            if shard.frames:
+                pq.ParquetFile(local[shard.frames_file]).read(columns=[layout.BLOCK_EPISODE_COLUMN, layout.BLOCK_COUNT_COLUMN])
             if rows == 0 or data.metadata.num_rows == 0:
                 raise ValueError("it holds no rows")
             kept.append(shard)
@@ -158,21 +171,27 @@ def merge(group: tuple[Shard, ...], local: dict[str, Path], root: Path, options:
     config = group[0].config
     new = layout.shard_id(s.shard for s in group)
     data_file, index_file = layout.data_path(config, new), layout.index_path(config, new)
-    for rel in (data_file, index_file):
+    blocks = all(s.frames for s in group)
+    if not blocks and any(s.frames for s in group):
+        raise DatasetError(f"{config}: shards of formats 2 and 3 cannot be merged", "run gymrec-uploader compact --to-format 3 first")
+    frames_file = layout.frames_path(config, new)
+    for rel in (data_file, index_file, frames_file):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
     first = pq.ParquetFile(local[group[0].data_file])
     rows: list[dict[str, Any]] = []
     dropped: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
     expected_hashes: list[Any] = []
-    with RowGroupWriter(root / data_file, first.schema_arrow, options) as writer:  # a failed write is not written again
+    # a failed write is not written again
+    with RowGroupWriter(root / data_file, first.schema_arrow, options) as writer, \
+            RowGroupWriter(root / frames_file, FRAMES_SCHEMA, frames_options(options)) as block_writer:  # fmt: skip
         for s in sorted(group, key=lambda s: s.shard):
             offset = writer.written + writer.rows
             shard = pq.ParquetFile(local[s.data_file])
             if shard.schema_arrow != first.schema_arrow:
                 raise DatasetError(f"{s.data_file} has another schema than {group[0].data_file}", "compact it separately")
             keep, drop = _kept(pq.read_table(local[s.index_file]).to_pylist(), seen, s.index_file)
-            gone = sorted((int(r[layout.INDEX_ROW_START_COLUMN]), int(r[layout.INDEX_ROW_COUNT_COLUMN])) for r in drop)
+            gone = _ranges(drop, layout.INDEX_ROW_START_COLUMN, layout.INDEX_ROW_COUNT_COLUMN)
             position = 0
             for batch in shard.iter_batches(batch_size=256):
                 if gone:
@@ -181,17 +200,59 @@ def merge(group: tuple[Shard, ...], local: dict[str, Path], root: Path, options:
                     batch = batch.filter(pa.array(mask))
                 writer.add(batch)
                 expected_hashes += batch.column(layout.OBS_HASH_COLUMN).to_pylist()
-            for row in keep:
-                start = int(row[layout.INDEX_ROW_START_COLUMN])
-                before = sum(n for a, n in gone if a < start)  # dropped rows ahead of it in this shard
-                rows.append(row | {layout.INDEX_DATA_FILE_COLUMN: data_file,
-                                   layout.INDEX_ROW_START_COLUMN: offset + start - before})  # fmt: skip
+            moved = [row | {layout.INDEX_DATA_FILE_COLUMN: data_file, layout.INDEX_ROW_START_COLUMN: offset + start}
+                     for row, start in zip(keep, _shifted(keep, gone, layout.INDEX_ROW_START_COLUMN), strict=True)]  # fmt: skip
+            if blocks:
+                moved = _copy_blocks(local[s.frames_file], keep, drop, block_writer, frames_file, moved)
+            rows += moved
             dropped += drop
     pq.write_table(pa.Table.from_pylist(rows, schema=INDEX_FEATURES.arrow_schema), root / index_file, compression="zstd")
     _verify(root / data_file, root / index_file, rows, expected_hashes, data_file)
+    files = {data_file: root / data_file, index_file: root / index_file}
+    if blocks:
+        verify_blocks(root / frames_file, rows, frames_file)
+        files[frames_file] = root / frames_file
     if dropped:
         log.warning("%s: left out %d duplicate row(s) of %s", config, len(dropped), ", ".join(sorted({r["episode_id"] for r in dropped})))
-    return Merged(config, new, group, {data_file: root / data_file, index_file: root / index_file}, tuple(dropped))
+    return Merged(config, new, group, files, tuple(dropped))
+
+
+def _ranges(rows: list[dict[str, Any]], start: str, count: str) -> list[tuple[int, int]]:
+    return sorted((int(r[start]), int(r[count])) for r in rows)
+
+
+def _shifted(keep: list[dict[str, Any]], gone: list[tuple[int, int]], column: str) -> list[int]:
+    """Each kept row's start, less the dropped rows ahead of it in its shard."""
+    return [int(r[column]) - sum(n for a, n in gone if a < int(r[column])) for r in keep]
+
+
+def _copy_blocks(source: Path, keep: list[dict[str, Any]], drop: list[dict[str, Any]], writer: RowGroupWriter,
+                 frames_file: str, moved: list[dict[str, Any]]) -> list[dict[str, Any]]:  # fmt: skip
+    """Copy a shard's block rows (not the dropped duplicates') and point ``moved`` at them in ``frames_file``."""
+    offset = writer.written + writer.rows
+    gone = _ranges(drop, layout.INDEX_FRAMES_ROW_START_COLUMN, layout.INDEX_FRAMES_ROW_COUNT_COLUMN)
+    position = 0
+    for batch in pq.ParquetFile(source).iter_batches(batch_size=64):
+        if gone:
+            mask = [not any(a <= position + i < a + n for a, n in gone) for i in range(batch.num_rows)]
+            position += batch.num_rows
+            batch = batch.filter(pa.array(mask))
+        writer.add(batch)
+    starts = _shifted(keep, gone, layout.INDEX_FRAMES_ROW_START_COLUMN)
+    return [row | {layout.INDEX_FRAMES_FILE_COLUMN: frames_file, layout.INDEX_FRAMES_ROW_START_COLUMN: offset + start}
+            for row, start in zip(moved, starts, strict=True)]  # fmt: skip
+
+
+def verify_blocks(frames: Path, rows: list[dict[str, Any]], name: str) -> None:
+    """Every episode owns its block rows: its id, blocks 0..n-1 in order, and length + 1 frames in all."""
+    table = pq.read_table(frames, columns=[layout.BLOCK_EPISODE_COLUMN, layout.BLOCK_INDEX_COLUMN, layout.BLOCK_COUNT_COLUMN])
+    for r in rows:
+        part = table.slice(int(r[layout.INDEX_FRAMES_ROW_START_COLUMN]), int(r[layout.INDEX_FRAMES_ROW_COUNT_COLUMN])).to_pydict()
+        if (set(part[layout.BLOCK_EPISODE_COLUMN]) != {r["episode_id"]}
+                or part[layout.BLOCK_INDEX_COLUMN] != list(range(int(r[layout.INDEX_FRAMES_ROW_COUNT_COLUMN])))
+                or sum(part[layout.BLOCK_COUNT_COLUMN]) != int(r[layout.INDEX_ROW_COUNT_COLUMN]) + 1):  # fmt: skip
+            raise DatasetError(f"writing {name}: episode {r['episode_id']} does not own its frame blocks; nothing was "
+                               "committed", "report it")  # fmt: skip
 
 
 def _verify(data: Path, index: Path, rows: list[dict[str, Any]], hashes: list[Any], name: str) -> None:

@@ -2,7 +2,7 @@
 
 ``FrameStore`` keeps each frames shard it opened (its parquet footer read once, the file handle
 kept), so many windows of many episodes of one shard cost one open. A Hub shard is read by HTTP
-range requests (``Files.open``): the footer, then the row groups (<= 8 blocks, <= 1 MB) a window
+range requests (``Files.open``): the footer, then the row groups (<= 16 blocks, <= 1 MB) a window
 needs; nothing else of the repo is downloaded. Not thread-safe: one store per thread or worker.
 
 ``verify=True`` checks every decoded frame against the recorded ``observation_hash`` (the xxh3

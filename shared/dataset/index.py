@@ -68,12 +68,14 @@ class DatasetIndex:
         self.where = files.where
         self.info = files.info()
         self.format = layout.format_of(self.info)
-        columns = list(_INDEX_COLUMNS) + (list(_FRAMES_COLUMNS) if self.format >= 3 else [])
         copies: dict[str, list[IndexEntry]] = {}
         for path in files.index_files():
             local = files.fetch(path)
             try:
-                table = pq.read_table(local, columns=columns)
+                # a shard says itself whether it has frame blocks: a dataset half-way through
+                # ``compact --to-format 3`` reads as it is
+                blocks = layout.INDEX_FRAMES_FILE_COLUMN in pq.read_schema(local).names
+                table = pq.read_table(local, columns=list(_INDEX_COLUMNS) + (list(_FRAMES_COLUMNS) if blocks else []))
             except (pa.ArrowException, OSError) as e:
                 raise CorruptEpisodeError(f"{self.where}: {path} is not a readable index shard ({e})") from e
             for row in table.to_pylist():

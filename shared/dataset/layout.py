@@ -8,7 +8,7 @@ reader share one definition.
     meta/info.json                                 format_version, totals per config, features, shard settings
     meta/preview/<config>.png                      a strip of frames per config
     data/<config>/<ss>/<shard>.parquet             one row per step, many episodes, row groups <= 1,000 rows / 64 MB
-    frames/<config>/<ss>/<shard>.parquet           format 3: one row per block of <= 64 frames, row groups <= 8 blocks / 1 MB
+    frames/<config>/<ss>/<shard>.parquet           format 3: one row per block of <= 64 frames, row groups <= 16 blocks / 1 MB
     meta/episodes/<config>/<ss>/<shard>.parquet    one row per episode of that shard (the index)
 
 Format 3 keeps the frames out of the step rows: ``frames/`` holds them as temporal blocks
@@ -65,7 +65,7 @@ ROW_GROUP_ROWS = 1000
 ROW_GROUP_BYTES = 64 << 20
 
 # Frame blocks (format 3): small row groups, so a window's block is one short read.
-FRAMES_ROW_GROUP_BLOCKS = 8
+FRAMES_ROW_GROUP_BLOCKS = 16  # each row group's footer entry costs ~1 KB: 8 blocks cost 2 B a frame
 FRAMES_ROW_GROUP_BYTES = 1 << 20
 BLOCK_EPISODE_COLUMN = "episode_id"
 BLOCK_INDEX_COLUMN = "block"

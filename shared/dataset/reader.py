@@ -18,7 +18,6 @@ from typing import Any, BinaryIO, Protocol, cast
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from huggingface_hub import HfApi, HfFileSystem, hf_hub_download
 from PIL import Image
 
