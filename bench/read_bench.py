@@ -69,12 +69,13 @@ def _load_dataset_per_s(root: Path, config: str, frames: int) -> tuple[float, in
 
 
 def _game_rows(name: str, env_id: str, steps: int, work: Path, hub: Any, frames: int) -> list[dict[str, Any]]:
-    from tests.data_helpers import format2_copy
+    from tests.format2 import downgrade
     from tests.uploader_helpers import local_files, to_dataset
 
     episodes = _record(work / "spool", env_id, steps, work)
     v3 = to_dataset(episodes, work / "v3")
-    v2 = format2_copy(v3, episodes, work / "v2")
+    v2 = work / "v2"
+    downgrade(v3, v2)
     config = layout.env_slug(env_id)
     hub.seed_repo(f"bench/{config}", local_files(v3))
     # stride 64: an epoch reads every frame once, each window one whole block; stride 1 starts anywhere (two blocks)

@@ -13,7 +13,8 @@ from huggingface_hub import constants
 
 from gymrec.data import HubDataset, LocalDataset, Select, SpoolDir, WindowReader, WindowSpec
 from gymrec.shared.errors import CorruptEpisodeError, DatasetError
-from tests.data_helpers import CONFIG, STEPS, DataWorld, format2_copy, seed_hub
+from tests.data_helpers import CONFIG, STEPS, DataWorld, seed_hub
+from tests.format2 import downgrade
 from tests.replay_helpers import copy_episode, read_row, rewrite_rows
 from tests.uploader_helpers import spool_frames
 
@@ -47,7 +48,8 @@ def test_spool_and_dataset_give_the_recorded_windows(data_world: DataWorld) -> N
 
 
 def test_a_format2_dataset_gives_the_same_windows(data_world: DataWorld, tmp_path: Path) -> None:
-    old = WindowReader(LocalDataset(format2_copy(data_world.dataset, data_world.episodes, tmp_path / "v2")), SPEC, verify=True)
+    downgrade(data_world.dataset, tmp_path / "v2")
+    old = WindowReader(LocalDataset(tmp_path / "v2"), SPEC, verify=True)
     assert not any((tmp_path / "v2").glob("frames"))
     _same(old, WindowReader(LocalDataset(data_world.dataset), SPEC))
 
