@@ -38,6 +38,7 @@ def action_arrays(desc: dict[str, Any], column: pa.ChunkedArray) -> dict[str, np
 class DatasetEpisode:
     def __init__(self, index: DatasetIndex, episode_id: str, store: FrameStore) -> None:
         self.source = DatasetSource(index, episode_id)
+        self.index = index
         self.episode_id = episode_id
         self.length = self.source.length
         self.where = self.source.where
@@ -85,10 +86,20 @@ class DatasetEpisode:
         except (OSError, ValueError) as e:
             raise CorruptEpisodeError(f"{self.where}: the frame of step {t} cannot be decoded ({e})") from e
 
+    def _final(self, verify: bool) -> np.ndarray:
+        """The observation after the last action: format 2 keeps it in the index row."""
+        frame = self.source.observation(self.length)[self._leaf.name]
+        if verify:
+            recorded = self.index.row(self.episode_id)[layout.INDEX_FINAL_HASH_COLUMN]
+            check_frames(frame[np.newaxis], np.asarray([recorded], np.uint64), self.length, self.where)
+        return frame
+
     def frames(self, start: int, stop: int, verify: bool) -> np.ndarray:
         if self._blocks:
             return as_hwc(self._blocks[verify].read(start, stop))
-        rows = np.stack([self._decode(t) for t in range(start, stop)])
-        if verify:
-            check_frames(rows, self._hashes[start:stop], start, self.where)
-        return as_hwc(rows)
+        rows = [self._decode(t) for t in range(start, min(stop, self.length))]
+        if rows and verify:
+            check_frames(np.stack(rows), self._hashes[start : start + len(rows)], start, self.where)
+        if stop > self.length:
+            rows.append(self._final(verify))
+        return as_hwc(np.stack(rows))

@@ -18,7 +18,7 @@ import numpy as np
 from gymrec.data.episodes import EpisodeReader, StepArrays
 from gymrec.data.select import Select, select_episodes
 from gymrec.data.sources import Source
-from gymrec.data.windows import Piece, Window, WindowSpec, assemble, pieces, window_index
+from gymrec.data.windows import Piece, Window, WindowSpec, assemble, pieces, positions, window_index
 from gymrec.shared.spool.spaces import ACTION_LEAF
 
 log = logging.getLogger(__name__)
@@ -53,10 +53,12 @@ class WindowReader:
         self.lengths: tuple[int, ...] = tuple(e.length for e in chosen)
         self.fields = tuple(e.fields for e in chosen)
         self._open: _Open | None = None
+        self.positions = positions(self.lengths, self.spec)
         bad = None
         if self.select.actor_index is not None:  # per step: read every chosen episode's actor array once
-            bad = [self._episode(i)[1].actor != self.select.actor_index for i in range(len(chosen))]
-        self.window_episode, self.window_start = window_index(self.lengths, self.spec, bad)
+            bad = [np.append(self._episode(i)[1].actor != self.select.actor_index, np.zeros(p - n, np.bool_))
+                   for i, (n, p) in enumerate(zip(self.lengths, self.positions, strict=True))]  # fmt: skip
+        self.window_episode, self.window_start = window_index(self.positions, self.spec, bad)
         log.debug("%s: %d windows of %d steps from %d episodes", self.where, len(self), self.spec.length, len(chosen))
 
     def __getstate__(self) -> dict[str, object]:
@@ -99,9 +101,9 @@ class WindowReader:
     def __getitem__(self, i: int) -> Window:
         if not -len(self) <= i < len(self):
             raise IndexError(f"window {i} of {len(self)}")
-        parts = pieces(int(self.window_episode[i]), int(self.window_start[i]), self.lengths, self.spec)
+        parts = pieces(int(self.window_episode[i]), int(self.window_start[i]), self.positions, self.spec)
         steps = self._episode(parts[0].episode)[1]
-        return assemble(parts, self.spec, self.lengths, self._read, dict_action=ACTION_LEAF not in steps.action)
+        return assemble(parts, self.spec, self._read, dict_action=ACTION_LEAF not in steps.action)
 
     def order(self, shuffle: bool = True, seed: int = 0, epoch: int = 0) -> np.ndarray:
         """The window order of one epoch: the same for the same (seed, epoch) in every process."""

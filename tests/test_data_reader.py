@@ -52,6 +52,16 @@ def test_a_format2_dataset_gives_the_same_windows(data_world: DataWorld, tmp_pat
     old = WindowReader(LocalDataset(tmp_path / "v2"), SPEC, verify=True)
     assert not any((tmp_path / "v2").glob("frames"))
     _same(old, WindowReader(LocalDataset(data_world.dataset), SPEC))
+    # The observation after the last action, as one more position: from the index row (2), a block (3), the spool.
+    spec = WindowSpec(16, stride=16, pad=True, final_observation=True)
+    final = WindowReader(LocalDataset(tmp_path / "v2"), spec, verify=True)
+    _same(final, WindowReader(LocalDataset(data_world.dataset), spec, verify=True))
+    _same(final, WindowReader(SpoolDir(data_world.spool), spec, verify=True))
+    last = final[len(final) - 1]  # steps 144..149, then the final observation (step 150), then padding
+    _, final_frame, _ = spool_frames(data_world.episodes[1])
+    assert last["step"][:8].tolist() == [*range(144, STEPS + 1), -1]
+    assert last["valid"].tolist()[:8] == [True] * 6 + [False] * 2 and last["final"].nonzero()[0].tolist() == [6]
+    assert np.array_equal(last["frames"][6], final_frame) and last["done"][5] and not last["frames"][7:].any()
 
 
 def test_windows_cross_episodes_only_when_asked(data_world: DataWorld) -> None:

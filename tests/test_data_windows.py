@@ -61,13 +61,13 @@ def test_a_crossing_window_marks_where_episodes_end_and_begin() -> None:
         return steps[part.episode], frames
 
     spec = WindowSpec(6, cross_episodes=True)
-    w = assemble(pieces(0, 1, lengths, spec), spec, lengths, read, dict_action=False)
+    w = assemble(pieces(0, 1, lengths, spec), spec, read, dict_action=False)
     assert w["action"].tolist() == [1, 2, 100, 101, 102, 103]
     assert w["first"].tolist() == [False, False, True, False, False, False]
     assert w["done"].tolist() == [False, True, False, False, False, True]  # a quit episode's last step is done too
     assert w["frames"][:, 0, 0, 0].tolist() == [1, 1, 2, 2, 2, 2] and w["valid"].all()
     padded_spec = WindowSpec(6, pad=True)
-    padded = assemble(pieces(1, 1, lengths, padded_spec), padded_spec, lengths, read, dict_action=True)
+    padded = assemble(pieces(1, 1, lengths, padded_spec), padded_spec, read, dict_action=True)
     assert padded["valid"].tolist() == [True] * 3 + [False] * 3
     assert padded["step"].tolist() == [1, 2, 3, -1, -1, -1] and padded["actor"].tolist() == [1, 1, 1, -1, -1, -1]
     assert padded["action"]["value"].tolist() == [101, 102, 103, 0, 0, 0] and not padded["frames"][3:].any()
