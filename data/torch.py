@@ -2,7 +2,8 @@
 
 ``WindowDataset`` is map-style: a ``DataLoader`` with ``shuffle=True`` and any number of workers
 samples windows; each worker opens the episodes it reads. ``WindowStream`` is iterable: one seeded
-order per epoch (``set_epoch``), split across the workers so each window comes once. Items are the
+order per epoch (``set_epoch``), cut into one contiguous share per worker so each window comes once
+(with ``shuffle=False`` a worker reads its episodes front to back). Items are the
 reader's numpy windows; the DataLoader's default collate turns them into tensors.
 """
 
@@ -44,7 +45,8 @@ class WindowStream(torch.utils.data.IterableDataset[Window]):
     def __iter__(self) -> Iterator[Window]:
         order = self.reader.order(self.shuffle, self.seed, self.epoch)
         worker = torch.utils.data.get_worker_info()
-        if worker is not None:
-            order = order[worker.id :: worker.num_workers]
+        if worker is not None:  # contiguous shares: unshuffled, each worker reads its episodes' blocks in order
+            share = -(-len(order) // worker.num_workers)
+            order = order[worker.id * share : (worker.id + 1) * share]
         for index in order:
             yield self.reader[int(index)]
