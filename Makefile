@@ -20,7 +20,7 @@ TEST_ENV := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 HF_
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	PYTHONWARNINGS="ignore:Editable installation" PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ray,web]'
+	PYTHONWARNINGS="ignore:Editable installation" PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ray,web,torch]'
 	$(BIN)/python -m pip check
 	@touch $(STAMP)
 
@@ -80,8 +80,8 @@ docs: $(STAMP)
 	$(BIN)/python -m bench.report
 
 lint: $(STAMP)
-	$(BIN)/ruff check recorder uploader shared replay export tests bench tools
-	$(BIN)/mypy recorder uploader shared replay export
+	$(BIN)/ruff check recorder uploader shared replay export data tests bench tools
+	$(BIN)/mypy recorder uploader shared replay export data
 	$(BIN)/lint-imports
 
 clean:
