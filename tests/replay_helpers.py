@@ -17,7 +17,6 @@ import zarr
 from gymrec.shared.spool import schema
 from gymrec.shared.spool.checksums import resign
 from gymrec.shared.spool.chunks import stored_digest
-from gymrec.shared.spool.episode import Episode
 from tests.recording import record_episode  # noqa: F401  (re-exported for the suites)
 from tests.uploader_helpers import to_dataset  # noqa: F401  (re-exported for the suites)
 
