@@ -79,9 +79,10 @@ class CountingCodec(BlockCodec):
         super().__init__()
         self.decoded: list[int] = []
 
-    def decode(self, data: bytes, n: int, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray:
+    def decode(self, data: bytes | memoryview, n: int, shape: tuple[int, ...], dtype: Any = np.uint8,
+               out: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
         self.decoded.append(n)
-        return super().decode(data, n, shape, dtype)
+        return super().decode(data, n, shape, dtype, out)
 
 
 def test_a_window_reads_one_or_two_blocks_and_the_final_frame_is_last(datasets_: dict[str, Path]) -> None:

@@ -139,7 +139,7 @@ class BlockCodec:
                 compressor = self._sparse
         return bytes([flags]) + head + bytes(compressor.compress(flat.data))
 
-    def decode(self, data: bytes, n: int, shape: tuple[int, ...], dtype: np.dtype | str = "uint8",
+    def decode(self, data: bytes | memoryview, n: int, shape: tuple[int, ...], dtype: np.dtype | str = "uint8",
                out: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
         """The ``n`` frames of one block, (n, *shape), writable (into ``out`` when given, C-contiguous);
         CorruptEpisodeError when ``data`` is not one."""
@@ -253,7 +253,7 @@ def encode_block(frames: np.ndarray, codec: BlockCodec | None = None) -> bytes:
     return (codec or BlockCodec()).encode(frames)
 
 
-def decode_block(data: bytes, n: int, shape: tuple[int, ...], dtype: np.dtype | str = "uint8",
+def decode_block(data: bytes | memoryview, n: int, shape: tuple[int, ...], dtype: np.dtype | str = "uint8",
                  codec: BlockCodec | None = None) -> np.ndarray:  # fmt: skip
     """``encode_block``'s inverse: (n, *shape) frames of ``dtype``."""
     return (codec or BlockCodec()).decode(data, n, tuple(shape), dtype)
