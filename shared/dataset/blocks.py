@@ -177,7 +177,7 @@ class BlockCodec:
             raise CorruptEpisodeError("a frame block indexes past its palette", "the dataset is damaged")
         moving = None
         if flags & XOR:
-            moving = np.flatnonzero(np.bitwise_or.reduce(index[1:], axis=0)) if n > 1 else np.zeros(0, np.intp)
+            moving = _changed(index)
             index = index.copy()
             _undelta(index)
             if index.size and int(index.max()) >= len(colours):
@@ -205,9 +205,28 @@ def _moving(rgb: np.ndarray) -> np.ndarray | None:
         return np.zeros(0, np.intp)
     if np.count_nonzero(rgb[-1] != rgb[0]) * 4 >= pixels:
         return None
-    changed = np.bitwise_or.reduce(np.not_equal(rgb[1:], rgb[0]).reshape(n - 1, -1), axis=0)
-    moving = np.flatnonzero(changed.reshape(pixels, 3).any(axis=1))
+    if (pixels * 3) % 8 == 0:
+        # On 8-byte words, max != min: 23 -> 9 us a Breakout frame against bytes (best of 7, load ~5).
+        # A word spans 3-4 pixels; all of them are taken (a superset maps the same).
+        words = rgb.reshape(n, -1).view(np.uint64)
+        first = np.flatnonzero(words.max(axis=0) != words.min(axis=0)) * 8
+        span = np.minimum(first[:, np.newaxis] // 3 + np.arange(4), (first[:, np.newaxis] + 7) // 3)
+        moving = np.unique(span)
+    else:
+        changed = np.bitwise_or.reduce(np.not_equal(rgb[1:], rgb[0]).reshape(n - 1, -1), axis=0)
+        moving = np.flatnonzero(changed.reshape(pixels, 3).any(axis=1))
     return moving if len(moving) * 4 < pixels else None
+
+
+def _changed(deltas: np.ndarray) -> np.ndarray:
+    """The columns of (n, P) uint8 XOR deltas non-zero in some frame after the first (by 8-byte words
+    where P allows: the same superset rule as ``_moving``)."""
+    if len(deltas) == 1:
+        return np.zeros(0, np.intp)
+    if deltas.shape[1] % 8:
+        return np.flatnonzero(np.bitwise_or.reduce(deltas[1:], axis=0))
+    words = np.flatnonzero(np.bitwise_or.reduce(deltas[1:].view(np.uint64), axis=0))
+    return (words[:, np.newaxis] * 8 + np.arange(8)).reshape(-1)
 
 
 def _keys(rgb: np.ndarray) -> np.ndarray:
