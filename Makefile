@@ -9,8 +9,9 @@ EP ?=
 SRC ?=
 ID ?=
 OUT ?=
+STUDY ?=
 
-.PHONY: play list check test bench lint uploader replay stress clean export-minari export-video constraints
+.PHONY: play list check test bench lint uploader replay stress clean export-minari export-video constraints serve view
 
 TEST_ENV := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 HF_HUB_OFFLINE=0
 
@@ -41,6 +42,16 @@ uploader: $(STAMP)
 replay: $(STAMP)
 	@if [ -z "$(EP)$(ARGS)" ]; then echo "make replay: say which episode: make replay EP=<id> or make replay ARGS=--all" >&2; exit 2; fi
 	$(BIN)/gymrec-replay $(EP) $(ARGS)
+
+# make serve STUDY=docs/study.example.toml   (a browser study; ARGS="--host 0.0.0.0 --port 8000")
+serve: $(STAMP)
+	@if [ -z "$(STUDY)" ]; then echo "make serve: say which study file: make serve STUDY=docs/study.example.toml" >&2; exit 2; fi
+	$(BIN)/gymrec-serve $(STUDY) $(ARGS)
+
+# make view SRC=<spool|dataset dir|owner/name>   (browse episodes in the browser)
+view: $(STAMP)
+	@if [ -z "$(SRC)" ]; then echo "make view: say what to browse: make view SRC=<spool dir|dataset dir|owner/name>" >&2; exit 2; fi
+	$(BIN)/gymrec-view $(SRC) $(ARGS)
 
 # make export-minari SRC=<spool|dataset dir|owner/name> ID=gymrec/breakout-v0 ARGS="--env ALE/Breakout-v5"
 export-minari: $(STAMP)
