@@ -110,4 +110,6 @@ class RecordingCache:
             self.recorded[key] = record_episode(self.root / f"{len(self.recorded)}", env_id, steps, seed)
         source = self.recorded[key]
         spool.mkdir(parents=True, exist_ok=True)
-        return Path(shutil.copytree(source, spool / source.name))
+        # Copied beside the spool, then renamed in: a watching uploader sees it whole, as after sealing.
+        staging = Path(shutil.copytree(source, spool.parent / f".copying-{source.name}"))
+        return staging.rename(spool / source.name)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from uploader_helpers import BIN, clean_env, local_index, record_episode, run_uploader
+from uploader_helpers import BIN, clean_env, local_index, run_uploader
 
 from gymrec.shared.dataset import layout
+from tests.recording import RecordingCache
 from tests.reliability_uploader_helpers import spread
 
 SYSCALLS = ("rename", "unlink", "rmdir")
@@ -48,12 +49,12 @@ def _calls(log: Path) -> dict[str, int]:
     return {name: len(re.findall(rf"(?:^|\s){name}\(", text, re.MULTILINE)) for name in SYSCALLS}
 
 
-def test_a_kill_at_every_rename_and_delete_of_compaction_heals_on_rerun(tmp_path: Path, spool: Path) -> None:
+def test_a_kill_at_every_rename_and_delete_of_compaction_heals_on_rerun(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
     reason = _strace_works()
     if reason is not None:
         pytest.skip(reason)
     for seed in (1, 2, 3):
-        record_episode(spool, "BreakoutNoFrameskip-v4", 20, seed=seed)
+        recordings.copy(spool, "BreakoutNoFrameskip-v4", 20, seed)
     template = tmp_path / "template"
     env = clean_env(HOME=str(tmp_path), PYTHONDONTWRITEBYTECODE="1")
     done = run_uploader(["--spool", str(spool), "--once", "--local-dir", str(template), "--batch-episodes", "1"], tmp_path, env)
@@ -85,6 +86,6 @@ def test_a_kill_at_every_rename_and_delete_of_compaction_heals_on_rerun(tmp_path
     assert killed >= planned - 2, "the injected kills did not land"
     # and the dataset still takes new episodes
     shutil.copytree(template, tmp_path / "last")
-    record_episode(spool, "BreakoutNoFrameskip-v4", 20, seed=4)
+    recordings.copy(spool, "BreakoutNoFrameskip-v4", 20, 4)
     done = run_uploader(["--spool", str(spool), "--once", "--local-dir", str(tmp_path / "last")], tmp_path, env)
     assert done.returncode == 0 and done.stdout.startswith("1 uploaded"), done.stderr
