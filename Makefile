@@ -9,8 +9,9 @@ EP ?=
 SRC ?=
 ID ?=
 OUT ?=
+STUDY ?=
 
-.PHONY: play list check test bench lint uploader replay stress clean export-minari export-video constraints
+.PHONY: play list check test bench lint uploader replay stress clean export-minari export-video constraints serve view
 
 TEST_ENV := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 HF_HUB_OFFLINE=0
 
@@ -20,7 +21,7 @@ TEST_ENV := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 HF_
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	PYTHONWARNINGS="ignore:Editable installation" PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ray,web]'
+	PYTHONWARNINGS="ignore:Editable installation" PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ray,web,torch]'
 	$(BIN)/python -m pip check
 	@touch $(STAMP)
 
@@ -41,6 +42,16 @@ uploader: $(STAMP)
 replay: $(STAMP)
 	@if [ -z "$(EP)$(ARGS)" ]; then echo "make replay: say which episode: make replay EP=<id> or make replay ARGS=--all" >&2; exit 2; fi
 	$(BIN)/gymrec-replay $(EP) $(ARGS)
+
+# make serve STUDY=docs/study.example.toml   (a browser study; ARGS="--host 0.0.0.0 --port 8000")
+serve: $(STAMP)
+	@if [ -z "$(STUDY)" ]; then echo "make serve: say which study file: make serve STUDY=docs/study.example.toml" >&2; exit 2; fi
+	$(BIN)/gymrec-serve $(STUDY) $(ARGS)
+
+# make view SRC=<spool|dataset dir|owner/name>   (browse episodes in the browser)
+view: $(STAMP)
+	@if [ -z "$(SRC)" ]; then echo "make view: say what to browse: make view SRC=<spool dir|dataset dir|owner/name>" >&2; exit 2; fi
+	$(BIN)/gymrec-view $(SRC) $(ARGS)
 
 # make export-minari SRC=<spool|dataset dir|owner/name> ID=gymrec/breakout-v0 ARGS="--env ALE/Breakout-v5"
 export-minari: $(STAMP)
@@ -80,8 +91,8 @@ docs: $(STAMP)
 	$(BIN)/python -m bench.report
 
 lint: $(STAMP)
-	$(BIN)/ruff check recorder uploader shared replay export tests bench tools
-	$(BIN)/mypy recorder uploader shared replay export
+	$(BIN)/ruff check recorder uploader shared replay export data tests bench tools
+	$(BIN)/mypy recorder uploader shared replay export data
 	$(BIN)/lint-imports
 
 clean:

@@ -89,6 +89,12 @@ def p13_rows() -> list[Row]:
     return serve_bench.p13()
 
 
+def read_rows() -> list[Row]:
+    from bench import read_bench
+
+    return read_bench.read_rows()
+
+
 SUITES: Mapping[str, Callable[[], list[Row]]] = MappingProxyType({
     "P1": cli_bench.p1_p5,
     "P3": recorder_bench.p3,
@@ -103,10 +109,11 @@ SUITES: Mapping[str, Callable[[], list[Row]]] = MappingProxyType({
     "E1": export_rows,
     "RW": rewind_rows,
     "P13": p13_rows,
+    "R-READ": read_rows,
 })
 # P5 comes with P1 (it replays P1's recording); P9 and the read speed with P8; E2/E3 (video) with E1.
 # P2X is P2 in a real X window (Xvfb); ``P2`` runs both.
-ALIASES: Mapping[str, str] = MappingProxyType({"P5": "P1", "P9": "P8", "READ": "P8", "E2": "E1", "E3": "E1"})
+ALIASES: Mapping[str, str] = MappingProxyType({"R-STREAM": "R-READ", "P5": "P1", "P9": "P8", "READ": "P8", "E2": "E1", "E3": "E1"})
 WITH: Mapping[str, tuple[str, ...]] = MappingProxyType({"P2": ("P2", "P2X")})
 
 

@@ -133,11 +133,12 @@ HUB_TIMEOUT_S = 60.0  # huggingface_hub waits forever by default; a stalled Hub 
 @click.option("--fps", type=FiniteFloat(0.1, 1000.0), help="Playback speed for --render (default: the recorded fps).")
 @click.option("--no-verify", is_flag=True, help="With --render: only show the recording; no env needed.")
 @click.option("--diff-dir", type=click.Path(path_type=Path), help="Where divergence images go (default: a temp directory).")
-@click.option("--check-frames", is_flag=True, help="Also prove every stored frame matches its stored hash (slower: decodes all).")
+@click.option("--check-frames/--no-check-frames", default=None,
+              help="Prove every stored frame matches its stored hash (decodes all; default: on for format-3 datasets).")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
 @cli_edge(PROG)
 def main(episode: str | None, spool: Path | None, repo_id: str | None, local_dir: Path | None, endpoint: str | None,
-         all_: bool, render: bool, fps: float | None, no_verify: bool, diff_dir: Path | None, check_frames: bool,
+         all_: bool, render: bool, fps: float | None, no_verify: bool, diff_dir: Path | None, check_frames: bool | None,
          verbose: bool) -> None:  # fmt: skip
     """Replay EPISODE (a spool path, an episode id or prefix, or a dataset) and verify it bit-exactly.
 

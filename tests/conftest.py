@@ -37,7 +37,7 @@ SLOW_MODULES = frozenset({
     "test_dataset_human_fields", "test_integrity", "test_uploader_paths", "test_uploader_local",
     "test_readme_paths", "test_replay_sources", "test_pairing_bot", "test_real_window_help", "test_readme_commands",
     "test_export_mixed", "test_compact_crash", "test_exactly_once", "test_foreign_targets", "test_poison_pills",
-    "test_duplicate_rows", "test_uploader_daemon_output", "test_ray_cluster", "test_serve_browser",
+    "test_duplicate_rows", "test_uploader_daemon_output", "test_ray_cluster", "test_serve_browser", "test_data_docs",
 })
 # Single heavy tests (module::function) in otherwise quick modules: kills and CLI subprocess tables.
 SLOW_TESTS = frozenset({
@@ -164,3 +164,11 @@ def record(env_id: str, spool: Path, cwd: Path, steps: int = 200, seed: int = 1,
                    "--seed", str(seed), "--spool", str(spool), *extra, cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return [Path(line) for line in proc.stdout.splitlines() if line.endswith(".zarr")]
+
+
+@pytest.fixture(scope="session")
+def data_world(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """Two recorded Breakout games in a spool and in a local dataset, shared by the gymrec.data suites."""
+    from tests.data_helpers import build_world
+
+    return build_world(tmp_path_factory.mktemp("data-world"))

@@ -17,8 +17,8 @@ import zarr
 from gymrec.shared.spool import schema
 from gymrec.shared.spool.checksums import resign
 from gymrec.shared.spool.chunks import stored_digest
-from gymrec.shared.spool.episode import Episode
 from tests.recording import record_episode  # noqa: F401  (re-exported for the suites)
+from tests.uploader_helpers import to_dataset  # noqa: F401  (re-exported for the suites)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -140,16 +140,3 @@ def flip_a_decodable_bit(chunk: Path) -> None:
             chunk.write_bytes(bytes(data))
             return
     raise AssertionError(f"no offset of {chunk} decodes after a bit flip: the case stages nothing")
-
-
-def to_dataset(episodes: list[Path], root: Path) -> Path:
-    """A format-2 local dataset of ``episodes``, written by the uploader's own batch writer."""
-    from gymrec.uploader.convert import ConvertOptions, convert_episode
-    from gymrec.uploader.local import LocalWriter
-    from gymrec.uploader.shards import build_batch
-
-    options = ConvertOptions(workers=1)
-    work = root.parent / f"{root.name}-work"
-    converted = [convert_episode(Episode(episode), work / Path(episode).stem, options) for episode in episodes]
-    LocalWriter(root).add(build_batch(converted, work / "batch", options))
-    return root

@@ -20,7 +20,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PRODUCT = ("shared", "recorder", "uploader", "replay", "export")
+PRODUCT = ("shared", "recorder", "uploader", "replay", "export", "data")
 # The CLI edge: the modules that read the environment, the user's home and the temp dir, and map any
 # error to one line. Each is named; a new cli.py is not exempt until it is listed here.
 CLI_EDGE = frozenset({"recorder/cli.py", "uploader/cli.py", "replay/cli.py", "export/cli.py", "shared/cli/edge.py",
@@ -228,7 +228,7 @@ def test_the_wheel_installs_one_gymrec_namespace(tmp_path: Path) -> None:
     elsewhere.mkdir()
     probe = ("import importlib.util, gymrec.shared; "
              "print(gymrec.shared.__file__); "
-             "print([n for n in ('shared', 'recorder', 'uploader', 'replay') if importlib.util.find_spec(n)])")
+             "print([n for n in ('shared', 'recorder', 'uploader', 'replay', 'data') if importlib.util.find_spec(n)])")
     ran = subprocess.run([str(venv / "bin" / "python"), "-c", probe], cwd=elsewhere, capture_output=True, text=True,
                          env=env)
     assert ran.returncode == 0, ran.stderr

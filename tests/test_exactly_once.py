@@ -170,17 +170,17 @@ def _a_duplicated_shard(files: dict[str, bytes]) -> dict[str, bytes]:
     index_file = sorted(p for p in files if layout.is_index_path(p))[0]
     rows = pq.read_table(io.BytesIO(files[index_file])).to_pylist()
     copy = "f" * 32
-    data_file = layout.data_path(CONFIG, copy)
+    data_file, frames_file = layout.data_path(CONFIG, copy), layout.frames_path(CONFIG, copy)
     out = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist([r | {layout.INDEX_DATA_FILE_COLUMN: data_file} for r in rows],
-                                        schema=INDEX_FEATURES.arrow_schema), out)  # fmt: skip
+    pq.write_table(pa.Table.from_pylist([r | {layout.INDEX_DATA_FILE_COLUMN: data_file, layout.INDEX_FRAMES_FILE_COLUMN: frames_file}
+                                         for r in rows], schema=INDEX_FEATURES.arrow_schema), out)  # fmt: skip
     info = json.loads(files[layout.INFO_PATH])
     entry = info["configs"][CONFIG]
     entry["episodes"] += len(rows)
     entry["steps"] += sum(r["length"] for r in rows)
     entry["shards"] += 1
-    return {data_file: files[rows[0][layout.INDEX_DATA_FILE_COLUMN]], layout.index_path(CONFIG, copy): out.getvalue(),
-            layout.INFO_PATH: json.dumps(info).encode()}  # fmt: skip
+    return {data_file: files[rows[0][layout.INDEX_DATA_FILE_COLUMN]], frames_file: files[rows[0][layout.INDEX_FRAMES_FILE_COLUMN]],
+            layout.index_path(CONFIG, copy): out.getvalue(), layout.INFO_PATH: json.dumps(info).encode()}  # fmt: skip
 
 
 def test_compaction_leaves_out_identical_duplicates(target: Target, spool: Path, record: Record) -> None:

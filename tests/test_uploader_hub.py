@@ -84,16 +84,23 @@ def test_upload_load_dataset_and_no_duplicates(recordings: RecordingCache, tmp_p
             assert receipt["repo"] == REPO and receipt["commit"] == hub.commits(REPO)[-1].oid
             assert (spool / UPLOADED_AREA / f"{eid}.zarr").is_dir()
             assert receipt["paths"] == [layout.data_path("breakoutnoframeskip-v4", receipt["batch_id"]),
+                                        layout.frames_path("breakoutnoframeskip-v4", receipt["batch_id"]),
                                         layout.index_path("breakoutnoframeskip-v4", receipt["batch_id"])]
             assert all(path in files for path in receipt["paths"])
         assert sorted(m["episode_id"] for m in _metas(files)) == sorted(spool_data)
         info = json.loads(files[layout.INFO_PATH])
-        assert info["format_version"] == 2 and info["configs"]["breakoutnoframeskip-v4"]["episodes"] == 2
-        code = (
-            "import sys, json, numpy as np, datasets\n"
+        assert info["format_version"] == layout.FORMAT_VERSION and info["configs"]["breakoutnoframeskip-v4"]["episodes"] == 2
+        code = (  # the step rows through datasets, the frames from their blocks by range reads, each hash checked
+            "import os, sys, json, datasets\n"
+            "from gymrec.shared.dataset.frames import FrameStore\n"
+            "from gymrec.shared.dataset.index import DatasetIndex\n"
+            "from gymrec.shared.dataset.reader import HubFiles\n"
             f"ds = datasets.load_dataset({REPO!r}, 'breakoutnoframeskip-v4', split='train')\n"
-            "out = {}\n"
-            "for row in ds: out.setdefault(row['episode_id'], []).append(np.asarray(row['observation']).tobytes().hex())\n"
+            f"index = DatasetIndex(HubFiles({REPO!r}, os.environ['HF_ENDPOINT'], os.environ['HF_TOKEN']))\n"
+            "rows = {}\n"
+            "for eid in ds['episode_id']: rows[eid] = rows.get(eid, 0) + 1\n"
+            "with FrameStore(index) as store:\n"
+            "    out = {e: [f.tobytes().hex() for f in store.episode(e, verify=True).read(0, n)] for e, n in rows.items()}\n"
             "json.dump(out, sys.stdout)\n"
         )
         loaded = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)

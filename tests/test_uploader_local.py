@@ -21,6 +21,10 @@ from uploader_helpers import (
 )
 
 from gymrec.shared.dataset import layout
+from gymrec.shared.dataset.blocks import BLOCK_FRAMES
+from gymrec.shared.dataset.frames import FrameStore
+from gymrec.shared.dataset.index import DatasetIndex
+from gymrec.shared.dataset.reader import LocalFiles
 from gymrec.shared.spool import schema
 from gymrec.shared.spool.attrs import REQUIRED_FIELDS, SEAL_FIELDS
 from gymrec.shared.spool.episode import Episode
@@ -50,12 +54,19 @@ def _check_round_trip(dataset: Path, sealed: Path, config: str | None = None) ->
     episode = Episode(sealed)
     actions = episode.actions()
     hashes = episode.hashes(attrs["image_key"], 0, episode.length)
+    with FrameStore(DatasetIndex(LocalFiles(dataset))) as store:
+        stored = store.episode(eid, verify=True).read(0, len(frames) + 1)  # the final observation is the last
+    assert stored.dtype == np.uint8 and np.array_equal(stored[-1].reshape(final.shape), final)
     for t, row in enumerate(rows):
         assert row["step"] == t
-        decoded = np.asarray(row["observation"])
-        assert decoded.dtype == np.uint8 and np.array_equal(decoded.reshape(frames[t].shape), frames[t]), f"frame {t}"
+        decoded = stored[t]
+        assert np.array_equal(decoded.reshape(frames[t].shape), frames[t]), f"frame {t}"
         assert row["observation_hash"] == int(hashes[t])
         assert schema.row_hash(decoded.reshape(frames[t].shape)) == int(hashes[t])
+        preview = row[layout.PREVIEW_COLUMN]  # the first frame of each block, for the dataset viewer
+        assert (preview is None) == (t % BLOCK_FRAMES != 0), t
+        if preview is not None:
+            assert np.array_equal(np.asarray(preview).reshape(frames[t].shape), frames[t])
         native = layout.decode_action_value(attrs["action_space"], row["action"])
         expected = actions[t]
         if isinstance(expected, dict):
@@ -86,7 +97,7 @@ def test_atari_round_trip_and_receipt(recordings: RecordingCache, tmp_path: Path
     _check_round_trip(dataset, moved)  # one config: datasets takes it without a name
     _check_round_trip(dataset, moved, "breakoutnoframeskip-v4")
     info = json.loads((dataset / layout.INFO_PATH).read_text())
-    assert info["format_version"] == 2 and info["configs"]["breakoutnoframeskip-v4"]["episodes"] == 1
+    assert info["format_version"] == layout.FORMAT_VERSION and info["configs"]["breakoutnoframeskip-v4"]["episodes"] == 1
     assert (dataset / layout.preview_path("breakoutnoframeskip-v4")).is_file()
     # a second run finds nothing to do and changes nothing
     before = {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file() and ".lock" not in p.name}
@@ -245,8 +256,8 @@ def test_row_groups_stay_under_the_limit_across_episodes(recordings: RecordingCa
 
 
 @pytest.mark.parametrize(("setup", "needle"), [
-    (lambda d: (d / "meta").mkdir(parents=True) or (d / "meta" / "info.json").write_text('{"format_version": 3}'),
-     "format_version 3"),
+    (lambda d: (d / "meta").mkdir(parents=True) or (d / "meta" / "info.json").write_text('{"format_version": 4}'),
+     "format_version 4"),
     (lambda d: (d / "meta" / "episodes").mkdir(parents=True) or (d / "meta" / "episodes" / "a.json").write_text("{}"),
      "format-1"),
 ])  # fmt: skip

@@ -102,3 +102,16 @@ def daemon_until(args: list[str], cwd: Path, env: dict[str, str], ready: Any, wh
             proc.kill()
             proc.wait()
     return proc.returncode, out, err
+
+
+def to_dataset(episodes: list[Path], root: Path) -> Path:
+    """A local dataset (the current format) of ``episodes``, written by the uploader's own batch writer."""
+    from gymrec.uploader.convert import ConvertOptions, convert_episode
+    from gymrec.uploader.local import LocalWriter
+    from gymrec.uploader.shards import build_batch
+
+    options = ConvertOptions(workers=1)
+    work = root.parent / f"{root.name}-work"
+    converted = [convert_episode(Episode(episode), work / Path(episode).stem, options) for episode in episodes]
+    LocalWriter(root).add(build_batch(converted, work / "batch", options))
+    return root

@@ -2,7 +2,7 @@
 
 A batch is keyed by its target (a repo id, or the local dataset). It is due ``commit_every``
 seconds after its first episode arrived, or as soon as it holds ``batch_episodes`` episodes,
-``batch_bytes`` of converted data, or ``MAX_CONFIGS`` configs (each config adds two files to the
+``batch_bytes`` of converted data, or ``MAX_CONFIGS`` configs (each config adds three files to the
 commit, and a commit must stay under the Hub's 100 files).
 
 Exactly once: the manifest (``uploader.manifests``) is written before the commit and removed after
@@ -45,7 +45,7 @@ from gymrec.uploader.shards import Batch, batch_id, build_batch
 
 log = logging.getLogger(__name__)
 
-MAX_CONFIGS = 30  # 2 files each + info.json + card + previews < the Hub's 100 files per commit
+MAX_CONFIGS = 24  # 3 files each + info.json + card + previews < the Hub's 100 files per commit
 LOCAL_PREFIX = withdrawals.LOCAL_TARGET  # a local dataset as a target: "local:<dir>"
 
 

@@ -117,7 +117,15 @@ def _quality(c: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def _config_section(name: str, c: dict[str, Any], target: Target) -> list[str]:
+def _observation_row(c: dict[str, Any], fmt: int) -> str:
+    kind = str(c["observation_format"]).upper()
+    if fmt >= 3:
+        return (f"| `preview` | Image (lossless {kind}) or null | `{c['image_key']}` at the first step of each 64-step block, "
+                "for browsing; every frame is in `frames/` (see Layout) |")  # fmt: skip
+    return f"| `observation` | Image (lossless {kind}) | `{c['image_key']}`: what the player saw when choosing action t |"
+
+
+def _config_section(name: str, c: dict[str, Any], target: Target, fmt: int) -> list[str]:
     extra = "".join(f"\n| `{leaf}` | list of numbers | observation leaf `{leaf}` at step t |" for leaf in c["extra_leaves"])
     info = "".join(f"\n| `info_{key}` | number | `info[{key!r}]` after step t |" for key in c["info_keys"])
     return [
@@ -132,7 +140,7 @@ def _config_section(name: str, c: dict[str, Any], target: Target) -> list[str]:
         "|---|---|---|",
         "| `episode_id` | string | the episode (its row in the index: `meta/episodes/`) |",
         "| `step` | int64 | t, from 0 |",
-        f"| `observation` | Image (lossless {str(c['observation_format']).upper()}) | `{c['image_key']}`: what the player saw when choosing action t |",
+        _observation_row(c, fmt),
         "| `observation_hash` | uint64 | xxh3-64 of the raw observation array (C order), for hash-first verification |",
         "| `action` | see below | the action applied at step t, in the env's native form |",
         "| `reward` | float64 | reward of step t |",
@@ -154,6 +162,22 @@ def _config_section(name: str, c: dict[str, Any], target: Target) -> list[str]:
     ]
 
 
+def _frames_layout(fmt: int) -> list[str]:
+    if fmt < 3:
+        return []
+    return [
+        "- `frames/<config>/<ss>/<shard>.parquet`: every observation, the final one included, in lossless blocks of",
+        "  64 frames (each frame XORed with the one before, then zstd); the index row says which file and rows.",
+        "  Read them with `gymrec.shared.dataset.frames` (or `gymrec.data`), which checks each frame's hash.",
+    ]
+
+
+def _frame_use(fmt: int) -> list[str]:
+    if fmt < 3:
+        return ["frame = ds[0]['observation']  # a PIL image, decoded losslessly"]
+    return ["preview = ds[0]['preview']  # a PIL image of step 0; all frames: frames/ (see Layout)"]
+
+
 def render(info: dict[str, Any], target: Target) -> str:
     """The whole card for the dataset ``info`` describes."""
     configs: dict[str, dict[str, Any]] = info["configs"]
@@ -161,6 +185,7 @@ def render(info: dict[str, Any], target: Target) -> str:
     steps = sum(c["steps"] for c in configs.values())
     hours = sum(c["seconds"] for c in configs.values()) / 3600
     first = next(iter(configs), "<config>")
+    fmt = layout.format_of(info)
     url = project_url()
     gymrec = f"[gymrec]({url})" if url else "gymrec"
     header = "---\n" + yaml.safe_dump(front_matter(info), sort_keys=False) + "---\n"
@@ -180,10 +205,11 @@ def render(info: dict[str, Any], target: Target) -> str:
         "",
         "Hours are steps divided by each episode's recorded `fps`.",
         "",
-        "## Layout (gymrec dataset format 2)",
+        f"## Layout (gymrec dataset format {fmt})",
         "",
         "- `data/<config>/<ss>/<shard>.parquet`: one row per step t; each shard holds many episodes, in row",
         "  groups of at most 1,000 rows.",
+        *_frames_layout(fmt),
         "- `meta/episodes/<config>/<ss>/<shard>.parquet`: the index, one row per episode: seed, env id, length,",
         "  return, end reason, player, collector, versions, spaces, keymap, fps, action meanings, which data file",
         "  and rows hold it, and the final observation (after the last step) as an Image column.",
@@ -227,7 +253,7 @@ def render(info: dict[str, Any], target: Target) -> str:
         "",
     ]
     for name, c in configs.items():
-        body += _config_section(name, c, target)
+        body += _config_section(name, c, target, fmt)
     body += [
         "## Use",
         "",
@@ -237,7 +263,7 @@ def render(info: dict[str, Any], target: Target) -> str:
         "from datasets import load_dataset",
         f"ds = load_dataset({target.name!r}, {first!r}, split='train')",
         f"stream = load_dataset({target.name!r}, {first!r}, split='train', streaming=True)",
-        "frame = ds[0]['observation']  # a PIL image, decoded losslessly",
+        *_frame_use(fmt),
         "```",
         "",
         "Verify that an episode replays bit-exactly in the same env (same packages as in its metadata):",

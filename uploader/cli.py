@@ -72,7 +72,9 @@ def _install_stop(stop: threading.Event, abort: threading.Event) -> None:
 @click.option("--once", is_flag=True, help="Upload what is in the spool now, then exit.")
 @click.option("--commit-every", type=FiniteFloat(0.0, 86400.0), default=60.0, show_default=True,
               help="Seconds from a batch's first episode to its commit.")
-@click.option("--batch-episodes", type=click.IntRange(1, 10_000), default=100, show_default=True,
+# Up to 1 M episodes a batch: a cluster node publishing at the repo's commit budget (docs/cluster.md) needs
+# ~170 k a commit; a batch costs one manifest write and one shard per config, whatever its size.
+@click.option("--batch-episodes", type=click.IntRange(1, 1_000_000), default=100, show_default=True,
               help="Commit sooner when a batch holds this many episodes.")
 @click.option("--batch-mb", type=FiniteFloat(1.0, 100_000.0), default=256.0, show_default=True,
               help="Commit sooner when a batch holds about this much converted data (MB).")
@@ -214,10 +216,16 @@ def withdraw(ctx: click.Context, participant: str, spool_opt: Path | None) -> No
 @click.option("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co).")
 @click.option("--target-mb", type=FiniteFloat(1.0, 100_000.0), default=500.0, show_default=True,
               help="Merge each config's small shards into files of about this size.")
+@click.option("--to-format", type=click.Choice(["3"]), default=None,
+              help="Convert a format-2 dataset to format 3 (frame blocks), checking every frame's hash, instead of merging.")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
 @cli_edge(PROG)
-def compact(repo_id: str | None, local_dir: Path | None, endpoint: str | None, target_mb: float, verbose: bool) -> None:
-    """Merge each config's small shards into large ones, in one commit (safe while others upload)."""
+def compact(repo_id: str | None, local_dir: Path | None, endpoint: str | None, target_mb: float, to_format: str | None,
+            verbose: bool) -> None:  # fmt: skip
+    """Merge each config's small shards into large ones, in one commit (safe while others upload).
+
+    With --to-format 3: convert a format-2 dataset to format 3 instead, losslessly (a rerun after an
+    interruption finishes it)."""
     configure_logging(verbose)
     if repo_id is not None and local_dir is not None:
         raise click.UsageError("pass one of --repo-id ID or --local-dir DIR, not both")
@@ -225,13 +233,16 @@ def compact(repo_id: str | None, local_dir: Path | None, endpoint: str | None, t
     if repo_id is None:  # the uploader's own default target, so 'compact' after 'gymrec-uploader' just works
         local_dir = local_dir or data_dir(environ) / "dataset"
     target = int(target_mb * (1 << 20))
-    options = ConvertOptions(workers=1)
+    options = ConvertOptions(workers=1 if to_format is None else max(1, os.cpu_count() or 1))
     with tempfile.TemporaryDirectory(prefix="gymrec-compact-") as tmp:
         if local_dir is not None:
             local_dir = _utf8_dir(local_dir)
             if not (local_dir / "meta" / "info.json").is_file():
                 raise DatasetError(f"{local_dir} is not a gymrec dataset (no meta/info.json)", "pass --local-dir DIR")
             writer = LocalWriter(local_dir)
+            if to_format is not None:
+                _say_converted(str(local_dir), writer.to_format3(options))
+                return
             replaced, written = writer.compact_shards(target, options)
             where = str(local_dir)
         else:
@@ -244,6 +255,9 @@ def compact(repo_id: str | None, local_dir: Path | None, endpoint: str | None, t
 
             disable_progress_bars()
             pusher = HubPusher(access.endpoint, access.token, False, RetryPolicy(), threading.Event())
+            if to_format is not None:
+                _say_converted(repo_id, pusher.to_format3(repo_id, Path(tmp), options))
+                return
             replaced, written = pusher.compact_shards(repo_id, target, Path(tmp), options)
             where = repo_id
     click.echo(f"compacted {where}: {replaced} shards merged into {written}")
@@ -251,3 +265,11 @@ def compact(repo_id: str | None, local_dir: Path | None, endpoint: str | None, t
     if skipped:  # the rest was compacted; these are damaged: say so with the corruption code
         raise CorruptShardError(f"{len(skipped)} shard(s) of {where} do not read back and were left as they are: "
                                 f"{'; '.join(skipped)}", "restore them from a copy, or remove them by hand")
+
+
+def _say_converted(where: str, done: tuple[int, int, int]) -> None:
+    shards, episodes, frames = done
+    if shards == 0:
+        click.echo(f"{where} is already format 3: nothing to convert")
+    else:
+        click.echo(f"converted {where} to format 3: {shards} shards, {episodes} episodes, {frames} frames, every frame hash equal")

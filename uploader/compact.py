@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 
 from gymrec.shared.dataset import layout
 from gymrec.shared.errors import DatasetError
-from gymrec.uploader.convert import ConvertOptions, RowGroupWriter
+from gymrec.uploader.convert import ConvertOptions, RowGroupWriter, frames_options
+from gymrec.uploader.frame_blocks import FRAMES_SCHEMA
 from gymrec.uploader.index_row import INDEX_FEATURES, parse_attributes, quality_totals, seconds
 from gymrec.uploader.published import CONTENT_DIGEST_COLUMN, Listed, legacy_fingerprint
 
@@ -35,6 +36,7 @@ class Shard:
     config: str
     shard: str
     size: int
+    frames: bool = False  # format 3: a frames shard beside the data shard
 
     @property
     def data_file(self) -> str:
@@ -43,6 +45,14 @@ class Shard:
     @property
     def index_file(self) -> str:
         return layout.index_path(self.config, self.shard)
+
+    @property
+    def frames_file(self) -> str:
+        return layout.frames_path(self.config, self.shard)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (self.data_file, self.index_file, *((self.frames_file,) if self.frames else ()))
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,7 @@ class Merged:
 
     @property
     def deleted(self) -> list[str]:
-        return sorted(p for s in self.replaces for p in (s.data_file, s.index_file))
+        return sorted(p for s in self.replaces for p in s.files)
 
 
 def shards_of(paths: dict[str, int]) -> list[Shard]:
@@ -67,7 +77,8 @@ def shards_of(paths: dict[str, int]) -> list[Shard]:
         if path.startswith(layout.DATA_DIR + "/") and len(parts) == 4 and path.endswith(layout.SHARD_SUFFIX):
             config, shard = parts[1], parts[3][: -len(layout.SHARD_SUFFIX)]
             if layout.index_path(config, shard) in paths:
-                out.append(Shard(config, shard, size))
+                frames = paths.get(layout.frames_path(config, shard))
+                out.append(Shard(config, shard, size + (frames or 0), frames is not None))
     return sorted(out, key=lambda s: (s.config, s.size, s.shard))
 
 
@@ -114,6 +125,8 @@ def usable(group: tuple[Shard, ...], local: dict[str, Path]) -> tuple[tuple[Shar
             rows = pq.read_table(local[shard.index_file]).num_rows
             data = pq.ParquetFile(local[shard.data_file])
             data.read(columns=[layout.EPISODE_ID_COLUMN, layout.OBS_HASH_COLUMN])
+            if shard.frames:
+                pq.ParquetFile(local[shard.frames_file]).read(columns=[layout.BLOCK_EPISODE_COLUMN, layout.BLOCK_COUNT_COLUMN])
             if rows == 0 or data.metadata.num_rows == 0:
                 raise ValueError("it holds no rows")
             kept.append(shard)
@@ -152,7 +165,7 @@ def _kept(index_rows: list[dict[str, Any]], seen: dict[str, str], where: str) ->
 
 def merge(group: tuple[Shard, ...], local: dict[str, Path], root: Path, options: ConvertOptions,
           leave_out: frozenset[str] = frozenset()) -> Merged:
-    """Write the merged data and index shard of ``group`` under ``root`` and verify them.
+    """Write the merged data, frames and index shard of ``group`` under ``root`` and verify them.
 
     An episode listed twice with identical content (published twice by a gymrec before exactly-once
     checked ids) keeps its first copy; its later rows are left out. The episodes in ``leave_out`` (a
@@ -161,15 +174,14 @@ def merge(group: tuple[Shard, ...], local: dict[str, Path], root: Path, options:
     """
     config = group[0].config
     seen: dict[str, str] = {}
-    plans = []  # per shard: its kept index rows and the (start, count) row ranges left out
+    plans = []  # per shard: its kept index rows and the index rows left out
     dropped: list[dict[str, Any]] = []
     withdrawn: list[dict[str, Any]] = []
     for s in sorted(group, key=lambda s: s.shard):
         keep, drop = _kept(pq.read_table(local[s.index_file]).to_pylist(), seen, s.index_file)
         out = [r for r in keep if r["episode_id"] in leave_out]
         keep = [r for r in keep if r["episode_id"] not in leave_out]
-        gone = sorted((int(r[layout.INDEX_ROW_START_COLUMN]), int(r[layout.INDEX_ROW_COUNT_COLUMN])) for r in drop + out)
-        plans.append((s, keep, gone))
+        plans.append((s, keep, drop + out))
         dropped += drop
         withdrawn += out
     gone_ids = sorted(f"without {r['episode_id']}" for r in withdrawn)
@@ -177,36 +189,85 @@ def merge(group: tuple[Shard, ...], local: dict[str, Path], root: Path, options:
     if not any(keep for _, keep, _ in plans):
         return Merged(config, new, group, {}, tuple(dropped), tuple(withdrawn))
     data_file, index_file = layout.data_path(config, new), layout.index_path(config, new)
-    for rel in (data_file, index_file):
+    blocks = all(s.frames for s in group)
+    if not blocks and any(s.frames for s in group):
+        raise DatasetError(f"{config}: shards of formats 2 and 3 cannot be merged", "run gymrec-uploader compact --to-format 3 first")
+    frames_file = layout.frames_path(config, new)
+    for rel in (data_file, index_file, frames_file):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
     first = pq.ParquetFile(local[group[0].data_file])
     rows: list[dict[str, Any]] = []
     expected_hashes: list[Any] = []
-    with RowGroupWriter(root / data_file, first.schema_arrow, options) as writer:  # a failed write is not written again
-        for s, keep, gone in plans:
+    # a failed write is not written again
+    with RowGroupWriter(root / data_file, first.schema_arrow, options) as writer, \
+            RowGroupWriter(root / frames_file, FRAMES_SCHEMA, frames_options(options)) as block_writer:  # fmt: skip
+        for s, keep, removed in plans:
             offset = writer.written + writer.rows
             shard = pq.ParquetFile(local[s.data_file])
             if shard.schema_arrow != first.schema_arrow:
                 raise DatasetError(f"{s.data_file} has another schema than {group[0].data_file}", "compact it separately")
-            position = 0
-            for batch in shard.iter_batches(batch_size=256):
-                if gone:
-                    mask = [not any(a <= position + i < a + n for a, n in gone) for i in range(batch.num_rows)]
-                    position += batch.num_rows
-                    batch = batch.filter(pa.array(mask))
+            gone = _ranges(removed, layout.INDEX_ROW_START_COLUMN, layout.INDEX_ROW_COUNT_COLUMN)
+            for batch in _without(shard, gone, 256):
                 writer.add(batch)
                 expected_hashes += batch.column(layout.OBS_HASH_COLUMN).to_pylist()
-            for row in keep:
-                start = int(row[layout.INDEX_ROW_START_COLUMN])
-                before = sum(n for a, n in gone if a < start)  # rows left out ahead of it in this shard
-                rows.append(row | {layout.INDEX_DATA_FILE_COLUMN: data_file,
-                                   layout.INDEX_ROW_START_COLUMN: offset + start - before})  # fmt: skip
+            moved = [row | {layout.INDEX_DATA_FILE_COLUMN: data_file, layout.INDEX_ROW_START_COLUMN: offset + start}
+                     for row, start in zip(keep, _shifted(keep, gone, layout.INDEX_ROW_START_COLUMN), strict=True)]  # fmt: skip
+            if blocks:
+                moved = _copy_blocks(local[s.frames_file], keep, removed, block_writer, frames_file, moved)
+            rows += moved
     pq.write_table(pa.Table.from_pylist(rows, schema=INDEX_FEATURES.arrow_schema), root / index_file, compression="zstd")
     _verify(root / data_file, root / index_file, rows, expected_hashes, data_file)
+    files = {data_file: root / data_file, index_file: root / index_file}
+    if blocks:
+        verify_blocks(root / frames_file, rows, frames_file)
+        files[frames_file] = root / frames_file
     if dropped:
         log.warning("%s: left out %d duplicate row(s) of %s", config, len(dropped), ", ".join(sorted({r["episode_id"] for r in dropped})))
-    return Merged(config, new, group, {data_file: root / data_file, index_file: root / index_file}, tuple(dropped),
-                  tuple(withdrawn))  # fmt: skip
+    return Merged(config, new, group, files, tuple(dropped), tuple(withdrawn))
+
+
+def _ranges(rows: list[dict[str, Any]], start: str, count: str) -> list[tuple[int, int]]:
+    return sorted((int(r[start]), int(r[count])) for r in rows)
+
+
+def _shifted(keep: list[dict[str, Any]], gone: list[tuple[int, int]], column: str) -> list[int]:
+    """Each kept row's start, less the rows left out ahead of it in its shard."""
+    return [int(r[column]) - sum(n for a, n in gone if a < int(r[column])) for r in keep]
+
+
+def _without(shard: pq.ParquetFile, gone: list[tuple[int, int]], size: int) -> Iterator[pa.RecordBatch]:
+    """A shard's rows in batches, less the (start, count) ranges ``gone``."""
+    position = 0
+    for batch in shard.iter_batches(batch_size=size):
+        if gone:
+            mask = [not any(a <= position + i < a + n for a, n in gone) for i in range(batch.num_rows)]
+            position += batch.num_rows
+            batch = batch.filter(pa.array(mask))
+        yield batch
+
+
+def _copy_blocks(source: Path, keep: list[dict[str, Any]], removed: list[dict[str, Any]], writer: RowGroupWriter,
+                 frames_file: str, moved: list[dict[str, Any]]) -> list[dict[str, Any]]:  # fmt: skip
+    """Copy a shard's block rows (not those of ``removed``) and point ``moved`` at them in ``frames_file``."""
+    offset = writer.written + writer.rows
+    gone = _ranges(removed, layout.INDEX_FRAMES_ROW_START_COLUMN, layout.INDEX_FRAMES_ROW_COUNT_COLUMN)
+    for batch in _without(pq.ParquetFile(source), gone, 64):
+        writer.add(batch)
+    starts = _shifted(keep, gone, layout.INDEX_FRAMES_ROW_START_COLUMN)
+    return [row | {layout.INDEX_FRAMES_FILE_COLUMN: frames_file, layout.INDEX_FRAMES_ROW_START_COLUMN: offset + start}
+            for row, start in zip(moved, starts, strict=True)]  # fmt: skip
+
+
+def verify_blocks(frames: Path, rows: list[dict[str, Any]], name: str) -> None:
+    """Every episode owns its block rows: its id, blocks 0..n-1 in order, and length + 1 frames in all."""
+    table = pq.read_table(frames, columns=[layout.BLOCK_EPISODE_COLUMN, layout.BLOCK_INDEX_COLUMN, layout.BLOCK_COUNT_COLUMN])
+    for r in rows:
+        part = table.slice(int(r[layout.INDEX_FRAMES_ROW_START_COLUMN]), int(r[layout.INDEX_FRAMES_ROW_COUNT_COLUMN])).to_pydict()
+        if (set(part[layout.BLOCK_EPISODE_COLUMN]) != {r["episode_id"]}
+                or part[layout.BLOCK_INDEX_COLUMN] != list(range(int(r[layout.INDEX_FRAMES_ROW_COUNT_COLUMN])))
+                or sum(part[layout.BLOCK_COUNT_COLUMN]) != int(r[layout.INDEX_ROW_COUNT_COLUMN]) + 1):  # fmt: skip
+            raise DatasetError(f"writing {name}: episode {r['episode_id']} does not own its frame blocks; nothing was "
+                               "committed", "report it")  # fmt: skip
 
 
 def _verify(data: Path, index: Path, rows: list[dict[str, Any]], hashes: list[Any], name: str) -> None:

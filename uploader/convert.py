@@ -1,13 +1,13 @@
-"""One sealed spool episode -> its step rows as parquet (``shared.dataset.layout``'s columns), in bounded memory.
+"""One sealed spool episode -> its step rows and frame blocks as parquet (``shared.dataset.layout``, format 3).
 
 The episode is read chunk by chunk and written as parquet row groups as it goes, so memory does not
-grow with the episode. Frames are encoded by a thread pool: Pillow's WebP and PNG encoders release
-the GIL, so threads scale with cores without copying frames to other processes.
+grow with the episode. Every frame is checked against its recorded hash, then cut into 64-frame
+temporal blocks (``shared.dataset.blocks``) that a thread pool encodes (numpy's XOR and zstd release
+the GIL). The step rows carry every scalar column and, on the first step of each block, a lossless
+WebP (PNG for grayscale) preview of its frame: what the Hub dataset viewer shows.
 
 The parquet files carry the ``datasets`` features in their schema metadata (as ``datasets`` itself
-writes them), so ``load_dataset`` decodes ``observation`` as an Image with no card metadata needed.
-The image column is zstd-compressed on top of the per-frame WebP: consecutive game frames encode to
-nearly identical bytes, which shrinks Atari data about five-fold.
+writes them), so ``load_dataset`` decodes ``preview`` as an Image with no card metadata needed.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import datasets
@@ -37,6 +38,7 @@ from gymrec.shared.spool.attrs import TIMESTAMP_FORMAT, EpisodeAttrs
 from gymrec.shared.spool.episode import Episode, StepBatch
 from gymrec.shared.spool.spaces import Leaf
 from gymrec.uploader import encoding
+from gymrec.uploader.frame_blocks import FRAMES_SCHEMA, BlockEncoder, block_starts, frames_file
 from gymrec.uploader.index_row import Derived
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,10 @@ log = logging.getLogger(__name__)
 WEBP = "webp"
 PNG = "png"
 READ_BATCH = 256  # steps read (and encoded in parallel) at a time: a multiple of the spool's chunk
+PENDING_BLOCKS = 2 * READ_BATCH // 64  # blocks left encoding while the next batch is read (bounds memory)
 PREVIEW_FRAMES = 4
+COLUMN_ENCODINGS = MappingProxyType({layout.STEP_COLUMN: "DELTA_BINARY_PACKED", "timestamp": "BYTE_STREAM_SPLIT",
+                                     layout.BLOCK_FIRST_STEP_COLUMN: "DELTA_BINARY_PACKED"})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,15 @@ class ConvertOptions:
     row_group_rows: int = layout.ROW_GROUP_ROWS
     row_group_bytes: int = layout.ROW_GROUP_BYTES
     zstd_level: int = 6
+    compression: str | dict[str, str] = "zstd"  # a frames file's blocks are zstd already: none for them
+
+
+def frames_options(options: ConvertOptions) -> ConvertOptions:
+    """RowGroupWriter settings of a frames file: small row groups (a window reads one), blocks not re-compressed."""
+    return replace(options, row_group_rows=layout.FRAMES_ROW_GROUP_BLOCKS, row_group_bytes=layout.FRAMES_ROW_GROUP_BYTES,
+                   compression={layout.BLOCK_DATA_COLUMN: "none", layout.BLOCK_EPISODE_COLUMN: "zstd",
+                                layout.BLOCK_INDEX_COLUMN: "zstd", layout.BLOCK_FIRST_STEP_COLUMN: "zstd",
+                                layout.BLOCK_COUNT_COLUMN: "zstd"})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -75,12 +89,15 @@ class Converted:
     final_hash: int
     final_extra: dict[str, Any]
     preview_png: bytes
+    frames_file: Path | None = None  # format 3: the episode's block rows (``frame_blocks``)
+    frame_blocks: int = 0
     sealed_at: float | None = None  # the seal's wall-clock time (epoch seconds), from ``ended_at``
     chunk_digests: dict[str, int] = field(default_factory=dict)  # sealed per-array digests: its content
 
     @property
     def size(self) -> int:
-        return self.rows_file.stat().st_size + len(self.final_png)
+        blocks = self.frames_file.stat().st_size if self.frames_file is not None else 0
+        return self.rows_file.stat().st_size + blocks + len(self.final_png)
 
 
 def _epoch(stamp: str | None) -> float | None:
@@ -145,7 +162,7 @@ def features_for(episode: Episode) -> datasets.Features:
     fields: dict[str, Any] = {
         "episode_id": datasets.Value("string"),
         "step": datasets.Value("int64"),
-        layout.OBS_COLUMN: datasets.Image(),
+        layout.PREVIEW_COLUMN: datasets.Image(),
         layout.OBS_HASH_COLUMN: datasets.Value("uint64"),
         layout.ACTION_COLUMN: encoding.action_feature(attrs.action_space),
         "reward": datasets.Value("float64"),
@@ -183,9 +200,18 @@ class RowGroupWriter:
     def __init__(self, path: Path, schema: pa.Schema, options: ConvertOptions) -> None:
         self.schema = schema
         self.options = options
-        self.writer = pq.ParquetWriter(
-            path, self.schema, compression="zstd", compression_level=options.zstd_level, use_dictionary=False
-        )
+        codecs = options.compression
+        level: int | dict[str, int] = options.zstd_level if isinstance(codecs, str) else \
+            {name: options.zstd_level for name, codec in codecs.items() if codec == "zstd"}  # fmt: skip
+        # No min/max statistics of binary payloads (frame blocks, preview images): no reader filters on
+        # them, and parquet would keep two whole values per row group in the footer (measured: the
+        # frames file's size doubled).
+        stats = [f.name for f in schema if not (pa.types.is_binary(f.type) or pa.types.is_struct(f.type))]
+        # A step counts up by one and a wall-clock timestamp's high bytes repeat: encoded as deltas and
+        # split bytes they cost ~1 B a row less each than plain values under zstd.
+        encodings = {name: encoding for name, encoding in COLUMN_ENCODINGS.items() if name in schema.names}
+        self.writer = pq.ParquetWriter(path, self.schema, compression=codecs, compression_level=level, use_dictionary=False,
+                                       write_statistics=stats, column_encoding=encodings or None)  # fmt: skip
         self.pending: list[pa.RecordBatch] = []
         self.rows = 0
         self.bytes = 0
@@ -232,16 +258,22 @@ class RowGroupWriter:
             self.abort()
 
 
-def _record_batch(episode: Episode, batch: StepBatch, images: list[bytes], schema: pa.Schema, image_leaf: Leaf) -> pa.RecordBatch:
+def preview_column(start: int, stop: int, previews: dict[int, bytes]) -> pa.Array:
+    """Rows ``start..stop-1`` of the preview Image column: the given steps' images, null elsewhere."""
+    images = [previews.get(t) for t in range(start, stop)]
+    mask = pa.array([image is None for image in images])
+    return pa.StructArray.from_arrays([pa.array(images, pa.binary()), pa.nulls(stop - start, pa.string())],
+                                      names=["bytes", "path"], mask=mask)  # fmt: skip
+
+
+def _record_batch(episode: Episode, batch: StepBatch, previews: dict[int, bytes], hashes: np.ndarray,
+                  schema: pa.Schema) -> pa.RecordBatch:  # fmt: skip
     n = batch.stop - batch.start
-    obs_struct = pa.StructArray.from_arrays(
-        [pa.array(images, pa.binary()), pa.nulls(n, pa.string())], names=["bytes", "path"]
-    )
     columns: dict[str, pa.Array] = {
         "episode_id": pa.array([episode.id] * n, pa.string()),
         "step": pa.array(np.arange(batch.start, batch.stop, dtype=np.int64)),
-        layout.OBS_COLUMN: obs_struct,
-        layout.OBS_HASH_COLUMN: pa.array(verified_hashes(episode, image_leaf.name, batch.obs[image_leaf.name], batch.start)),
+        layout.PREVIEW_COLUMN: preview_column(batch.start, batch.stop, previews),
+        layout.OBS_HASH_COLUMN: pa.array(hashes),
         layout.ACTION_COLUMN: encoding.encode_action_column(episode.attrs.action_space, batch.action),
         "reward": pa.array(batch.reward.astype(np.float64)),
         "terminated": pa.array(batch.terminated.astype(np.bool_)),
@@ -271,15 +303,21 @@ def verified_hashes(episode: Episode, leaf: str, frames: np.ndarray, start: int)
     return stored
 
 
-def _encode_batches(episode: Episode, leaf: Leaf, fmt: str, options: ConvertOptions, pool: ThreadPoolExecutor) -> Iterator[tuple[StepBatch, list[bytes]]]:
-    """Encode batch k while batch k+1 is read, keeping at most two batches in memory."""
-    batches = episode.batches(READ_BATCH)
-    current = next(batches, None)
-    while current is not None:
-        futures = [pool.submit(encode_frame, frame, fmt, options) for frame in current.obs[leaf.name]]
-        following = next(batches, None)
-        yield current, [f.result() for f in futures]
-        current = following
+def _encode_batches(episode: Episode, leaf: Leaf, fmt: str, options: ConvertOptions, pool: ThreadPoolExecutor,
+                    blocks: BlockEncoder) -> Iterator[tuple[StepBatch, np.ndarray, dict[int, bytes]]]:  # fmt: skip
+    """Each batch of steps, its verified hashes and its previews; its frames handed to ``blocks``."""
+    for batch in episode.batches(READ_BATCH):
+        frames = batch.obs[leaf.name]
+        blocks.add(frames)
+        futures = {t: pool.submit(encode_frame, frames[t - batch.start], fmt, options) for t in block_starts(batch.start, batch.stop)}
+        hashes = verified_hashes(episode, leaf.name, frames, batch.start)  # while the pool encodes
+        yield batch, hashes, {t: f.result() for t, f in futures.items()}
+
+
+def _add_blocks(writer: RowGroupWriter, blocks: BlockEncoder, pending: int = 0) -> None:
+    table = blocks.take(pending)
+    if table is not None:
+        writer.add(table)
 
 
 def preview_steps(length: int) -> set[int]:
@@ -322,13 +360,21 @@ def convert_episode(episode: Episode, root: Path, options: ConvertOptions) -> Co
     rows_file = root / f"{eid}{layout.SHARD_SUFFIX}"
     wanted = preview_steps(episode.length)
     previews: list[np.ndarray] = []
-    with RowGroupWriter(rows_file, features.arrow_schema, options) as writer:
-        with ThreadPoolExecutor(max(1, options.workers), thread_name_prefix="gymrec-encode") as pool:
-            for batch, images in _encode_batches(episode, leaf, fmt, options, pool):
-                writer.add(_record_batch(episode, batch, images, writer.schema, leaf))
-                previews += [batch.obs[leaf.name][t - batch.start].copy() for t in sorted(wanted) if batch.start <= t < batch.stop]
+    blocks_file = frames_file(root, eid)
     final = episode.final_obs()
     final_image = final[leaf.name]
+    final_hash = int(verified_hashes(episode, leaf.name, final_image[np.newaxis], episode.length)[0])
+    with ThreadPoolExecutor(max(1, options.workers), thread_name_prefix="gymrec-encode") as pool, \
+            RowGroupWriter(rows_file, features.arrow_schema, options) as writer, \
+            RowGroupWriter(blocks_file, FRAMES_SCHEMA, frames_options(options)) as block_writer:  # fmt: skip
+        blocks = BlockEncoder(eid, pool)
+        for batch, hashes, images in _encode_batches(episode, leaf, fmt, options, pool, blocks):
+            writer.add(_record_batch(episode, batch, images, hashes, writer.schema))
+            previews += [batch.obs[leaf.name][t - batch.start].copy() for t in sorted(wanted) if batch.start <= t < batch.stop]
+            _add_blocks(block_writer, blocks, PENDING_BLOCKS)
+        blocks.add(final_image[np.newaxis])
+        blocks.finish()
+        _add_blocks(block_writer, blocks)
     final_png = _png(Image.fromarray(final_image.reshape(final_image.shape[:2]) if fmt == PNG else final_image))
     derived = Derived(env_slug=slug, observation_format=fmt, observation_shape=tuple(leaf.shape),
                       info_columns=tuple(layout.INFO_PREFIX + key for key in episode.info_keys),
@@ -336,8 +382,7 @@ def convert_episode(episode: Episode, root: Path, options: ConvertOptions) -> Co
     log.info("converted %s: %d steps (%s)", eid, episode.length, fmt)
     return Converted(
         episode_id=eid, env_id=env_id, slug=slug, rows_file=rows_file, length=episode.length, attrs=attrs, derived=derived,
-        features=features, final_png=final_png,
-        final_hash=int(verified_hashes(episode, leaf.name, final_image[np.newaxis], episode.length)[0]),
+        features=features, final_png=final_png, final_hash=final_hash, frames_file=blocks_file, frame_blocks=blocks.blocks,
         final_extra={extra.name: np.asarray(final[extra.name]).tolist() for extra in _extra_leaves(episode)},
         preview_png=preview_strip(previews),
         sealed_at=_epoch(attrs.ended_at), chunk_digests=episode.chunk_digests,

@@ -36,13 +36,14 @@ from gymrec.shared.errors import (
     RepoNotFoundError,
 )
 from gymrec.shared.hub.client import hub_call, offline_mode
-from gymrec.uploader import card, compact, info, ownership, published, withdraw
+from gymrec.uploader import card, compact, info, ownership, published, reformat, withdraw
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.shards import Batch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 REPO_TYPE = "dataset"
+REFORMAT_PER_COMMIT = 15  # shards converted a commit: 5 files each, under the Hub's 100 files a commit
 
 
 def is_transient(e: BaseException) -> bool:
@@ -202,7 +203,7 @@ class HubPusher:
         with hub_call(f"{repo_id}:{path}", self._endpoint):
             return Path(self._api.hf_hub_download(repo_id, path, repo_type=REPO_TYPE, revision=head))
 
-    def _info_at(self, repo_id: str, head: str) -> dict[str, Any] | None:
+    def _info_at(self, repo_id: str, head: str, writing: bool = True) -> dict[str, Any] | None:
         """info.json at ``head``; None for an empty repo. A gymrec repo that lost it gets it rebuilt
         from its shards, someone else's is refused or adopted (``uploader.ownership``)."""
         try:
@@ -210,7 +211,7 @@ class HubPusher:
         except (EntryNotFoundError, DatasetError):  # missing or damaged: what else is there decides
             found = None
         if found is not None and "format_version" in found:
-            info.check(found, repo_id)  # another gymrec format: refused, not adopted
+            info.check(found, repo_id, writing=writing)  # another gymrec format: refused, not adopted
         if found is not None and ownership.is_gymrec_info(found):
             return found
         v1 = self._has_v1_files(repo_id, head)
@@ -292,7 +293,7 @@ class HubPusher:
     # --- compaction -------------------------------------------------------------------------------
 
     def _tree_sizes(self, repo_id: str, head: str) -> dict[str, int]:
-        return self._tree(repo_id, head, (layout.DATA_DIR, layout.INDEX_DIR))
+        return self._tree(repo_id, head, (layout.DATA_DIR, layout.INDEX_DIR, layout.FRAMES_DIR))
 
     def _tree(self, repo_id: str, head: str, folders: tuple[str, ...]) -> dict[str, int]:
         """path -> size of every file under ``folders`` at ``head`` (a missing folder is empty)."""
@@ -308,13 +309,48 @@ class HubPusher:
                 continue
         return sizes
 
+    def to_format3(self, repo_id: str, root: Path, options: ConvertOptions) -> tuple[int, int, int]:
+        """Convert every format-2 shard (``uploader.reformat``), a few per commit, info.json with the last;
+        (shards, episodes, frames checked). A rerun after a crash converts what is left."""
+        shards = episodes = frames = conflicts = 0
+        while conflicts < self._retry.max_conflicts:
+            head = self.head(repo_id)
+            current = self._info_at(repo_id, head, writing=False)
+            if current is None:
+                raise DatasetError(f"{repo_id} holds no gymrec dataset (no {layout.INFO_PATH})", "check --repo-id")
+            todo = reformat.pending(compact.shards_of(self._tree_sizes(repo_id, head)))
+            if not todo and layout.format_of(current) == layout.FORMAT_VERSION:
+                return shards, episodes, frames
+            chosen = todo[:REFORMAT_PER_COMMIT]  # 3 files added and 2 deleted each: under the Hub's 100 a commit
+            local = {path: self._download(repo_id, path, head) for s in chosen for path in s.files}
+            done = [reformat.reformat(s, local, root, options) for s in chosen]
+            operations: list[CommitOperationAdd | CommitOperationDelete] = []
+            for d in done:
+                operations += [CommitOperationAdd(path, str(file)) for path, file in sorted(d.merged.files.items())]
+                operations += [CommitOperationDelete(path) for path in d.merged.deleted]
+            if len(chosen) == len(todo):  # the last shards: the dataset turns format 3 in this very commit
+                new_info = reformat.converted_info(current)
+                operations.append(CommitOperationAdd(layout.INFO_PATH, info.dumps(new_info)))
+                if ownership.writes_card(new_info):
+                    operations.append(CommitOperationAdd(layout.CARD_PATH, card.render(new_info, card.Target(repo_id, local=False)).encode()))
+            try:
+                with hub_call(repo_id, self._endpoint):
+                    self._api.create_commit(repo_id, operations, repo_type=REPO_TYPE, parent_commit=head,
+                                            commit_message=f"Convert {len(done)} shards to format {layout.FORMAT_VERSION}")  # fmt: skip
+            except CommitConflictError as e:
+                conflicts += 1
+                log.info("%s; planning the conversion again", e)
+                continue
+            shards, episodes, frames = shards + len(done), episodes + sum(d.episodes for d in done), frames + sum(d.frames for d in done)
+        raise HubUnavailableError(f"{repo_id} kept changing under every conversion commit", "run compact --to-format 3 again later")
+
     def compact_shards(self, repo_id: str, target_bytes: int, root: Path, options: ConvertOptions) -> tuple[int, int]:
         """Merge small shards until none are left to merge; (shards replaced, shards written)."""
         replaced = written = 0
         conflicts = 0
         while conflicts < self._retry.max_conflicts:
             head = self.head(repo_id)
-            current = self._info_at(repo_id, head)
+            current = self._info_at(repo_id, head, writing=False)  # a format-2 dataset compacts as format 2
             if current is None:
                 raise DatasetError(f"{repo_id} holds no gymrec dataset (no {layout.INFO_PATH})", "check --repo-id")
             together = compact.duplicated_shards(self.listed(repo_id, head))  # merged together: duplicates left out
@@ -322,16 +358,16 @@ class HubPusher:
             chosen: list[tuple[compact.Shard, ...]] = []
             operations_count = 0
             for group in groups:  # a commit stays under the Hub's 100 files
-                if chosen and operations_count + 2 * len(group) + 2 > 95:
+                if chosen and operations_count + 3 * len(group) + 3 > 95:
                     break
                 chosen.append(group)
-                operations_count += 2 * len(group) + 2
+                operations_count += 3 * len(group) + 3
             if not chosen:
                 return replaced, written
             local: dict[str, Path] = {}
             for group in chosen:
                 for shard in group:
-                    for path in (shard.data_file, shard.index_file):
+                    for path in shard.files:
                         with hub_call(f"{repo_id}:{path}", self._endpoint):
                             local[path] = Path(self._api.hf_hub_download(repo_id, path, repo_type=REPO_TYPE, revision=head))
             checked = [compact.usable(group, local) for group in chosen]
@@ -389,7 +425,7 @@ class HubPusher:
     def _withdraw_once(self, repo_id: str, participant: str, root: Path, options: ConvertOptions) -> tuple[int, bool]:
         """One commit's worth: (episodes removed, whether that was all of them)."""
         head = self.head(repo_id)
-        current = self._info_at(repo_id, head)
+        current = self._info_at(repo_id, head, writing=False)  # a format-2 dataset is withdrawn from too
         tree = self._tree(repo_id, head, (layout.INDEX_DIR, layout.PREVIEW_DIR))
         if current is None:
             return 0, True
@@ -404,7 +440,7 @@ class HubPusher:
         planned = withdraw.commits(found)
         if not planned:
             return 0, True
-        local = {path: fetch(path) for group in planned[0] for s in group for path in (s.data_file, s.index_file)}
+        local = {path: fetch(path) for group in planned[0] for s in group for path in s.files}
         merged = [compact.merge(g, local, folder / "new", options, withdraw.leave_out(g, found)) for g in planned[0]]
         count = withdraw.removed(merged)
         self._commit_merged(repo_id, head, current, merged, f"Withdraw a participant: {card.plural(count, 'episode')} removed",

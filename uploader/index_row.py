@@ -75,6 +75,10 @@ INDEX_FEATURES = datasets.Features({
     layout.INDEX_DATA_FILE_COLUMN: datasets.Value("string"),
     layout.INDEX_ROW_START_COLUMN: datasets.Value("int64"),
     layout.INDEX_ROW_COUNT_COLUMN: datasets.Value("int64"),
+    layout.INDEX_FRAMES_FILE_COLUMN: datasets.Value("string"),  # format 3 (shared.dataset.frames)
+    layout.INDEX_FRAMES_ROW_START_COLUMN: datasets.Value("int64"),
+    layout.INDEX_FRAMES_ROW_COUNT_COLUMN: datasets.Value("int64"),
+    layout.INDEX_FRAME_SHAPE_COLUMN: datasets.List(datasets.Value("int64")),
     layout.INDEX_FINAL_COLUMN: datasets.Image(),
     layout.INDEX_FINAL_HASH_COLUMN: datasets.Value("uint64"),
     layout.INDEX_FINAL_EXTRA_COLUMN: datasets.Value("string"),  # JSON

@@ -11,13 +11,15 @@ import json
 from typing import Any
 
 from gymrec.shared.dataset import layout
+from gymrec.shared.dataset.blocks import BLOCK_FRAMES
 from gymrec.shared.errors import DatasetError
 from gymrec.uploader.index_row import INDEX_FEATURES, add_quality
 from gymrec.uploader.shards import Batch, ConfigPart
 
 
-def check(info: dict[str, Any] | None, where: str, v1_files: bool = False) -> None:
-    problem = layout.version_problem(info, where, v1_files)
+def check(info: dict[str, Any] | None, where: str, v1_files: bool = False, writing: bool = True) -> None:
+    """Refuse a target this gymrec cannot extend (``writing``) or read; a format-2 one is told to convert."""
+    problem = layout.version_problem(info, where, v1_files, writing)
     if problem is not None:
         raise DatasetError(problem, "use a new --repo-id / --local-dir, or the gymrec version that wrote it")
 
@@ -31,6 +33,9 @@ def empty() -> dict[str, Any]:
             "row_group_bytes": layout.ROW_GROUP_BYTES,
             "data_files": f"{layout.DATA_DIR}/<config>/<ss>/<shard>{layout.SHARD_SUFFIX}",
             "index_files": f"{layout.INDEX_DIR}/<config>/<ss>/<shard>{layout.SHARD_SUFFIX}",
+            "frames_files": f"{layout.FRAMES_DIR}/<config>/<ss>/<shard>{layout.SHARD_SUFFIX}",
+            "block_frames": BLOCK_FRAMES,
+            "frames_row_group_blocks": layout.FRAMES_ROW_GROUP_BLOCKS,
         },
         "index_features": INDEX_FEATURES.to_dict(),
         "configs": {},
@@ -43,6 +48,7 @@ def _new_config(part: ConfigPart) -> dict[str, Any]:
     return {
         "env_ids": [], "backends": [], "episodes": 0, "steps": 0, "seconds": 0.0, "shards": 0,
         "data_files": layout.data_glob(part.config), "index_files": layout.index_glob(part.config),
+        "frames_files": layout.frames_glob(part.config),
         "features": part.features, "action_space": sample.action_space,
         "observation_space": sample.observation_space, "image_key": sample.image_key,
         "observation_format": derived.observation_format,

@@ -1,4 +1,4 @@
-"""No token: the same format-2 dataset layout in a local directory, loadable with ``load_dataset(PATH, config)``.
+"""No token: the same dataset layout (format 3) in a local directory, loadable with ``load_dataset(PATH, config)``.
 
 Several uploaders may share one local dataset: a file lock serialises the "is the batch there
 already? move its shards in, update info.json, rewrite the card" step, as the parent-commit check
@@ -17,8 +17,9 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow.parquet as pq
 from filelock import FileLock
@@ -26,13 +27,14 @@ from filelock import FileLock
 from gymrec.shared.dataset import layout
 from gymrec.shared.errors import AlreadyPublishedError, DatasetError, DiskFullError
 from gymrec.shared.spool.fsio import durable_mkdir, fsync_dir, fsync_file
-from gymrec.uploader import card, compact, info, ownership, published, withdraw
+from gymrec.uploader import card, compact, info, ownership, published, reformat, withdraw
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.hub import Receipt
 from gymrec.uploader.manifests import durable_write
 from gymrec.uploader.shards import Batch
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 LOCK_NAME = ".gymrec.lock"
 STAGING_DIR = ".staging"
 
@@ -66,7 +68,7 @@ def _refuse_v1(local_dir: Path) -> None:
     info.check(None, str(local_dir), v1)
 
 
-def read_info(local_dir: Path, force_adopt: bool = False) -> dict[str, Any] | None:
+def read_info(local_dir: Path, force_adopt: bool = False, writing: bool = True) -> dict[str, Any] | None:
     """The dataset's info.json; None for a new (empty) dataset. One that lost its info.json is rebuilt
     from its shards (and written: the directory is ours), someone else's files are refused
     (``uploader.ownership``) or, with ``force_adopt``, adopted (nothing written until a batch)."""
@@ -76,7 +78,7 @@ def read_info(local_dir: Path, force_adopt: bool = False) -> dict[str, Any] | No
     except (FileNotFoundError, DatasetError):  # missing or damaged: what else is there decides
         found = None
     if found is not None and "format_version" in found:
-        info.check(found, str(local_dir))  # another gymrec format: refused, not adopted
+        info.check(found, str(local_dir), writing=writing)  # another gymrec format: refused, not adopted
     if found is not None and ownership.is_gymrec_info(found):
         return found
     _refuse_v1(local_dir)
@@ -222,45 +224,72 @@ class LocalWriter:
 
     def compact_shards(self, target_bytes: int, options: ConvertOptions) -> tuple[int, int]:
         """Merge small shards (the same plan and checks as on the Hub); (shards replaced, shards written)."""
+        return self._staged("compact", lambda root: self._compact(root, target_bytes, options))
+
+    def to_format3(self, options: ConvertOptions) -> tuple[int, int, int]:
+        """Convert every format-2 shard (``uploader.reformat``); (shards, episodes, frames checked)."""
+        return self._staged("reformat", lambda root: self._reformat(root, options))
+
+    def _staged(self, what: str, work: Callable[[Path], T]) -> T:
         base = self.local_dir
         try:
-            root = staging_dir(base, f"compact.{os.getpid()}")  # the same filesystem: the moves are renames
+            root = staging_dir(base, f"{what}.{os.getpid()}")  # the same filesystem: the moves are renames
             try:
-                return self._compact(root, target_bytes, options)
+                return work(root)
             finally:
                 shutil.rmtree(root, ignore_errors=True)
         except OSError as e:
             if e.errno == errno.ENOSPC:  # the dataset's disk, not the spool's: say which
-                raise DiskFullError(f"the disk holding the dataset {base} is full while compacting",
+                raise DiskFullError(f"the disk holding the dataset {base} is full ({what})",
                                     "free some space there and run again; the dataset is as it was") from e
             raise
+
+    def _current(self) -> dict[str, Any]:
+        current = read_info(self.local_dir, writing=False)  # a format-2 dataset compacts as format 2
+        if current is None:
+            raise DatasetError(f"{self.local_dir} holds no gymrec dataset (no {layout.INFO_PATH})", "check --local-dir")
+        return current
+
+    def _shards(self) -> list[compact.Shard]:
+        base = self.local_dir
+        sizes = {str(p.relative_to(base)): p.stat().st_size
+                 for folder in (layout.DATA_DIR, layout.INDEX_DIR, layout.FRAMES_DIR) if (base / folder).is_dir()
+                 for p in (base / folder).rglob("*" + layout.SHARD_SUFFIX)}  # fmt: skip
+        return compact.shards_of(sizes)
 
     def _compact(self, root: Path, target_bytes: int, options: ConvertOptions) -> tuple[int, int]:
         base = self.local_dir
         with self._lock:
             _finish_pending(base)
-            current = read_info(base)
-            if current is None:
-                raise DatasetError(f"{base} holds no gymrec dataset (no {layout.INFO_PATH})", "check --local-dir")
-            sizes = {str(p.relative_to(base)): p.stat().st_size
-                     for folder in (layout.DATA_DIR, layout.INDEX_DIR) if (base / folder).is_dir()
-                     for p in (base / folder).rglob("*" + layout.SHARD_SUFFIX)}  # fmt: skip
-            planned = compact.plan(compact.shards_of(sizes), target_bytes, compact.duplicated_shards(self.listed()))
-            local = {path: base / path for group in planned for s in group for path in (s.data_file, s.index_file)}
+            current = self._current()
+            planned = compact.plan(self._shards(), target_bytes, compact.duplicated_shards(self.listed()))
+            local = {path: base / path for group in planned for s in group for path in s.files}
             checked = [compact.usable(group, local) for group in planned]
             self.skipped = [why for _, bad in checked for why in bad]
             groups = [group for group, _ in checked if len(group) > 1]
             if not groups:
                 return 0, 0
             merged = [compact.merge(group, local, root, options) for group in groups]
-            deleted = self._replace(current, merged)
-        return len(deleted) // 2, len(merged)
+            self._replace(current, merged)
+        return sum(len(m.replaces) for m in merged), len(merged)
 
-    def _replace(self, current: dict[str, Any], merged: list[compact.Merged]) -> list[str]:
-        """Swap ``merged``'s shards in for those they replace, journaled as a batch is (call with the
-        lock held); returns the paths deleted."""
+    def _reformat(self, root: Path, options: ConvertOptions) -> tuple[int, int, int]:
         base = self.local_dir
-        new_info = compact.updated_info(current, merged)
+        with self._lock:
+            _finish_pending(base)
+            current = self._current()
+            todo = reformat.pending(self._shards())
+            if not todo and layout.format_of(current) == layout.FORMAT_VERSION:
+                return 0, 0, 0
+            done = [reformat.reformat(s, {path: base / path for path in s.files}, root, options) for s in todo]
+            self._replace(current, [d.merged for d in done], reformat.converted_info(current))
+        return len(done), sum(d.episodes for d in done), sum(d.frames for d in done)
+
+    def _replace(self, current: dict[str, Any], merged: list[compact.Merged], new_info: dict[str, Any] | None = None) -> list[str]:
+        """Swap ``merged``'s shards in for those they replace, journaled as a batch is (call with the
+        lock held), with ``new_info`` (default: ``current`` less what they left out); returns the paths deleted."""
+        base = self.local_dir
+        new_info = compact.updated_info(current, merged) if new_info is None else new_info
         new_paths = sorted(p for m in merged for p in m.files)
         deleted = sorted(p for m in merged for p in m.deleted)
         previews = [p for p in withdraw.emptied_previews(current, new_info) if (base / p).is_file()]
@@ -288,14 +317,14 @@ class LocalWriter:
         try:
             with self._lock:
                 _finish_pending(base)
-                current = read_info(base, self.force_adopt)
+                current = read_info(base, self.force_adopt, writing=False)  # a format-2 dataset is withdrawn from too
                 folder = base / layout.INDEX_DIR
                 if current is None or not folder.is_dir():
                     return 0
                 paths = [str(p.relative_to(base)) for p in folder.rglob("*" + layout.SHARD_SUFFIX)]
                 found = withdraw.affected(paths, lambda rel: (base / rel).read_bytes(), participant)
                 groups = [g for commit in withdraw.commits(found) for g in commit]  # no file limit here: one step
-                local = {path: base / path for group in groups for s in group for path in (s.data_file, s.index_file)}
+                local = {path: base / path for group in groups for s in group for path in s.files}
                 merged = [compact.merge(g, local, root, options, withdraw.leave_out(g, found)) for g in groups]
                 if merged:
                     self._replace(current, merged)

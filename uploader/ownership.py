@@ -78,6 +78,8 @@ def rebuild(paths: Iterable[str], read: Callable[[str], bytes], data_schema: Cal
         features = datasets.Features.from_arrow_schema(data_schema(shards[0][1][0][layout.INDEX_DATA_FILE_COLUMN])).to_dict()
         for path, rows in shards:
             out = info.merge(out, Batch("", (), {}, {config: _part(config, path, rows, features)}))
+    if any(row.get(layout.INDEX_FRAMES_FILE_COLUMN) is None for shards in by_config.values() for _, rows in shards for row in rows):
+        out["format_version"] = 2  # frames still in the step rows: the uploader refuses it until converted
     log.warning("rebuilt %s from %d index shard(s)", layout.INFO_PATH, sum(len(s) for s in by_config.values()))
     return out
 
@@ -88,6 +90,7 @@ def _part(config: str, index_file: str, rows: list[dict[str, Any]], features: di
     lengths = [int(r[layout.INDEX_ROW_COUNT_COLUMN]) for r in rows]
     return ConfigPart(
         config=config, data_file=str(rows[0][layout.INDEX_DATA_FILE_COLUMN]), index_file=index_file,
+        frames_file=str(rows[0].get(layout.INDEX_FRAMES_FILE_COLUMN) or ""),
         episodes=len(rows), steps=sum(lengths),
         seconds=sum(index_row.seconds(a, n) for a, n in zip(episodes, lengths, strict=True)),
         env_ids=tuple(sorted({a.env_id for a in episodes})), backends=tuple(sorted({a.backend for a in episodes})),

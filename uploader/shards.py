@@ -1,8 +1,8 @@
-"""An upload batch -> one data shard and one index shard per env config (``shared.dataset.layout``, format 2).
+"""An upload batch -> one data, one frames and one index shard per env config (``shared.dataset.layout``, format 3).
 
-Each episode was converted to its own parquet first (so a corrupt episode fails alone, before it
-touches a shard); here those row groups are copied, not re-encoded, into the config's data shard,
-and one index row per episode records where its rows are. The batch id, and so every path, is
+Each episode was converted to its own parquet files first (so a corrupt episode fails alone, before
+it touches a shard); here those rows are copied, not re-encoded, into the config's data and frames
+shards, and one index row per episode records where its rows and blocks are. The batch id, and so every path, is
 deterministic in the batch's episode ids: a retried or adopted batch writes the same files again.
 """
 
@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 
 from gymrec.shared.dataset import layout
 from gymrec.shared.spool.attrs import EpisodeAttrs
-from gymrec.uploader.convert import Converted, ConvertOptions, RowGroupWriter
+from gymrec.uploader.convert import Converted, ConvertOptions, RowGroupWriter, frames_options
+from gymrec.uploader.frame_blocks import FRAMES_SCHEMA
 from gymrec.uploader.index_row import (
     INDEX_FEATURES,
     Derived,
@@ -41,6 +42,7 @@ class ConfigPart:
     config: str
     data_file: str
     index_file: str
+    frames_file: str
     episodes: int
     steps: int
     seconds: float
@@ -77,8 +79,10 @@ def fingerprint(c: Converted) -> tuple[str, str]:
     return legacy_fingerprint(attributes, c.final_hash, c.length), content_digest(attributes, c.final_hash, c.length, c.chunk_digests)
 
 
-def _index_row(c: Converted, data_file: str, row_start: int) -> dict[str, Any]:
+def _index_row(c: Converted, data_file: str, row_start: int, frames_file: str, frames_start: int) -> dict[str, Any]:
     return {
+        layout.INDEX_FRAMES_FILE_COLUMN: frames_file, layout.INDEX_FRAMES_ROW_START_COLUMN: frames_start,
+        layout.INDEX_FRAMES_ROW_COUNT_COLUMN: c.frame_blocks, layout.INDEX_FRAME_SHAPE_COLUMN: list(c.derived.observation_shape),
         "episode_id": c.episode_id, layout.INDEX_CONFIG_COLUMN: c.slug, **attr_values(c.attrs, c.derived),
         layout.INDEX_DATA_FILE_COLUMN: data_file, layout.INDEX_ROW_START_COLUMN: row_start,
         layout.INDEX_ROW_COUNT_COLUMN: c.length, layout.INDEX_FINAL_COLUMN: {"bytes": c.final_png, "path": None},
@@ -92,6 +96,11 @@ def write_index(rows: list[dict[str, Any]], path: Path) -> None:
     pq.write_table(table, path, compression="zstd")
 
 
+def copy_rows(source: Path, writer: RowGroupWriter) -> None:
+    for table_batch in pq.ParquetFile(source).iter_batches(batch_size=256):
+        writer.add(table_batch)
+
+
 def build_batch(converted: list[Converted], root: Path, options: ConvertOptions) -> Batch:
     """Write the batch's shards under ``root`` (at their dataset paths)."""
     ids = [c.episode_id for c in converted]
@@ -103,22 +112,27 @@ def build_batch(converted: list[Converted], root: Path, options: ConvertOptions)
     parts: dict[str, ConfigPart] = {}
     for config, group in sorted(by_config.items()):
         data_file, index_file = layout.data_path(config, bid), layout.index_path(config, bid)
-        for rel in (data_file, index_file):
+        frames_file = layout.frames_path(config, bid)
+        for rel in (data_file, index_file, frames_file):
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
         schema = group[0].features.arrow_schema
         rows: list[dict[str, Any]] = []
-        with RowGroupWriter(root / data_file, schema, options) as writer:  # a failed write is not written again
+        # a failed write is not written again
+        with RowGroupWriter(root / data_file, schema, options) as writer, \
+                RowGroupWriter(root / frames_file, FRAMES_SCHEMA, frames_options(options)) as blocks:  # fmt: skip
             for c in group:
                 if c.features.arrow_schema != schema:  # a config's episodes share one schema (info keys, leaves)
                     raise ValueError(f"{c.episode_id} does not share the schema of config {config}")
-                start = writer.written + writer.rows
-                for table_batch in pq.ParquetFile(c.rows_file).iter_batches(batch_size=256):
-                    writer.add(table_batch)
-                rows.append(_index_row(c, data_file, start))
+                start, frames_start = writer.written + writer.rows, blocks.written + blocks.rows
+                copy_rows(c.rows_file, writer)
+                if c.frames_file is not None:
+                    copy_rows(c.frames_file, blocks)
+                rows.append(_index_row(c, data_file, start, frames_file, frames_start))
         write_index(rows, root / index_file)
-        files[data_file], files[index_file] = root / data_file, root / index_file
+        for rel in (data_file, index_file, frames_file):
+            files[rel] = root / rel
         parts[config] = ConfigPart(
-            config=config, data_file=data_file, index_file=index_file, episodes=len(group),
+            config=config, data_file=data_file, index_file=index_file, frames_file=frames_file, episodes=len(group),
             steps=sum(c.length for c in group), seconds=sum(seconds(c.attrs, c.length) for c in group),
             env_ids=tuple(sorted({c.env_id for c in group})), backends=tuple(sorted({c.attrs.backend for c in group})),
             sample=group[0].attrs, derived=group[0].derived, features=group[0].features.to_dict(),

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from gymrec.shared.dataset import layout
+from gymrec.shared.dataset.blocks import BLOCK_FRAMES, BlockCodec
 from gymrec.shared.spool import withdrawals
 from gymrec.uploader.compact import Merged, Shard
 from gymrec.uploader.convert import ConvertOptions, preview_steps, preview_strip
@@ -60,26 +61,28 @@ def affected(index_files: Iterable[str], read: Callable[[str], bytes], participa
     for path in sorted(index_files):
         if not layout.is_index_path(path):
             continue
-        ids = participant_rows(path, read(path), participant)
+        blob = read(path)
+        ids = participant_rows(path, blob, participant)
         if ids:
             parts = path.split("/")
-            out[Shard(parts[2], parts[4][: -len(layout.SHARD_SUFFIX)], 0)] = frozenset(ids)
+            blocks = layout.INDEX_FRAMES_FILE_COLUMN in pq.ParquetFile(io.BytesIO(blob)).schema_arrow.names  # format 3
+            out[Shard(parts[2], parts[4][: -len(layout.SHARD_SUFFIX)], 0, blocks)] = frozenset(ids)
     return out
 
 
 def commits(found: dict[Shard, frozenset[str]]) -> list[list[tuple[Shard, ...]]]:
     """The affected shards as commits of groups: one group per config (merged into one shard, or none
-    when nothing is left), each commit within ``MAX_OPERATIONS`` (a group of n costs 2n deletions,
-    two additions and maybe the config's preview)."""
+    when nothing is left), each commit within ``MAX_OPERATIONS`` (a group of n costs up to 3n deletions,
+    three additions and maybe the config's preview)."""
     by_config: dict[str, list[Shard]] = defaultdict(list)
     for shard in sorted(found, key=lambda s: (s.config, s.shard)):
         by_config[shard.config].append(shard)
-    per_group = (MAX_OPERATIONS - 3) // 2
+    per_group = (MAX_OPERATIONS - 4) // 3
     groups = [tuple(shards[i : i + per_group]) for _, shards in sorted(by_config.items()) for i in range(0, len(shards), per_group)]
     out: list[list[tuple[Shard, ...]]] = [[]]
     used = 0
     for group in groups:
-        cost = 2 * len(group) + 3
+        cost = 3 * len(group) + 4
         if out[-1] and used + cost > MAX_OPERATIONS:
             out.append([])
             used = 0
@@ -104,26 +107,44 @@ def redrawn_previews(merged: list[Merged]) -> dict[str, bytes]:
     for m in merged:
         if m.withdrawn and m.files and layout.preview_path(m.config) not in out:
             out[layout.preview_path(m.config)] = _strip_of_first(m.files[layout.data_path(m.config, m.shard)],
-                                                                 m.files[layout.index_path(m.config, m.shard)])  # fmt: skip
+                                                                 m.files[layout.index_path(m.config, m.shard)],
+                                                                 m.files.get(layout.frames_path(m.config, m.shard)))  # fmt: skip
     return out
 
 
-def _strip_of_first(data_file: Path, index_file: Path) -> bytes:
-    """The preview strip of the first episode in a shard: reads its observations only, up to its end."""
-    first = pq.read_table(index_file, columns=[layout.INDEX_ROW_START_COLUMN, layout.INDEX_ROW_COUNT_COLUMN]).to_pylist()
-    start = min(int(r[layout.INDEX_ROW_START_COLUMN]) for r in first)
-    count = next(int(r[layout.INDEX_ROW_COUNT_COLUMN]) for r in first if int(r[layout.INDEX_ROW_START_COLUMN]) == start)
-    wanted = {start + t for t in preview_steps(count)}
+def _strip_of_first(data_file: Path, index_file: Path, frames_file: Path | None) -> bytes:
+    """The preview strip of the first episode in a shard: reads its observations only, up to its end
+    (from its frame blocks in format 3)."""
+    rows = pq.read_table(index_file).to_pylist()
+    first = min(rows, key=lambda r: int(r[layout.INDEX_ROW_START_COLUMN]))
+    start, count = int(first[layout.INDEX_ROW_START_COLUMN]), int(first[layout.INDEX_ROW_COUNT_COLUMN])
+    wanted = sorted(preview_steps(count))
+    if frames_file is not None:
+        return preview_strip(_block_frames(frames_file, first, wanted))
     frames: list[np.ndarray] = []
+    targets = {start + t for t in wanted}
     position = 0
     for batch in pq.ParquetFile(data_file).iter_batches(batch_size=256, columns=[layout.OBS_COLUMN]):
         for offset, cell in enumerate(batch.column(0).to_pylist()):
-            if position + offset in wanted:
+            if position + offset in targets:
                 frames.append(np.asarray(Image.open(io.BytesIO(cell["bytes"]))))
         position += batch.num_rows
         if position >= start + count:
             break
     return preview_strip(frames)
+
+
+def _block_frames(frames_file: Path, row: dict[str, Any], steps: list[int]) -> list[np.ndarray]:
+    """The frames at ``steps`` of the episode ``row`` indexes, from its blocks in ``frames_file``."""
+    blocks = pq.read_table(frames_file).slice(int(row[layout.INDEX_FRAMES_ROW_START_COLUMN]),
+                                              int(row[layout.INDEX_FRAMES_ROW_COUNT_COLUMN])).to_pydict()  # fmt: skip
+    shape, codec = tuple(row[layout.INDEX_FRAME_SHAPE_COLUMN]), BlockCodec()
+    out = []
+    for t in steps:
+        b = t // BLOCK_FRAMES
+        frame = codec.decode(blocks[layout.BLOCK_DATA_COLUMN][b], blocks[layout.BLOCK_COUNT_COLUMN][b], shape)[t % BLOCK_FRAMES]
+        out.append(frame.reshape(frame.shape[:2]) if frame.ndim == 3 and frame.shape[2] == 1 else frame)
+    return out
 
 
 def removed(merged: list[Merged]) -> int:

@@ -77,7 +77,7 @@ def _frames(source: EpisodeSource, start: int, stop: int) -> np.ndarray:
     key = source.attrs.image_key
     if isinstance(source, SpoolSource):  # one chunk decode for the whole block
         return source.episode.obs(key, start, stop)
-    return np.stack([source.observation(t)[key] for t in range(start, stop)])
+    return source.images(start, stop)  # a format-3 dataset: its one or two frame blocks
 
 
 def block_png(source: EpisodeSource, block: int) -> bytes | None:

@@ -26,6 +26,10 @@ CONTENT_DIGEST_COLUMN = "content_digest"
 MAX_INDEX_DIGITS = 6  # a key of at most this many digits is an index, not an id prefix
 _INDEX_COLUMNS = ("episode_id", layout.INDEX_DATA_FILE_COLUMN, layout.INDEX_ROW_START_COLUMN,
                   layout.INDEX_ROW_COUNT_COLUMN)  # fmt: skip
+# Format 3's frame-block location, and what a frame reader needs to decode and verify without the whole row.
+_FRAMES_COLUMNS = (layout.INDEX_FRAMES_FILE_COLUMN, layout.INDEX_FRAMES_ROW_START_COLUMN,
+                   layout.INDEX_FRAMES_ROW_COUNT_COLUMN, layout.INDEX_FRAME_SHAPE_COLUMN,
+                   layout.INDEX_FINAL_HASH_COLUMN)  # fmt: skip
 
 
 
@@ -35,7 +39,19 @@ class IndexEntry:
     index_file: str
     data_file: str
     row_start: int
+    row_count: int  # the episode's steps: it has row_count + 1 observations
+    frames: FramesLocation | None = None  # format 3; None for format 2 (frames in the step rows)
+
+
+@dataclass(frozen=True)
+class FramesLocation:
+    """Where one episode's frame blocks are (format 3): rows [row_start, row_start + row_count) of ``file``."""
+
+    file: str
+    row_start: int
     row_count: int
+    shape: tuple[int, ...]
+    final_hash: int
 
 
 class DatasetIndex:
@@ -51,18 +67,22 @@ class DatasetIndex:
         self.files = files
         self.where = files.where
         self.info = files.info()
+        self.format = layout.format_of(self.info)
         copies: dict[str, list[IndexEntry]] = {}
         for path in files.index_files():
             local = files.fetch(path)
             try:
-                table = pq.read_table(local, columns=list(_INDEX_COLUMNS))
+                # a shard says itself whether it has frame blocks: a dataset half-way through
+                # ``compact --to-format 3`` reads as it is
+                blocks = layout.INDEX_FRAMES_FILE_COLUMN in pq.read_schema(local).names
+                table = pq.read_table(local, columns=list(_INDEX_COLUMNS) + (list(_FRAMES_COLUMNS) if blocks else []))
             except (pa.ArrowException, OSError) as e:
                 raise CorruptEpisodeError(f"{self.where}: {path} is not a readable index shard ({e})") from e
             for row in table.to_pylist():
                 eid = str(row["episode_id"])
                 copies.setdefault(eid, []).append(
                     IndexEntry(eid, path, str(row[layout.INDEX_DATA_FILE_COLUMN]), int(row[layout.INDEX_ROW_START_COLUMN]),
-                               int(row[layout.INDEX_ROW_COUNT_COLUMN])))  # fmt: skip
+                               int(row[layout.INDEX_ROW_COUNT_COLUMN]), _frames_location(row, self.where, path)))  # fmt: skip
         self.entries: dict[str, IndexEntry] = {eid: listed[0] for eid, listed in copies.items()}
         self.conflicts: dict[str, str] = {}
         for eid, listed in sorted(copies.items()):
@@ -107,6 +127,18 @@ class DatasetIndex:
         if not rows:
             raise CorruptEpisodeError(f"{self.where}: {entry.index_file} has no row for {episode_id}")
         return rows[0]  # more than one: the same content, listed twice in one shard
+
+
+def _frames_location(row: dict[str, Any], where: str, path: str) -> FramesLocation | None:
+    if row.get(layout.INDEX_FRAMES_FILE_COLUMN) is None:
+        return None
+    try:
+        return FramesLocation(str(row[layout.INDEX_FRAMES_FILE_COLUMN]), int(row[layout.INDEX_FRAMES_ROW_START_COLUMN]),
+                              int(row[layout.INDEX_FRAMES_ROW_COUNT_COLUMN]),
+                              tuple(int(n) for n in row[layout.INDEX_FRAME_SHAPE_COLUMN]),
+                              int(row[layout.INDEX_FINAL_HASH_COLUMN]))  # fmt: skip
+    except (TypeError, ValueError) as e:
+        raise CorruptEpisodeError(f"{where}: {path} has an unreadable frames location ({e})", "the dataset is damaged") from e
 
 
 class EpisodeIds(Protocol):

@@ -1,4 +1,4 @@
-"""The dataset layout contract (format version 2): paths, column names, and how actions decode.
+"""The dataset layout contract (format version 3): paths, column names, and how actions decode.
 
 The uploader writes this layout (to the Hub or a local directory; its Arrow/``datasets`` encoding is
 ``gymrec.uploader.encoding``) and replay reads it. Only numpy is needed here, so both sides and any
@@ -8,12 +8,25 @@ reader share one definition.
     meta/info.json                                 format_version, totals per config, features, shard settings
     meta/preview/<config>.png                      a strip of frames per config
     data/<config>/<ss>/<shard>.parquet             one row per step, many episodes, row groups <= 1,000 rows / 64 MB
+    frames/<config>/<ss>/<shard>.parquet           format 3: one row per block of <= 64 frames, row groups <= 16 blocks / 1 MB
     meta/episodes/<config>/<ss>/<shard>.parquet    one row per episode of that shard (the index)
+
+Format 3 keeps the frames out of the step rows: ``frames/`` holds them as temporal blocks
+(``shared.dataset.blocks``; rows ``episode_id, block, first_step, n, data``), an episode's
+``length + 1`` observations (the final one included) in consecutive rows, and its index row says
+which file and rows (``frames_file``, ``frames_row_start``, ``frames_row_count``). The step rows keep
+every scalar column and ``observation_hash``, plus ``preview``: a lossless WebP/PNG of the first
+frame of each block (null on other rows), which is what the Hub dataset viewer shows. Format 2 kept
+every frame as WebP in the step rows' ``observation`` column; it is still read, and converted by
+``gymrec-uploader compact --to-format 3``.
 
 ``<shard>`` is a 32-hex-digit id, deterministic in what the shard holds (the sorted episode ids of an
 upload batch, or the merged shards of a compaction), so a retried or racing commit can only write the
 same paths again; ``<ss>`` is its first two digits. No folder needs a shared counter, and the
-Hub's 100k-files-per-repo limit keeps every folder far below 10k entries (256 sub-folders).
+Hub's 100k-files-per-repo limit keeps every folder far below 10k entries (256 sub-folders). Format 3
+writes three files a batch and config (data, frames, index) where format 2 wrote two, so a repo
+reaches that limit after ~33k uncompacted batches instead of 50k; ``gymrec-uploader compact`` merges
+them, and a commit (at most 100 files) holds at most 24 configs (``uploader.batching.MAX_CONFIGS``).
 
 Action column encoding (one value per row):
 
@@ -38,8 +51,10 @@ import numpy as np
 from gymrec.shared.errors import DatasetError
 from gymrec.shared.spool.spaces import ACTION_LEAF, action_leaves, decode_action
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)
 DATA_DIR = "data"
+FRAMES_DIR = "frames"
 META_DIR = "meta"
 INDEX_DIR = f"{META_DIR}/episodes"
 PREVIEW_DIR = f"{META_DIR}/preview"
@@ -52,10 +67,20 @@ V1_META_SUFFIX = ".json"  # format 1 kept one meta/episodes/<id>.json per episod
 ROW_GROUP_ROWS = 1000
 ROW_GROUP_BYTES = 64 << 20
 
+# Frame blocks (format 3): small row groups, so a window's block is one short read.
+FRAMES_ROW_GROUP_BLOCKS = 16  # each row group's footer entry costs ~1 KB: 8 blocks cost 2 B a frame
+FRAMES_ROW_GROUP_BYTES = 1 << 20
+BLOCK_EPISODE_COLUMN = "episode_id"
+BLOCK_INDEX_COLUMN = "block"
+BLOCK_FIRST_STEP_COLUMN = "first_step"
+BLOCK_COUNT_COLUMN = "n"
+BLOCK_DATA_COLUMN = "data"
+
 # Step rows (data shards).
 EPISODE_ID_COLUMN = "episode_id"
 STEP_COLUMN = "step"
-OBS_COLUMN = "observation"
+OBS_COLUMN = "observation"  # format 2: every frame, an Image
+PREVIEW_COLUMN = "preview"  # format 3: the first frame of each block, an Image (null elsewhere)
 OBS_HASH_COLUMN = "observation_hash"
 ACTION_COLUMN = "action"
 INFO_PREFIX = "info_"
@@ -70,6 +95,10 @@ INDEX_ROW_COUNT_COLUMN = "row_count"
 INDEX_FINAL_COLUMN = "final_observation"
 INDEX_FINAL_HASH_COLUMN = "final_observation_hash"
 INDEX_FINAL_EXTRA_COLUMN = "final_extra"  # JSON {leaf: value} of the final observation's non-image leaves
+INDEX_FRAMES_FILE_COLUMN = "frames_file"  # format 3: where the episode's frame blocks are
+INDEX_FRAMES_ROW_START_COLUMN = "frames_row_start"
+INDEX_FRAMES_ROW_COUNT_COLUMN = "frames_row_count"
+INDEX_FRAME_SHAPE_COLUMN = "frame_shape"  # the image leaf's shape (uint8)
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 _SHARD_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -94,6 +123,14 @@ def _shard_path(root: str, config: str, shard: str) -> str:
 
 def data_path(config: str, shard: str) -> str:
     return _shard_path(DATA_DIR, config, shard)
+
+
+def frames_path(config: str, shard: str) -> str:
+    return _shard_path(FRAMES_DIR, config, shard)
+
+
+def frames_glob(config: str) -> str:
+    return f"{FRAMES_DIR}/{config}/*/*{SHARD_SUFFIX}"
 
 
 def index_path(config: str, shard: str) -> str:
@@ -125,17 +162,26 @@ def is_v1_meta_path(path: str) -> bool:
     return path.startswith(INDEX_DIR + "/") and "/" not in rest and rest.endswith(V1_META_SUFFIX)
 
 
-def version_problem(info: dict[str, Any] | None, where: str, v1_files: bool) -> str | None:
-    """Why a dataset cannot be read or extended by this gymrec, as one line; None when it can."""
+def version_problem(info: dict[str, Any] | None, where: str, v1_files: bool, writing: bool = False) -> str | None:
+    """Why a dataset cannot be read (or, ``writing``, extended) by this gymrec, as one line; None when it can."""
     if info is None:
         if v1_files:
             return (f"{where} is a format-1 gymrec dataset (one meta/episodes/<id>.json per episode); this gymrec "
-                    f"reads and writes format {FORMAT_VERSION} only")  # fmt: skip
+                    f"reads formats {READABLE_VERSIONS[0]}-{FORMAT_VERSION} only")  # fmt: skip
         return None
     found = info.get("format_version")
-    if found != FORMAT_VERSION:
-        return f"{where} has format_version {found!r} in {INFO_PATH}; this gymrec reads and writes format {FORMAT_VERSION}"
+    if found not in READABLE_VERSIONS:
+        return (f"{where} has format_version {found!r} in {INFO_PATH}; this gymrec reads formats "
+                f"{READABLE_VERSIONS[0]}-{FORMAT_VERSION} and writes format {FORMAT_VERSION}")  # fmt: skip
+    if writing and found != FORMAT_VERSION:
+        return (f"{where} is a format-{found} dataset and this gymrec writes format {FORMAT_VERSION}; convert it "
+                f"first with: gymrec-uploader compact --to-format {FORMAT_VERSION}")  # fmt: skip
     return None
+
+
+def format_of(info: dict[str, Any]) -> int:
+    """A checked info.json's format version."""
+    return int(info.get("format_version", FORMAT_VERSION))
 
 
 def decode_action_value(action_space_desc: dict[str, Any], value: Any) -> Any:

@@ -1,8 +1,9 @@
-"""Episodes in gymrec's dataset layout (``shared.dataset.layout``, format 2): a local directory or a Hub repo.
+"""Episodes in gymrec's dataset layout (``shared.dataset.layout``, formats 2 and 3): a local directory or a Hub repo.
 
 Reading one episode fetches only what holds it: ``meta/info.json`` (the format check), the index
-shards (one small parquet per upload batch and config) and, of the one data shard holding its rows,
-only the parquet footer and the row groups overlapping the episode (HTTP range reads on the Hub). A Hub repo works for anyone's public
+shards (one small parquet per upload batch and config) and, of the one data shard holding its rows
+(and in format 3 the one frames shard holding its blocks), only the parquet footer and the row
+groups overlapping the episode (HTTP range reads on the Hub). A Hub repo works for anyone's public
 dataset; the token is optional.
 """
 
@@ -17,11 +18,12 @@ from typing import Any, BinaryIO, Protocol, cast
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from huggingface_hub import HfApi, HfFileSystem, hf_hub_download
 from PIL import Image
 
 from gymrec.shared.dataset import layout
+from gymrec.shared.dataset.blocks import BLOCK_FRAMES
+from gymrec.shared.dataset.frames import FrameStore, open_shard, read_rows
 from gymrec.shared.dataset.hub_words import hub_call
 from gymrec.shared.dataset.index import DatasetIndex, IndexEntry
 from gymrec.shared.errors import (
@@ -160,21 +162,10 @@ def _decode_image(data: bytes, shape: tuple[int, ...], dtype: np.dtype, where: s
 def _episode_rows(source: BinaryIO, entry: IndexEntry, where: str) -> pa.Table:
     """Rows [row_start, row_start + row_count) of a data shard, reading only the row groups holding them."""
     try:
-        shard = pq.ParquetFile(source)
-        groups, first, offset = [], None, 0
-        stop = entry.row_start + entry.row_count
-        for i in range(shard.metadata.num_row_groups):
-            size = shard.metadata.row_group(i).num_rows
-            if offset < stop and offset + size > entry.row_start:
-                groups.append(i)
-                first = offset if first is None else first
-            offset += size
-        if first is None or offset < stop:
-            raise CorruptEpisodeError(f"{where}: {entry.data_file} holds {offset} rows, the index says rows "
-                                      f"{entry.row_start}..{stop}", "the dataset is damaged")  # fmt: skip
-        table = shard.read_row_groups(groups).slice(entry.row_start - first, entry.row_count)
+        shard = open_shard(source)
     except (pa.ArrowException, OSError) as e:
         raise CorruptEpisodeError(f"{where}: {entry.data_file} is not readable parquet ({e})") from e
+    table = read_rows(shard.parquet, shard.starts, entry.row_start, entry.row_count, None, where, entry.data_file)
     ids = set(table.column("episode_id").unique().to_pylist()) if "episode_id" in table.column_names else set()
     if ids != {entry.episode_id}:
         raise CorruptEpisodeError(f"{where}: the index points at rows of {sorted(ids)[:2]} in {entry.data_file}",
@@ -183,7 +174,8 @@ def _episode_rows(source: BinaryIO, entry: IndexEntry, where: str) -> pa.Table:
 
 
 class DatasetSource(EpisodeSource):
-    """One episode of a dataset; its rows are read once, frames are decoded on demand."""
+    """One episode of a dataset; its rows are read once, frames are decoded on demand: from the step rows'
+    images (format 2) or from the frame blocks (format 3, ``shared.dataset.frames``)."""
 
     def __init__(self, index: DatasetIndex, episode_id: str) -> None:
         self.where = f"{index.where}:{episode_id}"
@@ -200,6 +192,9 @@ class DatasetSource(EpisodeSource):
         self._final_png: bytes = final["bytes"] if isinstance(final, dict) else final
         self._final_hash = row[layout.INDEX_FINAL_HASH_COLUMN]
         entry = index.entries[episode_id]
+        self._index = index
+        self._blocks = entry.frames is not None
+        self.cheap_frames = self._blocks  # replay checks every stored frame's hash by default
         with index.files.open(entry.data_file) as shard:
             self.table: pa.Table = _episode_rows(shard, entry, self.where)
 
@@ -238,6 +233,9 @@ class DatasetSource(EpisodeSource):
         return steps
 
     def _image_at(self, t: int, leaf_shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        if self._blocks:
+            with FrameStore(self._index) as store:
+                return store.episode(self.id).read(t, t + 1)[0].reshape(leaf_shape)
         if t == self.length:
             data = self._final_png
         else:
@@ -245,20 +243,35 @@ class DatasetSource(EpisodeSource):
             data = cell["bytes"] if isinstance(cell, dict) else cell
         return _decode_image(data, leaf_shape, dtype, self.where)
 
-    def observation(self, t: int) -> dict[str, np.ndarray]:
+    def observation(self, t: int, image: np.ndarray | None = None) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         for leaf in self.obs_leaves:
             if leaf.name == self.image_key:
-                out[leaf.name] = self._image_at(t, leaf.shape, leaf.dtype)
+                out[leaf.name] = self._image_at(t, leaf.shape, leaf.dtype) if image is None else image.reshape(leaf.shape)
             elif t == self.length:
                 out[leaf.name] = np.asarray(self._final_extra[leaf.name], dtype=leaf.dtype).reshape(leaf.shape)
             else:
                 out[leaf.name] = np.asarray(self._column(leaf.name)[t].as_py(), dtype=leaf.dtype).reshape(leaf.shape)
         return out
 
+    def images(self, start: int, stop: int) -> np.ndarray:
+        if not self._blocks:
+            return super().images(start, stop)
+        with FrameStore(self._index) as store:  # the one or two blocks holding them, decoded once
+            leaf = next(leaf for leaf in self.obs_leaves if leaf.name == self.image_key)
+            return store.episode(self.id).read(start, stop).reshape(stop - start, *leaf.shape)
+
     def observations(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        for t in range(self.length + 1):
-            yield t, self.observation(t)
+        if not self._blocks:
+            for t in range(self.length + 1):
+                yield t, self.observation(t)
+            return
+        with FrameStore(self._index) as store:  # block by block: each block is read and decoded once
+            frames = store.episode(self.id)
+            for start in range(0, len(frames), BLOCK_FRAMES):
+                block = frames.read(start, min(start + BLOCK_FRAMES, len(frames)))
+                for i, image in enumerate(block):
+                    yield start + i, self.observation(start + i, image)
 
 
 def is_dataset_dir(path: Path) -> bool:

@@ -53,6 +53,7 @@ class EpisodeSource(abc.ABC):
 
     attrs: EpisodeAttrs
     where: str  # what a user would pass to name it again (a path, or repo:id)
+    cheap_frames = False  # frames decode fast (format-3 blocks): replay then checks every frame's hash by default
 
     @property
     def id(self) -> str:
@@ -85,6 +86,11 @@ class EpisodeSource(abc.ABC):
     @abc.abstractmethod
     def observations(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """Every recorded observation, 0..length inclusive, in order, read in chunks."""
+
+    def images(self, start: int, stop: int) -> np.ndarray:
+        """The image leaf of observations ``start..stop-1`` (``length``: the final one), stacked."""
+        key = self.attrs.image_key
+        return np.stack([self.observation(t)[key] for t in range(start, stop)])
 
     def check_rows(self, name: str, rows: list[Any], expected: int) -> None:
         if len(rows) != expected:

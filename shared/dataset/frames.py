@@ -1,0 +1,167 @@
+"""Frames of a format-3 dataset by (episode, step): a window reads only the one or two blocks holding it.
+
+``FrameStore`` keeps each frames shard it opened (its parquet footer read once, the file handle
+kept), so many windows of many episodes of one shard cost one open. A Hub shard is read by HTTP
+range requests (``Files.open``): the footer, then the row groups (<= 16 blocks, <= 1 MB) a window
+needs; nothing else of the repo is downloaded. Not thread-safe: one store per thread or worker.
+
+``verify=True`` checks every decoded frame against the recorded ``observation_hash`` (the xxh3
+the recorder computed from the frame it showed), the final frame against the index's
+``final_observation_hash``: a flipped byte anywhere between the recorder and the reader is caught.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gymrec.shared.dataset import layout
+from gymrec.shared.dataset.blocks import BLOCK_FRAMES, BlockCodec
+from gymrec.shared.dataset.index import DatasetIndex, FramesLocation, IndexEntry
+from gymrec.shared.errors import CorruptEpisodeError
+from gymrec.shared.spool.schema import row_hash
+
+_BLOCK_COLUMNS = (layout.BLOCK_EPISODE_COLUMN, layout.BLOCK_INDEX_COLUMN, layout.BLOCK_COUNT_COLUMN, layout.BLOCK_DATA_COLUMN)
+
+
+@dataclass
+class _Shard:
+    source: BinaryIO
+    parquet: pq.ParquetFile
+    starts: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # row group i's first row; last: total
+
+
+def open_shard(source: BinaryIO) -> _Shard:
+    """A parquet file's reader and the first row of each row group (ArrowException/OSError if unreadable)."""
+    parquet = pq.ParquetFile(source)
+    sizes = [parquet.metadata.row_group(i).num_rows for i in range(parquet.metadata.num_row_groups)]
+    return _Shard(source, parquet, np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]))
+
+
+def read_rows(shard: pq.ParquetFile, starts: np.ndarray, start: int, count: int, columns: list[str] | None,
+              where: str, name: str) -> pa.Table:  # fmt: skip
+    """Rows [start, start + count) of a parquet file, reading only the row groups that hold them."""
+    stop = start + count
+    if start < 0 or stop > starts[-1]:
+        raise CorruptEpisodeError(f"{where}: {name} holds {starts[-1]} rows, the index says rows {start}..{stop}",
+                                  "the dataset is damaged")  # fmt: skip
+    first = int(np.searchsorted(starts, start, side="right")) - 1
+    last = int(np.searchsorted(starts, stop, side="left"))  # exclusive
+    try:
+        table = shard.read_row_groups(list(range(first, max(last, first + 1))), columns=columns)
+    except (pa.ArrowException, OSError) as e:
+        raise CorruptEpisodeError(f"{where}: {name} is not readable parquet ({e})", "the dataset is damaged") from e
+    return table.slice(start - int(starts[first]), count)
+
+
+class FrameStore:
+    """Opens frames shards (and, to verify, the step rows' hashes) of one dataset, each once."""
+
+    def __init__(self, index: DatasetIndex) -> None:
+        self.index = index
+        self._shards: dict[str, _Shard] = {}
+        self.codec = BlockCodec()
+
+    def shard(self, path: str) -> _Shard:
+        if path not in self._shards:
+            source = self.index.files.open(path)
+            try:
+                self._shards[path] = open_shard(source)
+            except (pa.ArrowException, OSError) as e:
+                source.close()
+                raise CorruptEpisodeError(f"{self.index.where}: {path} is not readable parquet ({e})",
+                                          "the dataset is damaged") from e  # fmt: skip
+        return self._shards[path]
+
+    def episode(self, episode_id: str, verify: bool = False) -> EpisodeFrames:
+        entry = self.index.entries.get(episode_id)
+        if entry is None:
+            raise CorruptEpisodeError(f"{self.index.where} has no episode {episode_id}")
+        if entry.frames is None:
+            raise CorruptEpisodeError(f"{self.index.where}: episode {episode_id} has no frame blocks (a format-2 "
+                                      "dataset)", "convert it with: gymrec-uploader compact --to-format 3")  # fmt: skip
+        return EpisodeFrames(self, entry, entry.frames, verify)
+
+    def close(self) -> None:
+        for shard in self._shards.values():
+            shard.source.close()
+        self._shards.clear()
+
+    def __enter__(self) -> FrameStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EpisodeFrames:
+    """One episode's ``length + 1`` observation frames (the final one included), read by step ranges."""
+
+    def __init__(self, store: FrameStore, entry: IndexEntry, location: FramesLocation, verify: bool) -> None:
+        self.store = store
+        self.entry = entry
+        self.location = location
+        self.verify = verify
+        self.where = f"{store.index.where}:{entry.episode_id}"
+        self.steps = entry.row_count
+        self.shape = location.shape
+        self._hashes: np.ndarray | None = None
+        expected = -(-(self.steps + 1) // BLOCK_FRAMES)
+        if location.row_count != expected:
+            raise CorruptEpisodeError(f"{self.where}: {location.row_count} frame blocks for {self.steps + 1} frames "
+                                      f"(expected {expected})", "the dataset is damaged")  # fmt: skip
+
+    def __len__(self) -> int:
+        return self.steps + 1
+
+    def hashes(self) -> np.ndarray:
+        """The recorded hash of every frame (uint64, ``len(self)``), read once from the step rows."""
+        if self._hashes is None:
+            entry = self.entry
+            shard = self.store.shard(entry.data_file)
+            table = read_rows(shard.parquet, shard.starts, entry.row_start, entry.row_count,
+                              [layout.EPISODE_ID_COLUMN, layout.OBS_HASH_COLUMN], self.where, entry.data_file)  # fmt: skip
+            ids = table.column(layout.EPISODE_ID_COLUMN).unique().to_pylist()
+            if ids != [entry.episode_id]:
+                raise CorruptEpisodeError(f"{self.where}: the index points at step rows of {ids[:2]} in {entry.data_file}",
+                                          "the dataset is damaged")  # fmt: skip
+            rows = table.column(layout.OBS_HASH_COLUMN).to_numpy().astype(np.uint64)
+            self._hashes = np.append(rows, np.uint64(self.location.final_hash))
+        return self._hashes
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Frames ``start..stop-1`` as (stop - start, *shape) uint8, from the blocks holding them only."""
+        if not 0 <= start < stop <= len(self):
+            raise IndexError(f"frames {start}..{stop} of an episode of {len(self)} frames")
+        first, last = start // BLOCK_FRAMES, (stop - 1) // BLOCK_FRAMES
+        loc = self.location
+        shard = self.store.shard(loc.file)
+        table = read_rows(shard.parquet, shard.starts, loc.row_start + first, last - first + 1, list(_BLOCK_COLUMNS),
+                          self.where, loc.file)  # fmt: skip
+        rows = table.to_pydict()
+        parts = []
+        for i, block in enumerate(range(first, last + 1)):
+            n = min(BLOCK_FRAMES, len(self) - block * BLOCK_FRAMES)
+            if (rows[layout.BLOCK_EPISODE_COLUMN][i], rows[layout.BLOCK_INDEX_COLUMN][i], rows[layout.BLOCK_COUNT_COLUMN][i]) \
+                    != (self.entry.episode_id, block, n):  # fmt: skip
+                raise CorruptEpisodeError(f"{self.where}: block {block} in {loc.file} is not this episode's",
+                                          "the dataset is damaged")  # fmt: skip
+            parts.append(self.store.codec.decode(rows[layout.BLOCK_DATA_COLUMN][i], n, self.shape))
+        frames = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        offset = first * BLOCK_FRAMES
+        out = frames[start - offset : stop - offset]
+        if self.verify:
+            self.check(start, out)
+        return out
+
+    def check(self, start: int, frames: np.ndarray) -> None:
+        """Each frame against its recorded hash; CorruptEpisodeError naming the first that differs."""
+        expected = self.hashes()[start : start + len(frames)]
+        for i, frame in enumerate(frames):
+            if row_hash(frame) != int(expected[i]):
+                raise CorruptEpisodeError(f"{self.where}: frame {start + i} does not match its recorded hash",
+                                          "the dataset is damaged; re-upload the episode from its spool")  # fmt: skip
