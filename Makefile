@@ -83,7 +83,7 @@ stress: $(STAMP)
 	GYMREC_STRESS=1 GYMREC_STRESS_RESULTS=tests/stress_results.json \
 		SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 \
 		$(BIN)/python -m pytest -q -s tests/test_reliability_recorder.py tests/test_reliability_uploader.py \
-		tests/test_reliability_power.py tests/test_reliability_cluster.py tests/test_ray_cluster.py $(ARGS); status=$$?; $(BIN)/python -m bench.report; exit $$status
+		tests/test_reliability_power.py tests/test_reliability_cluster.py tests/test_ray_cluster.py tests/test_compact_crash.py tests/test_real_window_help.py $(ARGS); status=$$?; $(BIN)/python -m bench.report; exit $$status
 
 # The performance and reliability tables in docs/, from bench/results.json and tests/stress_results.json.
 .PHONY: docs
