@@ -9,8 +9,9 @@ EP ?=
 SRC ?=
 ID ?=
 OUT ?=
+STUDY ?=
 
-.PHONY: play list check test bench lint uploader replay stress clean export-minari export-video constraints
+.PHONY: play list check test bench lint uploader replay stress clean export-minari export-video constraints serve view
 
 TEST_ENV := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 HF_HUB_OFFLINE=0
 
@@ -42,6 +43,16 @@ replay: $(STAMP)
 	@if [ -z "$(EP)$(ARGS)" ]; then echo "make replay: say which episode: make replay EP=<id> or make replay ARGS=--all" >&2; exit 2; fi
 	$(BIN)/gymrec-replay $(EP) $(ARGS)
 
+# make serve STUDY=docs/study.example.toml   (a browser study; ARGS="--host 0.0.0.0 --port 8000")
+serve: $(STAMP)
+	@if [ -z "$(STUDY)" ]; then echo "make serve: say which study file: make serve STUDY=docs/study.example.toml" >&2; exit 2; fi
+	$(BIN)/gymrec-serve $(STUDY) $(ARGS)
+
+# make view SRC=<spool|dataset dir|owner/name>   (browse episodes in the browser)
+view: $(STAMP)
+	@if [ -z "$(SRC)" ]; then echo "make view: say what to browse: make view SRC=<spool dir|dataset dir|owner/name>" >&2; exit 2; fi
+	$(BIN)/gymrec-view $(SRC) $(ARGS)
+
 # make export-minari SRC=<spool|dataset dir|owner/name> ID=gymrec/breakout-v0 ARGS="--env ALE/Breakout-v5"
 export-minari: $(STAMP)
 	$(BIN)/gymrec-export minari $(SRC) $(ID) $(ARGS)
@@ -72,7 +83,7 @@ stress: $(STAMP)
 	GYMREC_STRESS=1 GYMREC_STRESS_RESULTS=tests/stress_results.json \
 		SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 \
 		$(BIN)/python -m pytest -q -s tests/test_reliability_recorder.py tests/test_reliability_uploader.py \
-		tests/test_reliability_power.py tests/test_reliability_cluster.py tests/test_ray_cluster.py $(ARGS); status=$$?; $(BIN)/python -m bench.report; exit $$status
+		tests/test_reliability_power.py tests/test_reliability_cluster.py tests/test_ray_cluster.py tests/test_compact_crash.py tests/test_real_window_help.py $(ARGS); status=$$?; $(BIN)/python -m bench.report; exit $$status
 
 # The performance and reliability tables in docs/, from bench/results.json and tests/stress_results.json.
 .PHONY: docs

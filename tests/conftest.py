@@ -15,9 +15,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 import pytest
+
+if TYPE_CHECKING:
+    from tests.recording import RecordingCache
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -121,6 +125,14 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture(scope="session")
+def recordings(tmp_path_factory: pytest.TempPathFactory) -> RecordingCache:
+    """Episodes recorded once a session, copied into the spools of the tests that only upload them."""
+    from tests.recording import RecordingCache  # the recorder's imports, only for the suites using it
+
+    return RecordingCache(tmp_path_factory.mktemp("recordings"))
 
 
 @pytest.fixture

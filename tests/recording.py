@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,23 @@ def write_episode_directly(spool: Path, env_id: str, steps: int, seed: int, env_
         return writer.seal(split_observation(obs), end_reason or reason)
     finally:
         env.close()
+
+
+class RecordingCache:
+    """Random-agent episodes recorded once per test session and copied into each spool that asks for
+    one: the same bytes ``record_episode`` would write (episode id included), for tests that only need
+    an episode to upload, not a new recording. A test gets its own copy, so it may move or damage it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.recorded: dict[tuple[str, int, int], Path] = {}
+
+    def copy(self, spool: Path, env_id: str, steps: int, seed: int) -> Path:
+        key = (env_id, steps, seed)
+        if key not in self.recorded:
+            self.recorded[key] = record_episode(self.root / f"{len(self.recorded)}", env_id, steps, seed)
+        source = self.recorded[key]
+        spool.mkdir(parents=True, exist_ok=True)
+        # Copied beside the spool, then renamed in: a watching uploader sees it whole, as after sealing.
+        staging = Path(shutil.copytree(source, spool.parent / f".copying-{source.name}"))
+        return staging.rename(spool / source.name)

@@ -37,6 +37,14 @@ def size(small: int, full: int) -> int:
     return full if STRESS else small
 
 
+def spread(count: int, keep: int) -> list[int]:
+    """The 1-based points 1..``count`` a campaign visits: all under ``make stress``, else ``keep`` of them
+    spread evenly, the first and the last included (deterministic, so a failure reruns the same)."""
+    if STRESS or count <= keep:
+        return list(range(1, count + 1))
+    return sorted({1 + round(i * (count - 1) / (keep - 1)) for i in range(keep)})
+
+
 def cli_env(tmp: Path, **extra: str) -> dict[str, str]:
     """A subprocess environment with no stray HF_/GYMREC_ settings; HOME and HF_HOME inside ``tmp``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "GYMREC_"))}

@@ -199,7 +199,7 @@ def raw_id_anywhere(root: Path, raw: str) -> list[Path]:
     return [p for p in spool_files(root) if needle in p.read_bytes()]
 
 
-def gymrec_replay(episode: Path) -> subprocess.CompletedProcess[str]:
+def gymrec_replay(episode: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
-    return subprocess.run([str(BIN / "gymrec-replay"), str(episode)], capture_output=True, text=True, timeout=180,
-                          env=env)
+    return subprocess.run([str(BIN / "gymrec-replay"), str(episode), *args], capture_output=True, text=True,
+                          timeout=180, env=env)

@@ -1,7 +1,8 @@
 """Compaction is crash-safe at every rename and delete (issue 21 item 4): strace SIGKILLs
 ``gymrec-uploader compact`` at the Nth rename, unlink and rmdir in turn, and a rerun heals: every
 episode listed once, info.json's totals match the shards, the data rows match the index, and the next
-upload works."""
+upload works. ``make stress`` (GYMREC_STRESS=1) kills at every call; ``make test`` at the first, the
+middle and the last call of each kind (tests/reliability_uploader_helpers.py ``spread``)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from uploader_helpers import BIN, clean_env, local_index, record_episode, run_uploader
+from uploader_helpers import BIN, clean_env, local_index, run_uploader
 
 from gymrec.shared.dataset import layout
+from tests.recording import RecordingCache
+from tests.reliability_uploader_helpers import spread
 
 SYSCALLS = ("rename", "unlink", "rmdir")
 STRACE = shutil.which("strace")
@@ -46,12 +49,12 @@ def _calls(log: Path) -> dict[str, int]:
     return {name: len(re.findall(rf"(?:^|\s){name}\(", text, re.MULTILINE)) for name in SYSCALLS}
 
 
-def test_a_kill_at_every_rename_and_delete_of_compaction_heals_on_rerun(tmp_path: Path, spool: Path) -> None:
+def test_a_kill_at_every_rename_and_delete_of_compaction_heals_on_rerun(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
     reason = _strace_works()
     if reason is not None:
         pytest.skip(reason)
     for seed in (1, 2, 3):
-        record_episode(spool, "BreakoutNoFrameskip-v4", 20, seed=seed)
+        recordings.copy(spool, "BreakoutNoFrameskip-v4", 20, seed)
     template = tmp_path / "template"
     env = clean_env(HOME=str(tmp_path), PYTHONDONTWRITEBYTECODE="1")
     done = run_uploader(["--spool", str(spool), "--once", "--local-dir", str(template), "--batch-episodes", "1"], tmp_path, env)
@@ -66,9 +69,11 @@ def test_a_kill_at_every_rename_and_delete_of_compaction_heals_on_rerun(tmp_path
     assert traced.returncode == 0 and "3 shards merged into 1" in traced.stdout, traced.stderr
     calls = _calls(log)
     assert calls["rename"] >= 4 and calls["unlink"] >= 6, calls  # the pending journal, 2 shards, info, card; 6 old shards
-    killed = 0
+    killed = planned = 0
     for name in SYSCALLS:
-        for n in range(1, calls[name] + 1):
+        points = spread(calls[name], 3)
+        planned += len(points)
+        for n in points:
             dataset = tmp_path / f"ds-{name}-{n}"
             shutil.copytree(template, dataset)
             cut = subprocess.run([STRACE, "-f", "-o", "/dev/null", "-e", f"inject={name}:signal=KILL:when={n}", exe, "compact",
@@ -78,9 +83,9 @@ def test_a_kill_at_every_rename_and_delete_of_compaction_heals_on_rerun(tmp_path
             assert rerun.returncode == 0 and "Traceback" not in rerun.stderr, f"{name} #{n}: {rerun.stderr}"
             _healthy(dataset, expected)
             shutil.rmtree(dataset)
-    assert killed >= sum(calls.values()) - 2, "the injected kills did not land"
+    assert killed >= planned - 2, "the injected kills did not land"
     # and the dataset still takes new episodes
     shutil.copytree(template, tmp_path / "last")
-    record_episode(spool, "BreakoutNoFrameskip-v4", 20, seed=4)
+    recordings.copy(spool, "BreakoutNoFrameskip-v4", 20, 4)
     done = run_uploader(["--spool", str(spool), "--once", "--local-dir", str(tmp_path / "last")], tmp_path, env)
     assert done.returncode == 0 and done.stdout.startswith("1 uploaded"), done.stderr

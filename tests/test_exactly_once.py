@@ -13,17 +13,19 @@ from typing import Any
 import pytest
 from hubserver import running_hub
 from reliability_uploader_helpers import landing, quarantined_ids
-from uploader_helpers import clean_env, index_rows_of, local_files, record_episode, run_uploader
+from uploader_helpers import clean_env, index_rows_of, local_files, run_uploader
 
 from gymrec.shared.dataset import layout
 from gymrec.shared.spool import schema
 from gymrec.shared.spool.checksums import resign
 from gymrec.shared.spool.directory import UPLOADED_AREA, UPLOADED_LOCAL_AREA
 from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX, RECEIPT_SUFFIX
+from tests.recording import RecordingCache
 
 TOKEN = "hf_exactly_once_5c2d"
 REPO = "tester/gymrec-once"
 CONFIG = "breakoutnoframeskip-v4"
+Record = Callable[[Path, tuple[int, ...]], list[Path]]  # (spool, seeds) -> the episodes copied into it
 
 
 class Target:
@@ -65,8 +67,10 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
             yield Target(tmp_path, hub)
 
 
-def _record(spool: Path, seeds: tuple[int, ...]) -> list[Path]:
-    return [record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=s) for s in seeds]
+@pytest.fixture
+def record(recordings: RecordingCache) -> Record:
+    """Breakout episodes by seed, recorded once a session (tests/recording.py RecordingCache)."""
+    return lambda spool, seeds: [recordings.copy(spool, "BreakoutNoFrameskip-v4", 30, s) for s in seeds]
 
 
 def _restore(backup: Path, spool: Path) -> None:
@@ -82,14 +86,14 @@ def _once_each(target: Target, expected: set[str]) -> None:
         assert landing(target.hub, REPO).duplicates() == 0
 
 
-def test_a_spool_restored_from_a_backup_publishes_each_episode_once(target: Target, spool: Path) -> None:
-    first = _record(spool, (1, 2, 3))
+def test_a_spool_restored_from_a_backup_publishes_each_episode_once(target: Target, spool: Path, record: Record) -> None:
+    first = record(spool, (1, 2, 3))
     backup = target.tmp / "backup"
     shutil.copytree(spool, backup)
     code, out, err = target.upload(spool)
     assert code == 0 and out.startswith("3 uploaded"), err
     _restore(backup, spool)
-    (new,) = _record(spool, (4,))
+    (new,) = record(spool, (4,))
     code, out, err = target.upload(spool)
     assert code == 0 and out.startswith("1 uploaded") and "3 already there" in out, out + err
     _once_each(target, {p.stem for p in [*first, new]})
@@ -98,11 +102,11 @@ def test_a_spool_restored_from_a_backup_publishes_each_episode_once(target: Targ
         assert receipt["already_present"] and layout.is_index_path(receipt["paths"][0])
 
 
-def test_two_machines_with_copies_of_one_spool(target: Target, spool: Path) -> None:
-    eps = _record(spool, (1, 2))
+def test_two_machines_with_copies_of_one_spool(target: Target, spool: Path, record: Record) -> None:
+    eps = record(spool, (1, 2))
     other = target.tmp / "other-machine"
     shutil.copytree(spool, other)
-    (extra,) = _record(other, (5,))  # the second machine recorded one more before uploading
+    (extra,) = record(other, (5,))  # the second machine recorded one more before uploading
     code, out, err = target.upload(spool)
     assert code == 0 and out.startswith("2 uploaded"), err
     code, out, err = target.upload(other)
@@ -110,8 +114,8 @@ def test_two_machines_with_copies_of_one_spool(target: Target, spool: Path) -> N
     _once_each(target, {p.stem for p in [*eps, extra]})
 
 
-def test_a_rerun_after_a_crash_between_commit_and_receipts(target: Target, spool: Path) -> None:
-    eps = _record(spool, (1, 2))
+def test_a_rerun_after_a_crash_between_commit_and_receipts(target: Target, spool: Path, record: Record) -> None:
+    eps = record(spool, (1, 2))
     code, out, err = target.upload(spool)
     assert code == 0, err
     # A crash after the commit but before the receipts and the batch manifest: the episodes are back
@@ -121,7 +125,7 @@ def test_a_rerun_after_a_crash_between_commit_and_receipts(target: Target, spool
         (area / (p.stem + RECEIPT_SUFFIX)).unlink()
         if (area / p.name).is_dir():
             (area / p.name).rename(spool / p.name)
-    (new,) = _record(spool, (3,))
+    (new,) = record(spool, (3,))
     code, out, err = target.upload(spool)
     assert code == 0 and out.startswith("1 uploaded") and "2 already there" in out, out + err
     _once_each(target, {p.stem for p in [*eps, new]})
@@ -134,8 +138,8 @@ def _edit_attrs(episode: Path, change: Callable[[dict[str, Any]], None]) -> None
     (episode / schema.METADATA_NAME).write_text(json.dumps(meta))
 
 
-def test_one_id_with_other_content_is_quarantined_not_published(target: Target, spool: Path) -> None:
-    eps = _record(spool, (1, 2))
+def test_one_id_with_other_content_is_quarantined_not_published(target: Target, spool: Path, record: Record) -> None:
+    eps = record(spool, (1, 2))
     backup = target.tmp / "backup"
     shutil.copytree(spool, backup)
     code, out, err = target.upload(spool)
@@ -179,10 +183,10 @@ def _a_duplicated_shard(files: dict[str, bytes]) -> dict[str, bytes]:
             layout.index_path(CONFIG, copy): out.getvalue(), layout.INFO_PATH: json.dumps(info).encode()}  # fmt: skip
 
 
-def test_compaction_leaves_out_identical_duplicates(target: Target, spool: Path) -> None:
+def test_compaction_leaves_out_identical_duplicates(target: Target, spool: Path, record: Record) -> None:
     from tests.replay_helpers import replay_cli
 
-    eps = _record(spool, (1, 2, 3))
+    eps = record(spool, (1, 2, 3))
     code, out, err = target.upload(spool)
     assert code == 0, err
     clean_info = json.loads(target.files()[layout.INFO_PATH])["configs"][CONFIG]
@@ -208,9 +212,9 @@ def test_compaction_leaves_out_identical_duplicates(target: Target, spool: Path)
         assert replayed.returncode == 0 and replayed.stdout.count("identical") == 3, replayed.stdout + replayed.stderr
 
 
-def test_compaction_leaves_a_truncated_shard_and_merges_the_rest(tmp_path: Path, spool: Path) -> None:
+def test_compaction_leaves_a_truncated_shard_and_merges_the_rest(tmp_path: Path, spool: Path, record: Record) -> None:
     """Issue 21.4: a damaged shard is left as it is with one line and the corruption code (5)."""
-    _record(spool, (1, 2, 3))
+    record(spool, (1, 2, 3))
     dataset = tmp_path / "dataset"
     env = clean_env(HOME=str(tmp_path))
     done = run_uploader(["--spool", str(spool), "--once", "--local-dir", str(dataset), "--batch-episodes", "1"], tmp_path, env)

@@ -10,10 +10,11 @@ from pathlib import Path
 from hubserver import running_hub
 from huggingface_hub import HfApi
 from reliability_uploader_helpers import stderr_lines
-from uploader_helpers import clean_env, index_rows_of, local_index, record_episode, run_uploader
+from uploader_helpers import clean_env, index_rows_of, local_index, run_uploader
 
 from gymrec.shared.dataset import layout
 from gymrec.shared.spool.directory import UPLOADED_LOCAL_AREA
+from tests.recording import RecordingCache
 
 TOKEN = "hf_foreign_targets_91ab"
 REPO = "tester/someone-elses"
@@ -35,8 +36,8 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def test_a_foreign_local_dir_is_refused_then_adopted_keeping_its_files(tmp_path: Path, spool: Path) -> None:
-    sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=1)
+def test_a_foreign_local_dir_is_refused_then_adopted_keeping_its_files(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
+    sealed = recordings.copy(spool, "BreakoutNoFrameskip-v4", 30, 1)
     dataset = tmp_path / "ds"
     for rel, data in THEIRS.items():
         (dataset / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -50,13 +51,13 @@ def test_a_foreign_local_dir_is_refused_then_adopted_keeping_its_files(tmp_path:
     assert all(files[rel] == data for rel, data in THEIRS.items())  # their card and data, untouched
     assert set(local_index(dataset)) == {sealed.stem}
     assert json.loads(files[layout.INFO_PATH])["readme"] == "kept"
-    record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=2)  # and it stays adopted: no flag needed now
+    recordings.copy(spool, "BreakoutNoFrameskip-v4", 30, 2)  # and it stays adopted: no flag needed now
     code, out, lines = _local(spool, dataset, tmp_path)
     assert code == 0 and out.startswith("1 uploaded") and _tree(dataset)[layout.CARD_PATH] == THEIRS[layout.CARD_PATH], lines
 
 
-def test_a_foreign_hub_repo_is_refused_then_adopted_keeping_its_card(tmp_path: Path, spool: Path) -> None:
-    sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=1)
+def test_a_foreign_hub_repo_is_refused_then_adopted_keeping_its_card(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
+    sealed = recordings.copy(spool, "BreakoutNoFrameskip-v4", 30, 1)
     with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
         hub.seed_repo(REPO, THEIRS)
         commits = len(hub.commits(REPO))
@@ -70,10 +71,10 @@ def test_a_foreign_hub_repo_is_refused_then_adopted_keeping_its_card(tmp_path: P
         assert {e: len(rows) for e, rows in index_rows_of(files).items()} == {sealed.stem: 1}
 
 
-def test_a_lost_local_info_json_is_rebuilt_from_every_shard(tmp_path: Path, spool: Path) -> None:
+def test_a_lost_local_info_json_is_rebuilt_from_every_shard(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
     for seed in (1, 2, 3):
-        record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=seed)
-    record_episode(spool, "PongNoFrameskip-v4", 30, seed=4)
+        recordings.copy(spool, "BreakoutNoFrameskip-v4", 30, seed)
+    recordings.copy(spool, "PongNoFrameskip-v4", 30, 4)
     dataset = tmp_path / "dataset"
     code, _, lines = _local(spool, dataset, tmp_path, "--batch-episodes", "2")
     assert code == 0, lines
@@ -84,7 +85,7 @@ def test_a_lost_local_info_json_is_rebuilt_from_every_shard(tmp_path: Path, spoo
     assert json.loads((dataset / layout.INFO_PATH).read_bytes()) == json.loads(info)
     assert (dataset / layout.CARD_PATH).read_bytes() == card
     (dataset / layout.INFO_PATH).write_text("{")  # damaged, with a new episode in the next batch
-    new = record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=5)
+    new = recordings.copy(spool, "BreakoutNoFrameskip-v4", 30, 5)
     code, out, lines = _local(spool, dataset, tmp_path)
     assert code == 0 and out.startswith("1 uploaded"), lines
     configs = json.loads((dataset / layout.INFO_PATH).read_bytes())["configs"]
@@ -92,15 +93,15 @@ def test_a_lost_local_info_json_is_rebuilt_from_every_shard(tmp_path: Path, spoo
     assert new.stem in local_index(dataset) and (spool / UPLOADED_LOCAL_AREA / new.name).is_dir()
 
 
-def test_a_lost_hub_info_json_is_rebuilt_from_every_shard(tmp_path: Path, spool: Path) -> None:
+def test_a_lost_hub_info_json_is_rebuilt_from_every_shard(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
     for seed in (1, 2):
-        record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=seed)
+        recordings.copy(spool, "BreakoutNoFrameskip-v4", 30, seed)
     with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
         code, _, lines = _hub(spool, hub.endpoint, tmp_path, "--batch-episodes", "1")
         assert code == 0, lines
         info = json.loads(hub.files(REPO)[layout.INFO_PATH])
         HfApi(endpoint=hub.endpoint, token=TOKEN).delete_file(layout.INFO_PATH, REPO, repo_type="dataset")
-        record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=3)
+        recordings.copy(spool, "BreakoutNoFrameskip-v4", 30, 3)
         code, out, lines = _hub(spool, hub.endpoint, tmp_path)
         assert code == 0 and out.startswith("1 uploaded"), lines
         after = json.loads(hub.files(REPO)[layout.INFO_PATH])["configs"]["breakoutnoframeskip-v4"]

@@ -12,9 +12,10 @@ import uuid
 from pathlib import Path
 
 from reliability_uploader_helpers import quarantined_ids, stderr_lines
-from uploader_helpers import clean_env, daemon_until, local_index, record_episode, run_uploader
+from uploader_helpers import clean_env, daemon_until, local_index, run_uploader
 
 from gymrec.shared.spool import schema
+from tests.recording import RecordingCache
 
 
 def _poisons(spool: Path) -> dict[str, str]:
@@ -45,8 +46,8 @@ def _poisons(spool: Path) -> dict[str, str]:
     return made
 
 
-def test_odd_files_never_hang_or_block_the_good_episodes(tmp_path: Path, spool: Path) -> None:
-    good = {record_episode(spool, "BreakoutNoFrameskip-v4", 20, seed=s).stem for s in (1, 2)}
+def test_odd_files_never_hang_or_block_the_good_episodes(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
+    good = {recordings.copy(spool, "BreakoutNoFrameskip-v4", 20, s).stem for s in (1, 2)}
     poisons = _poisons(spool)
     env = clean_env(HOME=str(tmp_path))
     status = run_uploader(["status", "--spool", str(spool)], tmp_path, env, timeout=60)
@@ -65,8 +66,8 @@ def test_odd_files_never_hang_or_block_the_good_episodes(tmp_path: Path, spool: 
     assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
 
 
-def test_the_daemon_skips_odd_files_and_honours_sigterm(tmp_path: Path, spool: Path) -> None:
-    good = {record_episode(spool, "BreakoutNoFrameskip-v4", 20, seed=s).stem for s in (1, 2)}
+def test_the_daemon_skips_odd_files_and_honours_sigterm(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
+    good = {recordings.copy(spool, "BreakoutNoFrameskip-v4", 20, s).stem for s in (1, 2)}
     _poisons(spool)
     dataset = tmp_path / "dataset"
     args = ["--spool", str(spool), "--local-dir", str(dataset), "--commit-every", "0"]
@@ -79,10 +80,10 @@ def test_the_daemon_skips_odd_files_and_honours_sigterm(tmp_path: Path, spool: P
     assert out.startswith("2 uploaded") and set(local_index(dataset)) == good, out
 
 
-def test_replays_spool_reader_skips_odd_files(tmp_path: Path, spool: Path) -> None:
+def test_replays_spool_reader_skips_odd_files(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
     from tests.replay_helpers import replay_cli
 
-    record_episode(spool, "BreakoutNoFrameskip-v4", 20, seed=1)
+    recordings.copy(spool, "BreakoutNoFrameskip-v4", 20, 1)
     _poisons(spool)
     done = replay_cli(["--spool", str(spool), "--all"])
     assert "Traceback" not in done.stderr and "identical" in done.stdout, done.stdout + done.stderr

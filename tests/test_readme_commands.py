@@ -176,10 +176,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     datasets = home / "datasets"
     datasets.mkdir()
     doom_spool = root / "doom-spool"
-    record_episode(doom_spool, "VizdoomBasic-v1", 30, 1)
-    for name in sorted({m for cmd in COMMANDS for m in LOCAL_DATASET.findall(cmd.text)}):
+    names = sorted({m for cmd in COMMANDS for m in LOCAL_DATASET.findall(cmd.text)})
+    if "doom" in names:  # only when the README names one: VizDoom takes seconds to start
+        record_episode(doom_spool, "VizdoomBasic-v1", 30, 1)
+    for name in names:
         to_local_dataset(doom_spool if name == "doom" else spool, datasets / name, root)
-    breakout = to_local_dataset(spool, root / "hub-dataset", root)
+    # the Hub repos hold the local breakout dataset's files when the README has one (one upload, not two)
+    breakout = datasets / "breakout" if "breakout" in names else to_local_dataset(spool, root / "hub-dataset", root)
     with running_hub("hf_test_token", root / "hub") as hub:
         for repo in sorted({m for cmd in COMMANDS for m in HUB_REPO.findall(cmd.text)}):
             hub.seed_repo(repo, tree(breakout))

@@ -1,6 +1,6 @@
 """F1 help in a real X window (Xvfb): every bound key of the active keymap is drawn inside the window.
 
-For ALE (160 px frames, the narrowest), VizDoom and retro, at --scale 2 and 3: gymrec-play is
+For ALE (160 px frames, the narrowest), VizDoom and retro, at --scale 2 and 3 (``make test``: 3 for ALE only): gymrec-play is
 started, the episode started with a key bound to nothing, F1 pressed, and the root window captured.
 Each key's name is then rendered with the font the panel uses and looked for in the window's part
 of the screenshot: its fully covered pixels must be there, in the key colour, exactly. A key cut by
@@ -9,6 +9,7 @@ the window edge, drawn over, or missing from the panel fails.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,12 +24,13 @@ from gymrec.recorder.statusbar import BAR_HEIGHT
 from gymrec.shared.keymaps.keymap import load_keymap
 from tests.xwindow import find_window, geometry, needs, start_play, stop, x, xvfb
 
-pytestmark = [pytest.mark.slow, needs("Xvfb", "xdotool", "import")]  # an X server, six runs: make test only
+pytestmark = [pytest.mark.slow, needs("Xvfb", "xdotool", "import")]  # an X server, four runs (six under make stress): make test only
 
 # (env id, keymap backend, keymap section, frame width, frame height)
 GAMES = [("ALE/Breakout-v5", "ale", "bindings", 160, 210), ("VizdoomBasic-v1", "vizdoom", "bindings", 320, 240),
          ("Airstriker-Genesis-v0", "retro", "genesis", 320, 224)]
 GYMREC_KEYS = ("Esc", "P", "Backspace", "F1", "hold R")
+STRESS = os.environ.get("GYMREC_STRESS", "") not in ("", "0")
 
 
 @pytest.fixture
@@ -58,8 +60,13 @@ def drawn(image: np.ndarray, text: str, color: tuple[int, int, int], font: pygam
     return bool(padded[oy[:, None] + ys[None, :], ox[:, None] + xs[None, :]].all(axis=1).any())
 
 
-@pytest.mark.parametrize("scale", [2, 3])
-@pytest.mark.parametrize(("env_id", "backend", "section", "width", "height"), GAMES)
+# make test: every game at --scale 2 (the narrowest windows) and ALE at 3 too; make stress: all six.
+CASES = [pytest.param(*game, scale, marks=pytest.mark.skipif(
+    not STRESS and scale == 3 and game[1] != "ale", reason="make stress only (GYMREC_STRESS=1): the other games at --scale 3"))
+    for scale in (2, 3) for game in GAMES]  # fmt: skip
+
+
+@pytest.mark.parametrize(("env_id", "backend", "section", "width", "height", "scale"), CASES)
 def test_help_shows_every_bound_key_in_a_real_window(display: str, tmp_path: Path, env_id: str, backend: str,
                                                      section: str, width: int, height: int, scale: int) -> None:
     shot = tmp_path / "help.png"

@@ -1,6 +1,6 @@
 """gymrec-serve end to end: Debian's chromium plays a study with real key events (tests/serve_helpers.py).
 
-One participant goes from consent to the completion code; the episode is sealed, pseudonymous,
+One participant goes from consent to the completion code; the episode is sealed, pseudonymous, published,
 replays identical, and each action answers the frame the page showed. Nothing is written before
 consent, and a SIGKILL of the whole server tree loses nothing that recovery cannot seal.
 """
@@ -37,6 +37,7 @@ from tests.serve_helpers import (
     serve,
     spool_files,
 )
+from tests.uploader_helpers import clean_env, local_index, run_uploader
 
 SALT = "test-salt-0123456789abcdef"
 PAD_LEFT = """() => {
@@ -144,6 +145,15 @@ def test_consent_play_complete_replay_and_pairing(tmp_path: Path) -> None:
     assert counted >= 15, f"only {counted} steps where the bot answered a new frame in time"
     assert matching == counted, f"{matching}/{counted} actions answer the frame the page showed"
     replay = gymrec_replay(path)
+    assert replay.returncode == 0 and "identical" in replay.stdout, replay.stdout + replay.stderr
+    # Published: the uploader's dataset carries the study fields, never the raw id, and replays identical.
+    dataset = tmp_path / "dataset"
+    upload = run_uploader(["--once", "--spool", str(server.spool), "--local-dir", str(dataset)], tmp_path, clean_env())
+    assert upload.returncode == 0, upload.stderr
+    [row] = local_index(dataset).values()
+    assert (row["study"], row["participant"], row["client_input"]) == ("pilot-1", who, "gamepad+keyboard")
+    assert not raw_id_anywhere(dataset, RAW_PID), "the raw participant id reached the dataset"
+    replay = gymrec_replay(dataset, "--all")
     assert replay.returncode == 0 and "identical" in replay.stdout, replay.stdout + replay.stderr
 
 

@@ -181,3 +181,8 @@ def test_the_index_carries_the_study_columns() -> None:
 
     for column in ("study", "participant", "study_session", "client_browser", "client_input", "rtt_p50_ms", "rtt_p99_ms"):
         assert column in INDEX_FEATURES
+
+
+def test_the_example_study_file_in_the_docs_loads() -> None:
+    study = load_study(Path(__file__).resolve().parents[1] / "docs" / "study.example.toml")
+    assert study.id == "breakout-pilot" and [g.env for g in study.games] == ["ALE/Breakout-v5", "ALE/Pong-v5"]

@@ -34,6 +34,7 @@ from gymrec.uploader.config import UploaderConfig
 from gymrec.uploader.convert import ConvertOptions
 from gymrec.uploader.daemon import Uploader
 from gymrec.uploader.hub import RetryPolicy
+from tests.recording import RecordingCache
 
 TOKEN = "hf_uploader_secret_7a1b"
 REPO = "tester/gymrec-test"
@@ -67,8 +68,8 @@ def _card_totals(files: dict[str, bytes]) -> str:
     return files["README.md"].decode()
 
 
-def test_upload_load_dataset_and_no_duplicates(tmp_path: Path, spool: Path) -> None:
-    sealed = [record_episode(spool, "BreakoutNoFrameskip-v4", 80, seed=s) for s in (1, 2)]
+def test_upload_load_dataset_and_no_duplicates(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
+    sealed = [recordings.copy(spool, "BreakoutNoFrameskip-v4", 80, s) for s in (1, 2)]
     spool_data = {p.stem: spool_frames(p) for p in sealed}
     with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
         env = _env(hub.endpoint, tmp_path)
@@ -122,8 +123,8 @@ def test_upload_load_dataset_and_no_duplicates(tmp_path: Path, spool: Path) -> N
         assert all(TOKEN.encode() not in p.read_bytes() for p in spool.rglob("*") if p.is_file())
 
 
-def test_two_uploaders_race_exactly_once(tmp_path: Path, spool: Path) -> None:
-    sealed = [record_episode(spool, "BreakoutNoFrameskip-v4", 40, seed=s) for s in range(6)]
+def test_two_uploaders_race_exactly_once(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
+    sealed = [recordings.copy(spool, "BreakoutNoFrameskip-v4", 40, s) for s in range(6)]
     with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
         env = _env(hub.endpoint, tmp_path)
         exe = Path(sys.executable).parent / "gymrec-uploader"
@@ -151,8 +152,8 @@ def test_two_uploaders_race_exactly_once(tmp_path: Path, spool: Path) -> None:
         assert not any((spool / CLAIMED_AREA).iterdir())
 
 
-def test_faults_are_retried_in_process(tmp_path: Path, spool: Path) -> None:
-    sealed = [record_episode(spool, "BreakoutNoFrameskip-v4", 40, seed=s) for s in range(4)]
+def test_faults_are_retried_in_process(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
+    sealed = [recordings.copy(spool, "BreakoutNoFrameskip-v4", 40, s) for s in range(4)]
     threads_before = _thread_count()
     with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
         hub.faults = FaultPlan(rate=0.25, kinds=("500", "503", "429", "drop", "drop_after"), seed=3, retry_after=0)
@@ -184,7 +185,7 @@ def test_daemon_watches_and_stops_cleanly(tmp_path: Path, spool: Path) -> None:
         runner = threading.Thread(target=uploader.run, name="gymrec-test-daemon")
         runner.start()
         try:
-            sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 60, seed=9)
+            sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 60, seed=9)  # recorded live: the daemon watches it
             deadline = time.monotonic() + 60
             while sealed.stem not in index_rows_of(hub.files(REPO) if hub.has_repo(REPO) else {}):
                 assert time.monotonic() < deadline, "the daemon never uploaded the new episode"
@@ -198,8 +199,8 @@ def test_daemon_watches_and_stops_cleanly(tmp_path: Path, spool: Path) -> None:
 
 
 @pytest.mark.parametrize("revoked", [False, True])
-def test_bad_token_stops_and_loses_nothing(tmp_path: Path, spool: Path, revoked: bool) -> None:
-    sealed = [record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=s) for s in (1, 2)]
+def test_bad_token_stops_and_loses_nothing(recordings: RecordingCache, tmp_path: Path, spool: Path, revoked: bool) -> None:
+    sealed = [recordings.copy(spool, "BreakoutNoFrameskip-v4", 30, s) for s in (1, 2)]
     with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
         hub.revoked = revoked
         token = TOKEN if revoked else "hf_wrong_token_123"
@@ -212,10 +213,10 @@ def test_bad_token_stops_and_loses_nothing(tmp_path: Path, spool: Path, revoked:
         assert not (spool / CLAIMED_AREA).exists() or not any((spool / CLAIMED_AREA).iterdir())
 
 
-def test_dead_claim_is_taken_over(tmp_path: Path, spool: Path) -> None:
+def test_dead_claim_is_taken_over(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
     from gymrec.uploader.claims import Claimer
 
-    sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=1)
+    sealed = recordings.copy(spool, "BreakoutNoFrameskip-v4", 30, 1)
     dead = Claimer(spool, "otherhost_p1_abcdef", stale_after=300, include_local=False)
     a = dead.try_claim(sealed)
     assert a is not None and dead.try_claim(sealed) is None  # a rename: exactly one winner
@@ -234,8 +235,8 @@ def test_dead_claim_is_taken_over(tmp_path: Path, spool: Path) -> None:
     assert np.all([not any((spool / CLAIMED_AREA).iterdir())])
 
 
-def test_compact_on_the_hub_in_one_commit(tmp_path: Path, spool: Path) -> None:
-    sealed = [record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=s) for s in (1, 2, 3)]
+def test_compact_on_the_hub_in_one_commit(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
+    sealed = [recordings.copy(spool, "BreakoutNoFrameskip-v4", 30, s) for s in (1, 2, 3)]
     with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
         env = _env(hub.endpoint, tmp_path)
         done = run_uploader(["--spool", str(spool), "--once", "--repo-id", REPO, "--batch-episodes", "1"], tmp_path, env)
@@ -272,8 +273,8 @@ def _move_in(episodes: list[Path], spool: Path) -> set[str]:
     return {p.stem for p in episodes}
 
 
-def test_once_against_a_killed_hub_is_one_line_and_keeps_the_queue(tmp_path: Path, spool: Path) -> None:
-    sealed = {record_episode(spool, "BreakoutNoFrameskip-v4", 20, seed=s).stem for s in (1, 2, 3)}
+def test_once_against_a_killed_hub_is_one_line_and_keeps_the_queue(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
+    sealed = {recordings.copy(spool, "BreakoutNoFrameskip-v4", 20, s).stem for s in (1, 2, 3)}
     with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
         endpoint = hub.endpoint
     # the Hub is gone: nothing listens on its port any more
@@ -295,8 +296,8 @@ def test_once_against_a_killed_hub_is_one_line_and_keeps_the_queue(tmp_path: Pat
     assert waiting_ids(spool) == sealed and claims_left(spool) == []
 
 
-def test_once_when_the_hub_dies_mid_run_tries_one_call_not_one_per_episode(tmp_path: Path, spool: Path) -> None:
-    sealed = {record_episode(spool, "BreakoutNoFrameskip-v4", 20, seed=s).stem for s in (1, 2, 3, 4)}
+def test_once_when_the_hub_dies_mid_run_tries_one_call_not_one_per_episode(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
+    sealed = {recordings.copy(spool, "BreakoutNoFrameskip-v4", 20, s).stem for s in (1, 2, 3, 4)}
     with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
         endpoint = hub.endpoint
         hub.go_down_after("commit", 1)  # the first batch lands, then the Hub is gone
@@ -316,8 +317,8 @@ def test_once_when_the_hub_dies_mid_run_tries_one_call_not_one_per_episode(tmp_p
     assert quarantined_ids(spool) == set()
 
 
-def test_daemon_rides_out_outages_with_one_line_per_change(tmp_path: Path, spool: Path) -> None:
-    first = {record_episode(spool, "BreakoutNoFrameskip-v4", 20, seed=s).stem for s in (1, 2)}
+def test_daemon_rides_out_outages_with_one_line_per_change(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
+    first = {recordings.copy(spool, "BreakoutNoFrameskip-v4", 20, s).stem for s in (1, 2)}
     second, third = _record_aside(tmp_path, "aside-2", (3, 4)), _record_aside(tmp_path, "aside-3", (5,))
     with running_hub(token=TOKEN, tmp_path=tmp_path) as hub:
         endpoint, port = hub.endpoint, int(hub.endpoint.rsplit(":", 1)[1])

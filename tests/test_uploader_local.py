@@ -30,7 +30,7 @@ from gymrec.shared.spool.attrs import REQUIRED_FIELDS, SEAL_FIELDS
 from gymrec.shared.spool.episode import Episode
 from gymrec.uploader import encoding
 from gymrec.uploader.claims import QUARANTINE_AREA, REASON_SUFFIX, RECEIPT_SUFFIX, UPLOADED_LOCAL_AREA
-from tests.recording import chunk_path
+from tests.recording import RecordingCache, chunk_path
 
 
 def _upload_local(spool: Path, dataset: Path, cwd: Path, *extra: str) -> str:
@@ -84,8 +84,8 @@ def _check_round_trip(dataset: Path, sealed: Path, config: str | None = None) ->
     assert row["final_observation_hash"] == schema.row_hash(final)
 
 
-def test_atari_round_trip_and_receipt(tmp_path: Path, spool: Path) -> None:
-    sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 150, seed=3)
+def test_atari_round_trip_and_receipt(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
+    sealed = recordings.copy(spool, "BreakoutNoFrameskip-v4", 150, 3)
     dataset = tmp_path / "dataset"
     out = _upload_local(spool, dataset, tmp_path)
     assert out.startswith("1 uploaded")
@@ -105,8 +105,8 @@ def test_atari_round_trip_and_receipt(tmp_path: Path, spool: Path) -> None:
     assert {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file() and ".lock" not in p.name} == before
 
 
-def test_vizdoom_round_trip_with_gamevariables(tmp_path: Path, spool: Path, workdir: Path) -> None:
-    sealed = record_episode(spool, "VizdoomBasic-v1", 120, seed=5)
+def test_vizdoom_round_trip_with_gamevariables(recordings: RecordingCache, tmp_path: Path, spool: Path, workdir: Path) -> None:
+    sealed = recordings.copy(spool, "VizdoomBasic-v1", 120, 5)
     dataset = tmp_path / "dataset"
     _upload_local(spool, dataset, workdir)
     moved = spool / UPLOADED_LOCAL_AREA / sealed.name
@@ -129,9 +129,9 @@ def test_retro_round_trip_multibinary(tmp_path: Path, spool: Path) -> None:
     assert ds.features["action"] == datasets.List(datasets.Value("int8"))
 
 
-def test_card_yaml_and_totals_two_envs(tmp_path: Path, spool: Path, workdir: Path) -> None:
-    a = [record_episode(spool, "BreakoutNoFrameskip-v4", n, seed=s) for n, s in ((60, 1), (90, 2))]
-    d = record_episode(spool, "VizdoomBasic-v1", 40, seed=1)
+def test_card_yaml_and_totals_two_envs(recordings: RecordingCache, tmp_path: Path, spool: Path, workdir: Path) -> None:
+    a = [recordings.copy(spool, "BreakoutNoFrameskip-v4", n, s) for n, s in ((60, 1), (90, 2))]
+    d = recordings.copy(spool, "VizdoomBasic-v1", 40, 1)
     dataset = tmp_path / "dataset"
     _upload_local(spool, dataset, workdir)
     text = (dataset / "README.md").read_text()
@@ -154,10 +154,10 @@ def test_card_yaml_and_totals_two_envs(tmp_path: Path, spool: Path, workdir: Pat
         _load(dataset)
 
 
-def test_discarded_empty_and_corrupt(tmp_path: Path, spool: Path) -> None:
-    good = record_episode(spool, "BreakoutNoFrameskip-v4", 70, seed=1)
+def test_discarded_empty_and_corrupt(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
+    good = recordings.copy(spool, "BreakoutNoFrameskip-v4", 70, 1)
     discarded = record_episode(spool, "BreakoutNoFrameskip-v4", 70, seed=2, end_reason="discarded")
-    corrupt = record_episode(spool, "BreakoutNoFrameskip-v4", 70, seed=3)
+    corrupt = recordings.copy(spool, "BreakoutNoFrameskip-v4", 70, 3)
     chunk = chunk_path(corrupt, "obs/frame", 0)
     chunk.write_bytes(b"not zstd at all")
     dataset = tmp_path / "dataset"
@@ -207,11 +207,11 @@ def test_slugs_and_action_encoding() -> None:
     assert layout.decode_action_value({"type": "Discrete", "n": 4, "start": 0}, 3) == 3
 
 
-def test_batches_shards_row_groups_and_streaming(tmp_path: Path, spool: Path) -> None:
+def test_batches_shards_row_groups_and_streaming(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
     import pyarrow.parquet as pq
 
-    long = record_episode(spool, "BreakoutNoFrameskip-v4", 1100, seed=4)
-    short = [record_episode(spool, "BreakoutNoFrameskip-v4", 30, seed=s) for s in (5, 6)]
+    long = recordings.copy(spool, "BreakoutNoFrameskip-v4", 1100, 4)
+    short = [recordings.copy(spool, "BreakoutNoFrameskip-v4", 30, s) for s in (5, 6)]
     total = sum(Episode(p).length for p in (long, *short))
     dataset = tmp_path / "dataset"
     out = _upload_local(spool, dataset, tmp_path, "--batch-episodes", "2")
@@ -233,13 +233,13 @@ def test_batches_shards_row_groups_and_streaming(tmp_path: Path, spool: Path) ->
     assert f"| **all** | 3 | {total} |" in (dataset / "README.md").read_text()
 
 
-def test_row_groups_stay_under_the_limit_across_episodes(tmp_path: Path, spool: Path) -> None:
+def test_row_groups_stay_under_the_limit_across_episodes(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
     import pyarrow.parquet as pq
 
     from gymrec.uploader.convert import ConvertOptions, convert_episode
     from gymrec.uploader.shards import build_batch
 
-    sealed = [record_episode(spool, "BreakoutNoFrameskip-v4", 70, seed=s) for s in (1, 2)]
+    sealed = [recordings.copy(spool, "BreakoutNoFrameskip-v4", 70, s) for s in (1, 2)]
     options = ConvertOptions(workers=1, row_group_rows=50)
     converted = [convert_episode(Episode(p), tmp_path / p.stem, options) for p in sealed]
     batch = build_batch(converted, tmp_path / "batch", options)
@@ -261,10 +261,10 @@ def test_row_groups_stay_under_the_limit_across_episodes(tmp_path: Path, spool: 
     (lambda d: (d / "meta" / "episodes").mkdir(parents=True) or (d / "meta" / "episodes" / "a.json").write_text("{}"),
      "format-1"),
 ])  # fmt: skip
-def test_other_format_versions_are_refused(tmp_path: Path, spool: Path, setup: object, needle: str) -> None:
+def test_other_format_versions_are_refused(recordings: RecordingCache, tmp_path: Path, spool: Path, setup: object, needle: str) -> None:
     from tests.replay_helpers import replay_cli
 
-    sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 20, seed=1)
+    sealed = recordings.copy(spool, "BreakoutNoFrameskip-v4", 20, 1)
     dataset = tmp_path / "dataset"
     dataset.mkdir()
     setup(dataset)  # type: ignore[operator]
@@ -277,10 +277,10 @@ def test_other_format_versions_are_refused(tmp_path: Path, spool: Path, setup: o
     assert replayed.returncode == 2 and needle in replayed.stderr and "Traceback" not in replayed.stderr
 
 
-def test_sigterm_commits_the_pending_batch(tmp_path: Path, spool: Path) -> None:
+def test_sigterm_commits_the_pending_batch(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
     from uploader_helpers import daemon_until
 
-    sealed = record_episode(spool, "BreakoutNoFrameskip-v4", 40, seed=8)
+    sealed = recordings.copy(spool, "BreakoutNoFrameskip-v4", 40, 8)
     dataset = tmp_path / "dataset"
     args = ["--spool", str(spool), "--local-dir", str(dataset), "--commit-every", "3600"]
 
@@ -292,10 +292,10 @@ def test_sigterm_commits_the_pending_batch(tmp_path: Path, spool: Path) -> None:
     assert out.startswith("1 uploaded") and sealed.stem in local_index(dataset)
 
 
-def test_compact_merges_shards_and_keeps_every_episode(tmp_path: Path, spool: Path) -> None:
+def test_compact_merges_shards_and_keeps_every_episode(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
     from tests.replay_helpers import replay_cli
 
-    sealed = [record_episode(spool, "BreakoutNoFrameskip-v4", 40, seed=s) for s in (1, 2, 3)]
+    sealed = [recordings.copy(spool, "BreakoutNoFrameskip-v4", 40, s) for s in (1, 2, 3)]
     dataset = tmp_path / "dataset"
     _upload_local(spool, dataset, tmp_path, "--batch-episodes", "1")
     before = local_index(dataset)
@@ -315,11 +315,11 @@ def test_compact_merges_shards_and_keeps_every_episode(tmp_path: Path, spool: Pa
     assert again.returncode == 0 and "0 shards merged" in again.stdout
 
 
-def test_a_frame_that_does_not_match_its_hash_is_quarantined(tmp_path: Path, spool: Path) -> None:
+def test_a_frame_that_does_not_match_its_hash_is_quarantined(recordings: RecordingCache, tmp_path: Path, spool: Path) -> None:
     from tests.replay_helpers import read_row, rewrite_rows
 
-    good = record_episode(spool, "BreakoutNoFrameskip-v4", 40, seed=1)
-    bad = record_episode(spool, "BreakoutNoFrameskip-v4", 40, seed=2)
+    good = recordings.copy(spool, "BreakoutNoFrameskip-v4", 40, 1)
+    bad = recordings.copy(spool, "BreakoutNoFrameskip-v4", 40, 2)
     frame = np.asarray(read_row(bad, "obs/frame", 7)).copy()
     frame[0, 0, 0] ^= 1  # one flipped bit, stored as a valid chunk: only the hash can tell
     rewrite_rows(bad, "obs/frame", 7, frame)
