@@ -44,11 +44,13 @@ def _deltas(frames: np.ndarray) -> np.ndarray:
     return out
 
 
-def _undelta(flat: np.ndarray) -> None:
-    """``_deltas``' inverse in place, frame by frame, on 8-byte words where the frame size allows."""
-    words = flat.view(np.uint64) if flat.shape[1] % 8 == 0 else flat
-    for i in range(1, len(flat)):
-        np.bitwise_xor(words[i], words[i - 1], out=words[i])
+def _undelta(deltas: np.ndarray, out: np.ndarray) -> None:
+    """``_deltas``' inverse into ``out`` (may be ``deltas``), frame by frame, on 8-byte words where the
+    frame size allows; straight from zstd's read-only bytes, without a writable copy first."""
+    src, dst = (deltas.view(np.uint64), out.view(np.uint64)) if deltas.shape[1] % 8 == 0 else (deltas, out)
+    dst[0] = src[0]
+    for i in range(1, len(deltas)):
+        np.bitwise_xor(src[i], dst[i - 1], out=dst[i])
 
 
 class BlockCodec:
@@ -168,9 +170,10 @@ class BlockCodec:
             out = np.empty((n, *shape), dtype)
         if colours is None:
             flat = out.reshape(n, -1).view(np.uint8)
-            flat.reshape(-1)[:] = np.frombuffer(raw, np.uint8)
             if flags & XOR:
-                _undelta(flat)
+                _undelta(np.frombuffer(raw, np.uint8).reshape(n, -1), flat)
+            else:
+                flat.reshape(-1)[:] = np.frombuffer(raw, np.uint8)
             return out
         index = np.frombuffer(raw, np.uint8).reshape(n, -1)
         if index.size and int(index.max()) >= len(colours) and not flags & XOR:
@@ -178,8 +181,8 @@ class BlockCodec:
         moving = None
         if flags & XOR:
             moving = _changed(index)
-            index = index.copy()
-            _undelta(index)
+            index, deltas = np.empty_like(index), index
+            _undelta(deltas, index)
             if index.size and int(index.max()) >= len(colours):
                 raise CorruptEpisodeError("a frame block indexes past its palette", "the dataset is damaged")
         table = np.zeros((len(colours), 4), np.uint8)
