@@ -130,5 +130,5 @@ def rows(frames: int = 5_000) -> list[dict[str, Any]]:
         {"id": "P4", "what": "uploader --once to a local dataset, frames/s", "value": p4["frames_per_s"],
          "fmt": "{:,.0f}", "target": ">= 10000", "ok": p4["frames_per_s"] >= 10_000,
          "note": f"Breakout; claim, convert, shards, index, card; {p4['frames_per_cpu_s']:,.0f} per CPU-s; conversion "
-                 f"alone {p4['conversion_per_s']:,.0f}/s (format 3: palette + XOR blocks, zstd 7); VizDoom {doom['frames_per_s']:,.0f}/s"},
+                 f"alone {p4['conversion_per_s']:,.0f}/s (format 3: palette + XOR blocks, zstd 7 sparse / 3 dense); VizDoom {doom['frames_per_s']:,.0f}/s"},
     ]

@@ -74,14 +74,33 @@ def test_blocks_round_trip(shape: tuple[int, ...], colours: int, n: int) -> None
         codec.encode(np.zeros((BLOCK_FRAMES + 1, *shape), np.uint8))
 
 
+@pytest.mark.parametrize("shape", [(210, 160, 3), (45, 61, 3), (240, 320, 3)])
+def test_palette_blocks_map_moving_pixels_and_whole_pictures(shape: tuple[int, ...]) -> None:
+    """A sprite that moves and takes a colour frame 0 lacks (only its pixels are mapped), a block whose
+    whole picture changes (every pixel mapped, two at a time when many), decoded into a given array."""
+    rng = np.random.default_rng(7)
+    palette = rng.integers(0, 256, (200, 3), dtype=np.uint8)
+    sparse = np.repeat(palette[rng.integers(0, 8, shape[:2])][np.newaxis], BLOCK_FRAMES, axis=0)
+    for i in range(1, BLOCK_FRAMES):
+        sparse[i, i % shape[0], : i % 7 + 1] = palette[100 + i]  # new colours, then left behind
+    dense = palette[rng.integers(0, 200, (BLOCK_FRAMES, *shape[:2]))]
+    codec = BlockCodec()
+    for frames, flags in ((sparse, 3), (dense, 2)):
+        data = codec.encode(frames)
+        out = np.empty_like(frames)
+        assert data[0] == flags and codec.decode(data, len(frames), shape, out=out) is out
+        assert np.array_equal(out, frames)
+
+
 class CountingCodec(BlockCodec):
     def __init__(self) -> None:
         super().__init__()
         self.decoded: list[int] = []
 
-    def decode(self, data: bytes, n: int, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray:
+    def decode(self, data: bytes | memoryview, n: int, shape: tuple[int, ...], dtype: Any = np.uint8,
+               out: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
         self.decoded.append(n)
-        return super().decode(data, n, shape, dtype)
+        return super().decode(data, n, shape, dtype, out)
 
 
 def test_a_window_reads_one_or_two_blocks_and_the_final_frame_is_last(datasets_: dict[str, Path]) -> None:

@@ -45,8 +45,11 @@ log = logging.getLogger(__name__)
 
 WEBP = "webp"
 PNG = "png"
-READ_BATCH = 256  # steps read (and encoded in parallel) at a time: a multiple of the spool's chunk
-PENDING_BLOCKS = 2 * READ_BATCH // 64  # blocks left encoding while the next batch is read (bounds memory)
+# Steps read (and encoded in parallel) at a time: one spool chunk, read as a view of its decoded bytes.
+# 256 (four chunks) joined them with a copy: Breakout conversion 174 -> 136 us of CPU a frame at 64
+# (best of 6, 505-frame episode, 2 workers, a loaded 2-core machine).
+READ_BATCH = schema.CHUNK_STEPS
+PENDING_BLOCKS = 4  # blocks left encoding while the next batch is read (bounds memory)
 PREVIEW_FRAMES = 4
 COLUMN_ENCODINGS = MappingProxyType({layout.STEP_COLUMN: "DELTA_BINARY_PACKED", "timestamp": "BYTE_STREAM_SPLIT",
                                      layout.BLOCK_FIRST_STEP_COLUMN: "DELTA_BINARY_PACKED"})  # fmt: skip
