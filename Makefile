@@ -72,7 +72,7 @@ check: $(STAMP)
 # with apt-get), or says in one line per suite which will skip and why.
 test: $(STAMP)
 	@./tests/sysdeps.sh
-	$(TEST_ENV) $(BIN)/python -m pytest -q $(ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest -q --durations=15 $(ARGS)  # the slowest 15 in CI's log: the 15-min budget
 
 bench: $(STAMP)
 	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy HF_HUB_DISABLE_XET=1 $(BIN)/python -m bench $(ARGS)

@@ -34,6 +34,7 @@ def record_ray(address: str, cwd: Path, env: dict[str, str], workers: int = 2, e
 def p12_overhead(root: Path) -> dict[str, Any]:
     from tests.ray_cluster import node_env, ray_cluster
 
+    root.mkdir(parents=True, exist_ok=True)  # the commands' working directory
     workers = record(root / "workers", root, workers=2)
     with ray_cluster(root / "cluster", names=("bench",), slots=2) as cluster:
         ray = record_ray(cluster.address, root, node_env(root / "ray-spool", cluster.root / "home"))

@@ -1,6 +1,6 @@
 """P13: browser play at 60 Hz, the frame intervals the page saw, with 1 and 4 participants at once.
 
-``gymrec-serve`` runs a one-game study (``BreakoutNoFrameskip-v4``, the console's 60 Hz) and Debian's
+``gymrec-serve`` runs a one-game study (``PongNoFrameskip-v4``, the console's 60 Hz) and Debian's
 chromium (headless, through playwright's ``executable_path``; never a downloaded build) opens one page
 per participant, each in its own browser context, accepts consent and plays (Space every half second
 so the ball is served, arrows in between). The figure is what the page recorded: the interval between
@@ -31,7 +31,7 @@ BIN = Path(__file__).resolve().parents[1] / ".venv" / "bin"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
-ENV_ID = "BreakoutNoFrameskip-v4"
+ENV_ID = "PongNoFrameskip-v4"  # a game that lasts the 30 s (random Breakout loses its lives in ~10)
 SKIP = 5  # the first intervals include the page's start-up
 STUDY = """[study]
 id = "bench-p13"
@@ -110,7 +110,10 @@ def play(participants: int, seconds: float) -> tuple[np.ndarray, float, int]:
                 time.sleep(0.5 / participants)
             cpu = (_tree_cpu(server.pid) - cpu0) / (time.monotonic() - t0) / participants * 100
             for page in pages:
-                page.wait_for_function("window.gymrecState.mode === 'over'", timeout=(seconds + 60) * 1000)
+                # The episode is sealed when the page shows 'over' (it waits there for a key); a key pressed
+                # there already moved it on to the study's end ('done').
+                page.wait_for_function("window.gymrecState.mode === 'over' || window.gymrecState.done === true",
+                                       timeout=(seconds + 60) * 1000)
             browser.close()
         episodes = [Episode(p) for p in sorted(spool.glob("*.zarr"))]
     period_ms = 1000 / 60

@@ -12,6 +12,7 @@ the recorder computed from the frame it showed), the final frame against the ind
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -25,6 +26,10 @@ from gymrec.shared.dataset.index import DatasetIndex, FramesLocation, IndexEntry
 from gymrec.shared.errors import CorruptEpisodeError
 from gymrec.shared.spool.schema import row_hash
 
+# Row groups of block bytes kept per store (each <= 1 MB: layout.FRAMES_ROW_GROUP_BYTES): windows in random order hit
+# the 16 blocks of a row group 16 times an epoch; reading its parquet once, not 16 times, is most of a
+# Breakout window's cost outside the decoder.
+CACHED_GROUPS = 32
 _BLOCK_COLUMNS = (layout.BLOCK_EPISODE_COLUMN, layout.BLOCK_INDEX_COLUMN, layout.BLOCK_COUNT_COLUMN, layout.BLOCK_DATA_COLUMN)
 
 
@@ -66,6 +71,30 @@ class FrameStore:
         self._shards: dict[str, _Shard] = {}
         self.codec = BlockCodec()
         self._scratch = np.empty(0, np.uint8)
+        self._groups: OrderedDict[tuple[str, int], pa.Table] = OrderedDict()
+
+    def block_rows(self, path: str, start: int, count: int, where: str) -> pa.Table:
+        """Rows [start, start + count) of the frames shard ``path`` (block columns), through the row-group cache."""
+        shard = self.shard(path)
+        starts = shard.starts
+        if start < 0 or start + count > starts[-1]:
+            raise CorruptEpisodeError(f"{where}: {path} holds {starts[-1]} rows, the index says rows "
+                                      f"{start}..{start + count}", "the dataset is damaged")  # fmt: skip
+        first = int(np.searchsorted(starts, start, side="right")) - 1
+        last = int(np.searchsorted(starts, start + count, side="left"))  # exclusive
+        tables = []
+        for group in range(first, max(last, first + 1)):
+            table = self._groups.get((path, group))
+            if table is None:
+                table = read_rows(shard.parquet, starts, int(starts[group]), int(starts[group + 1] - starts[group]),
+                                  list(_BLOCK_COLUMNS), where, path)  # fmt: skip
+                self._groups[(path, group)] = table
+                while len(self._groups) > CACHED_GROUPS:
+                    self._groups.popitem(last=False)
+            self._groups.move_to_end((path, group))
+            tables.append(table)
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        return table.slice(start - int(starts[first]), count)
 
     def shard(self, path: str) -> _Shard:
         if path not in self._shards:
@@ -98,6 +127,7 @@ class FrameStore:
         for shard in self._shards.values():
             shard.source.close()
         self._shards.clear()
+        self._groups.clear()
 
     def __enter__(self) -> FrameStore:
         return self
@@ -152,9 +182,7 @@ class EpisodeFrames:
             raise IndexError(f"frames {start}..{stop} of an episode of {len(self)} frames")
         first, last = start // BLOCK_FRAMES, (stop - 1) // BLOCK_FRAMES
         loc = self.location
-        shard = self.store.shard(loc.file)
-        table = read_rows(shard.parquet, shard.starts, loc.row_start + first, last - first + 1, list(_BLOCK_COLUMNS),
-                          self.where, loc.file)  # fmt: skip
+        table = self.store.block_rows(loc.file, loc.row_start + first, last - first + 1, self.where)
         ids, blocks, counts, data = (table.column(name) for name in _BLOCK_COLUMNS)
         out = np.empty((stop - start, *self.shape), np.uint8)
         for i, block in enumerate(range(first, last + 1)):
