@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import gc
 import logging
 import math
 import os
@@ -99,16 +98,6 @@ def cli_edge(prog: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         def inner(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
                 return fn(*args, **kwargs)
-            finally:
-                # Arrow readers left in reference cycles are otherwise destroyed during interpreter teardown,
-                # after Arrow's thread pool: 'terminate called without an active exception', exit -6 (apache/
-                # arrow#34314). Seen once in a CI run's compaction reruns (0 in 40 by hand); collected now instead.
-                gc.collect()
-
-        @functools.wraps(fn)
-        def edge(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                return inner(*args, **kwargs)
             except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
                 raise
             except KeyboardInterrupt:
@@ -124,7 +113,7 @@ def cli_edge(prog: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 click.echo(line, err=True)
                 sys.exit(code)
 
-        return edge
+        return inner
 
     return wrap
 
