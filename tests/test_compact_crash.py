@@ -71,7 +71,7 @@ def test_a_kill_at_every_rename_and_delete_of_compaction_heals_on_rerun(recordin
     assert calls["rename"] >= 4 and calls["unlink"] >= 6, calls  # the pending journal, 2 shards, info, card; 6 old shards
     killed = planned = 0
     for name in SYSCALLS:
-        points = spread(calls[name], 3)
+        points = spread(calls[name], 1)  # make test: the middle call of each kind (CI's 15 minutes)
         planned += len(points)
         for n in points:
             dataset = tmp_path / f"ds-{name}-{n}"

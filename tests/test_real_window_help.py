@@ -1,6 +1,6 @@
 """F1 help in a real X window (Xvfb): every bound key of the active keymap is drawn inside the window.
 
-For ALE (160 px frames, the narrowest), VizDoom and retro, at --scale 2 and 3 (``make test``: 3 for ALE only): gymrec-play is
+For ALE (160 px frames, the narrowest), VizDoom and retro, at --scale 2 and 3 (``make test``: 2 only): gymrec-play is
 started, the episode started with a key bound to nothing, F1 pressed, and the root window captured.
 Each key's name is then rendered with the font the panel uses and looked for in the window's part
 of the screenshot: its fully covered pixels must be there, in the key colour, exactly. A key cut by
@@ -60,9 +60,9 @@ def drawn(image: np.ndarray, text: str, color: tuple[int, int, int], font: pygam
     return bool(padded[oy[:, None] + ys[None, :], ox[:, None] + xs[None, :]].all(axis=1).any())
 
 
-# make test: every game at --scale 2 (the narrowest windows) and ALE at 3 too; make stress: all six.
+# make test: every game at --scale 2 (the narrowest windows); make stress: all six.
 CASES = [pytest.param(*game, scale, marks=pytest.mark.skipif(
-    not STRESS and scale == 3 and game[1] != "ale", reason="make stress only (GYMREC_STRESS=1): the other games at --scale 3"))
+    not STRESS and scale == 3, reason="make stress only (GYMREC_STRESS=1): the games at --scale 3"))
     for scale in (2, 3) for game in GAMES]  # fmt: skip
 
 
