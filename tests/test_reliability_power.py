@@ -17,7 +17,8 @@ The contract checked: 0 sealed episodes unreadable or short; an open episode
 keeps at least every step its last synced marker (``committed.json``, replaced only once the data it
 counts is fsynced) counted, so a cut costs it only the steps since its last sync pass; replays are
 bit-identical; the dataset holds every episode exactly once. Only ``make stress`` (GYMREC_STRESS=1)
-runs it, 50 cuts (``make test`` keeps tests/test_powercut_fs.py for the power-loss contract); GYMREC_R7_CUTS and GYMREC_R7_SEED pick others. One campaign is
+runs it, 50 cuts (it cost ~20 s of CI's 15 minutes; ``make test`` checks the power-cut filesystem itself,
+tests/test_powercut_fs.py); GYMREC_R7_CUTS and GYMREC_R7_SEED pick others. One campaign is
 judged twice: what the recorder's write order and recovery must keep, and what the uploader must.
 """
 
@@ -282,7 +283,7 @@ def _judge(c: Campaign, expectations: dict[str, bool], categories: tuple[str, ..
     assert not failed, "\n".join(failed)
 
 
-@pytest.mark.skipif(not STRESS, reason="make stress only (GYMREC_STRESS=1); make test keeps test_powercut_fs")
+@pytest.mark.skipif(not STRESS, reason="make stress only (GYMREC_STRESS=1): CI's 15 minutes")
 def test_r7_power_cuts_lose_no_sealed_episode_and_no_synced_step(campaign: Campaign) -> None:
     c = campaign
     _judge(c, {
@@ -295,7 +296,7 @@ def test_r7_power_cuts_lose_no_sealed_episode_and_no_synced_step(campaign: Campa
     }, RECORDER_FINDINGS)
 
 
-@pytest.mark.skipif(not STRESS, reason="make stress only (GYMREC_STRESS=1); make test keeps test_powercut_fs")
+@pytest.mark.skipif(not STRESS, reason="make stress only (GYMREC_STRESS=1): CI's 15 minutes")
 def test_r7_after_power_cuts_the_uploader_publishes_every_episode_exactly_once(campaign: Campaign) -> None:
     c = campaign
     _judge(c, {"episodes were uploaded": c.uploaded > 0}, UPLOADER_FINDINGS)
