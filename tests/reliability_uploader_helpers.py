@@ -39,9 +39,11 @@ def size(small: int, full: int) -> int:
 
 def spread(count: int, keep: int) -> list[int]:
     """The 1-based points 1..``count`` a campaign visits: all under ``make stress``, else ``keep`` of them
-    spread evenly, the first and the last included (deterministic, so a failure reruns the same)."""
+    spread evenly, the first and the last included (one: the middle; deterministic, so a failure reruns the same)."""
     if STRESS or count <= keep:
         return list(range(1, count + 1))
+    if keep == 1:
+        return [(count + 1) // 2]  # the middle one
     return sorted({1 + round(i * (count - 1) / (keep - 1)) for i in range(keep)})
 
 
