@@ -7,6 +7,8 @@ actors, a remote call per episode), not a cluster's start-up.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -18,12 +20,12 @@ from bench.cli_bench import BIN, ENV_ID, EPISODES, Run, _row, _timed, record
 NODE_LOSS_EPISODES = 8
 
 
-def record_ray(address: str, cwd: Path, env: dict[str, str], workers: int = 2, episodes: int = EPISODES) -> Run:
+def record_ray(address: str, cwd: Path, env: dict[str, str], run: str, workers: int = 2, episodes: int = EPISODES) -> Run:
     """``gymrec-play ... --ray ADDRESS --workers N`` in a fresh process, on a cluster already up."""
     import re
 
     cmd = [str(BIN / "gymrec-play"), ENV_ID, "--agent", "random", "--ray", address, "--workers", str(workers),
-           "--episodes", str(episodes), "--seed", "1", "--run", "bench-p12"]
+           "--episodes", str(episodes), "--seed", "1", "--run", run]
     elapsed, cpu, out = _timed(cmd, cwd, env)
     match = re.search(r"(\d+) steps on", out.stderr)
     if match is None:
@@ -31,16 +33,38 @@ def record_ray(address: str, cwd: Path, env: dict[str, str], workers: int = 2, e
     return Run(int(match.group(1)), elapsed, cpu)
 
 
+def warm_up(address: str, cwd: Path, env: dict[str, str]) -> None:
+    """A first job on a new cluster, as any cluster in use has had: Ray prestarts its pool of worker
+    processes when the first driver joins (~1 CPU-s on this machine, once per cluster), which would
+    otherwise land in the timed run."""
+    code = f"import ray; ray.init(address={address!r}, logging_level='ERROR', log_to_driver=False); ray.shutdown()"
+    subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, check=True, capture_output=True)
+    time.sleep(2.0)  # the prestarted workers import ray meanwhile
+
+
 def p12_overhead(root: Path) -> dict[str, Any]:
+    """Ray, workers, workers, Ray (ABBA): this machine's speed drifts by up to 30 % within minutes
+    (40-episode --workers runs took 3.4 s, then 4.7-5.9 s a quarter of an hour later, idle both times),
+    and the ratio of the sums cancels a steady drift."""
     from tests.ray_cluster import node_env, ray_cluster
 
     root.mkdir(parents=True, exist_ok=True)  # the commands' working directory
-    workers = record(root / "workers", root, workers=2)
-    with ray_cluster(root / "cluster", names=("bench",), slots=2) as cluster:
-        ray = record_ray(cluster.address, root, node_env(root / "ray-spool", cluster.root / "home"))
-    return _row("P12", "gymrec-play --ray (2 actors, local cluster) / --workers 2, steps/s", ray.rate / workers.rate,
-                0.85, f"{ray.rate:,.0f} vs {workers.rate:,.0f} steps/s ({ray.steps:,} / {workers.steps:,} steps, "
-                      f"{EPISODES} ep), CPU {ray.cpu:.1f} / {workers.cpu:.1f} s (the Ray processes' not counted)")
+    ray: list[Run] = []
+    workers: list[Run] = []
+    for turn in ("a", "b"):
+        if turn == "b":  # the --workers runs without a cluster up: its idle load (~3 % of the CPUs) is Ray's
+            workers += [record(root / "workers-a", root, workers=2), record(root / "workers-b", root, workers=2)]
+        with ray_cluster(root / f"cluster-{turn}", names=("bench",), slots=2) as cluster:
+            env = node_env(root / f"ray-spool-{turn}", cluster.root / "home")
+            warm_up(cluster.address, root, env)
+            ray.append(record_ray(cluster.address, root, env, f"bench-p12-{turn}"))
+    ray_rate = sum(r.steps for r in ray) / sum(r.wall for r in ray)
+    workers_rate = sum(r.steps for r in workers) / sum(r.wall for r in workers)
+    each = ", ".join(f"{r.rate:,.0f}" for r in (ray[0], *workers, ray[1]))
+    return _row("P12", "gymrec-play --ray (2 actors, local cluster) / --workers 2, steps/s", ray_rate / workers_rate,
+                0.85, f"{ray_rate:,.0f} vs {workers_rate:,.0f} steps/s, {EPISODES} episodes a run, in the order "
+                      f"Ray, workers, workers, Ray: {each}; CPU {sum(r.cpu for r in ray):.1f} / "
+                      f"{sum(r.cpu for r in workers):.1f} s (the Ray processes' not counted)")
 
 
 def p12_node_loss(root: Path) -> dict[str, Any]:

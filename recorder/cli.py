@@ -88,6 +88,10 @@ def _play_ray(config: PlayConfig, address: str, workers: int | None, run: str | 
     from gymrec.recorder.cluster.plan import default_run_name, plan_run, run_seed
     from gymrec.shared.errors import PlannedEpisodesFailedError
 
+    # The driver's task events feed Ray's dashboard and state API, which a run does not use; with them
+    # on, ray.shutdown() waits ~250 ms to flush them once an actor existed (0.27 s against 0.03 s,
+    # measured): 7 % of a 40-episode P12 run. Read by Ray when it joins; a user's own setting wins.
+    os.environ.setdefault("RAY_task_events_report_interval_ms", "0")
     ray = load_ray()
     name = run or default_run_name(config.env_id)
     seed = run_seed(name, config.seed)

@@ -35,7 +35,7 @@ from gymrec.shared.cli.edge import EXIT_INTERRUPTED
 from gymrec.shared.cli.progress import Progress
 
 if TYPE_CHECKING:
-    from gymrec.recorder.session import SessionResult
+    from gymrec.recorder.session import Sealing, SessionResult
 
 SEED_SPACE = 2**31 - 1
 _STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
@@ -218,13 +218,17 @@ class AgentRecorder:
             self._stack = stack.pop_all()
 
     def record(self, config: PlayConfig, progress: Progress, stop: StopRequest) -> SessionResult:
+        return self.play(config, progress, stop).wait()
+
+    def play(self, config: PlayConfig, progress: Progress, stop: StopRequest) -> Sealing:
+        """Play ``config``'s episodes; the last ones may still be sealing (``Sealing.wait``)."""
         from gymrec.recorder.play_source import action_source
         from gymrec.recorder.session import Session
 
         source = None
         try:
             source = TrackedSource(action_source(config, self.made), progress, stop)
-            return Session(config, self.made, source).run(self.sink)
+            return Session(config, self.made, source).play(self.sink)
         finally:
             if source is not None:
                 source.close()

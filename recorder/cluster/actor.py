@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from gymrec.shared.spool.episode import episode_attributes
 from gymrec.shared.spool.recovery import set_aside_episode, superseded_reason
 
 log = logging.getLogger(__name__)
+IN_FLIGHT = 2  # episodes an actor holds: one playing, one sealing
 ORPHAN_WAIT = 30.0  # seconds a killed actor's writer process may take to let go of its episode
 
 
@@ -97,7 +99,12 @@ def make_room(spool: Path, planned: PlannedEpisode, wait: float = ORPHAN_WAIT) -
 
 
 class RecordingActor:
-    """One env and one writer process on one node; records the planned episodes the driver hands it."""
+    """One env and one writer process on one node; records the planned episodes the driver hands it.
+
+    The driver keeps ``IN_FLIGHT`` episodes with each actor (a threaded Ray actor with that many
+    threads): one plays while the one before waits for its seal, so the env never idles on the
+    writer's fsyncs. Playing takes ``_playing``: one env, one episode at a time.
+    """
 
     def __init__(self, config: PlayConfig, environ: Mapping[str, str] | None = None) -> None:
         # The actor's edge: the only place it reads its node's environment.
@@ -105,6 +112,7 @@ class RecordingActor:
         spool = check_spool(edge.spool, create=True)
         self.config = dataclasses.replace(config, spool=spool, spill_dir=edge.spill_dir, headless=True)
         self.recorder = AgentRecorder(self.config)
+        self._playing = threading.Lock()
 
     def ready(self) -> str:
         """The spool this actor records into (the driver's sign that the actor started)."""
@@ -112,14 +120,16 @@ class RecordingActor:
 
     def record(self, planned: PlannedEpisode) -> Recorded:
         spool = self.config.spool
-        existing = sealed_copy(spool, planned.episode_id)
-        if existing is not None:
-            length = episode_attributes(existing, sealed=True).length or 0
-            return Recorded(planned.index, str(existing), length, already=True)
-        make_room(spool, planned)
-        config = dataclasses.replace(self.config, seed=planned.seed, episodes=1,
-                                     planned=Planned(planned.run, planned.index, planned.episode_id))
-        result = self.recorder.record(config, NoProgress(), StopRequest())
+        with self._playing:
+            existing = sealed_copy(spool, planned.episode_id)
+            if existing is not None:
+                length = episode_attributes(existing, sealed=True).length or 0
+                return Recorded(planned.index, str(existing), length, already=True)
+            make_room(spool, planned)
+            config = dataclasses.replace(self.config, seed=planned.seed, episodes=1,
+                                         planned=Planned(planned.run, planned.index, planned.episode_id))
+            sealing = self.recorder.play(config, NoProgress(), StopRequest())
+        result = sealing.wait()  # the next episode plays meanwhile
         if not result.sealed:  # the agent's source declined to begin: nothing was written
             raise SpoolError(f"planned episode {planned.index} was not started", "check the agent")
         path = result.sealed[0]

@@ -2,10 +2,11 @@
 
 Each node that records carries a custom resource ``gymrec_node_<name>: <actors>`` (``ray start
 --resources``): it marks the node as one of gymrec's and says how many actors it takes. The driver
-starts up to ``--workers`` actors spread over those nodes, one episode at a time each. An actor that
-dies (killed, or its node lost) raises ``RayActorError`` for the episode it held: that episode goes
-back to the front of the queue with the same seed and id (``recorder.cluster.plan``), and the actor
-is replaced on its node if the node is still alive. An episode is given ``max_attempts`` tries; an
+starts up to ``--workers`` actors spread over those nodes, each holding two episodes (one playing,
+one sealing: ``actor.IN_FLIGHT``). An actor that dies (killed, or its node lost) raises
+``RayActorError`` for the episodes it held: they go back to the front of the queue with the same
+seeds and ids (``recorder.cluster.plan``), and the actor is replaced on its node if the node is
+still alive. An episode is given ``max_attempts`` tries; an
 error the recording raises itself (a bad agent, a missing ROM) is the same on every node and ends the
 run at once. Nothing is counted twice: an episode is recorded when an actor reports it sealed.
 """
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gymrec.recorder.cluster.actor import Recorded, RecordingActor
+from gymrec.recorder.cluster.actor import IN_FLIGHT, Recorded, RecordingActor
 from gymrec.recorder.cluster.plan import PlannedEpisode
 from gymrec.recorder.config import PlayConfig
 from gymrec.shared.cli.progress import Progress
@@ -99,8 +100,7 @@ class _Actor:
     handle: Any
     node: Node
     ready: Any  # the ``ready()`` call's ref until it answers, then None
-    task: Any = None
-    episode: PlannedEpisode | None = None
+    tasks: dict[Any, PlannedEpisode] = field(default_factory=dict)  # record() refs in flight, and their episodes
 
 
 class Driver:
@@ -112,7 +112,8 @@ class Driver:
         self.progress = progress
         self._on_recorded = on_recorded or (lambda r: None)
         # num_cpus=0: the node's gymrec resource counts the actors; Ray's CPU count stays for others.
-        self._remote = ray.remote(num_cpus=0, max_restarts=0)(RecordingActor)
+        # max_concurrency: an actor plays one episode while the one before it seals (actor.IN_FLIGHT).
+        self._remote = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=IN_FLIGHT)(RecordingActor)
         self._start_failures = 0
         # Replacements wait a moment: an actor lost with its node is often reported before Ray declares
         # the node dead, and a replacement started there at once would die too.
@@ -135,21 +136,21 @@ class Driver:
         actors = [self._start(node) for node in spread(nodes, self.settings.workers)]
         usable_at = time.monotonic()  # the last time an actor was up
         try:
-            while pending or any(a.task is not None for a in actors):
+            while pending or any(a.tasks for a in actors):
                 self._assign(actors, pending)
                 if any(a.ready is None for a in actors):
                     usable_at = time.monotonic()
                 elif time.monotonic() - usable_at > self.settings.no_actor_timeout:
                     break  # work left, and for that long no actor could take it: the rest failed
                 actors.extend(self._due_replacements(not actors))
-                waiting = [a for a in actors if a.ready is not None or a.task is not None]
+                waiting = [(a, ref) for a in actors for ref in ([a.ready] if a.ready is not None else list(a.tasks))]
                 if not waiting:
                     time.sleep(0.2)
                     continue
-                refs = [a.ready if a.ready is not None else a.task for a in waiting]
+                refs = [ref for _, ref in waiting]
                 done, _ = ray.wait(refs, num_returns=1, timeout=1.0)
                 for ref in done:
-                    actor = waiting[refs.index(ref)]
+                    actor = waiting[refs.index(ref)][0]
                     if self._collect(actor, ref, result, attempts, pending):
                         actors.remove(actor)
                         self._defer(actor.node)
@@ -160,7 +161,7 @@ class Driver:
 
     def _stop(self, actors: list[_Actor]) -> None:
         """Close every started actor (its writer process finishes and /dev/shm is freed), then kill them all."""
-        closing = [a.handle.close.remote() for a in actors if a.ready is None and a.task is None]
+        closing = [a.handle.close.remote() for a in actors if a.ready is None and not a.tasks]
         if closing:
             self.ray.wait(closing, num_returns=len(closing), timeout=CLOSE_TIMEOUT)
         for actor in actors:
@@ -168,9 +169,9 @@ class Driver:
 
     def _assign(self, actors: list[_Actor], pending: collections.deque[PlannedEpisode]) -> None:
         for actor in actors:
-            if actor.ready is None and actor.task is None and pending:
-                actor.episode = pending.popleft()
-                actor.task = actor.handle.record.remote(actor.episode)
+            while actor.ready is None and len(actor.tasks) < IN_FLIGHT and pending:
+                episode = pending.popleft()
+                actor.tasks[actor.handle.record.remote(episode)] = episode
 
     def _collect(self, actor: _Actor, ref: Any, result: RunResult, attempts: collections.Counter[int],
                  pending: collections.deque[PlannedEpisode]) -> bool:
@@ -187,15 +188,16 @@ class Driver:
                     raise _start_error(e) from e
             # Said once in the summary (retried); the details for -v.
             log.info("an actor on %s was lost (%s)", actor.node.resource, type(e).__name__)
-            episode, actor.episode, actor.task = actor.episode, None, None
-            if episode is not None:
+            held = sorted(actor.tasks.values(), key=lambda p: p.index)
+            actor.tasks.clear()
+            for episode in reversed(held):  # first in line, in plan order: same seed, same id, another actor
                 attempts[episode.index] += 1
                 if attempts[episode.index] >= self.settings.max_attempts:
                     result.failed.append(episode.index)
                 else:
                     result.retried += 1
                     result.replanned_at.append(time.time())
-                    pending.appendleft(episode)  # first in line: same seed, same id, another actor
+                    pending.appendleft(episode)
             return True
         except ray.exceptions.RayTaskError as e:
             cause = getattr(e, "cause", None)
@@ -206,7 +208,7 @@ class Driver:
             actor.ready = None
             return False
         recorded: Recorded = answer
-        actor.task, actor.episode = None, None
+        del actor.tasks[ref]
         result.recorded[recorded.index] = recorded
         self.progress.steps(0 if recorded.discarded else recorded.steps)
         self.progress.episode()

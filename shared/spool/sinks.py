@@ -107,6 +107,9 @@ class Sink:
             # a results thread had to win the GIL back from the game loop for every chunk (a forced
             # switch each time, and a wake-up on the core the writer process runs on).
             self._results_in = Connection(results_r, writable=False)
+            # One reader of the results at a time: a Ray actor's thread waits for an episode's seal
+            # while another plays the next episode into the same sink (recorder.cluster.actor).
+            self._reading = threading.Lock()
             self._writer_gone = False
         else:
             self._queue: queue.SimpleQueue[tuple[ChunkJob, Slot | None] | None] = queue.SimpleQueue()
@@ -207,19 +210,24 @@ class Sink:
             self._cond.acquire()
 
     def _collect(self, block: bool) -> None:
-        """Apply the writer process's results: those already there, or (``block``) at least one."""
+        """Apply the writer process's results: those already there, or (``block``) wait a moment for one.
+
+        Callers re-check what they wait for after a blocking call: another thread may have read the
+        result they needed (it applies it under ``_cond``), so a blocking call gives up after a poll.
+        """
         if not self._process or self._writer_gone:
             return
+        if not self._reading.acquire(timeout=_POLL_SECONDS if block else 0):
+            return  # another thread is reading: it applies what arrives
         try:
+            # A timed poll, so Ctrl-C still interrupts a wait for the writer (it lands here, never
+            # inside a message: see _apply_one).
+            if not self._results_in.poll(_POLL_SECONDS if block else 0):
+                return
             while True:
-                # A timed poll, so Ctrl-C still interrupts a wait for the writer (it lands here, never
-                # inside a message: see _apply_one).
-                if not self._results_in.poll(_POLL_SECONDS if block else 0):
-                    if block:
-                        continue
-                    return
                 self._apply_one()
-                block = False
+                if not self._results_in.poll(0):
+                    return
         except (EOFError, OSError):
             self._writer_gone = True
             with self._cond:
@@ -227,6 +235,8 @@ class Sink:
                     self._failures.setdefault(partial, DIED)
                     self._pending[partial] = 0
                 self._cond.notify_all()
+        finally:
+            self._reading.release()
 
     def _apply_one(self) -> None:
         # Stop signals wait until the result is read and applied: a KeyboardInterrupt between a
