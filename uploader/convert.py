@@ -311,8 +311,9 @@ def _encode_batches(episode: Episode, leaf: Leaf, fmt: str, options: ConvertOpti
     """Each batch of steps, its verified hashes and its previews; its frames handed to ``blocks``."""
     for batch in episode.batches(READ_BATCH):
         frames = batch.obs[leaf.name]
-        blocks.add(frames)
+        # The previews first: this thread waits for them below, and not for the blocks queued after.
         futures = {t: pool.submit(encode_frame, frames[t - batch.start], fmt, options) for t in block_starts(batch.start, batch.stop)}
+        blocks.add(frames)
         hashes = verified_hashes(episode, leaf.name, frames, batch.start)  # while the pool encodes
         yield batch, hashes, {t: f.result() for t, f in futures.items()}
 
