@@ -48,11 +48,30 @@ SLOW_TESTS = frozenset({
 })
 
 
+# `make test` runs the suite on two pytest-xdist workers (14.5 -> 8.2 min on this 2-core machine, most tests
+# wait on subprocesses), then these modules alone: a real X window, a browser reading its canvas, a Ray
+# cluster's 0.5 s health checks; a test that answers frames as they are shown must not share the CPUs
+# (on two workers a browser's pairing bot missed 1 frame of 41, and a window's display did not open).
+SERIAL_MODULES = frozenset({
+    "test_pairing", "test_pairing_bot", "test_ray_cluster", "test_readme_commands", "test_real_window",
+    "test_real_window_help", "test_reliability_cluster", "test_serve_browser", "test_viewer",
+})
+# Tests that add up across modules in one session (the R5 catalogue's total of cases): one worker.
+_SAME_WORKER = {"test_reliability_recorder": "test_r5_", "test_reliability_uploader": "test_r5_"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         name = getattr(item, "originalname", item.name)
-        if item.path.stem in SLOW_MODULES or f"{item.path.stem}::{name}" in SLOW_TESTS:
+        stem = item.path.stem
+        if stem in SLOW_MODULES or f"{stem}::{name}" in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+        if stem in SERIAL_MODULES:
+            item.add_marker(pytest.mark.serial)
+        # --dist loadgroup: a module's tests stay on one worker (its module fixtures are made once), the
+        # R5 cases of both suites on one.
+        prefix = _SAME_WORKER.get(stem)
+        item.add_marker(pytest.mark.xdist_group("r5" if prefix and name.startswith(prefix) else stem))
 
 
 @pytest.fixture(autouse=True)
