@@ -75,7 +75,7 @@ check: $(STAMP)
 # naming only a module of the other part). The slowest of each part go to CI's log: the 15-min budget.
 test: $(STAMP)
 	@./tests/sysdeps.sh
-	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not serial" --durations=10 $(ARGS) || [ $$? -eq 5 ]
+	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial" --durations=10 $(ARGS) || [ $$? -eq 5 ]
 	$(TEST_ENV) $(BIN)/python -m pytest -q -m serial --durations=10 $(ARGS) || [ $$? -eq 5 ]
 
 bench: $(STAMP)

@@ -56,8 +56,6 @@ SERIAL_MODULES = frozenset({
     "test_pairing", "test_pairing_bot", "test_ray_cluster", "test_readme_commands", "test_real_window",
     "test_real_window_help", "test_reliability_cluster", "test_serve_browser", "test_viewer",
 })
-# Tests that add up across modules in one session (the R5 catalogue's total of cases): one worker.
-_SAME_WORKER = {"test_reliability_recorder": "test_r5_", "test_reliability_uploader": "test_r5_"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -68,10 +66,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
         if stem in SERIAL_MODULES:
             item.add_marker(pytest.mark.serial)
-        # --dist loadgroup: a module's tests stay on one worker (its module fixtures are made once), the
-        # R5 cases of both suites on one.
-        prefix = _SAME_WORKER.get(stem)
-        item.add_marker(pytest.mark.xdist_group("r5" if prefix and name.startswith(prefix) else stem))
 
 
 @pytest.fixture(autouse=True)
