@@ -62,11 +62,12 @@ export-video: $(STAMP)
 	$(BIN)/gymrec-export video $(EP) $(OUT) $(ARGS)
 
 # The working loop (< 2 min on 2 cores): the import contracts, then every test not marked slow
-# (tests/conftest.py marks the end-to-end modules slow).
+# (tests/conftest.py marks the end-to-end modules slow), in make test's two parts.
 check: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pip check
-	$(TEST_ENV) $(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow and not serial" $(ARGS) || [ $$? -eq 5 ]
+	$(TEST_ENV) $(BIN)/python -m pytest -q -m "not slow and serial" $(ARGS) || [ $$? -eq 5 ]
 
 # Everything, what CI runs. tests/sysdeps.sh installs the system packages some suites use (as root
 # with apt-get), or says in one line per suite which will skip and why.
