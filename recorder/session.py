@@ -352,8 +352,7 @@ class Sealing:
 
     def wait(self) -> SessionResult:
         """Until every episode is sealed (raises what sealing hit)."""
-        while self._pending:
-            self._collect(*self._pending.pop(0))
+        self.bound(0)
         return self.result
 
     def _collect(self, writer: EpisodeWriter, end: EndReason) -> None:

@@ -48,8 +48,8 @@ SLOW_TESTS = frozenset({
 })
 
 
-# `make test` runs the suite on two pytest-xdist workers (14.5 -> 8.2 min on this 2-core machine, most tests
-# wait on subprocesses), then these modules alone: a real X window, a browser reading its canvas, a Ray
+# `make test` runs the suite on two pytest-xdist workers (most tests wait on subprocesses; a clean clone's
+# pytest took 14.5 min on one, 8.5-9.7 min in the two parts on this 2-core machine), then these modules alone: a real X window, a browser reading its canvas, a Ray
 # cluster's 0.5 s health checks; a test that answers frames as they are shown must not share the CPUs
 # (on two workers a browser's pairing bot missed 1 frame of 41, and a window's display did not open).
 SERIAL_MODULES = frozenset({
